@@ -1,0 +1,55 @@
+# One command per job; every target is idempotent (re-running does only what is missing).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+HOST ?= 127.0.0.1
+ENGINE_PORT ?= 8000
+UI_PORT ?= 8501
+
+.PHONY: setup model run test bench lint browser clean-venv
+
+setup: $(STAMP) model
+
+# Re-installs only when the pinned requirements or the project metadata change.
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	@touch $(STAMP)
+
+# Fetches the default model once into $$WORKBENCH_HOME/models (a no-op when it is already there).
+model: $(STAMP)
+	$(BIN)/workbench models fetch
+
+# Starts the engine (where `workbench serve` exists yet) and the UI together; Ctrl-C stops both.
+run: setup
+	@echo "engine: http://$(HOST):$(ENGINE_PORT)/v1   UI: http://$(HOST):$(UI_PORT)   (Ctrl-C stops both)"
+	@trap 'kill 0' INT TERM EXIT; \
+	if $(BIN)/workbench serve --help >/dev/null 2>&1; then \
+		$(BIN)/workbench serve --host $(HOST) --port $(ENGINE_PORT) & fi; \
+	$(BIN)/streamlit run app.py --server.address $(HOST) --server.port $(UI_PORT) \
+		--server.headless true --browser.gatherUsageStats false & \
+	wait
+
+# Debian's Chromium for the browser test, where we may install it (root); otherwise that test skips and says so.
+browser:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+		|| echo "could not install chromium; the browser test will be skipped"; \
+	else echo "not root: chromium not installed; the browser test will be skipped"; fi
+
+test: setup browser
+	$(BIN)/python -m pytest
+
+bench: setup
+	$(BIN)/python -m bench
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean-venv:
+	rm -rf $(VENV)

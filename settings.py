@@ -1,0 +1,44 @@
+"""The one settings object: every knob comes from a `WORKBENCH_`-prefixed environment variable.
+
+Tests point `WORKBENCH_HOME` at a temporary folder, so nothing here ever touches a user's files there.
+API keys are deliberately absent: a remote provider names the environment variable that holds its key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="WORKBENCH_", extra="ignore")
+
+    home: Path = Field(default=Path("~/.workbench"), description="data folder: models cache, SQLite file")
+    db_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in the data folder")
+    models: Path | None = Field(default=None, description="model cache; default <home>/models")
+    engine_url: str = Field(
+        default="http://127.0.0.1:8000/v1", description="OpenAI-compatible base URL of our engine"
+    )
+    default_model: str = DEFAULT_MODEL
+    default_quant: str = "int8"
+
+    @property
+    def home_dir(self) -> Path:
+        return self.home.expanduser()
+
+    @property
+    def models_dir(self) -> Path:
+        return self.models.expanduser() if self.models else self.home_dir / "models"
+
+    @property
+    def database_url(self) -> str:
+        return self.db_url or f"sqlite:///{self.home_dir / 'workbench.db'}"
+
+
+def get_settings() -> Settings:
+    """Read the environment afresh: cheap, and a test's monkeypatched variables take effect at once."""
+    return Settings()

@@ -1,0 +1,32 @@
+"""Session-wide fixtures: an isolated data folder per test, and the real default model loaded once per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# The model cache is shared (read-mostly, filled by `make setup`); everything else lives in a temporary home.
+_REAL_SETTINGS_HOME = Path(os.environ.get("WORKBENCH_HOME", "~/.workbench")).expanduser()
+os.environ.setdefault(
+    "WORKBENCH_MODELS", str(Path(os.environ.get("WORKBENCH_MODELS", _REAL_SETTINGS_HOME / "models")))
+)
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("WORKBENCH_HOME", str(home))
+    monkeypatch.delenv("WORKBENCH_DB_URL", raising=False)
+    return home
+
+
+@pytest.fixture(scope="session")
+def default_model():
+    """The real default model (fetched by `make setup`), loaded once for the whole session."""
+    from engine.loader import load
+
+    return load("smollm2-135m-instruct")
