@@ -123,13 +123,29 @@ def fetch(name: str, *, log=print) -> Path:
 
 def convert_gguf(path: Path, out_dir: Path) -> None:
     """Dequantise a GGUF file with transformers and save it as an fp32 safetensors folder with its tokenizer."""
+    from safetensors.torch import save_file
+
     model, tokenizer = _load_gguf_with_transformers(path)
     partial = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    model.save_pretrained(partial, safe_serialization=True)
+    partial.mkdir(parents=True)
+    state = _fp32_state(model)
+    if getattr(model.config, "tie_word_embeddings", False):
+        state.pop("lm_head.weight", None)  # tied: stored once, restored from the embedding on load
+    save_file({k: v.contiguous() for k, v in state.items()}, str(partial / "model.safetensors"))
+    config = model.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config  # the saved weights are plain fp32, not GGUF-quantised
+    config.save_pretrained(partial)
     tokenizer.save_pretrained(partial)
     shutil.rmtree(out_dir, ignore_errors=True)
     partial.replace(out_dir)
+
+
+def _fp32_state(model: Any) -> dict[str, Any]:
+    import torch
+
+    return {k: v.detach().to(torch.float32) for k, v in model.state_dict().items()}
 
 
 def _load_gguf_with_transformers(path: Path):
@@ -197,7 +213,7 @@ def load(name_or_path: str) -> LoadedModel:
     name, path = resolve(name_or_path)
     if path.suffix == ".gguf":
         model, tokenizer = _load_gguf_with_transformers(path)
-        state = {k: v.detach().to(torch.float32) for k, v in model.state_dict().items()}
+        state = _fp32_state(model)
         return LoadedModel(name, model.config, state, tokenizer, path, gguf_path=path)
     try:
         config = AutoConfig.from_pretrained(path)
@@ -214,6 +230,8 @@ def load(name_or_path: str) -> LoadedModel:
         except Exception as exc:  # safetensors raises its own SafetensorError on corrupt headers
             raise ModelError(f"cannot read weights {file}: {exc}") from None
     state = {k: v.to(torch.float32) for k, v in state.items()}
+    if "lm_head.weight" not in state and getattr(config, "tie_word_embeddings", False):
+        state["lm_head.weight"] = state["model.embed_tokens.weight"]
     tokenizer = AutoTokenizer.from_pretrained(path)
     gguf = gguf_path(name)
     return LoadedModel(name, config, state, tokenizer, path, gguf_path=gguf if gguf.is_file() else None)
