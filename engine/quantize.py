@@ -1,0 +1,438 @@
+"""Weight quantization of our Transformer: every method is a pair of verbs, as in gpt-fast:
+build a quantized state from an fp32 `nn.Linear` (`from_linear`) and swap in the runtime module (`quantize`).
+
+Methods (the `--quant` names):
+  none         fp32 weights.
+  bf16         bf16 weights, bf16 matmul.
+  int8         per-output-channel absmax, symmetric, round-to-nearest; matmul `_weight_int8pack_mm` (bf16 act.).
+  int4         group-wise asymmetric min-max (group 32; `int4-g64`, `int4-g128`); `_weight_int4pack_mm_for_cpu`
+               (bf16 activations), plain dequantize-and-matmul where the kernel refuses the shape.
+  nf4          QLoRA NF4 code book, blocks of 64, absmax constants double-quantized (int8, blocks of 256, mean
+               offset); dequantized per call (there is no CPU kernel).
+  llm_int8     LLM.int8(): input features holding any |x| >= 6.0 go through fp32, the rest vector-wise int8
+               (per-token x per-output-channel scales) through `torch._int_mm`.
+  smoothquant  W8A8: s = max|X|^a / max|W|^(1-a) per input channel (a = 0.5) from a shipped calibration text,
+               W*s quantized per output channel, X/s quantized per token at run time, `torch._int_mm`.
+The tied embedding/output head is handled deliberately. It is the largest matmul per token here (49152 x 576),
+and in the shipped GGUF it is stored at 8 bits (Q8_0) while every other matrix is 4-bit (Q4_1): squeezing it to
+4 bits costs ~6 % perplexity on its own. So the 4-bit methods (int4, nf4) keep the head at int8, and under
+int8/int4/nf4 the token lookup reads rows of that same int8 table: one copy serves both roles and no fp32 copy
+of the 28M-parameter table stays resident. The other methods quantize the head like any linear and look tokens
+up in an int8 per-row table.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# Methods whose output head stays at int8 (see the module docstring).
+HEAD_AT_INT8 = ("int4", "nf4")
+METHODS = ("none", "bf16", "int8", "int4", "nf4", "llm_int8", "smoothquant")
+INT4_GROUPS = (32, 64, 128)
+LLM_INT8_THRESHOLD = 6.0
+SMOOTHQUANT_ALPHA = 0.5
+
+# The 16 NF4 levels of QLoRA (quantiles of N(0, 1), normalised to [-1, 1]).
+NF4_CODE_BOOK = torch.tensor([
+    -1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453, -0.28444138169288635,
+    -0.18477343022823334, -0.09105003625154495, 0.0, 0.07958029955625534, 0.16093020141124725,
+    0.24611230194568634, 0.33791524171829224, 0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0,
+])  # fmt: skip
+NF4_BLOCK = 64
+NF4_ABSMAX_BLOCK = 256
+
+
+class QuantError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    group_size: int = 32
+
+    @property
+    def label(self) -> str:
+        return self.name if self.name != "int4" or self.group_size == 32 else f"int4-g{self.group_size}"
+
+
+def parse_method(spec: str) -> Method:
+    """`int4`, `int4-g64`, `nf4` ... -> Method; anything else names what is supported."""
+    spec = (spec or "none").strip().lower()
+    match = re.fullmatch(r"int4(?:-g(\d+))?", spec)
+    if match:
+        group = int(match.group(1) or 32)
+        if group not in INT4_GROUPS:
+            raise QuantError(f"int4 group size {group} is not supported; choose one of {INT4_GROUPS}")
+        return Method("int4", group)
+    if spec not in METHODS:
+        raise QuantError(f"unknown quantization method '{spec}'; supported: {', '.join(METHODS)} (int4-g64, int4-g128)")
+    return Method(spec)
+
+
+# --- reference-free building blocks ------------------------------------------------------------------------
+
+
+def absmax_int8(w: torch.Tensor, dim: int = -1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric round-to-nearest int8 along `dim`; returns (q, scale) with w ~ q * scale."""
+    scale = w.abs().amax(dim=dim, keepdim=True).clamp(min=1e-12) / 127.0
+    q = torch.round(w / scale).clamp(-127, 127).to(torch.int8)
+    return q, scale.squeeze(dim)
+
+
+def _pack_nibbles(codes: torch.Tensor) -> torch.Tensor:
+    flat = codes.reshape(-1).to(torch.uint8)
+    return flat[0::2] | (flat[1::2] << 4)
+
+
+def _unpack_nibbles(packed: torch.Tensor, numel: int) -> torch.Tensor:
+    out = torch.empty(packed.numel() * 2, dtype=torch.uint8)
+    out[0::2] = packed & 0x0F
+    out[1::2] = packed >> 4
+    return out[:numel]
+
+
+class QuantLinear(nn.Module):
+    """Common face of the runtime modules: `dequantize()` gives the fp32 weight the method represents."""
+
+    in_features: int
+    out_features: int
+
+    def dequantize(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def weight_bytes(self) -> int:
+        return sum(t.numel() * t.element_size() for n, t in self.named_buffers() if n != "bias")
+
+    def _add_bias(self, y: torch.Tensor) -> torch.Tensor:
+        return y + self.bias if self.bias is not None else y
+
+    def _init(self, linear: nn.Linear) -> None:
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().float().clone())
+
+
+class Bf16Linear(QuantLinear):
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        self._init(linear)
+        self.register_buffer("weight", linear.weight.detach().to(torch.bfloat16))
+
+    def dequantize(self) -> torch.Tensor:
+        return self.weight.float()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._add_bias(F.linear(x.to(torch.bfloat16), self.weight).float())
+
+
+class Int8Linear(QuantLinear):
+    """Weight-only int8; activations go to the kernel in bf16 (it has no fast fp32 path on CPU)."""
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        self._init(linear)
+        q, scale = absmax_int8(linear.weight.detach().float(), dim=1)
+        self.register_buffer("weight", q)
+        self.register_buffer("scales", scale.to(torch.bfloat16))
+
+    def dequantize(self) -> torch.Tensor:
+        return self.weight.float() * self.scales.float()[:, None]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        y = torch.ops.aten._weight_int8pack_mm(x.reshape(-1, shape[-1]).to(torch.bfloat16), self.weight, self.scales)
+        return self._add_bias(y.float().reshape(*shape[:-1], self.out_features))
+
+
+def int4_groups(w: torch.Tensor, group: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Asymmetric min-max per group of `group` input features: w ~ q * scale + minimum, q in 0..15."""
+    n, k = w.shape
+    groups = w.reshape(n, k // group, group)
+    lo, hi = groups.amin(-1, keepdim=True), groups.amax(-1, keepdim=True)
+    scale = ((hi - lo) / 15.0).clamp(min=1e-8)
+    q = torch.round((groups - lo) / scale).clamp(0, 15).to(torch.uint8)
+    return q.reshape(n, k), scale.squeeze(-1), lo.squeeze(-1)
+
+
+class Int4Linear(QuantLinear):
+    def __init__(self, linear: nn.Linear, group: int = 32):
+        super().__init__()
+        self._init(linear)
+        w = linear.weight.detach().float()
+        n, k = w.shape
+        if k % group:
+            raise QuantError(f"int4 needs in_features divisible by the group size {group}, got {k}")
+        self.group = group
+        q, scale, lo = int4_groups(w, group)
+        # The kernel's convention is w = (q - 8) * scale + zero, so zero sits at the group's midpoint.
+        zero = lo + 8 * scale
+        packed = None
+        if n % 16 == 0:  # the CPU packing kernel refuses other shapes
+            try:
+                packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q.to(torch.int32), 1)
+            except RuntimeError:
+                packed = None
+        self.use_kernel = packed is not None
+        if self.use_kernel:
+            self.register_buffer("packed", packed)
+            sz = torch.stack([scale, zero], dim=-1).transpose(0, 1).contiguous()  # [k/group, n, 2]
+            self.register_buffer("scales_zeros", sz.to(torch.bfloat16))
+        else:
+            self.register_buffer("packed", _pack_nibbles(q))
+            self.register_buffer("scales_zeros", torch.stack([scale, zero], dim=-1).to(torch.bfloat16))
+
+    def _scale_zero(self) -> tuple[torch.Tensor, torch.Tensor]:
+        sz = self.scales_zeros.float()
+        if self.use_kernel:
+            sz = sz.transpose(0, 1)  # -> [n, k/group, 2]
+        return sz[..., 0], sz[..., 1]
+
+    def dequantize(self) -> torch.Tensor:
+        n, k, g = self.out_features, self.in_features, self.group
+        if self.use_kernel:
+            # Ask the kernel itself (fp32 path) for W^T: exactly what the runtime multiplies by.
+            eye = torch.eye(k, dtype=torch.float32)
+            sz = self.scales_zeros.float()
+            return torch.ops.aten._weight_int4pack_mm_for_cpu(eye, self.packed, g, sz).t().contiguous()
+        q = _unpack_nibbles(self.packed, n * k).reshape(n, k // g, g).float()
+        scale, zero = self._scale_zero()
+        return ((q - 8) * scale[..., None] + zero[..., None]).reshape(n, k)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        flat = x.reshape(-1, shape[-1])
+        if self.use_kernel:
+            y = torch.ops.aten._weight_int4pack_mm_for_cpu(
+                flat.to(torch.bfloat16), self.packed, self.group, self.scales_zeros
+            ).float()
+        else:
+            y = flat @ self.dequantize().t()
+        return self._add_bias(y.reshape(*shape[:-1], self.out_features))
+
+
+def nf4_quantize(w: torch.Tensor) -> dict[str, torch.Tensor]:
+    """NF4 with double quantization; returns the quantized state (codes packed two per byte)."""
+    flat = w.reshape(-1).float()
+    if flat.numel() % NF4_BLOCK:
+        raise QuantError(f"nf4 needs a multiple of {NF4_BLOCK} weights, got {flat.numel()}")
+    blocks = flat.reshape(-1, NF4_BLOCK)
+    absmax = blocks.abs().amax(-1).clamp(min=1e-12)
+    normalised = blocks / absmax[:, None]
+    codes = (normalised[..., None] - NF4_CODE_BOOK).abs().argmin(-1).to(torch.uint8)
+    # Double quantization of the absmax constants: subtract their mean, int8 per block of 256.
+    mean = absmax.mean()
+    centred = absmax - mean
+    pad = (-centred.numel()) % NF4_ABSMAX_BLOCK
+    padded = F.pad(centred, (0, pad)).reshape(-1, NF4_ABSMAX_BLOCK)
+    q_absmax, absmax_scale = absmax_int8(padded, dim=1)
+    return {
+        "codes": _pack_nibbles(codes),
+        "absmax_q": q_absmax.reshape(-1)[: absmax.numel()].contiguous(),
+        "absmax_scale": absmax_scale.float(),
+        "absmax_mean": mean.reshape(1).float(),
+    }
+
+
+def nf4_dequantize(state: dict[str, torch.Tensor], shape: tuple[int, ...]) -> torch.Tensor:
+    numel = 1
+    for d in shape:
+        numel *= d
+    n_blocks = numel // NF4_BLOCK
+    absmax_q = F.pad(state["absmax_q"].float(), (0, (-n_blocks) % NF4_ABSMAX_BLOCK)).reshape(-1, NF4_ABSMAX_BLOCK)
+    absmax = (absmax_q * state["absmax_scale"][:, None]).reshape(-1)[:n_blocks] + state["absmax_mean"]
+    codes = _unpack_nibbles(state["codes"], numel).long()
+    values = NF4_CODE_BOOK[codes].reshape(n_blocks, NF4_BLOCK) * absmax[:, None]
+    return values.reshape(shape)
+
+
+class NF4Linear(QuantLinear):
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        self._init(linear)
+        for key, value in nf4_quantize(linear.weight.detach()).items():
+            self.register_buffer(key, value)
+
+    def _state(self) -> dict[str, torch.Tensor]:
+        return {k: getattr(self, k) for k in ("codes", "absmax_q", "absmax_scale", "absmax_mean")}
+
+    def dequantize(self) -> torch.Tensor:
+        return nf4_dequantize(self._state(), (self.out_features, self.in_features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._add_bias(F.linear(x.float(), self.dequantize()))
+
+
+def _int8_matmul(xq: torch.Tensor, wq_t: torch.Tensor) -> torch.Tensor:
+    """int8 [M, K] x int8 [K, N] -> int32; `_int_mm` wants M > 16 on some builds, so pad small batches."""
+    m = xq.shape[0]
+    if m <= 16:
+        xq = F.pad(xq, (0, 0, 0, 17 - m))
+    return torch._int_mm(xq, wq_t)[:m]
+
+
+def quantize_per_token(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    q, scale = absmax_int8(x, dim=-1)
+    return q, scale
+
+
+class LLMInt8Linear(QuantLinear):
+    def __init__(self, linear: nn.Linear, threshold: float = LLM_INT8_THRESHOLD):
+        super().__init__()
+        self._init(linear)
+        self.threshold = threshold
+        q, scale = absmax_int8(linear.weight.detach().float(), dim=1)
+        self.register_buffer("weight", q)
+        self.register_buffer("scales", scale.float())
+
+    def dequantize(self) -> torch.Tensor:
+        return self.weight.float() * self.scales[:, None]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        flat = x.reshape(-1, shape[-1]).float()
+        outliers = (flat.abs() >= self.threshold).any(dim=0)  # input features with an outlier in any token
+        regular = flat.masked_fill(outliers, 0.0) if outliers.any() else flat
+        xq, xs = quantize_per_token(regular)
+        y = _int8_matmul(xq, self.weight.t()).float() * xs[:, None] * self.scales[None, :]
+        if outliers.any():
+            cols = outliers.nonzero().squeeze(1)
+            w_cols = self.weight[:, cols].float() * self.scales[:, None]
+            y = y + flat[:, cols] @ w_cols.t()
+        return self._add_bias(y.reshape(*shape[:-1], self.out_features))
+
+
+class SmoothQuantLinear(QuantLinear):
+    def __init__(self, linear: nn.Linear, act_max: torch.Tensor, alpha: float = SMOOTHQUANT_ALPHA):
+        super().__init__()
+        self._init(linear)
+        w = linear.weight.detach().float()
+        w_max = w.abs().amax(dim=0).clamp(min=1e-5)
+        smooth = (act_max.clamp(min=1e-5) ** alpha) / (w_max ** (1 - alpha))
+        self.register_buffer("inv_smooth", (1.0 / smooth).float())
+        q, scale = absmax_int8(w * smooth[None, :], dim=1)
+        self.register_buffer("weight", q)
+        self.register_buffer("scales", scale.float())
+        self.register_buffer("smooth", smooth.float())
+
+    def weight_bytes(self) -> int:
+        return self.weight.numel() + 4 * (self.scales.numel() + self.smooth.numel())
+
+    def dequantize(self) -> torch.Tensor:
+        """The effective weight: int8(W*s) * scale / s."""
+        return self.weight.float() * self.scales[:, None] / self.smooth[None, :]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        flat = x.reshape(-1, shape[-1]).float() * self.inv_smooth
+        xq, xs = quantize_per_token(flat)
+        y = _int8_matmul(xq, self.weight.t()).float() * xs[:, None] * self.scales[None, :]
+        return self._add_bias(y.reshape(*shape[:-1], self.out_features))
+
+
+class Int8Embedding(nn.Module):
+    """Token lookup from an int8 per-row table (rows are tokens, so per-row = per-output-channel of the head)."""
+
+    def __init__(self, weight: torch.Tensor, scales: torch.Tensor):
+        super().__init__()
+        self.register_buffer("weight", weight)
+        self.register_buffer("scales", scales)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.weight[ids].float() * self.scales[ids].float()[..., None]
+
+
+def calibrate_activation_max(model: nn.Module, calibration_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+    """max |x| per input feature of every Linear, over a forward pass of the calibration tokens (fp32)."""
+    from engine.model import KVCache
+
+    stats: dict[str, torch.Tensor] = {}
+    hooks = []
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+
+            def hook(mod, args, name=name):
+                x = args[0].detach().abs().reshape(-1, args[0].shape[-1]).amax(0).float()
+                stats[name] = torch.maximum(stats[name], x) if name in stats else x
+
+            hooks.append(module.register_forward_pre_hook(hook))
+    try:
+        ids = calibration_ids.reshape(1, -1)[:, : model.args.max_seq_len]
+        cache = KVCache(model.args, rows=1, capacity=ids.shape[1])
+        model(ids, torch.arange(ids.shape[1])[None], cache, slice(0, 1), logits_for="last")
+    finally:
+        for h in hooks:
+            h.remove()
+    return stats
+
+
+def quantize(model: nn.Module, spec: str | Method, calibration_ids: torch.Tensor | None = None) -> nn.Module:
+    """Swap every Linear (the output head included) for the method's runtime module, in place."""
+    method = spec if isinstance(spec, Method) else parse_method(spec)
+    if method.name == "none":
+        return model
+    act_max = None
+    if method.name == "smoothquant":
+        if calibration_ids is None:
+            raise QuantError("smoothquant needs calibration tokens")
+        act_max = calibrate_activation_max(model, calibration_ids)
+
+    def build(name: str, linear: nn.Linear) -> nn.Module:
+        if name == "output" and method.name in HEAD_AT_INT8:
+            return Int8Linear(linear)
+        if method.name == "bf16":
+            return Bf16Linear(linear)
+        if method.name == "int8":
+            return Int8Linear(linear)
+        if method.name == "int4":
+            return Int4Linear(linear, method.group_size)
+        if method.name == "nf4":
+            return NF4Linear(linear)
+        if method.name == "llm_int8":
+            return LLMInt8Linear(linear)
+        return SmoothQuantLinear(linear, act_max[name])
+
+    replacements = [(name, mod) for name, mod in model.named_modules() if isinstance(mod, nn.Linear)]
+    for name, linear in replacements:
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child, build(name, linear))
+
+    embedding = model.tok_embeddings
+    if method.name == "bf16":
+        model.tok_embeddings = nn.Embedding.from_pretrained(embedding.weight.detach().to(torch.bfloat16))
+    elif isinstance(model.output, Int8Linear) and model.args.tie_embeddings:
+        model.tok_embeddings = Int8Embedding(model.output.weight, model.output.scales)
+    else:
+        q, scale = absmax_int8(embedding.weight.detach().float(), dim=1)
+        model.tok_embeddings = Int8Embedding(q, scale)
+    model.quant_method = method
+    return model
+
+
+def linear_weight_bytes(model: nn.Module) -> tuple[int, int]:
+    """(bytes, parameters) of every linear weight, the output head included."""
+    total_bytes = total_params = 0
+    for module in model.modules():
+        if isinstance(module, QuantLinear):
+            total_bytes += module.weight_bytes()
+            total_params += module.in_features * module.out_features
+        elif isinstance(module, nn.Linear):
+            total_bytes += module.weight.numel() * module.weight.element_size()
+            total_params += module.weight.numel()
+    return total_bytes, total_params
+
+
+def resident_weight_bytes(model: nn.Module) -> int:
+    """Bytes of all distinct parameter and buffer storage (tied tensors counted once)."""
+    seen, total = set(), 0
+    for tensor in list(model.parameters()) + list(model.buffers()):
+        key = tensor.untyped_storage().data_ptr()
+        if key not in seen:
+            seen.add(key)
+            total += tensor.untyped_storage().nbytes()
+    return total
