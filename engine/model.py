@@ -36,7 +36,9 @@ class ModelArgs:
     @classmethod
     def from_hf(cls, config: Any) -> ModelArgs:
         rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
-        rope_type = rope.get("rope_type", rope.get("type", "default")) if isinstance(rope, dict) else "default"
+        rope_type = (
+            rope.get("rope_type", rope.get("type", "default")) if isinstance(rope, dict) else "default"
+        )
         if rope_type not in ("default", None):
             raise ValueError(f"unsupported RoPE scaling '{rope_type}'; supported: default")
         theta = rope.get("rope_theta") if isinstance(rope, dict) else None
@@ -76,7 +78,9 @@ class KVCache:
         if length <= self.capacity:
             return
         if length > self.args.max_seq_len:
-            raise ValueError(f"sequence of {length} tokens exceeds the context window of {self.args.max_seq_len}")
+            raise ValueError(
+                f"sequence of {length} tokens exceeds the context window of {self.args.max_seq_len}"
+            )
         new = self.capacity
         while new < length:
             new *= 2
@@ -150,7 +154,9 @@ class Attention(nn.Module):
         L = mask.shape[-1]
         if isinstance(rows, slice):
             # Contiguous rows: write in place and read views, no gather.
-            k_cache[rows].transpose(1, 2)[torch.arange(B)[:, None], positions] = k.transpose(1, 2).to(k_cache.dtype)
+            k_cache[rows].transpose(1, 2)[torch.arange(B)[:, None], positions] = k.transpose(1, 2).to(
+                k_cache.dtype
+            )
             v_cache[rows].transpose(1, 2)[torch.arange(B)[:, None], positions] = v.to(v_cache.dtype)
             keys, values = k_cache[rows, :, :L], v_cache[rows, :, :L]
         else:
@@ -264,8 +270,10 @@ def build_model(config: Any, hf_state: dict[str, torch.Tensor]) -> Transformer:
 
 
 def parameter_count(args: ModelArgs) -> int:
-    attn = args.dim * (args.n_heads + 2 * args.n_kv_heads) * args.head_dim + args.n_heads * args.head_dim * args.dim
+    attn = (
+        args.dim * (args.n_heads + 2 * args.n_kv_heads) * args.head_dim
+        + args.n_heads * args.head_dim * args.dim
+    )
     mlp = 3 * args.dim * args.hidden_dim
     embed = args.vocab_size * args.dim * (1 if args.tie_embeddings else 2)
     return args.n_layers * (attn + mlp + 2 * args.dim) + embed + args.dim
-

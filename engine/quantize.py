@@ -71,7 +71,9 @@ def parse_method(spec: str) -> Method:
             raise QuantError(f"int4 group size {group} is not supported; choose one of {INT4_GROUPS}")
         return Method("int4", group)
     if spec not in METHODS:
-        raise QuantError(f"unknown quantization method '{spec}'; supported: {', '.join(METHODS)} (int4-g64, int4-g128)")
+        raise QuantError(
+            f"unknown quantization method '{spec}'; supported: {', '.join(METHODS)} (int4-g64, int4-g128)"
+        )
     return Method(spec)
 
 
@@ -145,7 +147,9 @@ class Int8Linear(QuantLinear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
-        y = torch.ops.aten._weight_int8pack_mm(x.reshape(-1, shape[-1]).to(torch.bfloat16), self.weight, self.scales)
+        y = torch.ops.aten._weight_int8pack_mm(
+            x.reshape(-1, shape[-1]).to(torch.bfloat16), self.weight, self.scales
+        )
         return self._add_bias(y.float().reshape(*shape[:-1], self.out_features))
 
 
@@ -243,7 +247,9 @@ def nf4_dequantize(state: dict[str, torch.Tensor], shape: tuple[int, ...]) -> to
     for d in shape:
         numel *= d
     n_blocks = numel // NF4_BLOCK
-    absmax_q = F.pad(state["absmax_q"].float(), (0, (-n_blocks) % NF4_ABSMAX_BLOCK)).reshape(-1, NF4_ABSMAX_BLOCK)
+    absmax_q = F.pad(state["absmax_q"].float(), (0, (-n_blocks) % NF4_ABSMAX_BLOCK)).reshape(
+        -1, NF4_ABSMAX_BLOCK
+    )
     absmax = (absmax_q * state["absmax_scale"][:, None]).reshape(-1)[:n_blocks] + state["absmax_mean"]
     codes = _unpack_nibbles(state["codes"], numel).long()
     values = NF4_CODE_BOOK[codes].reshape(n_blocks, NF4_BLOCK) * absmax[:, None]
