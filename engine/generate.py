@@ -159,7 +159,8 @@ class Engine:
         self.groups: dict[int, BeamGroup] = {}
         self.waiting: deque[Request] = deque()
         self.prefill: Prefill | None = None
-        self.stats = {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0, "steps": 0}
+        self.stats = {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0, "steps": 0, "prefill_chunks": 0,
+                      "decode_steps": 0}
 
     @classmethod
     def load(
@@ -190,6 +191,10 @@ class Engine:
         params.validate()
         if len(prompt_ids) == 0:
             raise ValueError("the prompt is empty")
+        vocab = self.model.args.vocab_size
+        bad = next((t for t in prompt_ids if not 0 <= t < vocab), None)
+        if bad is not None:
+            raise ValueError(f"token id {bad} is outside the vocabulary of {vocab}")
         if len(prompt_ids) > self.window or (len(prompt_ids) == self.window and params.max_new_tokens > 0):
             raise ContextLengthError(len(prompt_ids), self.window)
         room = self.window - len(prompt_ids)
@@ -220,6 +225,7 @@ class Engine:
 
     # --- the loop ----------------------------------------------------------------------------------------
 
+    @torch.inference_mode()
     def step(self) -> None:
         """One scheduling iteration: at most one prefill chunk, then one decode step for all running rows."""
         self._drop_cancelled()
@@ -259,6 +265,7 @@ class Engine:
         want_all = request.params.prompt_logprobs is not None
         row = slice(self.prefill_row, self.prefill_row + 1)
         logits = self.model(chunk, positions, self.cache, row, logits_for="all" if want_all else "last")
+        self.stats["prefill_chunks"] += 1
         if want_all:
             logprobs = torch.log_softmax(logits[0].float(), -1)
             for i in range(logprobs.shape[0]):
@@ -311,6 +318,7 @@ class Engine:
         tokens = torch.tensor([[seq.tokens[-1]] for seq in self.rows])
         positions = torch.tensor([[seq.cache_length] for seq in self.rows])
         logits = self.model(tokens, positions, self.cache, slice(0, batch), logits_for="last")
+        self.stats["decode_steps"] += 1
         seen_groups = set()
         for row, sequence in enumerate(list(self.rows)):
             if sequence.finished:

@@ -74,6 +74,7 @@ class KVCache:
         self.k = [torch.zeros(shape, dtype=dtype) for _ in range(args.n_layers)]
         self.v = [torch.zeros(shape, dtype=dtype) for _ in range(args.n_layers)]
 
+    @torch.inference_mode()
     def ensure(self, length: int) -> None:
         if length <= self.capacity:
             return
@@ -92,6 +93,7 @@ class KVCache:
                 store[i] = grown
         self.capacity = new
 
+    @torch.inference_mode()
     def copy_rows(self, src: torch.Tensor | list[int], dst: torch.Tensor | list[int], length: int) -> None:
         """Copy the first `length` positions of rows `src` into rows `dst` (shared prefill, beam reordering)."""
         src_t = torch.as_tensor(src, dtype=torch.long)

@@ -30,3 +30,14 @@ def default_model():
     from engine.loader import load
 
     return load("smollm2-135m-instruct")
+
+
+@pytest.fixture(scope="session")
+def default_hf(default_model):
+    """transformers' own model on the same weights: the reference the engine is tested against."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_config(default_model.config)
+    model.load_state_dict(default_model.state_dict, strict=False)
+    model.tie_weights()
+    return model.eval()
