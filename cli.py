@@ -23,10 +23,11 @@ class WorkbenchGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         from engine.loader import ModelError
+        from engine.quantize import QuantError
 
         try:
             return super().invoke(ctx)
-        except (PromptingError, ModelError) as exc:
+        except (PromptingError, ModelError, QuantError) as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(EXIT_INVALID)
 
@@ -202,6 +203,87 @@ def models_fetch(name: str | None) -> None:
     name = name or get_settings().default_model
     path = fetch(name, log=lambda msg: click.echo(msg, err=True))
     click.echo(f"{name}: {path}")
+
+
+# --- serve -----------------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option(
+    "--model", default=None, help="Model name or path (HF folder or .gguf). Default: the default model."
+)
+@click.option(
+    "--quant", default=None, help="none, bf16, int8, int4 (int4-g64, int4-g128), nf4, llm_int8, smoothquant."
+)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Interface to bind; loopback unless told otherwise.",
+)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option(
+    "--max-batch",
+    default=16,
+    show_default=True,
+    type=click.IntRange(1, 256),
+    help="Sequences decoded together.",
+)
+@click.option(
+    "--max-queue", default=64, show_default=True, type=click.IntRange(1), help="Waiting requests before 429."
+)
+@click.option(
+    "--api-key",
+    envvar="WORKBENCH_API_KEY",
+    default=None,
+    help="Require 'Authorization: Bearer KEY' (or set WORKBENCH_API_KEY).",
+)
+@click.option("--threads", type=int, default=None, help="Torch threads (default: all cores).")
+def serve(
+    model: str | None,
+    quant: str | None,
+    host: str,
+    port: int,
+    max_batch: int,
+    max_queue: int,
+    api_key: str | None,
+    threads: int | None,
+) -> None:
+    """Serve a local model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions)."""
+    import uvicorn
+
+    from engine.quantize import parse_method
+    from engine.server import create_app
+    from settings import get_settings
+
+    settings = get_settings()
+    model = model or settings.default_model
+    method = parse_method(quant or settings.default_quant)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    server: uvicorn.Server | None = None
+
+    def on_ready(state) -> None:
+        if state.load_error:
+            click.echo(f"error: {state.load_error}", err=True)
+            if server is not None:
+                server.should_exit = True
+            return
+        click.echo(
+            f"workbench engine ready: {state.model_id} on http://{host}:{port}/v1 "
+            f"(max batch {max_batch}, queue {max_queue})",
+            err=True,
+        )
+
+    app = create_app(
+        model, method.label, max_batch=max_batch, max_queue=max_queue, api_key=api_key, on_ready=on_ready
+    )
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    server.run()
+    if app.state.engine_state.load_error:
+        sys.exit(EXIT_INVALID)
 
 
 if __name__ == "__main__":

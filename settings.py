@@ -24,7 +24,7 @@ class Settings(BaseSettings):
         default="http://127.0.0.1:8000/v1", description="OpenAI-compatible base URL of our engine"
     )
     default_model: str = DEFAULT_MODEL
-    default_quant: str = "int8"
+    default_quant: str = "int4"  # measured: +0.05 % perplexity, ~4x transformers fp32 decode (README)
 
     @property
     def home_dir(self) -> Path:

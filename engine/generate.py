@@ -158,9 +158,16 @@ class Engine:
         self.rows: list[Sequence] = []  # rows[i] is the sequence in decode row i
         self.groups: dict[int, BeamGroup] = {}
         self.waiting: deque[Request] = deque()
+        self.last_batch_size = 0
         self.prefill: Prefill | None = None
-        self.stats = {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0, "steps": 0, "prefill_chunks": 0,
-                      "decode_steps": 0}
+        self.stats = {
+            "requests": 0,
+            "prompt_tokens": 0,
+            "completion_tokens": 0,
+            "steps": 0,
+            "prefill_chunks": 0,
+            "decode_steps": 0,
+        }
 
     @classmethod
     def load(
@@ -315,6 +322,7 @@ class Engine:
 
     def _decode(self) -> None:
         batch = len(self.rows)
+        self.last_batch_size = batch
         tokens = torch.tensor([[seq.tokens[-1]] for seq in self.rows])
         positions = torch.tensor([[seq.cache_length] for seq in self.rows])
         logits = self.model(tokens, positions, self.cache, slice(0, batch), logits_for="last")

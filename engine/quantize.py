@@ -23,8 +23,10 @@ up in an int8 per-row table.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -242,18 +244,22 @@ def nf4_quantize(w: torch.Tensor) -> dict[str, torch.Tensor]:
     }
 
 
+@lru_cache(maxsize=1)
+def _nf4_byte_table() -> torch.Tensor:
+    """Both code-book values of every possible packed byte: one gather decodes two weights."""
+    byte = torch.arange(256)
+    return torch.stack([NF4_CODE_BOOK[byte & 0x0F], NF4_CODE_BOOK[byte >> 4]], dim=1)  # [256, 2]
+
+
 def nf4_dequantize(state: dict[str, torch.Tensor], shape: tuple[int, ...]) -> torch.Tensor:
-    numel = 1
-    for d in shape:
-        numel *= d
+    numel = math.prod(shape)
     n_blocks = numel // NF4_BLOCK
     absmax_q = F.pad(state["absmax_q"].float(), (0, (-n_blocks) % NF4_ABSMAX_BLOCK)).reshape(
         -1, NF4_ABSMAX_BLOCK
     )
     absmax = (absmax_q * state["absmax_scale"][:, None]).reshape(-1)[:n_blocks] + state["absmax_mean"]
-    codes = _unpack_nibbles(state["codes"], numel).long()
-    values = NF4_CODE_BOOK[codes].reshape(n_blocks, NF4_BLOCK) * absmax[:, None]
-    return values.reshape(shape)
+    values = _nf4_byte_table()[state["codes"].int()].reshape(n_blocks, NF4_BLOCK)
+    return (values * absmax[:, None]).reshape(shape)
 
 
 class NF4Linear(QuantLinear):

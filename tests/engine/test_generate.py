@@ -86,8 +86,12 @@ def test_same_seed_same_tokens_and_different_seed_differs(tiny_engine):
 
 @pytest.mark.parametrize("params", [{"top_k": 1}, {"top_p": 1e-6}, {"temperature": 1e-6}])
 def test_degenerate_processors_equal_greedy(tiny_engine, params):
-    greedy = run(tiny_engine, [5, 6, 7], max_new_tokens=25, temperature=0, ignore_eos=True).choices[0].token_ids
-    other = run(tiny_engine, [5, 6, 7], max_new_tokens=25, seed=3, ignore_eos=True, **params).choices[0].token_ids
+    greedy = (
+        run(tiny_engine, [5, 6, 7], max_new_tokens=25, temperature=0, ignore_eos=True).choices[0].token_ids
+    )
+    other = (
+        run(tiny_engine, [5, 6, 7], max_new_tokens=25, seed=3, ignore_eos=True, **params).choices[0].token_ids
+    )
     assert other == greedy
 
 
@@ -105,8 +109,14 @@ def test_n_samples_share_one_prefill_and_are_reproducible(tiny_engine):
 
 def test_concurrent_greedy_requests_equal_their_solo_results(tiny_engine):
     prompts = [list(range(i, i + 3 + 4 * i)) for i in range(10)]
-    solo = [run(tiny_engine, p, max_new_tokens=15 + i, temperature=0).choices[0].token_ids for i, p in enumerate(prompts)]
-    requests = [tiny_engine.submit(Request(p, SamplingParams(max_new_tokens=15 + i, temperature=0))) for i, p in enumerate(prompts)]
+    solo = [
+        run(tiny_engine, p, max_new_tokens=15 + i, temperature=0).choices[0].token_ids
+        for i, p in enumerate(prompts)
+    ]
+    requests = [
+        tiny_engine.submit(Request(p, SamplingParams(max_new_tokens=15 + i, temperature=0)))
+        for i, p in enumerate(prompts)
+    ]
     tiny_engine.run()
     assert [r.choices[0].token_ids for r in requests] == solo
     assert tiny_engine.running == 0
@@ -129,7 +139,9 @@ def test_stop_tokens_eos_min_tokens_and_length(tiny_engine):
     stopped = run(tiny_engine, [9, 9], max_new_tokens=40, temperature=0, stop_token_ids=[target]).choices[0]
     first = free.token_ids.index(target)
     assert stopped.token_ids == free.token_ids[: first + 1] and stopped.finish_reason == "stop"
-    later = run(tiny_engine, [9, 9], max_new_tokens=40, temperature=0, stop_token_ids=[target], min_tokens=first + 1)
+    later = run(
+        tiny_engine, [9, 9], max_new_tokens=40, temperature=0, stop_token_ids=[target], min_tokens=first + 1
+    )
     assert target not in later.choices[0].token_ids[: first + 1]
     short = run(tiny_engine, [9, 9], max_new_tokens=3, temperature=0, ignore_eos=True).choices[0]
     assert len(short.token_ids) == 3 and short.finish_reason == "length"
@@ -140,7 +152,9 @@ def test_stop_strings_truncate_the_text(tiny_engine):
     text = free.text
     stop = text[6:8]
     cut = text.find(stop)
-    stopped = run(tiny_engine, [40, 41], max_new_tokens=30, temperature=0, ignore_eos=True, stop=[stop]).choices[0]
+    stopped = run(
+        tiny_engine, [40, 41], max_new_tokens=30, temperature=0, ignore_eos=True, stop=[stop]
+    ).choices[0]
     assert stopped.text == text[:cut] and stopped.finish_reason == "stop"
 
 
@@ -182,7 +196,9 @@ def test_context_window_errors_and_clamps(tiny_engine):
     with pytest.raises(ContextLengthError) as err:
         tiny_engine.submit(Request(list(range(5)) * 200, SamplingParams()))
     assert str(err.value) == f"the prompt has 1000 tokens but the model's context window is {window} tokens"
-    request = run(tiny_engine, [i % 250 for i in range(window - 4)], max_new_tokens=100, temperature=0, ignore_eos=True)
+    request = run(
+        tiny_engine, [i % 250 for i in range(window - 4)], max_new_tokens=100, temperature=0, ignore_eos=True
+    )
     assert request.max_tokens_clamped_to == 4 and len(request.choices[0].token_ids) == 4
     with pytest.raises(ValueError, match="token id 300 is outside the vocabulary of 257"):
         tiny_engine.submit(Request([1, 300], SamplingParams()))
@@ -191,8 +207,12 @@ def test_context_window_errors_and_clamps(tiny_engine):
 
 
 def test_cancel_frees_rows_at_once(tiny_engine):
-    keep = tiny_engine.submit(Request([1, 2], SamplingParams(max_new_tokens=30, temperature=0, ignore_eos=True)))
-    drop = tiny_engine.submit(Request([3, 4], SamplingParams(max_new_tokens=30, n=3, temperature=0.8, ignore_eos=True)))
+    keep = tiny_engine.submit(
+        Request([1, 2], SamplingParams(max_new_tokens=30, temperature=0, ignore_eos=True))
+    )
+    drop = tiny_engine.submit(
+        Request([3, 4], SamplingParams(max_new_tokens=30, n=3, temperature=0.8, ignore_eos=True))
+    )
     for _ in range(4):
         tiny_engine.step()
     assert tiny_engine.running == 4

@@ -52,7 +52,9 @@ def test_batched_rows_of_different_lengths(tiny_pair):
     cache2 = KVCache(ours.args, rows=3)
     for row, seq in ((2, a), (0, b)):
         ours(torch.tensor([seq[:-1]]), torch.arange(len(seq) - 1)[None], cache2, slice(row, row + 1))
-    out = ours(torch.tensor([[a[-1]], [b[-1]]]), torch.tensor([[len(a) - 1], [len(b) - 1]]), cache2, rows, "last")
+    out = ours(
+        torch.tensor([[a[-1]], [b[-1]]]), torch.tensor([[len(a) - 1], [len(b) - 1]]), cache2, rows, "last"
+    )
     assert (out[0] - hf_logits(hf, a)[-1]).abs().max() <= TOL
     assert (out[1] - hf_logits(hf, b)[-1]).abs().max() <= TOL
 

@@ -60,10 +60,12 @@ def test_int4_is_groupwise_asymmetric_min_max(group):
             block = w[row, start : start + group].tolist()
             lo, hi = min(block), max(block)
             step = (hi - lo) / 15
-            ref[row, start : start + group] = torch.tensor([min(15, max(0, round((v - lo) / step))) * step + lo for v in block])
+            ref[row, start : start + group] = torch.tensor(
+                [min(15, max(0, round((v - lo) / step))) * step + lo for v in block]
+            )
     got = q.dequantize()
     # scale and zero are bf16 at run time: allow that rounding (8 bits of mantissa) on each group's range
-    tolerance = (w.max() - w.min()).item() * 2 ** -7
+    tolerance = (w.max() - w.min()).item() * 2**-7
     assert (got - ref).abs().max() <= tolerance
     assert (got - w).abs().max() <= (w.max() - w.min()).item() / 15
 
@@ -136,14 +138,20 @@ def test_smoothquant_migrates_scale_and_quantizes_both_sides():
     x = torch.randn(3, 64) * act_max
     xs = x / s
     x_scale = xs.abs().amax(1) / 127
-    ref = (torch.round(xs / x_scale[:, None]) @ torch.round(ws / w_scale[:, None]).t()) * x_scale[:, None] * w_scale
+    ref = (
+        (torch.round(xs / x_scale[:, None]) @ torch.round(ws / w_scale[:, None]).t())
+        * x_scale[:, None]
+        * w_scale
+    )
     assert torch.allclose(q(x), ref, rtol=1e-4, atol=1e-4)
 
 
 def test_method_names():
     assert parse_method("int4").group_size == 32
     assert parse_method("int4-g128").label == "int4-g128"
-    with pytest.raises(QuantError, match="unknown quantization method 'int3'; supported: none, bf16, int8, int4"):
+    with pytest.raises(
+        QuantError, match="unknown quantization method 'int3'; supported: none, bf16, int8, int4"
+    ):
         parse_method("int3")
     with pytest.raises(QuantError, match="group size 16 is not supported"):
         parse_method("int4-g16")

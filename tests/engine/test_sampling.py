@@ -91,7 +91,9 @@ def test_repetition_penalty_has_transformers_semantics():
 
     logits = torch.tensor([2.0, -1.0, 0.5, -3.0, 1.0])
     seen = torch.tensor([0, 1, 1])
-    ours = apply_penalties(logits, SamplingParams(repetition_penalty=1.3), seen, torch.tensor([], dtype=torch.long))
+    ours = apply_penalties(
+        logits, SamplingParams(repetition_penalty=1.3), seen, torch.tensor([], dtype=torch.long)
+    )
     ref = RepetitionPenaltyLogitsProcessor(1.3)(seen[None], logits[None].clone())[0]
     assert torch.allclose(ours, ref)
 
@@ -99,5 +101,7 @@ def test_repetition_penalty_has_transformers_semantics():
 def test_presence_and_frequency_penalties_have_openai_semantics():
     logits = torch.zeros(4)
     out = torch.tensor([2, 2, 3])
-    penalised = apply_penalties(logits, SamplingParams(presence_penalty=0.5, frequency_penalty=0.25), out, out)
+    penalised = apply_penalties(
+        logits, SamplingParams(presence_penalty=0.5, frequency_penalty=0.25), out, out
+    )
     assert penalised.tolist() == [0.0, 0.0, -(0.5 + 2 * 0.25), -(0.5 + 0.25)]

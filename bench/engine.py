@@ -1,0 +1,299 @@
+"""Engine benchmark: our engine under every quantization method vs transformers fp32 and llama.cpp, one run.
+
+Each system/method runs in its own process (peak memory is its own), with the same thread count; speeds are
+medians of `--repeats` runs. Decode: 128 greedy tokens after a ~40-token chat prompt. Prefill: 512 tokens.
+Perplexity: the fixed text shipped in engine/data/perplexity.txt. Prints a table (stderr) and, with --json,
+one JSON object on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+
+from bench.common import fmt, median_of, peak_rss_bytes, print_table, run_isolated
+
+MODEL = "smollm2-135m-instruct"
+CHAT_PROMPT = "Explain in a few sentences why the sky looks blue during the day and red at sunset."
+PREFILL_TOKENS = 512
+LLAMA_CPP_PIN = "llama-cpp-python==0.3.36"
+
+
+def _setup(threads: int):
+    import torch
+
+    torch.set_num_threads(threads)
+    from engine.generate import PERPLEXITY_TEXT
+    from engine.loader import load
+
+    loaded = load(MODEL)
+    tok = loaded.tokenizer
+    chat = tok.apply_chat_template(
+        [{"role": "user", "content": CHAT_PROMPT}],
+        add_generation_prompt=True,
+        tokenize=True,
+        return_dict=False,
+    )
+    text_ids = tok(PERPLEXITY_TEXT.read_text(encoding="utf-8"))["input_ids"]
+    return loaded, chat, text_ids
+
+
+def measure_ours(method: str, threads: int, repeats: int, new_tokens: int) -> dict:
+    from engine.generate import Engine, generate, perplexity
+    from engine.model import build_model
+    from engine.quantize import linear_weight_bytes, quantize
+    from engine.sampling import SamplingParams
+
+    loaded, chat, text_ids = _setup(threads)
+    model = build_model(loaded.config, dict(loaded.state_dict))
+    calibration = None
+    if method == "smoothquant":
+        import torch
+
+        from engine.generate import CALIBRATION_TEXT
+
+        calibration = torch.tensor(
+            loaded.tokenizer(CALIBRATION_TEXT.read_text(encoding="utf-8"))["input_ids"]
+        )
+    quantize(model, method, calibration_ids=calibration)
+    del loaded.state_dict
+    engine = Engine(model, loaded.tokenizer, max_batch=4)
+    params = SamplingParams(max_new_tokens=new_tokens, temperature=0, min_tokens=new_tokens)
+    generate(engine, chat, SamplingParams(max_new_tokens=4, temperature=0))  # warm-up
+
+    def decode() -> float:
+        request = generate(engine, chat, params)
+        return (new_tokens - 1) / (time.time() - request.first_token_at)
+
+    def prefill() -> float:
+        start = time.perf_counter()
+        generate(engine, text_ids[:PREFILL_TOKENS], SamplingParams(max_new_tokens=0))
+        return PREFILL_TOKENS / (time.perf_counter() - start)
+
+    weight_bytes, params_count = linear_weight_bytes(model)
+    return {
+        "system": "ours", "method": method,
+        "decode_tok_s": median_of(repeats, decode), "prefill_tok_s": median_of(repeats, prefill),
+        "ppl": perplexity(engine, text_ids), "weight_bytes": weight_bytes,
+        "bits_per_param": weight_bytes * 8 / params_count,
+        "kv_bytes_per_token": engine.cache.bytes_per_token(), "peak_rss_bytes": peak_rss_bytes(),
+    }  # fmt: skip
+
+
+def measure_transformers(threads: int, repeats: int, new_tokens: int) -> dict:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    loaded, chat, text_ids = _setup(threads)
+    model = AutoModelForCausalLM.from_config(loaded.config)
+    model.load_state_dict(loaded.state_dict, strict=False)
+    model.tie_weights()
+    model.eval()
+    ids = torch.tensor([chat])
+    model.generate(ids, max_new_tokens=4, do_sample=False)
+
+    def decode() -> float:
+        start = time.perf_counter()
+        with torch.no_grad():
+            model(ids)
+        prefill_s = time.perf_counter() - start
+        start = time.perf_counter()
+        model.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False)
+        return (new_tokens - 1) / (time.perf_counter() - start - prefill_s)
+
+    def prefill() -> float:
+        start = time.perf_counter()
+        with torch.no_grad():
+            model(torch.tensor([text_ids[:PREFILL_TOKENS]]), logits_to_keep=1)
+        return PREFILL_TOKENS / (time.perf_counter() - start)
+
+    with torch.no_grad():
+        logits = model(torch.tensor([text_ids])).logits[0].float()
+    nll = -torch.log_softmax(logits[:-1], -1).gather(-1, torch.tensor(text_ids[1:])[:, None]).mean()
+    n_params = (
+        sum(p.numel() for n, p in model.named_parameters() if n.endswith("proj.weight"))
+        + model.lm_head.weight.numel()
+    )
+    return {
+        "system": "transformers", "method": "none",
+        "decode_tok_s": median_of(repeats, decode), "prefill_tok_s": median_of(repeats, prefill),
+        "ppl": math.exp(float(nll)), "weight_bytes": n_params * 4, "bits_per_param": 32.0,
+        "kv_bytes_per_token": None, "peak_rss_bytes": peak_rss_bytes(),
+    }  # fmt: skip
+
+
+def ensure_llama_cpp() -> str | None:
+    """Install llama-cpp-python into this venv on demand; returns why not, or None when importable."""
+    try:
+        import llama_cpp  # noqa: F401
+
+        return None
+    except ImportError:
+        pass
+    print(f"installing {LLAMA_CPP_PIN} (builds llama.cpp from source; several minutes) ...", file=sys.stderr)
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", LLAMA_CPP_PIN], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        return f"llama-cpp-python could not be built: {done.stderr.strip().splitlines()[-1:]}"
+    return None
+
+
+def measure_llama_cpp(threads: int, repeats: int, new_tokens: int) -> dict:
+    import numpy as np
+    from llama_cpp import Llama
+
+    from engine.loader import gguf_path
+
+    loaded, chat, text_ids = _setup(threads)
+    path = gguf_path(MODEL)
+    llm = Llama(
+        model_path=str(path),
+        n_threads=threads,
+        n_threads_batch=threads,
+        n_ctx=2048,
+        verbose=False,
+        logits_all=True,
+        n_batch=PREFILL_TOKENS,
+    )
+    eos = llm.token_eos()
+
+    def decode() -> float:
+        llm.reset()
+        llm.eval(chat)
+        produced, start = 0, time.perf_counter()
+        while produced < new_tokens - 1:
+            logits = np.array(llm.scores[llm.n_tokens - 1])
+            logits[eos] = -np.inf
+            llm.eval([int(logits.argmax())])
+            produced += 1
+        return produced / (time.perf_counter() - start)
+
+    def prefill() -> float:
+        llm.reset()
+        start = time.perf_counter()
+        llm.eval(text_ids[:PREFILL_TOKENS])
+        return PREFILL_TOKENS / (time.perf_counter() - start)
+
+    decode_s, prefill_s = median_of(repeats, decode), median_of(repeats, prefill)
+    llm.reset()
+    nll, count = 0.0, 0
+    window = text_ids[:2048]
+    llm.eval(window)
+    scores = np.array(llm.scores[: len(window)], dtype=np.float64)
+    for i in range(len(window) - 1):
+        row = scores[i]
+        top = row.max()
+        nll -= row[window[i + 1]] - top - math.log(np.exp(row - top).sum())
+        count += 1
+    return {
+        "system": "llama.cpp", "method": "gguf-q4_1",
+        "decode_tok_s": decode_s, "prefill_tok_s": prefill_s, "ppl": math.exp(nll / count),
+        "weight_bytes": path.stat().st_size, "bits_per_param": None, "kv_bytes_per_token": None,
+        "peak_rss_bytes": peak_rss_bytes(),
+    }  # fmt: skip
+
+
+def run_all(threads: int, repeats: int, new_tokens: int, methods: list[str], llama_cpp: bool) -> dict:
+    common = ["--threads", str(threads), "--repeats", str(repeats), "--new-tokens", str(new_tokens)]
+    results = []
+    for method in methods:
+        print(f"ours {method} ...", file=sys.stderr)
+        results.append(run_isolated("bench.engine", ["--one", f"ours:{method}", *common]))
+    print("transformers fp32 ...", file=sys.stderr)
+    results.append(run_isolated("bench.engine", ["--one", "transformers", *common]))
+    if llama_cpp:
+        why = ensure_llama_cpp()
+        if why:
+            print(why, file=sys.stderr)
+        else:
+            print("llama.cpp ...", file=sys.stderr)
+            results.append(run_isolated("bench.engine", ["--one", "llama.cpp", *common]))
+    results = [r for r in results if r]
+    base = next((r["ppl"] for r in results if r["system"] == "ours" and r["method"] == "none"), None)
+    for r in results:
+        r["ppl_delta_pct"] = (r["ppl"] / base - 1) * 100 if base and r["ppl"] else None
+    return {"threads": threads, "default_method": _default_method(), "results": results}
+
+
+def _default_method() -> str:
+    from settings import get_settings
+
+    return get_settings().default_quant
+
+
+def print_report(report: dict) -> None:
+    results = report["results"]
+    hf = next((r for r in results if r["system"] == "transformers"), None)
+    cpp = next((r for r in results if r["system"] == "llama.cpp"), None)
+    rows = []
+    for r in results:
+        rows.append([
+            r["system"], r["method"], fmt(r["decode_tok_s"]),
+            fmt(r["decode_tok_s"] / hf["decode_tok_s"], ".2f") + "x" if hf else "-",
+            fmt(r["decode_tok_s"] / cpp["decode_tok_s"], ".2f") + "x" if cpp else "-",
+            fmt(r["prefill_tok_s"], ".0f"), fmt(r["ppl"], ".3f"), fmt(r.get("ppl_delta_pct"), "+.2f"),
+            fmt(r["weight_bytes"] / 1e6, ".1f"), fmt(r["bits_per_param"], ".2f"), fmt(r["peak_rss_bytes"] / 1e6, ".0f"),
+        ])  # fmt: skip
+    print(
+        f"\nengine benchmark: {MODEL}, {report['threads']} threads, default method {report['default_method']}",
+        file=sys.stderr,
+    )
+    print_table(
+        [
+            "system",
+            "method",
+            "decode tok/s",
+            "vs HF",
+            "vs llama.cpp",
+            "prefill tok/s",
+            "ppl",
+            "ppl Δ%",
+            "linear MB",
+            "bits/param",
+            "peak RSS MB",
+        ],
+        rows,
+    )
+    kv = next((r["kv_bytes_per_token"] for r in results if r.get("kv_bytes_per_token")), None)
+    if kv:
+        print(f"KV cache: {kv} bytes per token (fp32)", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from engine.quantize import METHODS
+
+    parser = argparse.ArgumentParser(prog="bench.engine", description=__doc__)
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--new-tokens", type=int, default=128)
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--no-llama-cpp", action="store_true")
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.one:
+        if args.one.startswith("ours:"):
+            result = measure_ours(args.one[5:], args.threads, args.repeats, args.new_tokens)
+        elif args.one == "transformers":
+            result = measure_transformers(args.threads, args.repeats, args.new_tokens)
+        else:
+            result = measure_llama_cpp(args.threads, args.repeats, args.new_tokens)
+        print(json.dumps(result))
+        return 0
+    report = run_all(
+        args.threads, args.repeats, args.new_tokens, args.methods.split(","), not args.no_llama_cpp
+    )
+    print_report(report)
+    if args.json:
+        print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
