@@ -277,8 +277,17 @@ def serve(
             err=True,
         )
 
+    from engine.generate import Engine
+    from engine.loader import resolve
+
+    name, _ = resolve(model)  # an unknown model fails here, before the server starts
     app = create_app(
-        model, method.label, max_batch=max_batch, max_queue=max_queue, api_key=api_key, on_ready=on_ready
+        lambda: Engine.load(model, method.label, max_batch=max_batch),
+        name,
+        method.label,
+        max_queue=max_queue,
+        api_key=api_key,
+        on_ready=on_ready,
     )
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
     server.run()

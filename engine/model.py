@@ -165,9 +165,21 @@ class Attention(nn.Module):
             k_cache.transpose(1, 2)[rows[:, None], positions] = k.transpose(1, 2).to(k_cache.dtype)
             v_cache.transpose(1, 2)[rows[:, None], positions] = v.to(v_cache.dtype)
             keys, values = k_cache[rows, :, :L], v_cache[rows, :, :L]
-        out = F.scaled_dot_product_attention(
-            q, keys.to(q.dtype), values.to(q.dtype), attn_mask=mask, enable_gqa=a.n_heads != a.n_kv_heads
-        )
+        gqa = a.n_heads != a.n_kv_heads
+        if S == 1:
+            # Decode: attend row by row over exactly each row's own length. A padded, masked batch would change
+            # the order of the softmax and value reductions, so a sequence's tokens would depend on its
+            # neighbours; this way a greedy request gets the same tokens alone or in any batch.
+            lengths = (positions[:, 0] + 1).tolist()
+            out = torch.cat([
+                F.scaled_dot_product_attention(q[b : b + 1], keys[b : b + 1, :, :n].to(q.dtype),
+                                               values[b : b + 1, :, :n].to(q.dtype), enable_gqa=gqa)
+                for b, n in enumerate(lengths)
+            ])  # fmt: skip
+        else:
+            out = F.scaled_dot_product_attention(
+                q, keys.to(q.dtype), values.to(q.dtype), attn_mask=mask, enable_gqa=gqa
+            )
         return self.wo(out.transpose(1, 2).reshape(B, S, a.n_heads * a.head_dim))
 
 

@@ -15,7 +15,7 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal
 
 from fastapi import FastAPI
@@ -161,37 +161,27 @@ class EngineState:
         return self.scheduler.engine
 
     def accepts(self, model: str) -> bool:
-        return model in (self.model_id, self.model_name) or model == self.method_alias()
-
-    def method_alias(self) -> str:
-        return f"{self.model_name}@{self.method}"
+        return model in (self.model_id, self.model_name)
 
 
 def create_app(
-    model: str,
-    quant: str,
-    max_batch: int = 16,
+    loader: Callable[[], Engine],
+    model_name: str,
+    method: str,
     max_queue: int = 64,
     api_key: str | None = None,
-    on_ready=None,
-    engine: Engine | None = None,
+    on_ready: Callable[[EngineState], None] | None = None,
 ) -> FastAPI:
-    """The app loads `model` with `quant` in a background thread (or uses a ready `engine`)."""
-    from engine.quantize import parse_method
-
-    method = parse_method(quant).label
-    state = EngineState(model if engine is None else engine.name, method if engine is None else engine.method)
+    """The app; `loader` builds the engine in a background thread once the socket is open (503 until then)."""
+    state = EngineState(model_name, method)
 
     def load() -> None:
         try:
-            ready = engine or Engine.load(model, quant, max_batch=max_batch)
-            state.scheduler = Scheduler(ready, max_queue=max_queue)
-            if on_ready:
-                on_ready(state)
+            state.scheduler = Scheduler(loader(), max_queue=max_queue)
         except Exception as exc:  # reported on every request and by /health
             state.load_error = f"{type(exc).__name__}: {exc}"
-            if on_ready:
-                on_ready(state)
+        if on_ready:
+            on_ready(state)
 
     from contextlib import asynccontextmanager
 
