@@ -24,10 +24,11 @@ class WorkbenchGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         from engine.loader import ModelError
         from engine.quantize import QuantError
+        from store.queries import StoreError
 
         try:
             return super().invoke(ctx)
-        except (PromptingError, ModelError, QuantError) as exc:
+        except (PromptingError, ModelError, QuantError, StoreError) as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(EXIT_INVALID)
 
@@ -293,6 +294,484 @@ def serve(
     server.run()
     if app.state.engine_state.load_error:
         sys.exit(EXIT_INVALID)
+
+
+# --- run ---------------------------------------------------------------------------------------------------
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _summary_table(rows: list[dict], title: str):
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in (
+        "version",
+        "provider",
+        "cells",
+        "errors",
+        "pass rate",
+        "mean score",
+        "latency ms",
+        "tokens in/out",
+    ):
+        table.add_column(column, justify="left" if column in ("version", "provider") else "right")
+    for r in rows:
+        table.add_row(
+            str(r["version"]),
+            str(r["provider"]),
+            str(r["cells"]),
+            str(r["errors"]),
+            f"{r['pass_rate']:.0%}",
+            f"{r['score']:.3f}",
+            f"{r['latency_ms']:.0f}",
+            f"{r['tokens_in']}/{r['tokens_out']}",
+        )
+    return table
+
+
+def _embedder():
+    from prompting.embeddings import embed
+
+    return embed
+
+
+@main.command()
+@click.argument("suite_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--provider",
+    "providers",
+    multiple=True,
+    metavar="ID",
+    help="Provider id (repeatable), overriding the file's: local:MODEL[@QUANT] or openai:chat:MODEL.",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 256),
+    default=None,
+    help="Cells in flight (default: the file's evaluateOptions.maxConcurrency, else 4).",
+)
+@click.option("--repeat", type=click.IntRange(1, 1000), default=None, help="Repeats of every cell.")
+@click.option(
+    "--strategy",
+    default=None,
+    help="single, self_consistency, tree_of_thoughts, generate_knowledge, "
+    "verbalizer (parameters from the template's front matter).",
+)
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0, 1),
+    default=1.0,
+    show_default=True,
+    help="Exit 0 when the pass rate reaches this fraction, 1 below it.",
+)
+@click.option("--run-id", default=None, help="Resume this run (only missing cells run), or name a new one.")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write results as .json, .csv or .html (by extension).",
+)
+@click.option(
+    "--no-cache", is_flag=True, help="Ignore cached responses (fresh calls; they are still cached)."
+)
+@click.option("--retry-errored", is_flag=True, help="With --run-id: re-run only the cells that errored.")
+def run(
+    suite_file: Path,
+    providers: tuple[str, ...],
+    concurrency: int | None,
+    repeat: int | None,
+    strategy: str | None,
+    threshold: float,
+    run_id: str | None,
+    output: Path | None,
+    no_cache: bool,
+    retry_errored: bool,
+) -> None:
+    """Run a suite (promptfoo-style YAML, CSV or JSONL) over prompts x providers x tests x repeats.
+
+    Results go to the store as they finish. Exit codes: 0 pass rate >= --threshold, 1 below, 2 invalid input.
+    Ctrl-C stops cleanly and prints the --run-id to resume with.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from prompting.providers import ProviderSpec
+    from prompting.strategies import STRATEGIES
+    from prompting.suites import SuiteError, load_suite
+    from store import queries, runs
+
+    suite = load_suite(suite_file)
+    if providers:
+        try:
+            suite.providers = [ProviderSpec.parse(p) for p in providers]
+        except PromptingError as exc:
+            raise SuiteError("--provider", "", str(exc)) from None
+    if not suite.providers:
+        raise SuiteError(
+            suite_file.name, "providers", "no providers: add some to the file or pass --provider"
+        )
+    if strategy:
+        if strategy not in STRATEGIES:
+            raise click.BadParameter(f"choose one of: {', '.join(STRATEGIES)}", param_hint="--strategy")
+        suite.strategy = {"name": strategy}
+    console = _console()
+    if run_id and _run_exists(run_id):
+        existing = queries.get_run(run_id)
+        if retry_errored:
+            click.echo(f"retrying {queries.delete_errored(run_id)} errored cells of {run_id}", err=True)
+        click.echo(f"resuming {run_id}: {queries.count_results(run_id)} cells already stored", err=True)
+    else:
+        if retry_errored:
+            raise click.BadParameter("needs the --run-id of an existing run", param_hint="--retry-errored")
+        imported = runs.import_suite(suite)
+        existing = runs.start_run(
+            imported,
+            repeats=repeat or suite.repeat,
+            strategy=suite.strategy,
+            params=suite.params,
+            run_id=run_id,
+            description=str(suite_file),
+        )
+        run_id = existing.id
+    judge = None
+    if suite.judge:
+        from prompting.providers import Provider
+
+        judge_provider = Provider(ProviderSpec.parse(suite.judge))
+        judge = lambda prompt: (
+            judge_provider.chat(
+                [{"role": "user", "content": prompt}],
+                temperature=0,  # noqa: E731
+                max_tokens=256,
+            ).text
+        )
+    columns = [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("pass {task.fields[passed]} fail {task.fields[failed]} err {task.fields[errors]}"),
+        TimeRemainingColumn(),
+    ]
+    try:
+        with Progress(*columns, console=console, transient=False) as bar:
+            task = bar.add_task(run_id, total=None, passed=0, failed=0, errors=0)
+
+            def on_progress(state) -> None:
+                bar.update(
+                    task,
+                    total=state.total,
+                    completed=state.done,
+                    passed=state.passed,
+                    failed=state.failed,
+                    errors=state.errors,
+                )
+
+            runs.execute_run(
+                run_id,
+                concurrency=concurrency or suite.max_concurrency or 4,
+                use_cache=not no_cache,
+                progress=on_progress,
+                embed=_embedder(),
+                judge=judge,
+            )
+    except KeyboardInterrupt:
+        # plain echo, not rich: the command must stay on one line to be copied
+        click.echo(
+            f"\ninterrupted; finished cells are stored. Resume with:\n  workbench run {suite_file} "
+            f"--run-id {run_id}",
+            err=True,
+        )
+        sys.exit(130)
+    rows = runs.summary(run_id)
+    console.print(_summary_table(rows, f"run {run_id}"))
+    if output:
+        _write_results(run_id, output)
+        console.print(f"results written to {output}")
+    cells = sum(r["cells"] for r in rows)
+    passed = sum(round(r["pass_rate"] * (r["cells"] - r["errors"])) for r in rows)
+    rate = passed / cells if cells else 0.0
+    click.echo(f"pass rate {rate:.1%} (threshold {threshold:.0%}) - run id {run_id}", err=True)
+    sys.exit(0 if rate >= threshold else 1)
+
+
+def _run_exists(run_id: str) -> bool:
+    from store import queries
+
+    try:
+        queries.get_run(run_id)
+        return True
+    except queries.StoreError:
+        return False
+
+
+def _results_payload(run_id: str) -> dict:
+    from store import queries
+
+    run_row = queries.get_run(run_id)
+    versions = {v.id: v.label for v in queries.list_versions()}
+    providers = {p.id: p.label for p in queries.list_providers()}
+    cases = {c.id: c for c in queries.suite_cases(run_row.suite_id)} if run_row.suite_id else {}
+    results = []
+    for result, scores in queries.run_results(run_id):
+        case = cases.get(result.case_id)
+        results.append({
+            "case_id": result.case_id, "case": case.description if case else "", "vars": case.vars if case else {},
+            "version": versions.get(result.version_id), "provider": providers.get(result.provider_id),
+            "repeat": result.repeat_index, "output": result.output, "answer": result.answer, "pass": result.passed,
+            "score": result.score, "error": result.error, "latency_ms": result.latency_ms,
+            "tokens_in": result.tokens_in, "tokens_out": result.tokens_out, "cost": result.cost,
+            "cached": result.cached,
+            "assertions": [{"type": s.type, "pass": s.passed, "score": s.score, "reason": s.reason} for s in scores],
+        })  # fmt: skip
+    return {
+        "id": run_row.id,
+        "status": run_row.status,
+        "created_at": run_row.created_at.isoformat(),
+        "description": run_row.description,
+        "strategy": run_row.strategy,
+        "repeats": run_row.repeats,
+        "results": results,
+    }
+
+
+def _write_results(run_id: str, path: Path) -> None:
+    import csv
+    import html
+
+    payload = _results_payload(run_id)
+    if path.suffix == ".json":
+        path.write_text(json.dumps(payload, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
+    elif path.suffix == ".csv":
+        columns = [
+            "case_id",
+            "case",
+            "version",
+            "provider",
+            "repeat",
+            "output",
+            "answer",
+            "pass",
+            "score",
+            "error",
+            "latency_ms",
+            "tokens_in",
+            "tokens_out",
+            "cost",
+            "cached",
+        ]
+        with path.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(payload["results"])
+    elif path.suffix == ".html":
+        head = "".join(
+            f"<th>{c}</th>"
+            for c in ("case", "version", "provider", "repeat", "output", "pass", "score", "error")
+        )
+        body = "".join(
+            f"<tr class='{'pass' if r['pass'] else 'fail'}'>" + "".join(
+                f"<td>{html.escape(str(r[c]) if r[c] is not None else '')}</td>"
+                for c in ("case", "version", "provider", "repeat", "output", "pass", "score", "error")) + "</tr>"
+            for r in payload["results"])  # fmt: skip
+        path.write_text(
+            f"<!doctype html><meta charset='utf-8'><title>{html.escape(run_id)}</title>"
+            "<style>.pass{background:#e7f7e7}.fail{background:#fbe9e9}td{vertical-align:top}</style>"
+            f"<h1>{html.escape(run_id)}</h1><table><tr>{head}</tr>{body}</table>",
+            encoding="utf-8",
+        )
+    else:
+        raise click.BadParameter("use a .json, .csv or .html file name", param_hint="--output")
+
+
+# --- runs --------------------------------------------------------------------------------------------------
+
+
+@main.group(cls=WorkbenchGroup)
+def runs() -> None:
+    """Stored runs: list, show one, compare two."""
+
+
+@runs.command("list")
+def runs_list() -> None:
+    """Every run, newest first: id, status, created, cells, pass rate."""
+    from store import queries
+    from store import runs as run_logic
+
+    all_runs = queries.list_runs()
+    width = max((len(r.id) for r in all_runs), default=0)
+    for run_row in all_runs:
+        rows = run_logic.summary(run_row.id)
+        cells = sum(r["cells"] for r in rows)
+        ok = sum(r["cells"] - r["errors"] for r in rows)
+        passed = sum(round(r["pass_rate"] * (r["cells"] - r["errors"])) for r in rows)
+        rate = f"{passed / ok:.0%}" if ok else "-"
+        click.echo(
+            f"{run_row.id:<{width}}  {run_row.status:<11}  {run_row.created_at:%Y-%m-%d %H:%M}  {cells:>5} cells  "
+            f"pass {rate:>4}  {run_row.description}"
+        )
+
+
+@runs.command("show")
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object with a results list, on stdout.")
+def runs_show(run_id: str, as_json: bool) -> None:
+    """A run with every result: case, version, provider, repeat, output, pass, score, error."""
+    payload = _results_payload(run_id)
+    if as_json:
+        click.echo(json.dumps(payload, ensure_ascii=False, default=str))
+        return
+    click.echo(f"run {payload['id']}  status {payload['status']}  strategy {payload['strategy'].get('name')}")
+    for r in payload["results"]:
+        mark = "ERROR" if r["error"] else ("PASS" if r["pass"] else "FAIL")
+        score = "-" if r["score"] is None else f"{r['score']:.2f}"
+        text = (r["error"] or r["output"] or "").replace("\n", " ")
+        click.echo(
+            f"[{mark}] case {r['case_id']} {r['case']!r} {r['version']} {r['provider']} #{r['repeat']} "
+            f"score {score}: {text[:100]}"
+        )
+
+
+@runs.command("compare")
+@click.argument("run_a")
+@click.argument("run_b")
+def runs_compare(run_a: str, run_b: str) -> None:
+    """Per-case pass/fail flips and score changes from A to B, then totals."""
+    from store import runs as run_logic
+
+    result = run_logic.compare(run_a, run_b)
+    for cell in result["cells"]:
+        sa, sb = cell["score_a"], cell["score_b"]
+        delta = (sb or 0) - (sa or 0)
+        if cell["flip"] or abs(delta) > 1e-9:
+            flip = {"fixed": "FAIL -> PASS", "broke": "PASS -> FAIL"}.get(cell["flip"], "same verdict")
+            click.echo(
+                f"case {cell['case_id']} v{cell['version_id']} p{cell['provider_id']} #{cell['repeat']}: "
+                f"{flip}, score {sa if sa is not None else '-'} -> {sb if sb is not None else '-'} ({delta:+.3f})"
+            )
+    ta, tb = result["totals"]["a"], result["totals"]["b"]
+    click.echo(
+        f"totals: pass rate {ta['pass_rate']:.1%} -> {tb['pass_rate']:.1%}, mean score {ta['score']:.3f} -> "
+        f"{tb['score']:.3f}; fixed {result['fixed']}, broke {result['broke']}; "
+        f"only in A {result['only_a']}, only in B {result['only_b']}"
+    )
+
+
+# --- export and import -------------------------------------------------------------------------------------
+
+
+@main.command("export")
+@click.argument("name_or_version")
+@click.option("--format", "fmt", type=click.Choice(["j2", "openai", "promptfoo"]), required=True)
+@click.option(
+    "--var", "var_items", multiple=True, metavar="KEY=VALUE", help="Variables for the openai format."
+)
+@click.option("--vars-file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--suite", "suite_name", default=None, help="Tests to include with --format promptfoo.")
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write here instead of stdout.",
+)
+def export(
+    name_or_version: str,
+    fmt: str,
+    var_items: tuple[str, ...],
+    vars_file: Path | None,
+    suite_name: str | None,
+    out: Path | None,
+) -> None:
+    """Export a stored version (name, name@vN or id) or a library template as .j2, OpenAI messages or promptfoo YAML.
+
+    Secrets are never exported: providers carry the name of their key's environment variable.
+    """
+    from prompting.guardrails import Guardrails
+    from prompting.strategies import Prompt
+    from prompting.suites import SuiteCase, to_promptfoo_yaml
+    from prompting.templates import Template, library_names, load
+    from store import queries
+    from store.runs import spec_of
+
+    try:
+        version = queries.get_version(name_or_version)
+        template = Template.from_source(version.source, name=version.name)
+        prompt = Prompt(
+            template,
+            dict(version.variables),
+            version.delimiter,
+            Guardrails.from_dict(version.guardrails) if version.guardrails else None,
+        )
+    except queries.StoreError:
+        if name_or_version not in library_names() and not name_or_version.endswith(".j2"):
+            raise
+        version, template = None, load(name_or_version)
+        prompt = Prompt(template)
+    if fmt == "j2":
+        text = template.source if template.source.endswith("\n") else template.source + "\n"
+    elif fmt == "openai":
+        values = read_vars_file(vars_file) if vars_file else {}
+        values.update(dict(parse_var(item) for item in var_items))
+        text = json.dumps(prompt.render(values), indent=2, ensure_ascii=False) + "\n"
+    else:
+        cases, providers = [], []
+        if suite_name:
+            suite = queries.get_suite(suite_name)
+            cases = [
+                SuiteCase(c.description, c.vars, c.assertions, c.threshold, c.tags)
+                for c in queries.suite_cases(suite.id)
+            ]
+            used = {pid for r in queries.list_runs() if r.suite_id == suite.id for pid in r.provider_ids}
+            providers = [spec_of(p) for p in queries.list_providers() if p.id in used]
+        workbench = {"delimiter": prompt.delimiter}
+        if prompt.guardrails:
+            workbench["guardrails"] = prompt.guardrails.to_dict()
+        text = to_promptfoo_yaml(
+            f"exported {version.label if version else template.name}",
+            [template.source],
+            providers,
+            cases,
+            workbench,
+        )
+    if out:
+        out.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {out}", err=True)
+    else:
+        click.echo(text, nl=False)
+
+
+@main.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--name", default=None, help="Suite name (default: the file name).")
+def import_(file: Path, name: str | None) -> None:
+    """Import a promptfooconfig YAML, CSV or JSONL suite. Validated completely first; on any error nothing is written."""
+    from prompting.suites import load_suite
+    from store import runs as run_logic
+
+    suite = load_suite(file)
+    imported = run_logic.import_suite(suite, name=name)
+    click.echo(
+        f"imported suite {name or suite.name} (id {imported.suite_id}): {len(suite.cases)} tests, "
+        f"{len(imported.version_ids)} prompts, {len(imported.provider_ids)} providers"
+    )
+
+
+# --- bench -------------------------------------------------------------------------------------------------
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("which", type=click.Choice(["engine", "server", "runner"]))
+@click.pass_context
+def bench(ctx: click.Context, which: str) -> None:
+    """Benchmarks against the reference, printed as ratios (options: --json, --threads, --repeats ...)."""
+    import importlib
+
+    module = importlib.import_module(f"bench.{which}")
+    sys.exit(module.main(list(ctx.args)))
 
 
 if __name__ == "__main__":

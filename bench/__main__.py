@@ -1,15 +1,24 @@
-"""`make bench`: every benchmark in one run, each printing its table of ratios against the reference."""
+"""`make bench`: every benchmark in one run, each printing its table of ratios against the reference.
+
+`python -m bench` runs engine, server and runner benchmarks in turn; `python -m bench engine --json` runs one.
+"""
 
 from __future__ import annotations
 
+import importlib
 import sys
 
-from bench import engine
+BENCHES = ("engine", "server", "runner")
 
 
-def main() -> int:
-    return engine.main(sys.argv[1:])
+def main(argv: list[str]) -> int:
+    if argv and argv[0] in BENCHES:
+        return importlib.import_module(f"bench.{argv[0]}").main(argv[1:])
+    status = 0
+    for name in BENCHES:
+        status |= importlib.import_module(f"bench.{name}").main(argv)
+    return status
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

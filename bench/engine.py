@@ -43,12 +43,17 @@ def _setup(threads: int):
     return loaded, chat, text_ids
 
 
+# NF4 has no CPU kernel and decodes at a few tokens/s: fewer tokens keep `make bench` within minutes.
+NEW_TOKENS_OVERRIDE = {"nf4": 24}
+
+
 def measure_ours(method: str, threads: int, repeats: int, new_tokens: int) -> dict:
     from engine.generate import Engine, generate, perplexity
     from engine.model import build_model
     from engine.quantize import linear_weight_bytes, quantize
     from engine.sampling import SamplingParams
 
+    new_tokens = NEW_TOKENS_OVERRIDE.get(method, new_tokens)
     loaded, chat, text_ids = _setup(threads)
     model = build_model(loaded.config, dict(loaded.state_dict))
     calibration = None
@@ -82,6 +87,7 @@ def measure_ours(method: str, threads: int, repeats: int, new_tokens: int) -> di
         "ppl": perplexity(engine, text_ids), "weight_bytes": weight_bytes,
         "bits_per_param": weight_bytes * 8 / params_count,
         "kv_bytes_per_token": engine.cache.bytes_per_token(), "peak_rss_bytes": peak_rss_bytes(),
+        "decode_tokens": new_tokens,
     }  # fmt: skip
 
 

@@ -258,16 +258,33 @@ def nf4_dequantize(state: dict[str, torch.Tensor], shape: tuple[int, ...]) -> to
         -1, NF4_ABSMAX_BLOCK
     )
     absmax = (absmax_q * state["absmax_scale"][:, None]).reshape(-1)[:n_blocks] + state["absmax_mean"]
-    values = _nf4_byte_table()[state["codes"].int()].reshape(n_blocks, NF4_BLOCK)
+    values = _nf4_byte_table().index_select(0, state["codes"].int()).reshape(n_blocks, NF4_BLOCK)
     return (values * absmax[:, None]).reshape(shape)
 
 
 class NF4Linear(QuantLinear):
+    """NF4 has no CPU kernel. For a few rows (decode) we never build the weight: per row of activations, a table
+    P[j, byte] = x[2j] * code(low nibble) + x[2j+1] * code(high nibble) is gathered by the packed codes, summed
+    per block and scaled by the block's absmax. Larger batches (prefill) dequantize the layer once and matmul."""
+
+    TABLE_ROWS = 4
+
     def __init__(self, linear: nn.Linear):
         super().__init__()
         self._init(linear)
+        if linear.in_features % NF4_BLOCK:
+            raise QuantError(f"nf4 needs in_features divisible by {NF4_BLOCK}, got {linear.in_features}")
         for key, value in nf4_quantize(linear.weight.detach()).items():
             self.register_buffer(key, value)
+        self.register_buffer(
+            "byte_offsets", torch.arange(linear.in_features // 2, dtype=torch.int32) * 256, persistent=False
+        )
+
+    def weight_bytes(self) -> int:
+        return sum(
+            getattr(self, k).numel() * getattr(self, k).element_size()
+            for k in ("codes", "absmax_q", "absmax_scale", "absmax_mean")
+        )
 
     def _state(self) -> dict[str, torch.Tensor]:
         return {k: getattr(self, k) for k in ("codes", "absmax_q", "absmax_scale", "absmax_mean")}
@@ -275,8 +292,30 @@ class NF4Linear(QuantLinear):
     def dequantize(self) -> torch.Tensor:
         return nf4_dequantize(self._state(), (self.out_features, self.in_features))
 
+    def _absmax(self) -> torch.Tensor:
+        n_blocks = self.out_features * self.in_features // NF4_BLOCK
+        q = F.pad(self.absmax_q.float(), (0, (-n_blocks) % NF4_ABSMAX_BLOCK)).reshape(-1, NF4_ABSMAX_BLOCK)
+        absmax = (q * self.absmax_scale[:, None]).reshape(-1)[:n_blocks] + self.absmax_mean
+        return absmax.reshape(self.out_features, self.in_features // NF4_BLOCK)
+
+    def _table_matvec(self, x: torch.Tensor) -> torch.Tensor:
+        # x: [K] -> y: [N]. One bag per NF4 block (32 bytes): embedding_bag gathers and sums without
+        # materialising the weights.
+        table = _nf4_byte_table()
+        pairs = x.float().reshape(-1, 2)
+        products = pairs[:, :1] * table[:, 0][None, :] + pairs[:, 1:] * table[:, 1][None, :]  # [K/2, 256]
+        index = self.codes.reshape(self.out_features, -1).int() + self.byte_offsets
+        per_block = F.embedding_bag(index.reshape(-1, NF4_BLOCK // 2), products.reshape(-1, 1), mode="sum")
+        return (per_block.reshape(self.out_features, -1) * self._absmax()).sum(-1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._add_bias(F.linear(x.float(), self.dequantize()))
+        shape = x.shape
+        flat = x.reshape(-1, shape[-1])
+        if flat.shape[0] <= self.TABLE_ROWS:
+            y = torch.stack([self._table_matvec(row) for row in flat])
+        else:
+            y = F.linear(flat.float(), self.dequantize())
+        return self._add_bias(y.reshape(*shape[:-1], self.out_features))
 
 
 def _int8_matmul(xq: torch.Tensor, wq_t: torch.Tensor) -> torch.Tensor:

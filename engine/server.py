@@ -134,6 +134,9 @@ class ChatBody(CommonFields):
     max_completion_tokens: int | None = Field(default=None, ge=0)
     logprobs: bool = False
     top_logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
+    # vLLM: score or continue a partial assistant message instead of opening a new one
+    add_generation_prompt: bool = True
+    continue_final_message: bool = False
 
 
 class CompletionBody(CommonFields):
@@ -300,9 +303,19 @@ def create_app(
             for m in body.messages
         ]
         try:
+            if body.continue_final_message and messages[-1]["role"] != "assistant":
+                raise ApiError(
+                    400, "continue_final_message needs a final assistant message", param="messages"
+                )
             prompt_ids = tokenizer.apply_chat_template(
-                messages, add_generation_prompt=True, tokenize=True, return_dict=False
+                messages,
+                add_generation_prompt=body.add_generation_prompt and not body.continue_final_message,
+                continue_final_message=body.continue_final_message,
+                tokenize=True,
+                return_dict=False,
             )
+        except ApiError:
+            raise
         except Exception as exc:  # a template that rejects the roles or their order
             raise ApiError(
                 400, f"messages cannot be formatted with the model's chat template: {exc}", param="messages"

@@ -1,0 +1,291 @@
+"""Server benchmark: aggregate decode throughput at concurrency 1/4/16, and a 500-request load at concurrency 32
+(throughput, p50/p95 latency, time to first token, errors, resident memory before/after), against our engine
+server and, where it can be installed, llama-cpp-python's OpenAI-compatible server on the same GGUF file.
+Every request goes over loopback through the official `openai` client."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.common import print_table
+
+MODEL = "smollm2-135m-instruct"
+
+
+def _port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait(url: str, proc: subprocess.Popen, timeout: float = 300) -> None:
+    import httpx
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            if httpx.get(f"{url}/models", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError("server did not start")
+
+
+def start_ours(quant: str, threads: int) -> tuple[subprocess.Popen, str, str]:
+    port = _port()
+    exe = str(Path(sys.executable).parent / "workbench")
+    proc = subprocess.Popen(
+        [
+            exe,
+            "serve",
+            "--quant",
+            quant,
+            "--port",
+            str(port),
+            "--max-batch",
+            "16",
+            "--max-queue",
+            "64",
+            "--threads",
+            str(threads),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}/v1"
+    _wait(url, proc)
+    return proc, url, f"{MODEL}@{quant}"
+
+
+def start_llama_cpp(threads: int) -> tuple[subprocess.Popen, str, str] | None:
+    from bench.engine import LLAMA_CPP_PIN
+    from engine.loader import gguf_path
+
+    try:
+        import llama_cpp.server  # noqa: F401
+    except ImportError:
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                f"{LLAMA_CPP_PIN.split('==')[0]}[server]=={LLAMA_CPP_PIN.split('==')[1]}",
+            ],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            print(
+                f"llama-cpp-python server could not be installed: {done.stderr.strip()[-300:]}",
+                file=sys.stderr,
+            )
+            return None
+    port = _port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(gguf_path(MODEL)),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_threads",
+            str(threads),
+            "--n_ctx",
+            "4096",
+            "--model_alias",
+            MODEL,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        _wait(url, proc)
+    except RuntimeError as exc:
+        print(f"llama.cpp server: {exc}", file=sys.stderr)
+        proc.terminate()
+        return None
+    return proc, url, MODEL
+
+
+async def one_stream(client, model: str, prompt: str, max_tokens: int) -> dict:
+    import openai
+
+    start = time.perf_counter()
+    first = None
+    tokens = 0
+    try:
+        stream = await client.chat.completions.create(
+            model=model,
+            messages=[{"role": "user", "content": prompt}],
+            max_tokens=max_tokens,
+            temperature=0,
+            stream=True,
+            stream_options={"include_usage": True},
+            extra_body={"ignore_eos": True},
+        )
+        async for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content and first is None:
+                first = time.perf_counter() - start
+            if chunk.usage:
+                tokens = chunk.usage.completion_tokens
+    except openai.APIStatusError as exc:
+        return {"status": exc.status_code, "latency": time.perf_counter() - start}
+    except openai.APIError as exc:
+        return {"status": type(exc).__name__, "latency": time.perf_counter() - start}
+    return {"status": 200, "latency": time.perf_counter() - start, "ttft": first, "tokens": tokens}
+
+
+async def load(
+    url: str, model: str, total: int, concurrency: int, max_tokens: int
+) -> tuple[list[dict], float]:
+    import httpx
+    import openai
+
+    client = openai.AsyncOpenAI(
+        base_url=url,
+        api_key="bench",
+        max_retries=0,
+        http_client=httpx.AsyncClient(limits=httpx.Limits(max_connections=concurrency + 4), timeout=600),
+    )
+    gate = asyncio.Semaphore(concurrency)
+
+    async def task(i: int) -> dict:
+        async with gate:
+            return await one_stream(
+                client, model, f"Write a short story about a robot, part {i}.", max_tokens
+            )
+
+    start = time.perf_counter()
+    results = await asyncio.gather(*(task(i) for i in range(total)))
+    elapsed = time.perf_counter() - start
+    await client.close()
+    return results, elapsed
+
+
+def rss(pid: int) -> int:
+    import psutil
+
+    return psutil.Process(pid).memory_info().rss
+
+
+def measure(url: str, model: str, pid: int, quick: bool) -> dict:
+    out = {"throughput": {}}
+    asyncio.run(load(url, model, 2, 2, 8))  # warm-up
+    for concurrency in (1, 4, 16):
+        results, elapsed = asyncio.run(load(url, model, concurrency, concurrency, 64))
+        tokens = sum(r.get("tokens", 0) for r in results)
+        out["throughput"][concurrency] = tokens / elapsed
+    total = 100 if quick else 500
+    before = rss(pid)
+    results, elapsed = asyncio.run(load(url, model, total, 32, 32))
+    after = rss(pid)
+    ok = [r for r in results if r["status"] == 200]
+    latencies = sorted(r["latency"] for r in ok)
+    ttfts = sorted(r["ttft"] for r in ok if r.get("ttft") is not None)
+    statuses: dict[str, int] = {}
+    for r in results:
+        statuses[str(r["status"])] = statuses.get(str(r["status"]), 0) + 1
+    out.update({
+        "requests": total, "ok": len(ok), "statuses": statuses, "req_per_s": len(ok) / elapsed,
+        "tokens_per_s": sum(r["tokens"] for r in ok) / elapsed,
+        "p50_s": statistics.median(latencies) if latencies else None,
+        "p95_s": latencies[int(0.95 * (len(latencies) - 1))] if latencies else None,
+        "ttft_p50_s": statistics.median(ttfts) if ttfts else None,
+        "rss_before": before, "rss_after": after,
+    })  # fmt: skip
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench.server", description=__doc__)
+    parser.add_argument("--quant", default=None, help="Method for our server (default: the default method).")
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--quick", action="store_true", help="100 instead of 500 requests in the load test.")
+    parser.add_argument("--no-llama-cpp", action="store_true")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    from settings import get_settings
+
+    quant = args.quant or get_settings().default_quant
+    report = {"threads": args.threads, "systems": {}}
+    servers = [("ours", lambda: start_ours(quant, args.threads))]
+    if not args.no_llama_cpp:
+        servers.append(("llama.cpp", lambda: start_llama_cpp(args.threads)))
+    for name, start in servers:
+        print(f"{name} server ...", file=sys.stderr)
+        started = start()
+        if started is None:
+            continue
+        proc, url, model = started
+        try:
+            report["systems"][name] = measure(url, model, proc.pid, args.quick)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    rows = []
+    base = report["systems"].get("llama.cpp")
+    for name, m in report["systems"].items():
+        t = m["throughput"]
+        ratio = f"{m['tokens_per_s'] / base['tokens_per_s']:.2f}x" if base and name != "llama.cpp" else "-"
+        rows.append(
+            [
+                name,
+                f"{t[1]:.1f}",
+                f"{t[4]:.1f}",
+                f"{t[16]:.1f}",
+                f"{t[16] / t[1]:.2f}x",
+                f"{m['ok']}/{m['requests']}",
+                json.dumps(m["statuses"]),
+                f"{m['tokens_per_s']:.1f}",
+                ratio,
+                f"{m['p50_s']:.2f}",
+                f"{m['p95_s']:.2f}",
+                f"{m['ttft_p50_s']:.2f}",
+                f"{m['rss_before'] / 1e6:.0f}->{m['rss_after'] / 1e6:.0f}",
+            ]
+        )
+    print(f"\nserver benchmark: {MODEL}@{quant}, {args.threads} threads", file=sys.stderr)
+    print_table(
+        [
+            "server",
+            "tok/s c=1",
+            "c=4",
+            "c=16",
+            "16 vs 1",
+            "load ok",
+            "statuses",
+            "load tok/s",
+            "vs llama.cpp",
+            "p50 s",
+            "p95 s",
+            "ttft p50 s",
+            "RSS MB",
+        ],
+        rows,
+    )
+    if args.json:
+        print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,327 @@
+"""The batch runner: versions x providers x cases x repeats, concurrent, cached and resumable.
+
+The runner never touches the store. The caller passes the cells already finished (they are skipped) and a
+`sink` that receives each finished cell, in the caller's thread, as soon as it completes; the CLI and the UI
+wire the sink to the store, so every result is committed on its own and a killed run resumes exactly where it
+stopped. Errors (network, timeout, bad response, a prompt that cannot render) are recorded per cell and kept
+apart from assertion failures.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from prompting.assertions import AssertionResult, Context, case_score, evaluate
+from prompting.errors import PromptingError
+from prompting.providers import Completion, Provider
+from prompting.strategies import Prompt, StrategyOutput, run_strategy
+
+
+@dataclass(frozen=True)
+class Cell:
+    case_id: int
+    version_id: int
+    provider_id: int
+    repeat_index: int
+
+
+@dataclass
+class CaseSpec:
+    id: int
+    vars: dict[str, Any] = field(default_factory=dict)
+    assertions: list[dict[str, Any]] = field(default_factory=list)
+    threshold: float | None = None
+    description: str = ""
+
+
+@dataclass
+class VersionSpec:
+    id: int
+    prompt: Prompt
+    label: str = ""
+
+
+@dataclass
+class ProviderHandle:
+    id: int
+    provider: Provider
+
+
+@dataclass
+class CellResult:
+    cell: Cell
+    messages: list[dict[str, str]] = field(default_factory=list)
+    output: str | None = None
+    answer: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+    logprobs: dict[str, Any] | None = None
+    tokens_in: int = 0
+    tokens_out: int = 0
+    latency_ms: float = 0.0
+    cost: float = 0.0
+    cached: bool = False
+    error: str | None = None
+    passed: bool | None = None
+    score: float | None = None
+    assertions: list[AssertionResult] = field(default_factory=list)
+
+
+@dataclass
+class Progress:
+    done: int
+    total: int
+    passed: int
+    failed: int
+    errors: int
+    elapsed_s: float
+
+    @property
+    def eta_s(self) -> float | None:
+        if self.done == 0:
+            return None
+        return self.elapsed_s / self.done * (self.total - self.done)
+
+
+class Cache(Protocol):
+    def get(self, key: str) -> dict | None: ...
+    def put(self, key: str, response: dict) -> None: ...
+
+
+class Interrupted(Exception):
+    """The run was stopped (Ctrl-C or a stop request); what finished is already in the sink."""
+
+
+def cache_key(
+    provider: Provider, messages: list[dict[str, str]], params: dict[str, Any], repeat_index: int
+) -> str:
+    payload = json.dumps({"provider": provider.label, "model": provider.model_id, "messages": messages,
+                          "params": params, "seed": params.get("seed"), "repeat": repeat_index},
+                         sort_keys=True, ensure_ascii=False)  # fmt: skip
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def plan(
+    versions: list[VersionSpec], providers: list[ProviderHandle], cases: list[CaseSpec], repeats: int
+) -> list[Cell]:
+    return [
+        Cell(c.id, v.id, p.id, r) for v in versions for p in providers for c in cases for r in range(repeats)
+    ]
+
+
+@dataclass
+class Runner:
+    versions: list[VersionSpec]
+    providers: list[ProviderHandle]
+    cases: list[CaseSpec]
+    repeats: int = 1
+    strategy: dict[str, Any] = field(default_factory=lambda: {"name": "single"})
+    params: dict[str, Any] = field(default_factory=dict)
+    concurrency: int = 4
+    cache: Cache | None = None
+    use_cache: bool = True
+    embed: Callable[[list[str]], list[list[float]]] | None = None
+    judge: Callable[[str], str] | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(
+        self,
+        done: set[tuple] | set[Cell],
+        sink: Callable[[CellResult], None],
+        progress: Callable[[Progress], None] | None = None,
+    ) -> Progress:
+        """Run every cell not in `done`; each finished cell goes to `sink` at once. Raises Interrupted if stopped."""
+        finished = {Cell(*c) if not isinstance(c, Cell) else c for c in done}
+        cells = plan(self.versions, self.providers, self.cases, self.repeats)
+        todo = [c for c in cells if c not in finished]
+        state = Progress(
+            done=len(cells) - len(todo), total=len(cells), passed=0, failed=0, errors=0, elapsed_s=0.0
+        )
+        start = time.perf_counter()
+        if progress:
+            progress(replace(state))
+        versions = {v.id: v for v in self.versions}
+        providers = {p.id: p.provider for p in self.providers}
+        cases = {c.id: c for c in self.cases}
+        pending: set[Future] = set()
+        queue = iter(todo)
+        with ThreadPoolExecutor(max_workers=max(1, self.concurrency)) as pool:
+            try:
+                while True:
+                    while len(pending) < self.concurrency and not self.stop.is_set():
+                        cell = next(queue, None)
+                        if cell is None:
+                            break
+                        pending.add(
+                            pool.submit(
+                                self.run_cell,
+                                cell,
+                                versions[cell.version_id],
+                                providers[cell.provider_id],
+                                cases[cell.case_id],
+                            )
+                        )
+                    if not pending:
+                        break
+                    completed, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                    for future in completed:
+                        result = future.result()
+                        sink(result)
+                        state.done += 1
+                        if result.error:
+                            state.errors += 1
+                        elif result.passed:
+                            state.passed += 1
+                        else:
+                            state.failed += 1
+                        state.elapsed_s = time.perf_counter() - start
+                        if progress:
+                            progress(replace(state))  # a snapshot: callers may keep it
+            except KeyboardInterrupt:
+                self.stop.set()
+                for future in pending:
+                    future.cancel()
+                raise
+        if self.stop.is_set() and state.done < state.total:
+            raise Interrupted(f"stopped after {state.done} of {state.total} cells")
+        return state
+
+    def run_cell(self, cell: Cell, version: VersionSpec, provider: Provider, case: CaseSpec) -> CellResult:
+        result = CellResult(cell)
+        params = {**self.params, **self.strategy.get("params", {})}
+
+        def call(messages: list[dict[str, str]], call_params: dict[str, Any]) -> Completion:
+            key = cache_key(provider, messages, call_params, cell.repeat_index)
+            if self.cache is not None and self.use_cache:
+                hit = self.cache.get(key)
+                if hit is not None:
+                    return Completion.from_dict(hit, cached=True)
+            completion = provider.chat(messages, **call_params)
+            if self.cache is not None:
+                self.cache.put(key, completion.to_dict())
+            return completion
+
+        needs_logprobs = any(
+            str(a.get("type", "")).removeprefix("not-") == "perplexity" for a in case.assertions
+        )
+        if needs_logprobs and provider.capabilities.logprobs:
+            params.setdefault("logprobs", True)
+        options = {k: v for k, v in self.strategy.items() if k not in ("name", "params")}
+        try:
+            out: StrategyOutput = run_strategy(
+                self.strategy.get("name", "single"),
+                version.prompt,
+                case.vars,
+                provider,
+                call,
+                params,
+                options,
+            )
+        except PromptingError as exc:
+            result.error = str(exc)
+            return result
+        except Exception as exc:  # a bug or an unexpected response must cost one cell, not the run
+            result.error = f"{type(exc).__name__}: {exc}"
+            return result
+        result.messages, result.output, result.answer, result.detail = (
+            out.messages,
+            out.output,
+            out.answer,
+            out.detail,
+        )
+        result.tokens_in, result.tokens_out = out.tokens_in, out.tokens_out
+        result.latency_ms, result.cost, result.cached = out.latency_ms, out.cost, out.cached
+        if out.logprobs:
+            result.logprobs = {
+                "tokens": len(out.logprobs),
+                "sum": sum(out.logprobs),
+                "mean": sum(out.logprobs) / len(out.logprobs),
+            }
+        ctx = Context(vars=case.vars, latency_ms=out.latency_ms, cost=out.cost, logprobs=out.logprobs,
+                      answer_pattern=version.prompt.template.answer_pattern, answer=out.answer, embed=self.embed,
+                      judge=self.judge)  # fmt: skip
+        try:
+            result.assertions = [evaluate(a, out.output, ctx) for a in case.assertions]
+        except PromptingError as exc:
+            result.error = f"assertion could not run: {exc}"
+            return result
+        result.passed, result.score = case_score(result.assertions, case.threshold)
+        return result
+
+
+# --- section ablation and the quantization sweep --------------------------------------------------------
+
+
+def ablation_variants(prompt: Prompt) -> list[tuple[str, Prompt]]:
+    """The full prompt, then one variant per dropped part: each section, the guardrail block, each example."""
+    variants = [("full", prompt)]
+    for section in prompt.template.sections:
+        variants.append(
+            (
+                f"-{section}",
+                Prompt(
+                    prompt.template,
+                    dict(prompt.variables),
+                    prompt.delimiter,
+                    prompt.guardrails,
+                    (*prompt.drop_sections, section),
+                ),
+            )
+        )
+    if prompt.guardrails is not None and not prompt.guardrails.is_empty():
+        variants.append(
+            (
+                "-guardrails",
+                Prompt(prompt.template, dict(prompt.variables), prompt.delimiter, None, prompt.drop_sections),
+            )
+        )
+    examples = prompt.variables.get("examples")
+    if isinstance(examples, list) and len(examples) > 1:
+        for i in range(len(examples)):
+            kept = [e for j, e in enumerate(examples) if j != i]
+            variants.append(
+                (
+                    f"-example {i + 1}",
+                    Prompt(
+                        prompt.template,
+                        {**prompt.variables, "examples": kept},
+                        prompt.delimiter,
+                        prompt.guardrails,
+                        prompt.drop_sections,
+                    ),
+                )
+            )
+    return variants
+
+
+def mean_scores(results: list[CellResult], key: Callable[[CellResult], Any]) -> dict[Any, dict[str, float]]:
+    """Mean score, pass rate and count per group (errored cells excluded from the means)."""
+    groups: dict[Any, list[CellResult]] = {}
+    for r in results:
+        groups.setdefault(key(r), []).append(r)
+    summary = {}
+    for name, items in groups.items():
+        scored = [r for r in items if r.error is None]
+        summary[name] = {
+            "cells": len(items),
+            "errors": len(items) - len(scored),
+            "score": sum(r.score or 0.0 for r in scored) / len(scored) if scored else 0.0,
+            "pass_rate": sum(1 for r in scored if r.passed) / len(scored) if scored else 0.0,
+            "latency_ms": sum(r.latency_ms for r in scored) / len(scored) if scored else 0.0,
+            "tokens_out": sum(r.tokens_out for r in scored),
+        }
+    return summary
+
+
+def ablation_summary(results: list[CellResult], labels: dict[int, str]) -> list[dict[str, Any]]:
+    """Score change per dropped part against the full prompt (negative: the part helped)."""
+    by_variant = mean_scores(results, lambda r: labels[r.cell.version_id])
+    base = by_variant.get("full", {}).get("score", 0.0)
+    return [{"variant": name, "score": s["score"], "delta": s["score"] - base, "pass_rate": s["pass_rate"]}
+            for name, s in by_variant.items()]  # fmt: skip

@@ -1,0 +1,314 @@
+"""Strategies: how one cell turns a prompt into an answer, from one call to a searched tree.
+
+Each strategy takes a `Prompt` (template + bound variables + delimiter/guardrails), the case's variables, a
+provider and decoding parameters, and returns a `StrategyOutput` with the final output, the extracted answer,
+the usage summed over every call, and the detail a person needs to see how the answer came about (samples and
+votes, the explored tree, the class probabilities). Strategies never touch the store.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from prompting.assertions import extract_answer
+from prompting.errors import PromptingError
+from prompting.guardrails import Guardrails
+from prompting.providers import Completion, Provider
+from prompting.templates import Template
+
+STRATEGIES = ("single", "self_consistency", "tree_of_thoughts", "generate_knowledge", "verbalizer")
+
+
+class StrategyError(PromptingError):
+    pass
+
+
+@dataclass
+class Prompt:
+    """A template with what a version binds: default variable values, delimiter style, guardrails."""
+
+    template: Template
+    variables: dict[str, Any] = field(default_factory=dict)
+    delimiter: str = "hash"
+    guardrails: Guardrails | None = None
+    drop_sections: tuple[str, ...] = ()
+
+    def render(
+        self, case_vars: dict[str, Any], stage: str | None = None, **extra: Any
+    ) -> list[dict[str, str]]:
+        return self.template.render(
+            {**self.variables, **case_vars, **extra},
+            delimiter=self.delimiter,
+            guardrails=self.guardrails,
+            stage=stage,
+            drop_sections=self.drop_sections,
+        )
+
+
+@dataclass
+class StrategyOutput:
+    output: str
+    messages: list[dict[str, str]]
+    answer: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+    tokens_in: int = 0
+    tokens_out: int = 0
+    latency_ms: float = 0.0
+    cost: float = 0.0
+    logprobs: list[float] | None = None
+    cached: bool = False
+
+    def add(self, completion: Completion) -> Completion:
+        self.tokens_in += completion.tokens_in
+        self.tokens_out += completion.tokens_out
+        self.latency_ms += completion.latency_ms
+        self.cost += completion.cost
+        return completion
+
+
+Call = Callable[[list[dict[str, str]], dict[str, Any]], Completion]
+
+
+def normalise_answer(answer: str | None) -> str | None:
+    if answer is None:
+        return None
+    answer = answer.strip().strip(".").strip()
+    number = re.fullmatch(r"\$?(-?[\d,]*\.?\d+)%?", answer)
+    if number:
+        value = float(number.group(1).replace(",", ""))
+        return str(int(value)) if value.is_integer() else str(value)
+    return answer.lower()
+
+
+def vote(answers: list[str | None]) -> tuple[str | None, float, dict[str, int]]:
+    """Majority answer (first seen wins a tie), agreement rate, and counts; unparsed samples count against."""
+    counts = Counter(a for a in answers if a is not None)
+    if not counts:
+        return None, 0.0, {}
+    first_seen = {a: i for i, a in reversed(list(enumerate(answers)))}
+    winner = max(counts, key=lambda a: (counts[a], -first_seen[a]))
+    return winner, counts[winner] / len(answers), dict(counts)
+
+
+def single(prompt: Prompt, case_vars: dict, call: Call, params: dict, options: dict) -> StrategyOutput:
+    messages = prompt.render(case_vars)
+    out = StrategyOutput(output="", messages=messages)
+    completion = out.add(call(messages, params))
+    out.output = completion.text
+    out.cached = completion.cached
+    out.answer = extract_answer(out.output, prompt.template.answer_pattern)
+    if completion.logprobs:
+        out.logprobs = [t["logprob"] for t in completion.logprobs[0]]
+        out.detail["tokens"] = completion.logprobs[0]
+    return out
+
+
+def self_consistency(
+    prompt: Prompt, case_vars: dict, call: Call, params: dict, options: dict
+) -> StrategyOutput:
+    n = int(options.get("n", prompt.template.strategy.get("n", 5)))
+    temperature = float(options.get("temperature", prompt.template.strategy.get("temperature", 0.7)))
+    pattern = options.get("answer_pattern") or prompt.template.answer_pattern
+    if not pattern:
+        raise StrategyError(
+            f"self-consistency needs an answer pattern; template '{prompt.template.name}' has none"
+        )
+    messages = prompt.render(case_vars)
+    out = StrategyOutput(output="", messages=messages)
+    completion = out.add(call(messages, {**params, "n": n, "temperature": temperature}))
+    answers = [normalise_answer(extract_answer(text, pattern)) for text in completion.texts]
+    winner, agreement, counts = vote(answers)
+    out.answer = winner
+    out.output = next(
+        (t for t, a in zip(completion.texts, answers, strict=True) if a == winner), completion.text
+    )
+    out.detail = {
+        "samples": [{"text": t, "answer": a} for t, a in zip(completion.texts, answers, strict=True)],
+        "votes": counts,
+        "agreement": agreement,
+        "n": n,
+        "temperature": temperature,
+    }
+    return out
+
+
+def generate_knowledge(
+    prompt: Prompt, case_vars: dict, call: Call, params: dict, options: dict
+) -> StrategyOutput:
+    template = prompt.template
+    if template.stages[:2] != ["knowledge", "answer"]:
+        raise StrategyError(
+            f"generate-knowledge needs a template with knowledge and answer stages; "
+            f"'{template.name}' has {template.stages or 'none'}"
+        )
+    k = int(options.get("k", template.strategy.get("k", 3)))
+    temperature = float(options.get("temperature", template.strategy.get("temperature", 0.7)))
+    knowledge_messages = prompt.render(case_vars, stage="knowledge")
+    out = StrategyOutput(output="", messages=knowledge_messages)
+    facts = out.add(call(knowledge_messages, {**params, "n": k, "temperature": temperature})).texts
+    samples = []
+    for fact in facts:
+        answer_messages = prompt.render(case_vars, stage="answer", knowledge=fact)
+        text = out.add(call(answer_messages, {**params, "temperature": 0.0})).text
+        samples.append(
+            {
+                "knowledge": fact,
+                "text": text,
+                "answer": normalise_answer(extract_answer(text, template.answer_pattern)),
+            }
+        )
+    winner, agreement, counts = vote([s["answer"] for s in samples])
+    out.answer = winner
+    out.output = next(
+        (s["text"] for s in samples if s["answer"] == winner), samples[0]["text"] if samples else ""
+    )
+    out.detail = {"samples": samples, "votes": counts, "agreement": agreement, "k": k}
+    return out
+
+
+def _value_of(text: str, values: dict[str, float]) -> float:
+    """sure/likely/impossible (the template's `values`) or a 1-10 rating, read from the last line mentioning one."""
+    for line in reversed(text.strip().lower().splitlines()):
+        for word, value in values.items():
+            if re.search(rf"\b{re.escape(word)}\b", line):
+                return float(value)
+        number = re.search(r"\b(10|[1-9])(?:\s*/\s*10)?\b", line)
+        if number:
+            return int(number.group(1)) / 10.0
+    return 0.0
+
+
+def tree_of_thoughts(
+    prompt: Prompt, case_vars: dict, call: Call, params: dict, options: dict
+) -> StrategyOutput:
+    template = prompt.template
+    if template.stages[:2] != ["propose", "evaluate"]:
+        raise StrategyError(
+            f"tree-of-thoughts needs propose and evaluate stages; '{template.name}' has "
+            f"{template.stages or 'none'}"
+        )
+    breadth = int(options.get("breadth", template.strategy.get("breadth", 2)))
+    depth = int(options.get("depth", template.strategy.get("depth", 3)))
+    proposals = int(options.get("proposals", template.strategy.get("proposals", 3)))
+    values = template.meta.get("values") or {"sure": 1.0, "likely": 0.5, "impossible": 0.0}
+    out = StrategyOutput(
+        output="", messages=prompt.render(case_vars, stage="propose", state="", proposals=proposals)
+    )
+    nodes = [{"id": 0, "parent": None, "depth": 0, "state": "", "value": None, "kept": True}]
+    frontier = [nodes[0]]
+    final = None
+    for level in range(1, depth + 1):
+        candidates = []
+        for node in frontier:
+            messages = prompt.render(case_vars, stage="propose", state=node["state"], proposals=proposals)
+            text = out.add(call(messages, {**params, "temperature": params.get("temperature", 0.0)})).text
+            answer = extract_answer(text, template.answer_pattern)
+            if answer is not None and final is None:
+                final = {"answer": answer, "state": node["state"], "text": text}
+            steps = [line.strip()[2:].strip() for line in text.splitlines() if line.strip().startswith("- ")]
+            for step in steps[:proposals]:
+                state = f"{node['state']}\n{step}".strip()
+                child = {
+                    "id": len(nodes),
+                    "parent": node["id"],
+                    "depth": level,
+                    "state": state,
+                    "step": step,
+                    "value": None,
+                    "kept": False,
+                }
+                nodes.append(child)
+                candidates.append(child)
+        if final is not None or not candidates:
+            break
+        for child in candidates:
+            messages = prompt.render(case_vars, stage="evaluate", candidate=child["state"])
+            child["value"] = _value_of(out.add(call(messages, {**params, "temperature": 0.0})).text, values)
+        candidates.sort(key=lambda c: c["value"], reverse=True)
+        frontier = candidates[:breadth]
+        for child in frontier:
+            child["kept"] = True
+    best = frontier[0] if frontier else nodes[0]
+    out.answer = final["answer"] if final else None
+    out.output = final["text"] if final else best["state"]
+    out.detail = {
+        "tree": nodes,
+        "breadth": breadth,
+        "depth": depth,
+        "proposals": proposals,
+        "best_state": best["state"],
+    }
+    return out
+
+
+def verbalizer(
+    prompt: Prompt, case_vars: dict, provider: Provider, params: dict, options: dict
+) -> StrategyOutput:
+    labels = options.get("labels") or prompt.template.labels
+    if not labels:
+        raise StrategyError(
+            f"the verbalizer needs labels (class -> label words); '{prompt.template.name}' has none"
+        )
+    messages = prompt.render(case_vars)
+    out = StrategyOutput(output="", messages=messages)
+    class_logprob = {}
+    for cls, words in labels.items():
+        scores = [provider.score(messages, word) for word in words]
+        top = max(scores)
+        class_logprob[cls] = top + math.log(sum(math.exp(s - top) for s in scores))  # P(any of its words)
+    top = max(class_logprob.values())
+    norm = sum(math.exp(v - top) for v in class_logprob.values())
+    probabilities = {cls: math.exp(v - top) / norm for cls, v in class_logprob.items()}
+    winner = max(probabilities, key=probabilities.get)
+    out.output = out.answer = winner
+    out.detail = {"logprobs": class_logprob, "probabilities": probabilities}
+    return out
+
+
+def ape(
+    propose: Callable[[int], list[str]], evaluate: Callable[[str], float], m: int
+) -> list[dict[str, Any]]:
+    """Automatic prompt engineering: propose m instructions, score each (e.g. pass rate on a suite), rank them."""
+    seen, ranking = set(), []
+    for instruction in propose(m):
+        instruction = instruction.strip()
+        if not instruction or instruction in seen:
+            continue
+        seen.add(instruction)
+        ranking.append({"instruction": instruction, "score": evaluate(instruction)})
+    return sorted(ranking, key=lambda r: r["score"], reverse=True)
+
+
+def ape_proposals(
+    prompt: Prompt, examples: list[dict], provider: Provider, m: int, temperature: float = 0.9
+) -> list[str]:
+    """Instructions proposed by the `ape` template from input/output examples (the answer pattern extracts them)."""
+    messages = prompt.render({"examples": examples})
+    completion = provider.chat(messages, n=m, temperature=temperature, max_tokens=64)
+    found = [
+        extract_answer(text, prompt.template.answer_pattern) or text.strip().splitlines()[0]
+        for text in completion.texts
+        if text.strip()
+    ]
+    return found
+
+
+def run_strategy(
+    name: str, prompt: Prompt, case_vars: dict, provider: Provider, call: Call, params: dict, options: dict
+) -> StrategyOutput:
+    if name == "single":
+        return single(prompt, case_vars, call, params, options)
+    if name == "self_consistency":
+        return self_consistency(prompt, case_vars, call, params, options)
+    if name == "tree_of_thoughts":
+        return tree_of_thoughts(prompt, case_vars, call, params, options)
+    if name == "generate_knowledge":
+        return generate_knowledge(prompt, case_vars, call, params, options)
+    if name == "verbalizer":
+        return verbalizer(prompt, case_vars, provider, params, options)
+    raise StrategyError(f"unknown strategy '{name}'; choose one of: {', '.join(STRATEGIES)}")

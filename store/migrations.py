@@ -1,0 +1,53 @@
+"""Schema changes as named, ordered steps, each applied once and recorded in `schema_migrations`.
+
+Add a step by appending a function; never edit one that has shipped. `create_all` is used only by the first
+step (it creates tables that do not exist and never alters existing ones).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import Connection, inspect, text
+from sqlmodel import SQLModel
+
+from store import models
+
+MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = []
+
+
+def migration(fn: Callable[[Connection], None]) -> Callable[[Connection], None]:
+    MIGRATIONS.append((fn.__name__, fn))
+    return fn
+
+
+@migration
+def m001_initial_tables(conn: Connection) -> None:
+    tables = [
+        models.TemplateVersion, models.Suite, models.TestCase, models.ProviderConfig, models.Run, models.Result,
+        models.Score, models.CachedResponse,
+    ]  # fmt: skip
+    SQLModel.metadata.create_all(conn, tables=[t.__table__ for t in tables])
+
+
+def applied(conn: Connection) -> set[str]:
+    if not inspect(conn).has_table("schema_migrations"):
+        return set()
+    return {row[0] for row in conn.execute(text("SELECT name FROM schema_migrations"))}
+
+
+def migrate(conn: Connection) -> list[str]:
+    """Apply every pending step in order, each in the caller's transaction; returns the names applied."""
+    SQLModel.metadata.create_all(conn, tables=[models.SchemaMigration.__table__])
+    done = applied(conn)
+    ran = []
+    for name, step in MIGRATIONS:
+        if name in done:
+            continue
+        step(conn)
+        conn.execute(
+            text("INSERT INTO schema_migrations (name, applied_at) VALUES (:n, CURRENT_TIMESTAMP)"),
+            {"n": name},
+        )
+        ran.append(name)
+    return ran

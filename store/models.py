@@ -1,0 +1,151 @@
+"""SQLModel tables: template versions, suites and cases, provider configurations, runs, results, scores.
+
+JSON columns hold structured values (variables, messages, assertions). Provider configurations never hold a
+secret: a remote key is named by the environment variable that holds it (`api_key_env`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class TemplateVersion(SQLModel, table=True):
+    __tablename__ = "template_versions"
+    __table_args__ = (UniqueConstraint("name", "version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True)
+    version: int
+    library_ref: str | None = None  # a library template name, when the source is the library's
+    source: str = Field(sa_column=Column(Text, nullable=False))
+    variables: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    delimiter: str = "hash"
+    guardrails: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    options: dict[str, Any] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False)
+    )  # drop_sections
+    note: str = ""
+    content_hash: str = Field(index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}@v{self.version}"
+
+
+class Suite(SQLModel, table=True):
+    __tablename__ = "suites"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True)
+    description: str = ""
+    config: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class TestCase(SQLModel, table=True):
+    __tablename__ = "test_cases"
+    __test__ = False  # not a pytest class
+
+    id: int | None = Field(default=None, primary_key=True)
+    suite_id: int = Field(foreign_key="suites.id", index=True)
+    position: int = 0
+    description: str = ""
+    vars: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    expected: str | None = None
+    assertions: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    tags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    threshold: float | None = None
+
+
+class ProviderConfig(SQLModel, table=True):
+    __tablename__ = "provider_configs"
+
+    id: int | None = Field(default=None, primary_key=True)
+    label: str = Field(index=True, unique=True)
+    kind: str  # "local" | "remote"
+    base_url: str | None = None
+    model: str
+    quant: str | None = None
+    api_key_env: str | None = None  # the NAME of the environment variable holding the key, never the key
+    params: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Run(SQLModel, table=True):
+    __tablename__ = "runs"
+
+    id: str = Field(primary_key=True)
+    suite_id: int | None = Field(default=None, foreign_key="suites.id")
+    description: str = ""
+    version_ids: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    provider_ids: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    params: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    strategy: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    repeats: int = 1
+    status: str = "running"  # running | completed | interrupted | failed
+    created_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+
+
+class Result(SQLModel, table=True):
+    __tablename__ = "results"
+    __table_args__ = (UniqueConstraint("run_id", "case_id", "version_id", "provider_id", "repeat_index"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(foreign_key="runs.id", index=True)
+    case_id: int = Field(foreign_key="test_cases.id")
+    version_id: int = Field(foreign_key="template_versions.id")
+    provider_id: int = Field(foreign_key="provider_configs.id")
+    repeat_index: int = 0
+    messages: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    output: str | None = Field(default=None, sa_column=Column(Text))
+    answer: str | None = None
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    logprobs: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    tokens_in: int = 0
+    tokens_out: int = 0
+    latency_ms: float = 0.0
+    cost: float = 0.0
+    cached: bool = False
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    passed: bool | None = None
+    score: float | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Score(SQLModel, table=True):
+    __tablename__ = "scores"
+
+    id: int | None = Field(default=None, primary_key=True)
+    result_id: int = Field(foreign_key="results.id", index=True)
+    position: int = 0
+    type: str
+    value: Any = Field(default=None, sa_column=Column(JSON))
+    weight: float = 1.0
+    passed: bool
+    score: float
+    reason: str = Field(default="", sa_column=Column(Text, nullable=False))
+
+
+class CachedResponse(SQLModel, table=True):
+    __tablename__ = "response_cache"
+
+    key: str = Field(primary_key=True)
+    response: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class SchemaMigration(SQLModel, table=True):
+    __tablename__ = "schema_migrations"
+
+    name: str = Field(primary_key=True)
+    applied_at: datetime = Field(default_factory=utcnow)

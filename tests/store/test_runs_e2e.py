@@ -1,0 +1,86 @@
+"""The iteration loop end to end: a suite stored, run against the real engine (started by the provider itself),
+scored and kept; the verbalizer through real continuation scoring; the example suite green from the CLI."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from cli import main
+from prompting import providers as providers_module
+from prompting.providers import Provider, ProviderSpec
+from prompting.strategies import Prompt, verbalizer
+from prompting.suites import load_suite
+from prompting.templates import load
+from store import queries, runs
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.slow
+
+SUITE = """\
+description: five cases
+prompts:
+  - "Answer with one word. What is the capital of {{ country }}?"
+providers:
+  - id: local:smollm2-135m-instruct
+    config: {quant: int4}
+tests:
+  - {vars: {country: France}, assert: [{type: icontains, value: Paris}]}
+  - {vars: {country: Japan}, assert: [{type: icontains, value: Tokyo}]}
+  - {vars: {country: Italy}, assert: [{type: icontains, value: Rome}, {type: latency, threshold: 60000}]}
+  - {vars: {country: Germany}, assert: [{type: icontains, value: Berlin}]}
+  - {vars: {country: Spain}, assert: [{type: not-contains, value: "###"}]}
+workbench:
+  params: {temperature: 0, max_tokens: 12}
+"""
+
+
+@pytest.fixture(scope="module")
+def local_engine_started():
+    # Nothing answers at the configured URL, so the provider must start (and later stop) its own engine.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("WORKBENCH_ENGINE_URL", f"http://127.0.0.1:{free_port()}/v1")
+        yield
+    providers_module.stop_local_engines()
+
+
+def test_five_case_suite_against_the_real_engine(tmp_path, local_engine_started):
+    path = tmp_path / "five.yaml"
+    path.write_text(SUITE)
+    imported = runs.import_suite(load_suite(path))
+    run = runs.start_run(imported, params={"temperature": 0, "max_tokens": 12})
+    updates = []
+    state = runs.execute_run(run.id, concurrency=3, progress=updates.append)
+    assert state.done == state.total == 5 and state.errors == 0
+    assert [u.done for u in updates][-1] == 5
+    stored = queries.run_results(run.id)
+    assert len(stored) == 5
+    for result, scores in stored:
+        assert result.error is None and result.output and result.tokens_out > 0 and result.latency_ms > 0
+        assert result.cost == 0.0 and result.messages[0]["role"] == "user"
+        assert scores and all(s.reason for s in scores)
+    assert queries.get_run(run.id).status == "completed"
+    url, proc = next(iter(providers_module._local_servers.values()))
+    assert proc is not None and proc.poll() is None and url.startswith("http://127.0.0.1:")
+    summary = runs.summary(run.id)
+    assert summary[0]["cells"] == 5 and summary[0]["provider"] == "local:smollm2-135m-instruct@int4"
+
+
+def test_verbalizer_scores_label_words_on_the_real_engine(local_engine_started):
+    provider = Provider(ProviderSpec.parse("local:smollm2-135m-instruct", {"quant": "int4"}))
+    out = verbalizer(
+        Prompt(load("verbalizer")), {"text": "I love this phone, it is wonderful!"}, provider, {}, {}
+    )
+    probabilities = out.detail["probabilities"]
+    assert set(probabilities) == {"positive", "negative", "neutral"}
+    assert abs(sum(probabilities.values()) - 1) < 1e-9
+    assert out.answer == "positive"
+
+
+def test_the_example_suite_runs_green(local_engine_started):
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "capitals.yaml"
+    result = CliRunner().invoke(main, ["run", str(example)])
+    assert result.exit_code == 0, result.output
+    assert "pass rate 100.0%" in result.stderr

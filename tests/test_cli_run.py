@@ -1,0 +1,215 @@
+"""`workbench run` end to end against a fake remote API on loopback: exit codes, outputs, runs, resume."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cli import main
+from store import queries
+from tests.conftest import ThreadedServer
+from tests.fake_openai import Script, fake_openai_app
+
+SUITE = """\
+description: echo suite
+prompts: ["Say {{{{ word }}}}"]
+providers:
+  - id: openai:chat:fake-model
+    config: {{apiBaseUrl: "{url}/v1", apiKeyEnvar: FAKE_KEY}}
+tests:
+{tests}
+evaluateOptions: {{maxConcurrency: {concurrency}}}
+"""
+
+
+def suite_file(tmp_path: Path, url: str, words: list[str], failing: int = 0, concurrency: int = 2) -> Path:
+    tests = []
+    for i, word in enumerate(words):
+        expected = "nope" if i < failing else word
+        tests.append(
+            f"  - description: case {i}\n    vars: {{word: {word}}}\n"
+            f"    assert: [{{type: contains, value: {expected}}}]"
+        )
+    path = tmp_path / "echo.yaml"
+    path.write_text(SUITE.format(url=url, tests="\n".join(tests), concurrency=concurrency))
+    return path
+
+
+@pytest.fixture
+def fake_api(monkeypatch):
+    monkeypatch.setenv("FAKE_KEY", "sk-test-123")
+    script = Script()
+    with ThreadedServer(fake_openai_app(script)) as server:
+        server.script = script
+        yield server
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, list(args))
+
+
+def test_run_green_red_and_outputs(tmp_path, fake_api):
+    path = suite_file(tmp_path, fake_api.url, ["alpha", "beta", "gamma", "delta"])
+    out_json = tmp_path / "r.json"
+    result = invoke("run", str(path), "--output", str(out_json))
+    assert result.exit_code == 0, result.output
+    assert "pass rate 100.0%" in result.stderr
+    payload = json.loads(out_json.read_text())
+    assert sorted(r["output"] for r in payload["results"]) == [
+        "echo: Say alpha",
+        "echo: Say beta",
+        "echo: Say delta",
+        "echo: Say gamma",
+    ]
+    assert all(k == "Bearer sk-test-123" for k in fake_api.script.keys)
+    [run] = queries.list_runs()
+    assert run.status == "completed" and queries.count_results(run.id) == 4
+    stored = queries.list_providers()[0]
+    assert stored.api_key_env == "FAKE_KEY" and "sk-test" not in json.dumps(stored.params)
+
+    red = suite_file(tmp_path, fake_api.url, ["a1", "b1", "c1", "d1"], failing=1)
+    out_csv = tmp_path / "r.csv"
+    result = invoke("run", str(red), "--output", str(out_csv))
+    assert result.exit_code == 1 and "pass rate 75.0%" in result.stderr
+    rows = list(csv.DictReader(out_csv.open()))
+    assert len(rows) == 4 and sorted(r["pass"] for r in rows) == ["False", "True", "True", "True"]
+    assert invoke("run", str(red), "--threshold", "0.75").exit_code == 0
+    html = tmp_path / "r.html"
+    assert invoke("run", str(red), "--output", str(html)).exit_code == 1
+    assert "<table>" in html.read_text() and "class='fail'" in html.read_text()
+
+
+def test_runs_list_show_and_compare(tmp_path, fake_api):
+    path = suite_file(tmp_path, fake_api.url, ["one", "two"])
+    assert invoke("run", str(path), "--run-id", "first").exit_code == 0
+    fake_api.script.transform = lambda text: text.replace("two", "2")
+    assert invoke("run", str(path), "--run-id", "second", "--no-cache").exit_code == 1
+    listing = invoke("runs", "list")
+    assert listing.exit_code == 0
+    lines = listing.output.strip().splitlines()
+    assert lines[0].startswith("second  completed") and lines[1].startswith("first   completed")
+    assert "pass  50%" in lines[0] and "pass 100%" in lines[1]
+    shown = invoke("runs", "show", "second", "--json")
+    data = json.loads(shown.output)
+    assert data["id"] == "second" and len(data["results"]) == 2
+    assert {r["pass"] for r in data["results"]} == {True, False}
+    assert all(
+        {"case_id", "version", "provider", "repeat", "output", "pass", "score", "error"} <= set(r)
+        for r in data["results"]
+    )
+    text = invoke("runs", "show", "second").output
+    assert "[FAIL] case" in text and "[PASS] case" in text
+    compare = invoke("runs", "compare", "first", "second")
+    assert compare.exit_code == 0
+    flips = [line for line in compare.output.splitlines() if "PASS -> FAIL" in line]
+    assert len(flips) == 1 and "score 1.0 -> 0.0 (-1.000)" in flips[0]
+    assert "totals: pass rate 100.0% -> 50.0%" in compare.output and "fixed 0, broke 1" in compare.output
+    other = suite_file(tmp_path, fake_api.url, ["three"])
+    assert invoke("run", str(other), "--run-id", "third").exit_code == 0
+    unrelated = invoke("runs", "compare", "first", "third")
+    assert unrelated.exit_code == 2 and "no cells in common" in unrelated.stderr
+
+
+def test_repeat_strategy_and_no_cache(tmp_path, fake_api):
+    path = suite_file(tmp_path, fake_api.url, ["x"])
+    assert invoke("run", str(path), "--repeat", "3").exit_code == 0
+    assert len(fake_api.script.requests) == 3
+    assert invoke("run", str(path), "--repeat", "3").exit_code == 0
+    assert len(fake_api.script.requests) == 3  # all cached
+    assert invoke("run", str(path), "--repeat", "3", "--no-cache").exit_code == 0
+    assert len(fake_api.script.requests) == 6
+    result = invoke("run", str(path), "--strategy", "tree_of_thoughts")
+    assert (
+        result.exit_code == 1
+        and "needs propose and evaluate stages" in invoke("runs", "show", queries.list_runs()[0].id).output
+    )
+
+
+def test_retries_on_429(tmp_path, fake_api):
+    fake_api.script.fail_first = 2
+    path = suite_file(tmp_path, fake_api.url, ["x"])
+    assert invoke("run", str(path)).exit_code == 0
+    assert len(fake_api.script.requests) == 3
+
+
+def _workbench() -> str:
+    return str(Path(sys.executable).parent / "workbench")
+
+
+def _wait_for(predicate, timeout=60.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.slow
+def test_kill_and_resume_completes_only_missing_cells(tmp_path, fake_api, isolated_home):
+    fake_api.script.delay_s = 0.15
+    words = [f"w{i}" for i in range(24)]
+    path = suite_file(tmp_path, fake_api.url, words, concurrency=2)
+    env = {**os.environ, "WORKBENCH_HOME": str(isolated_home)}
+    proc = subprocess.Popen(
+        [_workbench(), "run", str(path), "--run-id", "killme"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    assert _wait_for(lambda: _count("killme") >= 6)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = _count("killme")
+    assert 6 <= before < 24
+    requests_before = len(fake_api.script.requests)
+    done = subprocess.run(
+        [_workbench(), "run", str(path), "--run-id", "killme"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"resuming killme: {before} cells already stored" in done.stderr
+    assert _count("killme") == 24
+    cells = queries.finished_cells("killme")
+    assert len(cells) == 24  # unique per cell: nothing duplicated
+    # in-flight cells at the kill were not stored, so they (and only the missing ones) were requested again
+    assert len(fake_api.script.requests) - requests_before == 24 - before
+
+
+def _count(run_id: str) -> int:
+    try:
+        return queries.count_results(run_id)
+    except Exception:
+        return 0
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_cleanly_and_prints_the_run_id(tmp_path, fake_api, isolated_home):
+    fake_api.script.delay_s = 0.2
+    path = suite_file(tmp_path, fake_api.url, [f"w{i}" for i in range(30)], concurrency=1)
+    env = {**os.environ, "WORKBENCH_HOME": str(isolated_home)}
+    proc = subprocess.Popen(
+        [_workbench(), "run", str(path), "--run-id", "ctrlc"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert _wait_for(lambda: _count("ctrlc") >= 2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "--run-id ctrlc" in err
+    assert queries.get_run("ctrlc").status == "interrupted"
