@@ -442,13 +442,12 @@ def run(
         from prompting.providers import Provider
 
         judge_provider = Provider(ProviderSpec.parse(suite.judge))
-        judge = lambda prompt: (
-            judge_provider.chat(
-                [{"role": "user", "content": prompt}],
-                temperature=0,  # noqa: E731
-                max_tokens=256,
+
+        def judge(prompt: str) -> str:
+            return judge_provider.chat(
+                [{"role": "user", "content": prompt}], temperature=0, max_tokens=256
             ).text
-        )
+
     columns = [
         TextColumn("[bold]{task.description}"),
         BarColumn(),
