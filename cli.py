@@ -689,53 +689,16 @@ def export(
 
     Secrets are never exported: providers carry the name of their key's environment variable.
     """
-    from prompting.guardrails import Guardrails
-    from prompting.strategies import Prompt
-    from prompting.suites import SuiteCase, to_promptfoo_yaml
-    from prompting.templates import Template, library_names, load
-    from store import queries
-    from store.runs import spec_of
+    from store import exports
 
-    try:
-        version = queries.get_version(name_or_version)
-        template = Template.from_source(version.source, name=version.name)
-        prompt = Prompt(
-            template,
-            dict(version.variables),
-            version.delimiter,
-            Guardrails.from_dict(version.guardrails) if version.guardrails else None,
-        )
-    except queries.StoreError:
-        if name_or_version not in library_names() and not name_or_version.endswith(".j2"):
-            raise
-        version, template = None, load(name_or_version)
-        prompt = Prompt(template)
     if fmt == "j2":
-        text = template.source if template.source.endswith("\n") else template.source + "\n"
+        text = exports.export_j2(name_or_version)
     elif fmt == "openai":
         values = read_vars_file(vars_file) if vars_file else {}
         values.update(dict(parse_var(item) for item in var_items))
-        text = json.dumps(prompt.render(values), indent=2, ensure_ascii=False) + "\n"
+        text = exports.export_openai(name_or_version, values)
     else:
-        cases, providers = [], []
-        if suite_name:
-            suite = queries.get_suite(suite_name)
-            cases = [
-                SuiteCase(c.description, c.vars, c.assertions, c.threshold, c.tags)
-                for c in queries.suite_cases(suite.id)
-            ]
-            used = {pid for r in queries.list_runs() if r.suite_id == suite.id for pid in r.provider_ids}
-            providers = [spec_of(p) for p in queries.list_providers() if p.id in used]
-        workbench = {"delimiter": prompt.delimiter}
-        if prompt.guardrails:
-            workbench["guardrails"] = prompt.guardrails.to_dict()
-        text = to_promptfoo_yaml(
-            f"exported {version.label if version else template.name}",
-            [template.source],
-            providers,
-            cases,
-            workbench,
-        )
+        text = exports.export_promptfoo(name_or_version, suite_name)
     if out:
         out.write_text(text, encoding="utf-8")
         click.echo(f"wrote {out}", err=True)

@@ -51,3 +51,12 @@ def print_table(headers: list[str], rows: list[list[Any]], file=sys.stderr) -> N
         )
         if n == 0:
             print("  ".join("-" * w for w in widths), file=file)
+
+
+def save_report(name: str, report: dict) -> None:
+    """Keep the latest report in the data folder, where the Engine page reads it."""
+    from settings import get_settings
+
+    folder = get_settings().home_dir / "bench"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.json").write_text(json.dumps(report, indent=2), encoding="utf-8")

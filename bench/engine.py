@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 
-from bench.common import fmt, median_of, peak_rss_bytes, print_table, run_isolated
+from bench.common import fmt, median_of, peak_rss_bytes, print_table, run_isolated, save_report
 
 MODEL = "smollm2-135m-instruct"
 CHAT_PROMPT = "Explain in a few sentences why the sky looks blue during the day and red at sunset."
@@ -296,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         args.threads, args.repeats, args.new_tokens, args.methods.split(","), not args.no_llama_cpp
     )
     print_report(report)
+    save_report("engine", report)
     if args.json:
         print(json.dumps(report))
     return 0

@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import print_table
+from bench.common import print_table, save_report
 from prompting.providers import Completion, Provider, ProviderSpec
 from prompting.runner import CaseSpec, ProviderHandle, Runner, VersionSpec
 from prompting.strategies import Prompt
@@ -126,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     print("\nrunner benchmark (medians)", file=sys.stderr)
     print_table(["measure", "value", "target", "ratio"], rows)
+    save_report("runner", report)
     if args.json:
         print(json.dumps(report))
     return 0

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.common import print_table
+from bench.common import print_table, save_report
 
 MODEL = "smollm2-135m-instruct"
 
@@ -282,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         ],
         rows,
     )
+    save_report("server", report)
     if args.json:
         print(json.dumps(report))
     return 0

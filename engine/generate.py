@@ -191,6 +191,21 @@ class Engine:
             model, loaded.tokenizer, max_batch=max_batch, name=loaded.name, method=method.label, **kwargs
         )
 
+    def info(self) -> dict[str, Any]:
+        """Sizes a client can show: linear weight bytes, bits per parameter, KV cache bytes per token."""
+        from engine.quantize import linear_weight_bytes, resident_weight_bytes
+
+        weight_bytes, params = linear_weight_bytes(self.model)
+        return {
+            "weight_bytes": weight_bytes,
+            "bits_per_param": weight_bytes * 8 / params,
+            "linear_params": params,
+            "resident_bytes": resident_weight_bytes(self.model),
+            "kv_bytes_per_token": self.cache.bytes_per_token(),
+            "context_window": self.window,
+            "max_batch": self.max_batch,
+        }
+
     # --- admission ---------------------------------------------------------------------------------------
 
     def check(self, prompt_ids: list[int], params: SamplingParams) -> int | None:

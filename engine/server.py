@@ -155,6 +155,7 @@ class EngineState:
         self.model_id = f"{model_name}@{method}"
         self.model_name, self.method = model_name, method
         self.scheduler: Scheduler | None = None
+        self.info: dict = {}
         self.load_error: str | None = None
         self.created = int(time.time())
 
@@ -180,7 +181,9 @@ def create_app(
 
     def load() -> None:
         try:
-            state.scheduler = Scheduler(loader(), max_queue=max_queue)
+            engine = loader()
+            state.info = engine.info()
+            state.scheduler = Scheduler(engine, max_queue=max_queue)
         except Exception as exc:  # reported on every request and by /health
             state.load_error = f"{type(exc).__name__}: {exc}"
         if on_ready:
@@ -288,6 +291,7 @@ def create_app(
             "root": state.model_name,
             "quant": state.method,
             "max_model_len": engine_.window,
+            **state.info,
         }
         return {"object": "list", "data": [card]}
 

@@ -310,6 +310,27 @@ class Provider:
                 break
         return total
 
+    def perplexity(self, text: str) -> float:
+        """exp(mean negative log-likelihood) of a text, from the endpoint's echoed prompt log-probabilities."""
+        import math
+
+        if not self.capabilities.continuation_scoring:
+            raise CannotScore(f"provider {self.label} cannot score text (no prompt log-probabilities)")
+        response = self._with_retries(
+            lambda: self.client().completions.create(
+                model=self.model_id, prompt=text, max_tokens=0, echo=True, logprobs=0
+            )
+        )
+        values = [v for v in response.choices[0].logprobs.token_logprobs if v is not None]
+        return math.exp(-sum(values) / len(values))
+
+    def model_card(self) -> dict[str, Any]:
+        """The endpoint's /models entry for this model (our engine adds weight bytes and bits per parameter)."""
+        for model in self._with_retries(lambda: self.client().models.list()).data:
+            if model.id == self.model_id:
+                return model.model_dump()
+        return {}
+
     def cost(self, tokens_in: int, tokens_out: int) -> float:
         if self.spec.kind == "local":
             return 0.0

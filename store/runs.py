@@ -265,3 +265,108 @@ def compare(run_a: str, run_b: str, engine: Engine | None = None) -> dict[str, A
         "fixed": sum(1 for c in cells if c["flip"] == "fixed"),
         "broke": sum(1 for c in cells if c["flip"] == "broke"),
     }
+
+
+# --- section ablation and the quantization sweep ----------------------------------------------------------
+
+
+def ablation_run(
+    suite_id: int,
+    version_id: int,
+    spec: ProviderSpec,
+    *,
+    params: dict | None = None,
+    provider: Provider | None = None,
+    progress=None,
+    engine: Engine | None = None,
+) -> dict[str, Any]:
+    """One run over the full version and every variant that drops one part; returns the run id and the score
+    change per dropped part (negative: that part helped)."""
+    from prompting.runner import ablation_variants
+
+    base = queries.get_version(version_id, engine)
+    variants = ablation_variants(prompt_of(base))
+    labels: dict[int, str] = {}
+    for label, prompt in variants:
+        version = base if label == "full" else queries.save_version(
+            base.name, base.source, variables=prompt.variables, delimiter=prompt.delimiter,
+            guardrails=prompt.guardrails.to_dict() if prompt.guardrails else None,
+            options={"drop_sections": list(prompt.drop_sections)}, note=f"ablation of {base.label}: {label}",
+            library_ref=base.library_ref, engine=engine)  # fmt: skip
+        labels[version.id] = label
+    config = save_provider(spec, engine)
+    run = queries.create_run(
+        suite_id=suite_id,
+        version_ids=list(labels),
+        provider_ids=[config.id],
+        params=params or {},
+        description=f"ablation of {base.label}",
+        engine=engine,
+    )
+    execute_run(
+        run.id, progress=progress, providers={config.id: provider} if provider else None, engine=engine
+    )
+    rows = summary(run.id, engine)
+    by_label = {labels[queries.get_version(r["version"], engine).id]: r for r in rows}
+    full = by_label.get("full", {}).get("score", 0.0)
+    return {
+        "run_id": run.id,
+        "variants": [
+            {"variant": label, "score": r["score"], "delta": r["score"] - full, "pass_rate": r["pass_rate"]}
+            for label, r in by_label.items()
+        ],
+    }
+
+
+def quant_sweep(
+    suite_id: int,
+    version_id: int,
+    model: str,
+    methods: list[str],
+    *,
+    params: dict | None = None,
+    concurrency: int = 4,
+    progress=None,
+    engine: Engine | None = None,
+) -> list[dict[str, Any]]:
+    """The same suite on the local model under each method (the provider starts each engine itself): score,
+    pass rate, perplexity on the shipped text, weight memory and decode tokens/s per method."""
+    rows = []
+    for method in methods:
+        spec = ProviderSpec.parse(f"local:{model}@{method}")
+        config = save_provider(spec, engine)
+        run = queries.create_run(
+            suite_id=suite_id,
+            version_ids=[version_id],
+            provider_ids=[config.id],
+            params=params or {},
+            description=f"quant sweep: {method}",
+            engine=engine,
+        )
+        execute_run(run.id, concurrency=concurrency, progress=progress, engine=engine)
+        [row] = summary(run.id, engine)
+        provider = Provider(spec)
+        info = provider.model_card()
+        results = [r for r, _ in queries.run_results(run.id, engine) if r.error is None]
+        seconds = sum(r.latency_ms for r in results) / 1000
+        rows.append(
+            {
+                "method": method,
+                "run_id": run.id,
+                "score": row["score"],
+                "pass_rate": row["pass_rate"],
+                "ppl": provider.perplexity(_perplexity_text()),
+                "weight_mb": info.get("weight_bytes", 0) / 1e6,
+                "bits_per_param": info.get("bits_per_param"),
+                "tokens_per_s": sum(r.tokens_out for r in results) / seconds if seconds else None,
+            }
+        )
+    return rows
+
+
+def _perplexity_text() -> str:
+    from pathlib import Path
+
+    return (Path(__file__).resolve().parent.parent / "engine" / "data" / "perplexity.txt").read_text(
+        encoding="utf-8"
+    )

@@ -1,0 +1,162 @@
+"""Compare: two runs side by side (pass rate and score per version and provider, latency distributions,
+per-case flips); the quantization sweep; the section-ablation chart."""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from pages.common import LOCAL_METHODS, db, provider, provider_specs, version_labels
+from prompting.errors import PromptingError
+from settings import get_settings
+from store import queries, runs
+
+st.title("📊 Compare")
+all_runs = queries.list_runs(db())
+tab_runs, tab_sweep, tab_ablation = st.tabs(["Two runs", "Quantization sweep", "Section ablation"])
+
+with tab_runs:
+    if len(all_runs) < 2:
+        st.info("Two runs are needed: start them on the Runs page.")
+    else:
+        ids = [r.id for r in all_runs]
+        c1, c2 = st.columns(2)
+        run_a = c1.selectbox("Run A", ids, index=1, key="cmp_a")
+        run_b = c2.selectbox("Run B", ids, index=0, key="cmp_b")
+        frames = []
+        for tag, run_id in (("A", run_a), ("B", run_b)):
+            rows = runs.summary(run_id, db())
+            frames.append(
+                pd.DataFrame(
+                    [
+                        {**r, "run": f"{tag}: {run_id}", "group": f"{r['version']} · {r['provider']}"}
+                        for r in rows
+                    ]
+                )
+            )
+        summary = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        if not summary.empty:
+            for metric, title in (("pass_rate", "Pass rate"), ("score", "Mean score")):
+                st.altair_chart(
+                    alt.Chart(summary, title=title)
+                    .mark_bar()
+                    .encode(
+                        x=alt.X("run:N", title=None),
+                        y=alt.Y(f"{metric}:Q", title=title),
+                        color="run:N",
+                        column=alt.Column("group:N", title=None),
+                    ),
+                    use_container_width=False,
+                )
+        latencies = pd.DataFrame(
+            [
+                {"run": tag, "latency ms": r.latency_ms}
+                for tag, run_id in (("A", run_a), ("B", run_b))
+                for r, _ in queries.run_results(run_id, db())
+                if r.error is None
+            ]
+        )
+        if not latencies.empty:
+            st.altair_chart(
+                alt.Chart(latencies, title="Latency distribution")
+                .mark_boxplot()
+                .encode(x="run:N", y="latency ms:Q", color="run:N"),
+                use_container_width=True,
+            )
+        try:
+            result = runs.compare(run_a, run_b, db())
+        except queries.StoreError as exc:
+            st.warning(str(exc))
+        else:
+            t = result["totals"]
+            st.metric(
+                "Pass rate B vs A",
+                f"{t['b']['pass_rate']:.0%}",
+                f"{(t['b']['pass_rate'] - t['a']['pass_rate']) * 100:+.0f} pts",
+            )
+            flips = pd.DataFrame([c for c in result["cells"] if c["flip"]])
+            st.markdown(f"**Flips**: fixed {result['fixed']}, broke {result['broke']}")
+            if not flips.empty:
+                st.dataframe(flips, hide_index=True)
+
+suites = queries.list_suites(db())
+versions = version_labels()
+
+with tab_sweep:
+    st.caption(
+        "The same suite on the local model under several quantization methods; each method's engine is "
+        "started on demand. Perplexity is measured on the text shipped in engine/data."
+    )
+    if not suites or not versions:
+        st.info("Needs a suite and a saved version.")
+    else:
+        suite_name = st.selectbox("Suite", [s.name for s, _ in suites], key="sweep_suite")
+        version = st.selectbox("Version", list(versions), key="sweep_version")
+        methods = st.multiselect(
+            "Methods", LOCAL_METHODS, default=["none", "int8", "int4"], key="sweep_methods"
+        )
+        if st.button("Run the sweep", key="do_sweep_run"):
+            bar = st.progress(0.0)
+            try:
+                rows = runs.quant_sweep(
+                    queries.get_suite(suite_name, db()).id,
+                    versions[version],
+                    get_settings().default_model,
+                    methods,
+                    params={"temperature": 0},
+                    progress=lambda s: bar.progress(s.done / s.total if s.total else 1.0),
+                    engine=db(),
+                )
+                st.session_state["sweep_rows"] = rows
+            except PromptingError as exc:
+                st.error(str(exc))
+        if st.session_state.get("sweep_rows"):
+            table = pd.DataFrame(st.session_state["sweep_rows"])
+            st.dataframe(table, hide_index=True)
+            long = table.melt(id_vars="method", value_vars=["score", "ppl", "weight_mb", "tokens_per_s"])
+            st.altair_chart(
+                alt.Chart(long)
+                .mark_bar()
+                .encode(x="method:N", y="value:Q", color="method:N", column="variable:N")
+                .resolve_scale(y="independent")
+            )
+
+with tab_ablation:
+    st.caption(
+        "Variants of one version that each drop one section, the guardrail block or one few-shot example, "
+        "run as one matrix; the chart shows each part's effect on the mean score."
+    )
+    if not suites or not versions:
+        st.info("Needs a suite and a saved version.")
+    else:
+        specs = provider_specs()
+        suite_name = st.selectbox("Suite", [s.name for s, _ in suites], key="abl_suite")
+        version = st.selectbox("Version", list(versions), key="abl_version")
+        label = st.selectbox("Provider", [s.label for s in specs], key="abl_provider")
+        if st.button("Run the ablation", key="do_abl_run"):
+            spec = next(s for s in specs if s.label == label)
+            try:
+                st.session_state["abl_result"] = runs.ablation_run(
+                    queries.get_suite(suite_name, db()).id,
+                    versions[version],
+                    spec,
+                    params={"temperature": 0},
+                    provider=provider(spec),
+                    engine=db(),
+                )
+            except PromptingError as exc:
+                st.error(str(exc))
+        if st.session_state.get("abl_result"):
+            table = pd.DataFrame(st.session_state["abl_result"]["variants"])
+            st.altair_chart(
+                alt.Chart(table, title="Score change per dropped part")
+                .mark_bar()
+                .encode(
+                    x=alt.X("delta:Q", title="score change vs full"),
+                    y=alt.Y("variant:N", sort="x"),
+                    color=alt.condition("datum.delta < 0", alt.value("#d62728"), alt.value("#2ca02c")),
+                ),
+                use_container_width=True,
+            )
+            st.dataframe(table, hide_index=True)

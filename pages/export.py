@@ -1,0 +1,45 @@
+"""Export: any stored version (or library template) as `.j2`, OpenAI messages JSON or promptfoo YAML."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from pages.common import db, version_labels
+from prompting.errors import PromptingError
+from prompting.templates import library_names
+from store import exports, queries
+
+st.title("📦 Export")
+labels = list(version_labels())
+choices = labels + [n for n in library_names() if n not in labels]
+if not choices:
+    st.info("Nothing to export yet.")
+    st.stop()
+ref = st.selectbox(
+    "Version or library template",
+    choices,
+    key="export_ref",
+    help="Stored versions first (name@vN), then the library.",
+)
+suites = [s.name for s, _ in queries.list_suites(db())]
+suite = st.selectbox("Tests to include in the promptfoo file", ["(none)", *suites], key="export_suite")
+stem = ref.replace("@", "_")
+try:
+    j2 = exports.export_j2(ref, db())
+    promptfoo = exports.export_promptfoo(ref, None if suite == "(none)" else suite, db())
+except (PromptingError, queries.StoreError) as exc:
+    st.error(str(exc))
+    st.stop()
+col1, col2, col3 = st.columns(3)
+col1.download_button("⬇ .j2 template", j2, file_name=f"{stem}.j2", mime="text/plain")
+try:
+    openai_json = exports.export_openai(ref, {}, db())
+    col2.download_button("⬇ OpenAI messages", openai_json, file_name=f"{stem}.json", mime="application/json")
+except PromptingError as exc:
+    openai_json = None
+    col2.warning(f"OpenAI messages need every variable bound: {exc}")
+col3.download_button("⬇ promptfooconfig.yaml", promptfoo, file_name="promptfooconfig.yaml", mime="text/yaml")
+tab1, tab2, tab3 = st.tabs([".j2", "OpenAI JSON", "promptfoo YAML"])
+tab1.code(j2, language="jinja")
+tab2.code(openai_json or "(variables missing)", language="json")
+tab3.code(promptfoo, language="yaml")
