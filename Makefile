@@ -23,12 +23,11 @@ $(STAMP): requirements.txt pyproject.toml
 model: $(STAMP)
 	$(BIN)/workbench models fetch
 
-# Starts the engine (where `workbench serve` exists yet) and the UI together; Ctrl-C stops both.
+# Starts the engine and the UI together; Ctrl-C stops both.
 run: setup
 	@echo "engine: http://$(HOST):$(ENGINE_PORT)/v1   UI: http://$(HOST):$(UI_PORT)   (Ctrl-C stops both)"
-	@trap 'kill 0' INT TERM EXIT; \
-	if $(BIN)/workbench serve --help >/dev/null 2>&1; then \
-		$(BIN)/workbench serve --host $(HOST) --port $(ENGINE_PORT) & fi; \
+	@export WORKBENCH_ENGINE_URL=http://$(HOST):$(ENGINE_PORT)/v1; trap 'kill 0' INT TERM EXIT; \
+	$(BIN)/workbench serve --host $(HOST) --port $(ENGINE_PORT) & \
 	$(BIN)/streamlit run app.py --server.address $(HOST) --server.port $(UI_PORT) \
 		--server.headless true --browser.gatherUsageStats false & \
 	wait

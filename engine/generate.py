@@ -110,6 +110,7 @@ class Sequence:
         self.logprobs: list[TokenLogprob] = []
         self.text = text
         self.emitted = 0  # characters of text already sent to the listener
+        self.unsent: list[TokenLogprob] = []  # logprobs of tokens whose text is still held back
         self.finished: str | None = None
 
     @property
@@ -371,10 +372,11 @@ class Engine:
             processed[banned] = float("-inf")
         token = choose(processed, params, sequence.generator)
         sequence.tokens.append(token)
+        entry = None
         if params.logprobs is not None:
-            sequence.logprobs.append(self._logprob(torch.log_softmax(raw, -1), token, params.logprobs))
+            entry = self._logprob(torch.log_softmax(raw, -1), token, params.logprobs)
         self.stats["completion_tokens"] += 1
-        self._after_token(sequence)
+        self._after_token(sequence, entry)
 
     def _banned(self, params: SamplingParams, generated: int) -> list[int]:
         """Before min_tokens, neither EOS nor the stop token ids may be chosen."""
@@ -387,13 +389,16 @@ class Engine:
             return False
         return (token in self.eos_ids and not params.ignore_eos) or token in params.stop_token_ids
 
-    def _after_token(self, sequence: Sequence) -> None:
+    def _after_token(self, sequence: Sequence, entry: TokenLogprob | None = None) -> None:
         params = sequence.request.params
         token = sequence.tokens[-1]
         if self._is_stop_token(params, token, len(sequence.tokens) - 1):
             sequence.finished = "stop"
+            entry = None  # like OpenAI, logprobs cover the content only, not the end-of-turn token
         else:
             sequence.text.append(token)
+            if entry is not None:
+                sequence.logprobs.append(entry)
             if params.stop and len(sequence.tokens) > params.min_tokens:
                 cut = sequence.text.find_stop(params.stop)
                 if cut is not None:
@@ -401,6 +406,8 @@ class Engine:
                     sequence.finished = "stop"
         if not sequence.finished and len(sequence.tokens) >= params.max_new_tokens:
             sequence.finished = "length"
+        if entry is not None:
+            sequence.unsent.append(entry)
         self._emit_delta(sequence)
 
     def _emit_delta(self, sequence: Sequence) -> None:
@@ -416,14 +423,9 @@ class Engine:
         delta = text[sequence.emitted : upto]
         if delta or sequence.finished:
             sequence.request.emit(
-                Event(
-                    "delta",
-                    sequence.index,
-                    delta,
-                    [sequence.tokens[-1]],
-                    sequence.logprobs[-1:] if params.logprobs is not None else [],
-                )
+                Event("delta", sequence.index, delta, [sequence.tokens[-1]], sequence.unsent)
             )
+            sequence.unsent = []
             sequence.emitted = upto
         if sequence.finished:
             sequence.request.emit(Event("done", sequence.index, finish_reason=sequence.finished))

@@ -119,7 +119,8 @@ def run_stream() -> None:
             if chunk.choices and chunk.choices[0].delta.content:
                 yield chunk.choices[0].delta.content
 
-    st.session_state["play_output"] = st.write_stream(chunks())
+    with st.container(key="play_answer"):
+        st.session_state["play_output"] = st.write_stream(chunks())
 
 
 if messages and st.button("Run", type="primary", key="do_play_run"):
@@ -139,7 +140,8 @@ if messages and st.button("Run", type="primary", key="do_play_run"):
                 st.warning("This provider returned no log-probabilities.")
             else:
                 st.session_state["play_heatmap"] = completion.logprobs[0]
-                st.markdown(heatmap_html(completion.logprobs[0]), unsafe_allow_html=True)
+                with st.container(key="play_heatmap_box"):
+                    st.markdown(heatmap_html(completion.logprobs[0]), unsafe_allow_html=True)
                 st.caption(
                     "Colour: probability of the chosen token (green likely, red unlikely); hover for the "
                     "top alternatives."

@@ -338,3 +338,11 @@ def test_workbench_serve_rejects_a_bad_method():
     exe = Path(sys.executable).parent / "workbench"
     done = subprocess.run([str(exe), "serve", "--quant", "int3"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "unknown quantization method 'int3'" in done.stderr
+
+
+def test_logprobs_cover_the_content_only(client):
+    # a short answer that ends with the end-of-turn token: that token is not part of the content's logprobs
+    response = ask(client, "What is the capital of France?", max_tokens=40, logprobs=True, top_logprobs=1)
+    choice = response.choices[0]
+    assert choice.finish_reason == "stop"
+    assert "".join(i.token for i in choice.logprobs.content) == choice.message.content
