@@ -74,7 +74,7 @@ def start_llama_cpp(threads: int) -> tuple[subprocess.Popen, str, str] | None:
     from engine.loader import gguf_path
 
     try:
-        import llama_cpp.server  # noqa: F401
+        import llama_cpp.server.app  # noqa: F401  (needs the [server] extra's packages, not just llama_cpp)
     except ImportError:
         done = subprocess.run(
             [

@@ -427,8 +427,7 @@ class Engine:
             )
             sequence.unsent = []
             sequence.emitted = upto
-        if sequence.finished:
-            sequence.request.emit(Event("done", sequence.index, finish_reason=sequence.finished))
+        # "done" is emitted by _compact, once the choice is recorded (usage counts it).
 
     # --- beam search -------------------------------------------------------------------------------------
 
@@ -501,12 +500,13 @@ class Engine:
                     break
                 text.append(token)
             choices.append(Choice(index, token_ids, text.text(), finish, score=score))
-            request.emit(Event("delta", index, text.text(), token_ids))
-            request.emit(Event("done", index, finish_reason=finish))
+        request.choices = choices  # recorded before any "done" is heard, so usage is complete
+        for choice in choices:
+            request.emit(Event("delta", choice.index, choice.text, choice.token_ids))
+            request.emit(Event("done", choice.index, finish_reason=choice.finish_reason))
         for beam in group.beams:
             beam.finished = "beam"
         del self.groups[request.id]
-        request.choices = choices
         request.done = True
 
     # --- bookkeeping -------------------------------------------------------------------------------------
@@ -541,6 +541,7 @@ class Engine:
             if len(request.choices) == request.params.n:
                 request.choices.sort(key=lambda c: c.index)
                 request.done = True
+            request.emit(Event("done", sequence.index, finish_reason=sequence.finished))
 
     def _drop_cancelled(self) -> None:
         for sequence in self.rows:

@@ -169,6 +169,11 @@ def _check_gguf(path: Path) -> None:
         reader = GGUFReader(str(path))
     except Exception as exc:  # the reader raises bare ValueError/struct errors on corrupt files
         raise ModelError(f"{path} is not a readable GGUF file ({exc})") from None
+    supported = _gguf_dequantizable()
+    for tensor in reader.tensors:
+        if tensor.tensor_type.name not in supported:
+            raise ModelError(f"{path.name}: tensor {tensor.name} uses GGUF type {tensor.tensor_type.name}, which cannot "
+                             f"be dequantized; supported types: {', '.join(sorted(supported))}")
     arch_field = reader.fields.get("general.architecture")
     if arch_field is not None:
         arch = bytes(arch_field.parts[arch_field.data[0]]).decode("utf-8", "replace")
@@ -176,6 +181,14 @@ def _check_gguf(path: Path) -> None:
             raise ModelError(
                 f"unsupported architecture {arch}; supported: {', '.join(SUPPORTED_ARCHITECTURES)}"
             )
+
+
+def _gguf_dequantizable() -> set[str]:
+    """GGUF tensor types that gguf-py (and so transformers) can turn back into floats."""
+    from gguf import GGMLQuantizationType
+    from gguf.quants import _type_traits
+
+    return {"F32", "F16"} | {t.name for t in GGMLQuantizationType if t in _type_traits}
 
 
 def _check_architecture(config: Any) -> None:

@@ -67,6 +67,9 @@ with st.sidebar:
         "top_p": st.slider("top_p", 0.05, 1.0, 1.0, 0.05, key="play_top_p"),
         "max_tokens": st.number_input("max tokens", 1, 4096, 128, key="play_max_tokens"),
     }
+    n = st.number_input("n (samples)", 1, 16, 1, key="play_n")
+    if n > 1:
+        params["n"] = int(n)
     seed = st.number_input("seed (0 = random)", 0, 2**31 - 1, 0, key="play_seed")
     if seed:
         params["seed"] = int(seed)

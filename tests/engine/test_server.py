@@ -346,3 +346,13 @@ def test_logprobs_cover_the_content_only(client):
     choice = response.choices[0]
     assert choice.finish_reason == "stop"
     assert "".join(i.token for i in choice.logprobs.content) == choice.message.content
+
+
+def test_token_count_of_rendered_messages_equals_what_the_engine_is_fed(client, default_model):
+    from prompting.templates import load
+    from prompting.tokens import count_tokens
+
+    template = load("co_star")
+    messages = template.render({v.name: v.example for v in template.variables})
+    response = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=1)
+    assert count_tokens(messages, default_model.tokenizer) == response.usage.prompt_tokens
