@@ -172,8 +172,10 @@ def _check_gguf(path: Path) -> None:
     supported = _gguf_dequantizable()
     for tensor in reader.tensors:
         if tensor.tensor_type.name not in supported:
-            raise ModelError(f"{path.name}: tensor {tensor.name} uses GGUF type {tensor.tensor_type.name}, which cannot "
-                             f"be dequantized; supported types: {', '.join(sorted(supported))}")
+            raise ModelError(
+                f"{path.name}: tensor {tensor.name} uses GGUF type {tensor.tensor_type.name}, which cannot "
+                f"be dequantized; supported types: {', '.join(sorted(supported))}"
+            )
     arch_field = reader.fields.get("general.architecture")
     if arch_field is not None:
         arch = bytes(arch_field.parts[arch_field.data[0]]).decode("utf-8", "replace")

@@ -362,7 +362,24 @@ def perplexity(output: str, value: Any, threshold: float | None, ctx: Context) -
 
 
 ASSERTION_TYPES = sorted(HANDLERS)
-NEEDS_LOGPROBS = {"perplexity"}
+# Types whose `value` is the thing compared against (suite validation requires one).
+NEEDS_VALUE = {
+    "equals",
+    "contains",
+    "icontains",
+    "contains-any",
+    "contains-all",
+    "icontains-any",
+    "icontains-all",
+    "starts-with",
+    "regex",
+    "levenshtein",
+    "similar",
+    "llm-rubric",
+    "answer-equals",
+}
+# Types measured against a threshold (or a value standing for it).
+NEEDS_THRESHOLD = {"latency", "cost", "perplexity"}
 
 
 def base_type(kind: str) -> tuple[str, bool]:

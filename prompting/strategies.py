@@ -95,6 +95,24 @@ def vote(answers: list[str | None]) -> tuple[str | None, float, dict[str, int]]:
     return winner, counts[winner] / len(answers), dict(counts)
 
 
+def _require_stages(template: Template, stages: list[str], strategy: str) -> None:
+    if template.stages[: len(stages)] != stages:
+        raise StrategyError(
+            f"{strategy} needs a template with {' and '.join(stages)} stages; "
+            f"'{template.name}' has {template.stages or 'none'}"
+        )
+
+
+def _settle_vote(out: StrategyOutput, samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """The samples' majority answer becomes the answer, and the first sample that gave it the output."""
+    winner, agreement, counts = vote([s["answer"] for s in samples])
+    out.answer = winner
+    out.output = next(
+        (s["text"] for s in samples if s["answer"] == winner), samples[0]["text"] if samples else ""
+    )
+    return {"samples": samples, "votes": counts, "agreement": agreement}
+
+
 def single(prompt: Prompt, case_vars: dict, call: Call, params: dict, options: dict) -> StrategyOutput:
     messages = prompt.render(case_vars)
     out = StrategyOutput(output="", messages=messages)
@@ -121,19 +139,10 @@ def self_consistency(
     messages = prompt.render(case_vars)
     out = StrategyOutput(output="", messages=messages)
     completion = out.add(call(messages, {**params, "n": n, "temperature": temperature}))
-    answers = [normalise_answer(extract_answer(text, pattern)) for text in completion.texts]
-    winner, agreement, counts = vote(answers)
-    out.answer = winner
-    out.output = next(
-        (t for t, a in zip(completion.texts, answers, strict=True) if a == winner), completion.text
-    )
-    out.detail = {
-        "samples": [{"text": t, "answer": a} for t, a in zip(completion.texts, answers, strict=True)],
-        "votes": counts,
-        "agreement": agreement,
-        "n": n,
-        "temperature": temperature,
-    }
+    samples = [
+        {"text": text, "answer": normalise_answer(extract_answer(text, pattern))} for text in completion.texts
+    ]
+    out.detail = {**_settle_vote(out, samples), "n": n, "temperature": temperature}
     return out
 
 
@@ -141,11 +150,7 @@ def generate_knowledge(
     prompt: Prompt, case_vars: dict, call: Call, params: dict, options: dict
 ) -> StrategyOutput:
     template = prompt.template
-    if template.stages[:2] != ["knowledge", "answer"]:
-        raise StrategyError(
-            f"generate-knowledge needs a template with knowledge and answer stages; "
-            f"'{template.name}' has {template.stages or 'none'}"
-        )
+    _require_stages(template, ["knowledge", "answer"], "generate-knowledge")
     k = int(options.get("k", template.strategy.get("k", 3)))
     temperature = float(options.get("temperature", template.strategy.get("temperature", 0.7)))
     knowledge_messages = prompt.render(case_vars, stage="knowledge")
@@ -162,12 +167,7 @@ def generate_knowledge(
                 "answer": normalise_answer(extract_answer(text, template.answer_pattern)),
             }
         )
-    winner, agreement, counts = vote([s["answer"] for s in samples])
-    out.answer = winner
-    out.output = next(
-        (s["text"] for s in samples if s["answer"] == winner), samples[0]["text"] if samples else ""
-    )
-    out.detail = {"samples": samples, "votes": counts, "agreement": agreement, "k": k}
+    out.detail = {**_settle_vote(out, samples), "k": k}
     return out
 
 
@@ -187,11 +187,7 @@ def tree_of_thoughts(
     prompt: Prompt, case_vars: dict, call: Call, params: dict, options: dict
 ) -> StrategyOutput:
     template = prompt.template
-    if template.stages[:2] != ["propose", "evaluate"]:
-        raise StrategyError(
-            f"tree-of-thoughts needs propose and evaluate stages; '{template.name}' has "
-            f"{template.stages or 'none'}"
-        )
+    _require_stages(template, ["propose", "evaluate"], "tree-of-thoughts")
     breadth = int(options.get("breadth", template.strategy.get("breadth", 2)))
     depth = int(options.get("depth", template.strategy.get("depth", 3)))
     proposals = int(options.get("proposals", template.strategy.get("proposals", 3)))

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from prompting.assertions import HANDLERS, base_type
+from prompting.assertions import HANDLERS, NEEDS_VALUE, base_type
 from prompting.delimiters import STYLES
 from prompting.errors import MissingVariables, PromptingError
 from prompting.guardrails import Guardrails
@@ -237,22 +237,7 @@ def _assertion(raw: Any, where: _Where, *path: Any) -> dict[str, Any]:
             raise where.error(f"{key} must be a number, got {raw[key]!r}", *path, key)
     if raw.get("weight", 1) < 0:
         raise where.error("weight must be >= 0", *path, "weight")
-    needs_value = {
-        "equals",
-        "contains",
-        "icontains",
-        "contains-any",
-        "contains-all",
-        "icontains-any",
-        "icontains-all",
-        "starts-with",
-        "regex",
-        "levenshtein",
-        "similar",
-        "llm-rubric",
-        "answer-equals",
-    }
-    if name in needs_value and raw.get("value") in (None, ""):
+    if name in NEEDS_VALUE and raw.get("value") in (None, ""):
         raise where.error(f"assertion '{kind}' needs a value", *path, "value")
     if (
         name in ("latency", "cost", "perplexity")

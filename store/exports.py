@@ -11,12 +11,11 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from prompting.guardrails import Guardrails
 from prompting.strategies import Prompt
 from prompting.suites import SuiteCase, to_promptfoo_yaml
-from prompting.templates import Template, library_names, load
+from prompting.templates import library_names, load
 from store import queries
-from store.runs import spec_of
+from store.runs import prompt_of, spec_of
 
 
 def resolve_prompt(ref: str, engine: Engine | None = None) -> tuple[Prompt, str]:
@@ -28,15 +27,7 @@ def resolve_prompt(ref: str, engine: Engine | None = None) -> tuple[Prompt, str]
             raise
         template = load(ref)
         return Prompt(template), template.name
-    template = Template.from_source(version.source, name=version.name)
-    guardrails = Guardrails.from_dict(version.guardrails) if version.guardrails else None
-    return Prompt(
-        template,
-        dict(version.variables),
-        version.delimiter,
-        guardrails,
-        tuple(version.options.get("drop_sections", ())),
-    ), version.label
+    return prompt_of(version), version.label
 
 
 def export_j2(ref: str, engine: Engine | None = None) -> str:

@@ -64,11 +64,16 @@ def test_unsupported_gguf_tensor_type_names_the_supported_ones(tmp_path):
 
     path = tmp_path / "odd.gguf"
     writer = GGUFWriter(str(path), "llama")
-    writer.add_tensor("token_embd.weight", np.zeros((4, 8), dtype=np.float64), raw_dtype=GGMLQuantizationType.F64)
+    writer.add_tensor(
+        "token_embd.weight", np.zeros((4, 8), dtype=np.float64), raw_dtype=GGMLQuantizationType.F64
+    )
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
-    with pytest.raises(ModelError, match=r"odd.gguf: tensor token_embd.weight uses GGUF type F64, which cannot be "
-                                         r"dequantized; supported types: .*Q4_1.*Q8_0"):
+    with pytest.raises(
+        ModelError,
+        match=r"odd.gguf: tensor token_embd.weight uses GGUF type F64, which cannot be "
+        r"dequantized; supported types: .*Q4_1.*Q8_0",
+    ):
         load(str(path))

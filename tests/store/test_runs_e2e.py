@@ -90,8 +90,13 @@ def test_quantization_sweep_reports_score_perplexity_memory_and_speed(tmp_path, 
     path = tmp_path / "five.yaml"
     path.write_text(SUITE)
     imported = runs.import_suite(load_suite(path))
-    [row] = runs.quant_sweep(imported.suite_id, imported.version_ids[0], "smollm2-135m-instruct", ["int4"],
-                             params={"temperature": 0, "max_tokens": 12})
+    [row] = runs.quant_sweep(
+        imported.suite_id,
+        imported.version_ids[0],
+        "smollm2-135m-instruct",
+        ["int4"],
+        params={"temperature": 0, "max_tokens": 12},
+    )
     assert row["method"] == "int4" and 0.0 <= row["score"] <= 1.0
     assert 10 < row["ppl"] < 30  # the shipped text under int4 (bench: ~17.1)
     assert 80 < row["weight_mb"] < 110 and 5 < row["bits_per_param"] < 6
@@ -102,12 +107,18 @@ def test_quantization_sweep_reports_score_perplexity_memory_and_speed(tmp_path, 
 def test_section_ablation_runs_every_variant(tmp_path):
     from tests.fakes import FakeProvider
 
-    version = queries.save_version("co_star", load("co_star").source,
-                                   variables={v.name: v.example for v in load("co_star").variables})
-    suite = queries.save_suite("ablate", [{"vars": {}, "assertions": [{"type": "contains", "value": "Tone"}]}])
+    version = queries.save_version(
+        "co_star", load("co_star").source, variables={v.name: v.example for v in load("co_star").variables}
+    )
+    suite = queries.save_suite(
+        "ablate", [{"vars": {}, "assertions": [{"type": "contains", "value": "Tone"}]}]
+    )
     # the fake answers with the section titles it was shown, so dropping Tone fails the assertion
-    fake = FakeProvider(lambda messages, params: " ".join(
-        line.strip("# ") for line in messages[-1]["content"].splitlines() if line.startswith("###")))
+    fake = FakeProvider(
+        lambda messages, params: " ".join(
+            line.strip("# ") for line in messages[-1]["content"].splitlines() if line.startswith("###")
+        )
+    )
     result = runs.ablation_run(suite.id, version.id, fake.spec, provider=fake)
     deltas = {v["variant"]: v["delta"] for v in result["variants"]}
     assert set(deltas) == {"full", "-Context", "-Objective", "-Style", "-Tone", "-Audience", "-Response"}
