@@ -131,7 +131,7 @@ async def one_stream(client, model: str, prompt: str, max_tokens: int) -> dict:
 
     start = time.perf_counter()
     first = None
-    tokens = 0
+    tokens = chunks = 0
     try:
         stream = await client.chat.completions.create(
             model=model,
@@ -143,15 +143,18 @@ async def one_stream(client, model: str, prompt: str, max_tokens: int) -> dict:
             extra_body={"ignore_eos": True},
         )
         async for chunk in stream:
-            if chunk.choices and chunk.choices[0].delta.content and first is None:
-                first = time.perf_counter() - start
+            if chunk.choices and chunk.choices[0].delta.content:
+                chunks += 1
+                if first is None:
+                    first = time.perf_counter() - start
             if chunk.usage:
                 tokens = chunk.usage.completion_tokens
     except openai.APIStatusError as exc:
         return {"status": exc.status_code, "latency": time.perf_counter() - start}
     except openai.APIError as exc:
         return {"status": type(exc).__name__, "latency": time.perf_counter() - start}
-    return {"status": 200, "latency": time.perf_counter() - start, "ttft": first, "tokens": tokens}
+    # usage when the server reports it in the stream, else one token per content chunk
+    return {"status": 200, "latency": time.perf_counter() - start, "ttft": first, "tokens": tokens or chunks}
 
 
 async def load(
@@ -245,7 +248,11 @@ def main(argv: list[str] | None = None) -> int:
     base = report["systems"].get("llama.cpp")
     for name, m in report["systems"].items():
         t = m["throughput"]
-        ratio = f"{m['tokens_per_s'] / base['tokens_per_s']:.2f}x" if base and name != "llama.cpp" else "-"
+        ratio = (
+            f"{m['tokens_per_s'] / base['tokens_per_s']:.2f}x"
+            if base and base["tokens_per_s"] and name != "llama.cpp"
+            else "-"
+        )
         rows.append(
             [
                 name,

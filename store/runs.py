@@ -22,7 +22,7 @@ from prompting.strategies import Prompt
 from prompting.suites import Suite as SuiteFile
 from prompting.templates import Template
 from store import queries
-from store.models import ProviderConfig, Result, Run, Score, TemplateVersion, TestCase
+from store.models import ProviderConfig, Result, Run, TemplateVersion, TestCase
 
 
 def prompt_of(version: TemplateVersion) -> Prompt:
@@ -124,15 +124,16 @@ def import_suite(suite: SuiteFile, name: str | None = None, engine: Engine | Non
     return ImportedSuite(stored.id, versions, providers)
 
 
-def to_rows(run_id: str, result: CellResult) -> tuple[Result, list[Score]]:
+def to_rows(run_id: str, result: CellResult) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     cell = result.cell
-    row = Result(run_id=run_id, case_id=cell.case_id, version_id=cell.version_id, provider_id=cell.provider_id,
-                 repeat_index=cell.repeat_index, messages=result.messages, output=result.output,
-                 answer=result.answer, detail=result.detail, logprobs=result.logprobs, tokens_in=result.tokens_in,
-                 tokens_out=result.tokens_out, latency_ms=result.latency_ms, cost=result.cost, cached=result.cached,
-                 error=result.error, passed=result.passed, score=result.score)  # fmt: skip
-    scores = [Score(position=i, type=a.type, value=a.value, weight=a.weight, passed=a.passed, score=a.score,
-                    reason=a.reason) for i, a in enumerate(result.assertions)]  # fmt: skip
+    row = {"run_id": run_id, "case_id": cell.case_id, "version_id": cell.version_id, "provider_id": cell.provider_id,
+           "repeat_index": cell.repeat_index, "messages": result.messages, "output": result.output,
+           "answer": result.answer, "detail": result.detail, "logprobs": result.logprobs,
+           "tokens_in": result.tokens_in, "tokens_out": result.tokens_out, "latency_ms": result.latency_ms,
+           "cost": result.cost, "cached": result.cached, "error": result.error, "passed": result.passed,
+           "score": result.score}  # fmt: skip
+    scores = [{"position": i, "type": a.type, "value": a.value, "weight": a.weight, "passed": a.passed,
+               "score": a.score, "reason": a.reason} for i, a in enumerate(result.assertions)]  # fmt: skip
     return row, scores
 
 

@@ -130,7 +130,8 @@ def test_repeat_strategy_and_no_cache(tmp_path, fake_api):
     result = invoke("run", str(path), "--strategy", "tree_of_thoughts")
     assert (
         result.exit_code == 1
-        and "needs a template with propose and evaluate stages" in invoke("runs", "show", queries.list_runs()[0].id).output
+        and "needs a template with propose and evaluate stages"
+        in invoke("runs", "show", queries.list_runs()[0].id).output
     )
 
 

@@ -8,7 +8,6 @@ from sqlalchemy.exc import IntegrityError, StatementError
 
 from store import queries
 from store.migrations import MIGRATIONS, migrate
-from store.models import Result, Score
 
 
 def test_migrations_are_recorded_once(db):
@@ -108,34 +107,29 @@ def _run_with_results(db):
 
 def test_results_are_unique_per_cell_and_scores_commit_with_them(db):
     run, cases, version, provider = _run_with_results(db)
-    result = Result(
-        run_id=run.id,
-        case_id=cases[0].id,
-        version_id=version.id,
-        provider_id=provider.id,
-        output="hi",
-        passed=True,
-        score=1.0,
+    cell = {"run_id": run.id, "case_id": cases[0].id, "version_id": version.id, "provider_id": provider.id}
+    result_id = queries.save_result(
+        {**cell, "output": "hi", "passed": True, "score": 1.0},
+        [{"type": "equals", "passed": True, "score": 1.0, "reason": "ok"}],
+        engine=db,
     )
-    queries.save_result(result, [Score(type="equals", passed=True, score=1.0, reason="ok")], engine=db)
     assert queries.finished_cells(run.id, engine=db) == {(cases[0].id, version.id, provider.id, 0)}
-    duplicate = Result(run_id=run.id, case_id=cases[0].id, version_id=version.id, provider_id=provider.id)
     with pytest.raises(IntegrityError):
-        queries.save_result(duplicate, [], engine=db)
+        queries.save_result(cell, [], engine=db)
+    with pytest.raises(IntegrityError):  # a score that cannot be stored takes its result with it
+        queries.save_result(
+            {**cell, "repeat_index": 1}, [{"type": "equals", "passed": None, "score": 1.0}], engine=db
+        )
     [(stored, scores)] = queries.run_results(run.id, engine=db)
-    assert stored.output == "hi" and [s.reason for s in scores] == ["ok"]
+    assert stored.id == result_id and stored.output == "hi" and stored.messages == []
+    assert [s.reason for s in scores] == ["ok"]
 
 
 def test_retry_errored_deletes_only_errored_cells(db):
     run, cases, version, provider = _run_with_results(db)
-    ok = Result(
-        run_id=run.id, case_id=cases[0].id, version_id=version.id, provider_id=provider.id, passed=True
-    )
-    bad = Result(
-        run_id=run.id, case_id=cases[1].id, version_id=version.id, provider_id=provider.id, error="timeout"
-    )
-    queries.save_result(ok, [], engine=db)
-    queries.save_result(bad, [], engine=db)
+    base = {"run_id": run.id, "version_id": version.id, "provider_id": provider.id}
+    queries.save_result({**base, "case_id": cases[0].id, "passed": True}, [], engine=db)
+    queries.save_result({**base, "case_id": cases[1].id, "error": "timeout"}, [], engine=db)
     assert queries.delete_errored(run.id, engine=db) == 1
     assert queries.finished_cells(run.id, engine=db) == {(cases[0].id, version.id, provider.id, 0)}
 
