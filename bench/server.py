@@ -153,8 +153,13 @@ async def one_stream(client, model: str, prompt: str, max_tokens: int) -> dict:
         return {"status": exc.status_code, "latency": time.perf_counter() - start}
     except openai.APIError as exc:
         return {"status": type(exc).__name__, "latency": time.perf_counter() - start}
-    # usage when the server reports it in the stream, else one token per content chunk
-    return {"status": 200, "latency": time.perf_counter() - start, "ttft": first, "tokens": tokens or chunks}
+    # usage when the server reports it, but never fewer than the content chunks seen (servers differ)
+    return {
+        "status": 200,
+        "latency": time.perf_counter() - start,
+        "ttft": first,
+        "tokens": max(tokens, chunks),
+    }
 
 
 async def load(

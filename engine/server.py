@@ -264,6 +264,14 @@ def create_app(
                 "model_not_found",
             )
 
+    async def accept(http: HttpRequest, model: type[BaseModel]) -> tuple[Any, Scheduler, Any]:
+        """Checks every generation request passes, in order: key, body, readiness, model name."""
+        require_key(http)
+        body = await parse_body(http, model)
+        scheduler = require_ready()
+        require_model(body.model)
+        return body, scheduler, scheduler.engine.tokenizer
+
     @app.get("/health")
     async def health():
         if state.scheduler is not None:
@@ -297,11 +305,7 @@ def create_app(
 
     @app.post("/v1/chat/completions")
     async def chat(http: HttpRequest):
-        require_key(http)
-        body = await parse_body(http, ChatBody)
-        scheduler = require_ready()
-        require_model(body.model)
-        tokenizer = scheduler.engine.tokenizer
+        body, scheduler, tokenizer = await accept(http, ChatBody)
         messages = [
             {"role": "system" if m.role == "developer" else m.role, "content": m.text()}
             for m in body.messages
@@ -359,11 +363,7 @@ def create_app(
 
     @app.post("/v1/completions")
     async def completions(http: HttpRequest):
-        require_key(http)
-        body = await parse_body(http, CompletionBody)
-        scheduler = require_ready()
-        require_model(body.model)
-        tokenizer = scheduler.engine.tokenizer
+        body, scheduler, tokenizer = await accept(http, CompletionBody)
         prompts = normalise_prompts(body.prompt, tokenizer)
         params = body.sampling(body.max_tokens if body.max_tokens is not None else 16, body.logprobs)
         if body.echo and body.logprobs is not None and params.prompt_logprobs is None:

@@ -95,6 +95,11 @@ def vote(answers: list[str | None]) -> tuple[str | None, float, dict[str, int]]:
     return winner, counts[winner] / len(answers), dict(counts)
 
 
+def _option(options: dict, template: Template, name: str, default: float) -> float:
+    """A strategy parameter: the run's options first, then the template's recommended strategy, then a default."""
+    return options.get(name, template.strategy.get(name, default))
+
+
 def _require_stages(template: Template, stages: list[str], strategy: str) -> None:
     if template.stages[: len(stages)] != stages:
         raise StrategyError(
@@ -129,8 +134,8 @@ def single(prompt: Prompt, case_vars: dict, call: Call, params: dict, options: d
 def self_consistency(
     prompt: Prompt, case_vars: dict, call: Call, params: dict, options: dict
 ) -> StrategyOutput:
-    n = int(options.get("n", prompt.template.strategy.get("n", 5)))
-    temperature = float(options.get("temperature", prompt.template.strategy.get("temperature", 0.7)))
+    n = int(_option(options, prompt.template, "n", 5))
+    temperature = float(_option(options, prompt.template, "temperature", 0.7))
     pattern = options.get("answer_pattern") or prompt.template.answer_pattern
     if not pattern:
         raise StrategyError(
@@ -151,8 +156,8 @@ def generate_knowledge(
 ) -> StrategyOutput:
     template = prompt.template
     _require_stages(template, ["knowledge", "answer"], "generate-knowledge")
-    k = int(options.get("k", template.strategy.get("k", 3)))
-    temperature = float(options.get("temperature", template.strategy.get("temperature", 0.7)))
+    k = int(_option(options, template, "k", 3))
+    temperature = float(_option(options, template, "temperature", 0.7))
     knowledge_messages = prompt.render(case_vars, stage="knowledge")
     out = StrategyOutput(output="", messages=knowledge_messages)
     facts = out.add(call(knowledge_messages, {**params, "n": k, "temperature": temperature})).texts
@@ -188,9 +193,9 @@ def tree_of_thoughts(
 ) -> StrategyOutput:
     template = prompt.template
     _require_stages(template, ["propose", "evaluate"], "tree-of-thoughts")
-    breadth = int(options.get("breadth", template.strategy.get("breadth", 2)))
-    depth = int(options.get("depth", template.strategy.get("depth", 3)))
-    proposals = int(options.get("proposals", template.strategy.get("proposals", 3)))
+    breadth = int(_option(options, template, "breadth", 2))
+    depth = int(_option(options, template, "depth", 3))
+    proposals = int(_option(options, template, "proposals", 3))
     values = template.meta.get("values") or {"sure": 1.0, "likely": 0.5, "impossible": 0.0}
     out = StrategyOutput(
         output="", messages=prompt.render(case_vars, stage="propose", state="", proposals=proposals)
