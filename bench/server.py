@@ -112,6 +112,9 @@ def start_llama_cpp(threads: int) -> tuple[subprocess.Popen, str, str] | None:
             "4096",
             "--model_alias",
             MODEL,
+            # by default each new request interrupts the running one, which would truncate the load test
+            "--interrupt_requests",
+            "False",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
