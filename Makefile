@@ -26,7 +26,7 @@ model: $(STAMP)
 # Starts the engine and the UI together; Ctrl-C stops both.
 run: setup
 	@echo "engine: http://$(HOST):$(ENGINE_PORT)/v1   UI: http://$(HOST):$(UI_PORT)   (Ctrl-C stops both)"
-	@export WORKBENCH_ENGINE_URL=http://$(HOST):$(ENGINE_PORT)/v1; trap 'kill 0' INT TERM EXIT; \
+	@export WORKBENCH_ENGINE_URL=http://$(HOST):$(ENGINE_PORT)/v1; trap 'trap - INT TERM EXIT; kill 0' INT TERM EXIT; \
 	$(BIN)/workbench serve --host $(HOST) --port $(ENGINE_PORT) & \
 	$(BIN)/streamlit run app.py --server.address $(HOST) --server.port $(UI_PORT) \
 		--server.headless true --browser.gatherUsageStats false & \
