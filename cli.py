@@ -419,8 +419,9 @@ def run(
             raise click.BadParameter(f"choose one of: {', '.join(STRATEGIES)}", param_hint="--strategy")
         suite.strategy = {"name": strategy}
     console = _console()
+    if output and output.suffix not in (".json", ".csv", ".html"):
+        raise click.BadParameter("use a .json, .csv or .html file name", param_hint="--output")
     if run_id and _run_exists(run_id):
-        existing = queries.get_run(run_id)
         if retry_errored:
             click.echo(f"retrying {queries.delete_errored(run_id)} errored cells of {run_id}", err=True)
         click.echo(f"resuming {run_id}: {queries.count_results(run_id)} cells already stored", err=True)
@@ -428,15 +429,14 @@ def run(
         if retry_errored:
             raise click.BadParameter("needs the --run-id of an existing run", param_hint="--retry-errored")
         imported = runs.import_suite(suite)
-        existing = runs.start_run(
+        run_id = runs.start_run(
             imported,
             repeats=repeat or suite.repeat,
             strategy=suite.strategy,
             params=suite.params,
             run_id=run_id,
             description=str(suite_file),
-        )
-        run_id = existing.id
+        ).id
     judge = None
     if suite.judge:
         from prompting.providers import Provider
@@ -491,8 +491,7 @@ def run(
         _write_results(run_id, output)
         console.print(f"results written to {output}")
     cells = sum(r["cells"] for r in rows)
-    passed = sum(round(r["pass_rate"] * (r["cells"] - r["errors"])) for r in rows)
-    rate = passed / cells if cells else 0.0
+    rate = sum(r["passed"] for r in rows) / cells if cells else 0.0  # errored cells count as not passed
     click.echo(f"pass rate {rate:.1%} (threshold {threshold:.0%}) - run id {run_id}", err=True)
     sys.exit(0 if rate >= threshold else 1)
 
@@ -566,7 +565,7 @@ def _write_results(run_id: str, path: Path) -> None:
             writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(payload["results"])
-    elif path.suffix == ".html":
+    else:  # .html (run checks the extension before it starts)
         head = "".join(
             f"<th>{c}</th>"
             for c in ("case", "version", "provider", "repeat", "output", "pass", "score", "error")
@@ -582,8 +581,6 @@ def _write_results(run_id: str, path: Path) -> None:
             f"<h1>{html.escape(run_id)}</h1><table><tr>{head}</tr>{body}</table>",
             encoding="utf-8",
         )
-    else:
-        raise click.BadParameter("use a .json, .csv or .html file name", param_hint="--output")
 
 
 # --- runs --------------------------------------------------------------------------------------------------
@@ -606,8 +603,7 @@ def runs_list() -> None:
         rows = run_logic.summary(run_row.id)
         cells = sum(r["cells"] for r in rows)
         ok = sum(r["cells"] - r["errors"] for r in rows)
-        passed = sum(round(r["pass_rate"] * (r["cells"] - r["errors"])) for r in rows)
-        rate = f"{passed / ok:.0%}" if ok else "-"
+        rate = f"{sum(r['passed'] for r in rows) / ok:.0%}" if ok else "-"
         click.echo(
             f"{run_row.id:<{width}}  {run_row.status:<11}  {run_row.created_at:%Y-%m-%d %H:%M}  {cells:>5} cells  "
             f"pass {rate:>4}  {run_row.description}"

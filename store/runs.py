@@ -218,6 +218,7 @@ def summary(run_id: str, engine: Engine | None = None) -> list[dict[str, Any]]:
                 "provider": providers.get(pid, pid),
                 "cells": len(items),
                 "errors": len(items) - len(ok),
+                "passed": sum(1 for r in ok if r.passed),
                 "pass_rate": sum(1 for r in ok if r.passed) / len(ok) if ok else 0.0,
                 "score": sum(r.score or 0 for r in ok) / len(ok) if ok else 0.0,
                 "latency_ms": sum(r.latency_ms for r in ok) / len(ok) if ok else 0.0,

@@ -214,3 +214,10 @@ def test_ctrl_c_stops_cleanly_and_prints_the_run_id(tmp_path, fake_api, isolated
     assert proc.returncode == 130
     assert "--run-id ctrlc" in err
     assert queries.get_run("ctrlc").status == "interrupted"
+
+
+def test_bad_output_extension_is_refused_before_anything_runs(tmp_path, fake_api):
+    path = suite_file(tmp_path, fake_api.url, ["x"])
+    result = invoke("run", str(path), "--output", str(tmp_path / "r.txt"))
+    assert result.exit_code == 2 and "use a .json, .csv or .html file name" in result.output
+    assert queries.list_runs() == [] and fake_api.script.requests == []
