@@ -8,10 +8,8 @@ from pathlib import Path
 import pytest
 
 # The model cache is shared (read-mostly, filled by `make setup`); everything else lives in a temporary home.
-_REAL_SETTINGS_HOME = Path(os.environ.get("WORKBENCH_HOME", "~/.workbench")).expanduser()
-os.environ.setdefault(
-    "WORKBENCH_MODELS", str(Path(os.environ.get("WORKBENCH_MODELS", _REAL_SETTINGS_HOME / "models")))
-)
+_USER_HOME = Path(os.environ.get("WORKBENCH_HOME", "~/.workbench")).expanduser()
+os.environ.setdefault("WORKBENCH_MODELS", str(_USER_HOME / "models"))
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 

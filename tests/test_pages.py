@@ -161,3 +161,31 @@ def test_import_shows_validation_errors_in_place(tmp_path):
     at.text_input(key="cases_save_name").set_value("handmade").run()
     at.button(key="do_cases_save").click().run()
     assert any("Saved suite handmade with 0 cases" in s.value for s in at.success)
+
+
+def test_compare_two_runs_and_export_a_version():
+    from store import runs
+
+    fake = FakeProvider(lambda messages, params: "Sourdough is here!")
+    version = queries.save_version(
+        "co_star", open(ROOT / "templates" / "co_star.j2").read(), variables=COSTAR
+    )
+    suite = queries.save_suite(
+        "bakery", [{"vars": {}, "assertions": [{"type": "icontains", "value": "sourdough"}]}]
+    )
+    config = runs.save_provider(fake.spec)
+    for run_id in ("run-a", "run-b"):
+        queries.create_run(
+            suite_id=suite.id, version_ids=[version.id], provider_ids=[config.id], run_id=run_id
+        )
+        runs.execute_run(run_id, providers={config.id: fake}, use_cache=False)
+    at = app(fake)
+    at.switch_page("pages/compare.py").run()
+    assert not at.exception, at.exception
+    assert any(m.label == "Pass rate B vs A" for m in at.metric)
+    at.switch_page("pages/export.py").run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="export_ref").value == "co_star@v1"
+    code = "\n".join(c.value for c in at.code)
+    assert "### Context ###\\nWe run a bakery." in code  # the OpenAI messages with the version's variables
+    assert "description: exported co_star@v1" in code
