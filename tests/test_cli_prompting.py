@@ -108,3 +108,14 @@ def test_console_script_is_installed():
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("[user]\n### Question ###\n2+2?\n\nLet's think step by step.")
+
+
+def test_models_list_and_fetch_are_idempotent():
+    listing = CliRunner().invoke(main, ["models", "list"])
+    assert listing.exit_code == 0
+    assert "smollm2-135m-instruct  [fetched]  SmolLM2-135M-Instruct (GGUF Q4_1" in listing.output
+    fetched = CliRunner().invoke(main, ["models", "fetch"])  # already there: no download, no conversion
+    assert fetched.exit_code == 0 and fetched.stdout.startswith("smollm2-135m-instruct: ")
+    assert fetched.stderr == ""
+    unknown = CliRunner().invoke(main, ["models", "fetch", "gpt-17"])
+    assert unknown.exit_code == 2 and "unknown model 'gpt-17'; available: " in unknown.stderr
