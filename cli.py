@@ -583,6 +583,42 @@ def _write_results(run_id: str, path: Path) -> None:
         )
 
 
+@main.command()
+@click.argument("suite_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "-m",
+    "count",
+    type=click.IntRange(1, 20),
+    default=5,
+    show_default=True,
+    help="How many instructions to propose.",
+)
+@click.option(
+    "--provider",
+    "provider_id",
+    default=None,
+    metavar="ID",
+    help="Provider id (default: the suite's first provider).",
+)
+def ape(suite_file: Path, count: int, provider_id: str | None) -> None:
+    """Automatic prompt engineering: propose instructions from the suite's input/output pairs, score each one
+    zero-shot on the suite, and print them ranked by pass rate (cases need an `input` variable)."""
+    from prompting.providers import Provider, ProviderSpec
+    from prompting.runner import CaseSpec, ape_ranking
+    from prompting.suites import SuiteError, load_suite
+
+    suite = load_suite(suite_file)
+    specs = [ProviderSpec.parse(provider_id)] if provider_id else suite.providers
+    if not specs:
+        raise SuiteError(
+            suite_file.name, "providers", "no providers: add some to the file or pass --provider"
+        )
+    cases = [CaseSpec(i, c.vars, c.assertions, c.threshold, c.description) for i, c in enumerate(suite.cases)]
+    ranking = ape_ranking(cases, Provider(specs[0]), count, params={"temperature": 0, **suite.params})
+    for rank, item in enumerate(ranking, start=1):
+        click.echo(f"{rank}. {item['score']:.0%}  {item['instruction']}")
+
+
 # --- runs --------------------------------------------------------------------------------------------------
 
 

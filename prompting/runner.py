@@ -325,3 +325,41 @@ def ablation_summary(results: list[CellResult], labels: dict[int, str]) -> list[
     base = by_variant.get("full", {}).get("score", 0.0)
     return [{"variant": name, "score": s["score"], "delta": s["score"] - base, "pass_rate": s["pass_rate"]}
             for name, s in by_variant.items()]  # fmt: skip
+
+
+def ape_ranking(
+    cases: list[CaseSpec],
+    provider: Provider,
+    m: int = 5,
+    params: dict[str, Any] | None = None,
+    concurrency: int = 4,
+) -> list[dict[str, Any]]:
+    """Automatic prompt engineering on a suite: the `ape` template proposes m instructions from the cases'
+    (input, expected output) pairs, each instruction runs as a zero-shot prompt over every case, and the
+    instructions are ranked by pass rate. Cases need an `input` variable; the first assertion's value is the
+    example output."""
+    from prompting.strategies import ape, ape_proposals
+    from prompting.templates import load
+
+    examples = [{"input": c.vars["input"], "output": c.assertions[0].get("value")}
+                for c in cases if "input" in c.vars and c.assertions]  # fmt: skip
+    if not examples:
+        raise PromptingError(
+            "APE needs cases with an `input` variable and at least one assertion with a value"
+        )
+    zero_shot = load("zero_shot")
+
+    def evaluate(instruction: str) -> float:
+        version = VersionSpec(1, Prompt(zero_shot, {"instruction": instruction}))
+        results: list[CellResult] = []
+        Runner(
+            [version],
+            [ProviderHandle(1, provider)],
+            cases,
+            params=dict(params or {}),
+            concurrency=concurrency,
+        ).run(set(), results.append)
+        scored = [r for r in results if r.error is None]
+        return sum(1 for r in scored if r.passed) / len(results) if results else 0.0
+
+    return ape(lambda count: ape_proposals(Prompt(load("ape")), examples[:8], provider, count), evaluate, m)

@@ -221,3 +221,25 @@ def test_bad_output_extension_is_refused_before_anything_runs(tmp_path, fake_api
     result = invoke("run", str(path), "--output", str(tmp_path / "r.txt"))
     assert result.exit_code == 2 and "use a .json, .csv or .html file name" in result.output
     assert queries.list_runs() == [] and fake_api.script.requests == []
+
+
+def test_ape_ranks_proposed_instructions_by_pass_rate(tmp_path, fake_api):
+    # The fake echoes the last user message: proposals come back as "echo: I gave a friend...", and each
+    # instruction's zero-shot run echoes a prompt that contains the case's input, so it passes `contains`.
+    path = tmp_path / "ape.yaml"
+    path.write_text(
+        SUITE.format(
+            url=fake_api.url,
+            concurrency=2,
+            tests="\n".join(
+                f"  - vars: {{word: w{i}, input: w{i}}}\n    assert: [{{type: contains, value: w{i}}}]"
+                for i in range(3)
+            ),
+        )
+    )
+    result = invoke("ape", str(path), "-m", "2")
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("1. 100%  echo: I gave a friend an instruction.")
+    proposals = [r for r in fake_api.script.requests if r.get("n") == 2]
+    assert len(proposals) == 1 and "Input: w0\nOutput: w0" in proposals[0]["messages"][0]["content"]
