@@ -271,6 +271,7 @@ def test_help_on_every_subcommand():
         ["runs", "compare", "--help"],
         ["export", "--help"],
         ["import", "--help"],
+        ["ape", "--help"],
         ["serve", "--help"],
         ["models", "list", "--help"],
         ["models", "fetch", "--help"],
