@@ -538,31 +538,25 @@ async def chat_stream(cid, model_id, request, queue, include_usage, prefix, toke
 async def completion_stream(cid, model_id, request, queue, body, tokenizer) -> AsyncIterator[dict]:
     created = int(time.time())
     offset = 0
+
+    def chunk(index: int, text: str, logprobs: dict | None, finish: str | None) -> dict:
+        return {
+            "id": cid,
+            "object": "text_completion",
+            "created": created,
+            "model": model_id,
+            "choices": [{"index": index, "text": text, "logprobs": logprobs, "finish_reason": finish}],
+        }
+
     async for event in events(request, queue):
         if event.kind == "delta" and event.text:
             logprobs = None
             if body.logprobs is not None and event.logprobs:
                 logprobs = legacy_logprobs(tokenizer, event.logprobs, offset)
             offset += len(event.text)
-            yield {
-                "id": cid,
-                "object": "text_completion",
-                "created": created,
-                "model": model_id,
-                "choices": [
-                    {"index": event.index, "text": event.text, "logprobs": logprobs, "finish_reason": None}
-                ],
-            }
+            yield chunk(event.index, event.text, logprobs, None)
         elif event.kind == "done":
-            yield {
-                "id": cid,
-                "object": "text_completion",
-                "created": created,
-                "model": model_id,
-                "choices": [
-                    {"index": event.index, "text": "", "logprobs": None, "finish_reason": event.finish_reason}
-                ],
-            }
+            yield chunk(event.index, "", None, event.finish_reason)
     if body.stream_options and body.stream_options.include_usage:
         yield {
             "id": cid,

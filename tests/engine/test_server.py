@@ -356,3 +356,22 @@ def test_token_count_of_rendered_messages_equals_what_the_engine_is_fed(client, 
     messages = template.render({v.name: v.example for v in template.variables})
     response = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=1)
     assert count_tokens(messages, default_model.tokenizer) == response.usage.prompt_tokens
+
+
+def test_streaming_completions(client):
+    plain = client.completions.create(model=MODEL, prompt="Once upon a time", max_tokens=12, temperature=0)
+    chunks = list(
+        client.completions.create(
+            model=MODEL,
+            prompt="Once upon a time",
+            max_tokens=12,
+            temperature=0,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert "".join(c.choices[0].text for c in chunks if c.choices) == plain.choices[0].text
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == [
+        "length"
+    ]
+    assert chunks[-1].usage.completion_tokens == 12
