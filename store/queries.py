@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, insert
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from store.db import get_engine, session
@@ -326,7 +327,10 @@ class ResponseCache:
             return dict(row.response) if row else None
 
     def put(self, key: str, response: dict) -> None:
-        with session(self.engine) as s:
-            row = s.get(CachedResponse, key)
-            if row is None:
-                s.add(CachedResponse(key=key, response=response))
+        """First write wins: concurrent cells may miss the same key together and both try to store it."""
+        try:
+            with session(self.engine) as s:
+                if s.get(CachedResponse, key) is None:
+                    s.add(CachedResponse(key=key, response=response))
+        except IntegrityError:
+            pass  # another cell stored this response between our read and our write

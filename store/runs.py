@@ -174,10 +174,10 @@ def execute_run(
     engine: Engine | None = None,
 ) -> Progress:
     """Run (or resume) every missing cell of a stored run. `providers` overrides how a configuration is reached
-    (tests use a recording fake); the run's status ends as completed, interrupted or failed."""
+    (tests use a recording fake); the run's status ends as completed or interrupted."""
     run = queries.get_run(run_id, engine)
-    versions = [VersionSpec(v, prompt_of(queries.get_version(v, engine)), queries.get_version(v, engine).label)
-                for v in run.version_ids]  # fmt: skip
+    stored = [queries.get_version(v, engine) for v in run.version_ids]
+    versions = [VersionSpec(v.id, prompt_of(v), v.label) for v in stored]
     configs = {c.id: c for c in queries.list_providers(engine)}
     handles = [ProviderHandle(pid, (providers or {}).get(pid) or Provider(spec_of(configs[pid])))
                for pid in run.provider_ids]  # fmt: skip

@@ -128,6 +128,7 @@ def test_start_a_run_against_a_recording_fake_provider():
     assert not at.exception, at.exception
     [run] = queries.list_runs()
     stored = queries.run_results(run.id)
+    assert [r.error for r, _ in stored] == [None, None]
     assert len(stored) == 2 and all(scores for _, scores in stored)
     assert [r.passed for r, _ in stored] == [True, False]
     # the version's bound variables were rendered into what the provider received

@@ -140,3 +140,23 @@ def test_response_cache(db):
     cache.put("k", {"texts": ["a"]})
     cache.put("k", {"texts": ["b"]})  # first write wins: a cached response is never rewritten
     assert cache.get("k") == {"texts": ["a"]}
+
+
+def test_response_cache_tolerates_concurrent_writers_of_one_key(db):
+    import threading
+
+    cache = queries.ResponseCache(db)
+    errors = []
+
+    def put(i):
+        try:
+            cache.put("same", {"texts": [str(i)]})
+        except Exception as exc:  # the runner would record this as a failed cell
+            errors.append(exc)
+
+    threads = [threading.Thread(target=put, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and cache.get("same")["texts"][0] in {str(i) for i in range(8)}
