@@ -279,13 +279,3 @@ def build_model(config: Any, hf_state: dict[str, torch.Tensor]) -> Transformer:
     cos, sin = rope_tables(args.head_dim, args.max_seq_len, args.rope_theta)
     model.rope_cos, model.rope_sin = cos, sin
     return model.eval()
-
-
-def parameter_count(args: ModelArgs) -> int:
-    attn = (
-        args.dim * (args.n_heads + 2 * args.n_kv_heads) * args.head_dim
-        + args.n_heads * args.head_dim * args.dim
-    )
-    mlp = 3 * args.dim * args.hidden_dim
-    embed = args.vocab_size * args.dim * (1 if args.tie_embeddings else 2)
-    return args.n_layers * (attn + mlp + 2 * args.dim) + embed + args.dim

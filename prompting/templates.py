@@ -38,8 +38,6 @@ from prompting.guardrails import Guardrails, apply_guardrails, fold_system_into_
 
 LIBRARY_DIR = Path(__file__).resolve().parent.parent / "templates"
 ROLES = ("system", "user", "assistant")
-# Variables every render provides, so templates may branch on them.
-BUILTIN_VARIABLES = ("stage", "delimiter")
 
 _FRONT_MATTER = re.compile(r"\A\s*\{#---\s*\n(?P<yaml>.*?)\n---#\}\n?", re.S)
 
