@@ -11,6 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from pages.common import db
+from prompting.assertions import check_type
 from prompting.errors import PromptingError
 from prompting.suites import load_suite
 from store import queries, runs
@@ -85,8 +86,6 @@ if st.button("Save suite", type="primary", key="do_cases_save"):
         except (json.JSONDecodeError, ValueError) as exc:
             problems.append(f"row {number}: {exc}")
             continue
-        from prompting.assertions import check_type
-
         bad = [check_type(str(a.get("type", ""))) for a in assertions if isinstance(a, dict)]
         problems += [f"row {number}: {b}" for b in bad if b]
         if row["expected"]:

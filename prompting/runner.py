@@ -18,7 +18,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from prompting.assertions import AssertionResult, Context, case_score, evaluate
+from prompting.assertions import AssertionResult, Context, base_type, case_score, evaluate
 from prompting.errors import PromptingError
 from prompting.providers import Completion, Provider
 from prompting.strategies import Prompt, StrategyOutput, run_strategy
@@ -207,9 +207,7 @@ class Runner:
                 self.cache.put(key, completion.to_dict())
             return completion
 
-        needs_logprobs = any(
-            str(a.get("type", "")).removeprefix("not-") == "perplexity" for a in case.assertions
-        )
+        needs_logprobs = any(base_type(str(a.get("type", "")))[0] == "perplexity" for a in case.assertions)
         if needs_logprobs and provider.capabilities.logprobs:
             params.setdefault("logprobs", True)
         options = {k: v for k, v in self.strategy.items() if k not in ("name", "params")}
