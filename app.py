@@ -5,8 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 from pages.common import engine_status
+from services import database_label
 from settings import get_settings
-from store.db import redact_url
 
 st.set_page_config(page_title="Prompt workbench", page_icon="🧪", layout="wide")
 
@@ -28,5 +28,5 @@ with st.sidebar:
         st.caption(f"🟢 engine: {status['card']['id']}")
     else:
         st.caption(f"⚪ engine not running at {settings.engine_url}")
-    st.caption(f"database: {redact_url(settings.database_url)}")
+    st.caption(f"database: {database_label()}")
 page.run()

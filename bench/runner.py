@@ -12,18 +12,21 @@ import time
 from pathlib import Path
 
 from bench.common import print_table, save_report
-from prompting.providers import Completion, Provider, ProviderSpec
+from prompting.providers import Capabilities, Completion, ProviderSpec, Usage
 from prompting.runner import CaseSpec, ProviderHandle, Runner, VersionSpec
 from prompting.strategies import Prompt
 from prompting.templates import Template
 
 
-class InstantProvider(Provider):
-    def __init__(self):
-        super().__init__(ProviderSpec(label="instant", kind="remote", model="instant", base_url="http://x"))
+class InstantProvider:
+    """Answers at once: what is left of a cell's time is the runner's own overhead."""
+
+    spec = ProviderSpec(label="instant", kind="remote", model="instant", base_url="http://x")
+    capabilities = Capabilities()
+    label = model_id = "instant"
 
     def chat(self, messages, **params):
-        return Completion(texts=["Paris is the capital."], tokens_in=10, tokens_out=5)
+        return Completion(texts=["Paris is the capital."], usage=Usage(10, 5, 0.0, 0.0, 1))
 
 
 def runner_overhead(cells: int) -> float:
@@ -41,35 +44,32 @@ def runner_overhead(cells: int) -> float:
 
 
 def bulk_writes(count: int) -> float:
-    from store import queries
-    from store.db import make_engine
+    from store import Store
 
     with tempfile.TemporaryDirectory() as tmp:
-        engine = make_engine(f"sqlite:///{Path(tmp) / 'bench.db'}")
-        suite = queries.save_suite("s", [{"vars": {"i": i}} for i in range(count)], engine=engine)
-        case_ids = [c.id for c in queries.suite_cases(suite.id, engine=engine)]
-        version = queries.save_version("v", "x", engine=engine)
-        provider = queries.upsert_provider("p", "local", "m", engine=engine)
-        run = queries.create_run(
-            suite_id=suite.id, version_ids=[version.id], provider_ids=[provider.id], engine=engine
-        )
+        store = Store(f"sqlite:///{Path(tmp) / 'bench.db'}")
+        suite = store.save_suite("s", [{"vars": {"i": i}} for i in range(count)])
+        case_ids = [c.id for c in store.suite_cases(suite.id)]
+        version = store.save_version("v", "x")
+        provider = store.upsert_provider("p", "local", "m")
+        run = store.create_run(suite_id=suite.id, version_ids=[version.id], provider_ids=[provider.id])
         start = time.perf_counter()
         for case_id in case_ids:
-            queries.save_result(
+            store.save_result(
                 {"run_id": run.id, "case_id": case_id, "version_id": version.id, "provider_id": provider.id,
                  "output": "Paris", "passed": True, "score": 1.0},
                 [{"type": "icontains", "passed": True, "score": 1.0, "reason": "ok"}],
-                engine=engine,
             )  # fmt: skip
         elapsed = time.perf_counter() - start
-        engine.dispose()
+        store.dispose()
         return elapsed
 
 
 def engine_concurrency(cases: int) -> tuple[float, float]:
-    from prompting.providers import stop_local_engines
+    from services.engines import engines
+    from services.providers import provider_for
 
-    provider = Provider(ProviderSpec.parse("local:smollm2-135m-instruct"))
+    provider = provider_for(ProviderSpec.parse("local:smollm2-135m-instruct"))
     template = Template.from_source("Write one sentence about the number {{ n }}.", name="n")
     specs = [CaseSpec(i, {"n": i}, []) for i in range(cases)]
     provider.chat([{"role": "user", "content": "warm up"}], max_tokens=2)
@@ -85,7 +85,7 @@ def engine_concurrency(cases: int) -> tuple[float, float]:
         start = time.perf_counter()
         runner.run(set(), lambda r: None)
         timings.append(time.perf_counter() - start)
-    stop_local_engines()
+    engines.stop_all()
     return timings[0], timings[1]
 
 

@@ -24,7 +24,6 @@ up in an int8 per-row table.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -32,10 +31,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import quant_methods
+
 # Methods whose output head stays at int8 (see the module docstring).
 HEAD_AT_INT8 = ("int4", "nf4")
-METHODS = ("none", "bf16", "int8", "int4", "nf4", "llm_int8", "smoothquant")
-INT4_GROUPS = (32, 64, 128)
+METHODS = quant_methods.METHODS
+INT4_GROUPS = quant_methods.INT4_GROUPS
 LLM_INT8_THRESHOLD = 6.0
 SMOOTHQUANT_ALPHA = 0.5
 
@@ -64,19 +65,13 @@ class Method:
 
 
 def parse_method(spec: str) -> Method:
-    """`int4`, `int4-g64`, `nf4` ... -> Method; anything else names what is supported."""
-    spec = (spec or "none").strip().lower()
-    match = re.fullmatch(r"int4(?:-g(\d+))?", spec)
-    if match:
-        group = int(match.group(1) or 32)
-        if group not in INT4_GROUPS:
-            raise QuantError(f"int4 group size {group} is not supported; choose one of {INT4_GROUPS}")
-        return Method("int4", group)
-    if spec not in METHODS:
-        raise QuantError(
-            f"unknown quantization method '{spec}'; supported: {', '.join(METHODS)} (int4-g64, int4-g128)"
-        )
-    return Method(spec)
+    """`int4`, `int4-g64`, `nf4` ... -> Method; anything else names what is supported (quant_methods.py holds
+    the one list of names, shared with the app)."""
+    try:
+        name, group = quant_methods.parse(spec)
+    except quant_methods.UnknownMethod as exc:
+        raise QuantError(str(exc)) from None
+    return Method(name, group) if group else Method(name)
 
 
 # --- reference-free building blocks ------------------------------------------------------------------------

@@ -3,19 +3,18 @@ with the exact token count for the local model, and immutable saved versions wit
 
 from __future__ import annotations
 
-import difflib
 import json
 
 import pandas as pd
 import streamlit as st
 
-from pages.common import db, local_tokenizer, messages_view, remembered, version_labels
+from pages.common import local_tokenizer, messages_view, remembered, store, version_labels
 from prompting.delimiters import STYLES
 from prompting.errors import PromptingError
 from prompting.guardrails import Guardrails
 from prompting.templates import library_names, load
 from prompting.tokens import count_tokens
-from store import queries
+from services import versions
 
 st.title("🧱 Build a prompt")
 
@@ -150,16 +149,7 @@ with right:
         st.subheader("Save as a new version")
         note = remembered(st.text_input, "Note", "build_note", "", placeholder="what changed and why")
         if st.button("Save version", type="primary", disabled=bool(problems), key="do_build_save"):
-            version = queries.save_version(
-                template.name,
-                template.source,
-                variables=values,
-                delimiter=style,
-                guardrails=guardrails.to_dict() if guardrails else None,
-                note=note,
-                library_ref=name,
-                engine=db(),
-            )
+            version = versions.save(store(), name, values, style, guardrails, note)
             st.session_state["build_saved"] = version.label
         if st.session_state.get("build_saved"):
             st.success(f"Saved {st.session_state['build_saved']}")
@@ -173,16 +163,5 @@ else:
     a, b = st.columns(2)
     first = a.selectbox("From", list(labels), key="diff_a")
     second = b.selectbox("To", list(labels), index=len(labels) - 1, key="diff_b")
-    va, vb = queries.get_version(labels[first], db()), queries.get_version(labels[second], db())
-
-    def describe(v) -> list[str]:
-        head = [
-            f"delimiter: {v.delimiter}",
-            f"guardrails: {json.dumps(v.guardrails, sort_keys=True)}",
-            f"variables: {json.dumps(v.variables, sort_keys=True, ensure_ascii=False)}",
-            "---",
-        ]
-        return head + v.source.splitlines()
-
-    diff = "\n".join(difflib.unified_diff(describe(va), describe(vb), first, second, lineterm=""))
+    diff = versions.diff(store(), labels[first], labels[second])
     st.code(diff or "(identical)", language="diff")

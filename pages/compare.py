@@ -7,13 +7,15 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from pages.common import LOCAL_METHODS, db, provider, provider_specs, version_labels
-from prompting.errors import PromptingError
+import quant_methods
+from pages.common import provider, provider_specs, store, version_labels
+from services import runs
+from services.errors import PromptingError, StoreError
 from settings import get_settings
-from store import queries, runs
 
 st.title("📊 Compare")
-all_runs = queries.list_runs(db())
+db = store()
+all_runs = db.list_runs()
 tab_runs, tab_sweep, tab_ablation = st.tabs(["Two runs", "Quantization sweep", "Section ablation"])
 
 with tab_runs:
@@ -26,15 +28,9 @@ with tab_runs:
         run_b = c2.selectbox("Run B", ids, index=0, key="cmp_b")
         frames = []
         for tag, run_id in (("A", run_a), ("B", run_b)):
-            rows = runs.summary(run_id, db())
-            frames.append(
-                pd.DataFrame(
-                    [
-                        {**r, "run": f"{tag}: {run_id}", "group": f"{r['version']} · {r['provider']}"}
-                        for r in rows
-                    ]
-                )
-            )
+            rows = [g.to_dict() for g in runs.summary(db, run_id)]
+            frames.append(pd.DataFrame([{**r, "run": f"{tag}: {run_id}", "group": f"{r['version']} · {r['provider']}"}
+                                        for r in rows]))  # fmt: skip
         summary = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
         if not summary.empty:
             for metric, title in (("pass_rate", "Pass rate"), ("score", "Mean score")):
@@ -53,7 +49,7 @@ with tab_runs:
             [
                 {"run": tag, "latency ms": r.latency_ms}
                 for tag, run_id in (("A", run_a), ("B", run_b))
-                for r, _ in queries.run_results(run_id, db())
+                for r, _ in db.run_results(run_id)
                 if r.error is None
             ]
         )
@@ -65,22 +61,20 @@ with tab_runs:
                 use_container_width=True,
             )
         try:
-            result = runs.compare(run_a, run_b, db())
-        except queries.StoreError as exc:
+            result = runs.compare(db, run_a, run_b)
+        except StoreError as exc:
             st.warning(str(exc))
         else:
             t = result["totals"]
-            st.metric(
-                "Pass rate B vs A",
-                f"{t['b']['pass_rate']:.0%}",
-                f"{(t['b']['pass_rate'] - t['a']['pass_rate']) * 100:+.0f} pts",
-            )
+            rate_a, rate_b = t["a"].pass_rate, t["b"].pass_rate
+            delta = None if rate_a is None or rate_b is None else f"{(rate_b - rate_a) * 100:+.0f} pts"
+            st.metric("Pass rate B vs A", "–" if rate_b is None else f"{rate_b:.0%}", delta)
             flips = pd.DataFrame([c for c in result["cells"] if c["flip"]])
             st.markdown(f"**Flips**: fixed {result['fixed']}, broke {result['broke']}")
             if not flips.empty:
                 st.dataframe(flips, hide_index=True)
 
-suites = queries.list_suites(db())
+suites = db.list_suites()
 versions = version_labels()
 
 with tab_sweep:
@@ -94,19 +88,19 @@ with tab_sweep:
         suite_name = st.selectbox("Suite", [s.name for s, _ in suites], key="sweep_suite")
         version = st.selectbox("Version", list(versions), key="sweep_version")
         methods = st.multiselect(
-            "Methods", LOCAL_METHODS, default=["none", "int8", "int4"], key="sweep_methods"
+            "Methods", quant_methods.CHOICES, default=["none", "int8", "int4"], key="sweep_methods"
         )
         if st.button("Run the sweep", key="do_sweep_run"):
             bar = st.progress(0.0)
             try:
                 rows = runs.quant_sweep(
-                    queries.get_suite(suite_name, db()).id,
+                    db,
+                    db.get_suite(suite_name).id,
                     versions[version],
                     get_settings().default_model,
                     methods,
                     params={"temperature": 0},
                     progress=lambda s: bar.progress(s.done / s.total if s.total else 1.0),
-                    engine=db(),
                 )
                 st.session_state["sweep_rows"] = rows
             except PromptingError as exc:
@@ -137,13 +131,13 @@ with tab_ablation:
         if st.button("Run the ablation", key="do_abl_run"):
             spec = next(s for s in specs if s.label == label)
             try:
-                st.session_state["abl_result"] = runs.ablation_run(
-                    queries.get_suite(suite_name, db()).id,
+                st.session_state["abl_result"] = runs.ablation(
+                    db,
+                    db.get_suite(suite_name).id,
                     versions[version],
                     spec,
                     params={"temperature": 0},
                     provider=provider(spec),
-                    engine=db(),
                 )
             except PromptingError as exc:
                 st.error(str(exc))

@@ -4,16 +4,15 @@
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
-from pages.common import LOCAL_METHODS, engine_status
+import quant_methods
+from pages.common import engine_status
+from services.engines import engines
+from services.errors import PromptingError
 from settings import get_settings
 
 st.title("⚙️ Engine")
@@ -35,22 +34,16 @@ if status:
     )
 else:
     st.warning(f"No engine answers at {settings.engine_url}.")
-    method = st.selectbox("Quantization method", LOCAL_METHODS, key="engine_start_method")
+    method = st.selectbox("Quantization method", quant_methods.CHOICES, key="engine_start_method")
     if st.button("Start the engine", type="primary"):
-        port = settings.engine_url.rsplit(":", 1)[-1].split("/")[0]
-        exe = shutil.which("workbench") or str(Path(sys.executable).parent / "workbench")
-        subprocess.Popen(
-            [exe, "serve", "--quant", method, "--port", port],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
         with st.spinner("Loading the model…"):
-            for _ in range(240):
-                if engine_status():
-                    break
-                time.sleep(0.5)
-        st.rerun()
+            try:
+                engines.start_configured(method)
+            except PromptingError as exc:
+                st.error(str(exc))
+            else:
+                time.sleep(0.1)
+                st.rerun()
 
 st.subheader("Memory")
 config_path = settings.models_dir / settings.default_model / "config.json"

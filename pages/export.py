@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages.common import db, version_labels
-from prompting.errors import PromptingError
+from pages.common import store, version_labels
 from prompting.templates import library_names
-from store import exports, queries
+from services import exports
+from services.errors import PromptingError, StoreError
 
 st.title("📦 Export")
 labels = list(version_labels())
@@ -21,19 +21,20 @@ ref = st.selectbox(
     key="export_ref",
     help="Stored versions first (name@vN), then the library.",
 )
-suites = [s.name for s, _ in queries.list_suites(db())]
+db = store()
+suites = [s.name for s, _ in db.list_suites()]
 suite = st.selectbox("Tests to include in the promptfoo file", ["(none)", *suites], key="export_suite")
 stem = ref.replace("@", "_")
 try:
-    j2 = exports.export_j2(ref, db())
-    promptfoo = exports.export_promptfoo(ref, None if suite == "(none)" else suite, db())
-except (PromptingError, queries.StoreError) as exc:
+    j2 = exports.export_j2(db, ref)
+    promptfoo = exports.export_promptfoo(db, ref, None if suite == "(none)" else suite)
+except (PromptingError, StoreError) as exc:
     st.error(str(exc))
     st.stop()
 col1, col2, col3 = st.columns(3)
 col1.download_button("⬇ .j2 template", j2, file_name=f"{stem}.j2", mime="text/plain")
 try:
-    openai_json = exports.export_openai(ref, {}, db())
+    openai_json = exports.export_openai(db, ref, {})
     col2.download_button("⬇ OpenAI messages", openai_json, file_name=f"{stem}.json", mime="application/json")
 except PromptingError as exc:
     openai_json = None

@@ -9,11 +9,11 @@ import math
 import pandas as pd
 import streamlit as st
 
-from pages.common import db, engine_status, messages_view, provider, provider_specs, state, version_labels
-from prompting.errors import PromptingError
+from pages.common import engine_status, messages_view, provider, provider_specs, state, store, version_labels
 from prompting.strategies import Prompt, self_consistency, tree_of_thoughts
 from prompting.templates import load
-from store import exports, queries
+from services import versions
+from services.errors import PromptingError, StoreError
 
 st.title("🎛️ Playground")
 
@@ -22,7 +22,7 @@ labels = [s.label for s in specs]
 spec = specs[labels.index(st.selectbox("Provider", labels, key="play_provider"))]
 chosen = provider(spec)
 caps = chosen.capabilities
-if spec.kind == "local" and "provider_overrides" not in st.session_state:
+if spec.kind == "local":
     status = engine_status()
     if status is None or status["card"]["id"] != chosen.model_id:
         st.info(
@@ -44,9 +44,9 @@ elif source == "Stored version":
     if versions:
         ref = st.selectbox("Version", list(versions), key="play_version")
         try:
-            prompt_obj, _ = exports.resolve_prompt(ref, db())
+            prompt_obj, _ = versions.resolve(store(), ref)
             messages = prompt_obj.render({})
-        except (PromptingError, queries.StoreError) as exc:
+        except (PromptingError, StoreError) as exc:
             st.error(f"{exc} — bind the variables on the Build page and save again.")
     else:
         st.info("No stored versions yet: save one on the Build page.")
@@ -114,13 +114,10 @@ def heatmap_html(tokens: list[dict]) -> str:
 
 
 def run_stream() -> None:
-    body = chosen.request_body(messages, {**params, "stream": True})
-    body["stream"] = True
-
     def chunks():
-        for chunk in chosen.client().chat.completions.create(**body):
-            if chunk.choices and chunk.choices[0].delta.content:
-                yield chunk.choices[0].delta.content
+        for chunk in chosen.stream(messages, **params):
+            if chunk.text:
+                yield chunk.text
 
     with st.container(key="play_answer"):
         st.session_state["play_output"] = st.write_stream(chunks())
@@ -133,8 +130,6 @@ if messages and st.button("Run", type="primary", key="do_play_run"):
                 completion = chosen.chat(messages, **params)
                 for i, text in enumerate(completion.texts):
                     st.markdown(f"**{i + 1}.** {text}")
-            elif "provider_overrides" in st.session_state:
-                st.write(chosen.chat(messages, **params).text)
             else:
                 run_stream()
         elif mode == "Token heatmap":

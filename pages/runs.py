@@ -6,16 +6,18 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from pages.common import db, provider, provider_specs, version_labels
-from prompting.errors import PromptingError
+from pages.common import provider_specs, store, version_labels
 from prompting.runner import Interrupted
 from prompting.strategies import STRATEGIES
-from store import queries, runs
-from store.runs import save_provider
+from prompting.summary import percent
+from services import runs
+from services.errors import PromptingError, StoreError
+from services.specs import save_provider
 
 st.title("🏃 Runs")
 
-suites = queries.list_suites(db())
+db = store()
+suites = db.list_suites()
 versions = version_labels()
 specs = provider_specs()
 if not suites or not versions:
@@ -27,9 +29,8 @@ else:
         chosen_versions = st.multiselect(
             "Versions", list(versions), default=list(versions)[-1:], key="runs_versions"
         )
-        chosen_providers = st.multiselect(
-            "Providers", [s.label for s in specs], default=[specs[0].label], key="runs_providers"
-        )
+        chosen_providers = st.multiselect("Providers", [s.label for s in specs], default=[specs[0].label],
+                                          key="runs_providers")  # fmt: skip
         c1, c2, c3 = st.columns(3)
         repeats = c1.number_input("Repeats", 1, 100, 1, key="runs_repeats")
         strategy = c2.selectbox("Strategy", STRATEGIES, key="runs_strategy")
@@ -42,64 +43,48 @@ else:
             st.error("Pick at least one version and one provider.")
         else:
             picked = [s for s in specs if s.label in chosen_providers]
-            configs = [save_provider(s, db()) for s in picked]
-            suite_row = queries.get_suite(suite_name, db())
-            run = queries.create_run(
-                suite_id=suite_row.id,
-                version_ids=[versions[v] for v in chosen_versions],
-                provider_ids=[c.id for c in configs],
-                repeats=int(repeats),
-                strategy={"name": strategy},
-                params={"temperature": temperature, "max_tokens": int(max_tokens)},
-                description=f"UI: {suite_name}",
-                engine=db(),
-            )
+            configs = [save_provider(db, s) for s in picked]
+            plan = runs.RunPlan(db.get_suite(suite_name).id, [versions[v] for v in chosen_versions],
+                                [c.id for c in configs], int(repeats), {"name": strategy},
+                                {"temperature": temperature, "max_tokens": int(max_tokens)}, f"UI: {suite_name}")  # fmt: skip
+            run = runs.create(db, plan)
             bar = st.progress(0.0, text="starting…")
 
             def on_progress(state) -> None:
-                bar.progress(
-                    state.done / state.total if state.total else 1.0,
-                    text=f"{state.done}/{state.total} cells — pass {state.passed}, fail {state.failed}, "
-                    f"errors {state.errors}",
-                )
+                bar.progress(state.done / state.total if state.total else 1.0,
+                             text=f"{state.done}/{state.total} cells — pass {state.passed}, fail {state.failed}, "
+                             f"errors {state.errors}")  # fmt: skip
 
             try:
-                runs.execute_run(
-                    run.id,
-                    concurrency=int(concurrency),
-                    progress=on_progress,
-                    engine=db(),
-                    providers={c.id: provider(s) for c, s in zip(configs, picked, strict=True)},
-                )
+                runs.execute(db, run.id, concurrency=int(concurrency), progress=on_progress)
             except (PromptingError, Interrupted) as exc:
                 st.error(str(exc))
             st.session_state["runs_view"] = run.id
 
 st.divider()
-all_runs = queries.list_runs(db())
+all_runs = db.list_runs()
 if not all_runs:
     st.stop()
 ids = [r.id for r in all_runs]
 if st.session_state.get("runs_view") not in ids:
     st.session_state["runs_view"] = ids[0]
 run_id = st.selectbox("Run", ids, key="runs_view")
-run_row = queries.get_run(run_id, db())
-summary = runs.summary(run_id, db())
+run_row = db.get_run(run_id)
+groups = runs.summary(db, run_id)
 st.caption(
     f"status **{run_row.status}** · strategy {run_row.strategy.get('name')} · repeats {run_row.repeats}"
 )
-if summary:
-    st.dataframe(
-        pd.DataFrame(summary).style.format(
-            {"pass_rate": "{:.0%}", "score": "{:.3f}", "latency_ms": "{:.0f}"}
-        ),
-        hide_index=True,
-    )
+if groups:
+    st.dataframe(pd.DataFrame([{"version": g.version, "provider": g.provider, "cells": g.summary.cells,
+                                "errors": g.summary.errors, "pass rate": percent(g.summary.pass_rate),
+                                "mean score": g.summary.mean_score, "latency ms": g.summary.mean_latency_ms,
+                                "tokens in": g.summary.tokens_in, "tokens out": g.summary.tokens_out}
+                               for g in groups]),
+                 hide_index=True)  # fmt: skip
 
-results = queries.run_results(run_id, db())
-cases = {c.id: c for c in queries.suite_cases(run_row.suite_id, db())} if run_row.suite_id else {}
-labels = {v.id: v.label for v in queries.list_versions(engine=db())}
-providers = {p.id: p.label for p in queries.list_providers(db())}
+results = db.run_results(run_id)
+cases = {c.id: c for c in db.suite_cases(run_row.suite_id)} if run_row.suite_id else {}
+labels, providers = runs.labels(db)
 grid = pd.DataFrame([{
     "case": cases[r.case_id].description or f"case {r.case_id}" if r.case_id in cases else r.case_id,
     "version": labels.get(r.version_id), "provider": providers.get(r.provider_id), "repeat": r.repeat_index,
@@ -118,10 +103,10 @@ if not grid.empty:
     st.dataframe(grid.style.apply(colour, axis=1), hide_index=True, width="stretch")
     errored = sum(1 for r, _ in results if r.error)
     if errored and st.button(f"Retry {errored} errored cell(s)", key="do_runs_retry"):
-        queries.delete_errored(run_id, db())
+        runs.retry_errored(db, run_id)
         try:
-            runs.execute_run(run_id, engine=db())
-        except PromptingError as exc:
+            runs.execute(db, run_id)
+        except (PromptingError, StoreError) as exc:
             st.error(str(exc))
         st.rerun()
     st.subheader("Cell detail")

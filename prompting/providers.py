@@ -1,55 +1,36 @@
-"""One Provider interface over any OpenAI-compatible endpoint: our engine, vLLM, or a remote API.
+"""The Provider protocol, and its implementation over any OpenAI-compatible endpoint (our engine, vLLM, a remote
+API) through the official `openai` client.
 
-Everything goes through the official `openai` client with a `base_url`. Decoding extras (top_k, min_p,
-repetition_penalty, beam search...) travel as vLLM-style extra body fields, and only where the provider's
-capabilities say they are understood. A local provider names a model and a quantization method; when nothing
-at WORKBENCH_ENGINE_URL serves that pair, it starts `workbench serve` itself on a free loopback port, reuses it
-for the rest of the process and stops it at exit. Keys are read from the environment variable a provider names,
-at call time, and are never stored or logged.
+A provider chats, streams with per-token log-probabilities, scores a given continuation, measures perplexity and
+says what it can do (`Capabilities`). Every call reports one `Usage` value (tokens, latency, cost, calls), the
+same type strategies and cells add up. Decoding extras (top_k, min_p, repetition_penalty, beam search...) travel
+as vLLM-style extra body fields, only where the capabilities say they are understood. This module starts no
+process: where a local model is served is decided by the caller (services/engines.py), which hands the provider a
+base URL or a function that returns one. Keys are read from the environment variable a provider names, at call
+time, and are never stored or logged.
 """
 
 from __future__ import annotations
 
-import atexit
+import math
 import os
 import random
-import shutil
-import socket
-import subprocess
-import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from prompting.errors import PromptingError
 
 EXTRA_BODY_FIELDS = (
-    "top_k",
-    "min_p",
-    "repetition_penalty",
-    "length_penalty",
-    "use_beam_search",
-    "min_tokens",
-    "ignore_eos",
-    "stop_token_ids",
-    "skip_special_tokens",
-    "echo",
-    "prompt_logprobs",
-)
+    "top_k", "min_p", "repetition_penalty", "length_penalty", "use_beam_search", "min_tokens", "ignore_eos",
+    "stop_token_ids", "skip_special_tokens", "echo", "prompt_logprobs",
+)  # fmt: skip
 OPENAI_FIELDS = (
-    "temperature",
-    "top_p",
-    "max_tokens",
-    "n",
-    "stop",
-    "seed",
-    "presence_penalty",
-    "frequency_penalty",
-    "logprobs",
-    "top_logprobs",
-)
+    "temperature", "top_p", "max_tokens", "n", "stop", "seed", "presence_penalty", "frequency_penalty",
+    "logprobs", "top_logprobs", "response_format", "tools", "tool_choice",
+)  # fmt: skip
 # USD per million tokens (input, output) for known remote models; local models cost nothing.
 PRICES: dict[str, tuple[float, float]] = {
     "gpt-4o": (2.50, 10.00),
@@ -78,6 +59,7 @@ class Capabilities:
     continuation_scoring: bool = False
     system_role: bool = True
     n: bool = True
+    structured_output: bool = False
 
 
 LOCAL_CAPABILITIES = Capabilities(logprobs=True, top_k=True, beam_search=True, continuation_scoring=True)
@@ -85,13 +67,25 @@ REMOTE_CAPABILITIES = Capabilities()
 
 
 @dataclass
-class Completion:
-    texts: list[str]
+class Usage:
+    """What calls cost: summed over every call a completion, a strategy or a cell made."""
+
     tokens_in: int = 0
     tokens_out: int = 0
     latency_ms: float = 0.0
     cost: float = 0.0
-    logprobs: list[list[dict[str, Any]]] | None = None  # per choice: [{token, logprob, top: [...]}]
+    calls: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(self.tokens_in + other.tokens_in, self.tokens_out + other.tokens_out,
+                     self.latency_ms + other.latency_ms, self.cost + other.cost, self.calls + other.calls)  # fmt: skip
+
+
+@dataclass
+class Completion:
+    texts: list[str]
+    usage: Usage = field(default_factory=Usage)
+    logprobs: list[list[dict[str, Any]]] | None = None  # per choice: [{token, logprob, bytes, top: [...]}]
     finish_reasons: list[str | None] = field(default_factory=list)
     cached: bool = False
 
@@ -100,19 +94,53 @@ class Completion:
         return self.texts[0] if self.texts else ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "texts": self.texts,
-            "tokens_in": self.tokens_in,
-            "tokens_out": self.tokens_out,
-            "latency_ms": self.latency_ms,
-            "cost": self.cost,
-            "logprobs": self.logprobs,
-            "finish_reasons": self.finish_reasons,
-        }
+        u = self.usage
+        return {"texts": self.texts, "tokens_in": u.tokens_in, "tokens_out": u.tokens_out,
+                "latency_ms": u.latency_ms, "cost": u.cost, "logprobs": self.logprobs,
+                "finish_reasons": self.finish_reasons}  # fmt: skip
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], cached: bool = False) -> Completion:
-        return cls(**data, cached=cached)
+        usage = Usage(data.get("tokens_in", 0), data.get("tokens_out", 0), data.get("latency_ms", 0.0),
+                      data.get("cost", 0.0), 1)  # fmt: skip
+        return cls(list(data["texts"]), usage, data.get("logprobs"), list(data.get("finish_reasons") or []),
+                   cached)  # fmt: skip
+
+
+@dataclass
+class Scored:
+    """log P(continuation | messages) and what the scoring request cost."""
+
+    logprob: float
+    usage: Usage = field(default_factory=Usage)
+
+
+@dataclass
+class StreamChunk:
+    """One piece of a streamed answer; the last one carries the finish reason and the usage."""
+
+    text: str = ""
+    tokens: list[dict[str, Any]] | None = None
+    finish_reason: str | None = None
+    usage: Usage | None = None
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """What strategies, the runner and the pages need from a model."""
+
+    spec: ProviderSpec
+    capabilities: Capabilities
+
+    @property
+    def label(self) -> str: ...
+    @property
+    def model_id(self) -> str: ...
+    def chat(self, messages: list[dict[str, Any]], **params: Any) -> Completion: ...
+    def stream(self, messages: list[dict[str, Any]], **params: Any) -> Iterator[StreamChunk]: ...
+    def score(self, messages: list[dict[str, Any]], continuation: str) -> Scored: ...
+    def perplexity(self, text: str) -> float: ...
+    def model_card(self) -> dict[str, Any]: ...
 
 
 @dataclass
@@ -127,10 +155,14 @@ class ProviderSpec:
     api_key_env: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def model_id(self) -> str:
+        return f"{self.model}@{self.quant}" if self.kind == "local" else self.model
+
     @classmethod
     def parse(cls, ident: str, config: dict[str, Any] | None = None) -> ProviderSpec:
-        """`local:MODEL` (config: quant) or `openai:chat:MODEL` / `openai:MODEL` (config: base_url/apiBaseUrl,
-        api_key_env/apiKeyEnvar, and default parameters)."""
+        """`local:MODEL[@QUANT]` (config: quant) or `openai:chat:MODEL` / `openai:MODEL` (config: base_url or
+        apiBaseUrl, api_key_env or apiKeyEnvar, and default parameters)."""
         config = dict(config or {})
         if ident.startswith("local:"):
             model = ident[len("local:") :]
@@ -140,21 +172,25 @@ class ProviderSpec:
             quant = str(config.pop("quant", None) or _default_quant())
             return cls(label=f"local:{model}@{quant}", kind="local", model=model, quant=quant, params=config)
         if ident.startswith("openai:"):
-            model = ident.split(":", 2)[-1] if ident.startswith("openai:chat:") else ident[len("openai:") :]
-            base_url = (
-                config.pop("base_url", None) or config.pop("apiBaseUrl", None) or "https://api.openai.com/v1"
-            )
-            key_env = config.pop("api_key_env", None) or config.pop("apiKeyEnvar", None) or "OPENAI_API_KEY"
-            for secret in ("api_key", "apiKey"):
-                if secret in config:
-                    raise PromptingError(
-                        f"provider {ident}: put the key in an environment variable and name it "
-                        f"with api_key_env, never in the suite ('{secret}' found)"
-                    )
-            return cls(
-                label=ident, kind="remote", model=model, base_url=base_url, api_key_env=key_env, params=config
-            )
+            return cls._remote(ident, config)
         raise PromptingError(f"unknown provider id '{ident}'; use local:MODEL or openai:chat:MODEL")
+
+    @classmethod
+    def _remote(cls, ident: str, config: dict[str, Any]) -> ProviderSpec:
+        model = ident.split(":", 2)[-1] if ident.startswith("openai:chat:") else ident[len("openai:") :]
+        base_url = (
+            config.pop("base_url", None) or config.pop("apiBaseUrl", None) or "https://api.openai.com/v1"
+        )
+        key_env = config.pop("api_key_env", None) or config.pop("apiKeyEnvar", None) or "OPENAI_API_KEY"
+        for secret in ("api_key", "apiKey"):
+            if secret in config:
+                raise PromptingError(
+                    f"provider {ident}: put the key in an environment variable and name it "
+                    f"with api_key_env, never in the suite ('{secret}' found)"
+                )
+        return cls(
+            label=ident, kind="remote", model=model, base_url=base_url, api_key_env=key_env, params=config
+        )
 
 
 def _default_quant() -> str:
@@ -163,18 +199,36 @@ def _default_quant() -> str:
     return get_settings().default_quant
 
 
-class Provider:
-    """A chat model behind an OpenAI-compatible endpoint."""
+def price(model: str, tokens_in: int, tokens_out: int) -> float:
+    known = PRICES.get(model)
+    return (tokens_in * known[0] + tokens_out * known[1]) / 1_000_000 if known else 0.0
+
+
+def token_entries(logprobs: Any) -> list[dict[str, Any]]:
+    """The openai client's per-token logprob objects as plain dicts (with the token's bytes, so a view can
+    rebuild characters that span several tokens)."""
+    return [{"token": i.token, "logprob": i.logprob, "bytes": list(i.bytes) if i.bytes is not None else None,
+             "top": [{"token": t.token, "logprob": t.logprob,
+                      "bytes": list(t.bytes) if t.bytes is not None else None} for t in (i.top_logprobs or [])]}
+            for i in (logprobs.content or [])] if logprobs else []  # fmt: skip
+
+
+class HttpProvider:
+    """A chat model behind an OpenAI-compatible endpoint, reached with the official `openai` client."""
 
     def __init__(
         self,
         spec: ProviderSpec,
+        base_url: str | Callable[[], str] | None = None,
         *,
         timeout: float = 120.0,
         max_retries: int = 4,
         capabilities: Capabilities | None = None,
     ):
         self.spec = spec
+        self._base_url = base_url if base_url is not None else spec.base_url
+        if self._base_url is None:
+            raise ProviderError(f"provider {spec.label}: no base URL")
         self.timeout, self.max_retries = timeout, max_retries
         self.capabilities = capabilities or (
             LOCAL_CAPABILITIES if spec.kind == "local" else REMOTE_CAPABILITIES
@@ -182,20 +236,16 @@ class Provider:
         self._client = None
         self._lock = threading.Lock()
 
-    # connection -----------------------------------------------------------------------------------------
-
     @property
     def label(self) -> str:
         return self.spec.label
 
     @property
     def model_id(self) -> str:
-        return f"{self.spec.model}@{self.spec.quant}" if self.spec.kind == "local" else self.spec.model
+        return self.spec.model_id
 
     def base_url(self) -> str:
-        if self.spec.kind == "local":
-            return local_engine_url(self.spec.model, self.spec.quant)
-        return self.spec.base_url
+        return self._base_url() if callable(self._base_url) else self._base_url
 
     def client(self):
         with self._lock:
@@ -207,21 +257,21 @@ class Provider:
                     key = os.environ.get(self.spec.api_key_env or "", "")
                     if not key:
                         raise ProviderError(
-                            f"provider {self.label}: the environment variable "
-                            f"{self.spec.api_key_env} is not set"
+                            f"provider {self.label}: the environment variable {self.spec.api_key_env} is not set"
                         )
-                self._client = openai.OpenAI(
-                    base_url=self.base_url(), api_key=key, timeout=self.timeout, max_retries=0
-                )
+                self._client = openai.OpenAI(base_url=self.base_url(), api_key=key, timeout=self.timeout,
+                                             max_retries=0)  # fmt: skip
             return self._client
 
-    # calls ------------------------------------------------------------------------------------------------
+    def request_body(self, messages: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
+        """The Chat Completions body for these messages: OpenAI fields at the top, extras in `extra_body`."""
+        if not self.capabilities.system_role:
+            from prompting.guardrails import fold_system_into_user
 
-    def request_body(self, messages: list[dict[str, str]], params: dict[str, Any]) -> dict[str, Any]:
-        merged = {**self.spec.params, **params}
+            messages = fold_system_into_user(messages)
         body: dict[str, Any] = {"model": self.model_id, "messages": messages}
         extra: dict[str, Any] = {}
-        for key, value in merged.items():
+        for key, value in {**self.spec.params, **params}.items():
             if value is None:
                 continue
             if key in OPENAI_FIELDS:
@@ -239,88 +289,76 @@ class Provider:
             body["extra_body"] = extra
         return body
 
-    def chat(self, messages: list[dict[str, str]], **params: Any) -> Completion:
-        if not self.capabilities.system_role:
-            from prompting.guardrails import fold_system_into_user
-
-            messages = fold_system_into_user(messages)
+    def chat(self, messages: list[dict[str, Any]], **params: Any) -> Completion:
         body = self.request_body(messages, params)
-        n = body.get("n", 1)
-        if n > 1 and not self.capabilities.n:
-            parts = [self.chat(messages, **{**params, "n": 1}) for _ in range(n)]
+        if body.get("n", 1) > 1 and not self.capabilities.n:
+            parts = [self.chat(messages, **{**params, "n": 1}) for _ in range(body["n"])]
+            total = sum((p.usage for p in parts), Usage())
             return Completion(
-                texts=[p.text for p in parts],
-                tokens_in=sum(p.tokens_in for p in parts),
-                tokens_out=sum(p.tokens_out for p in parts),
-                latency_ms=sum(p.latency_ms for p in parts),
-                cost=sum(p.cost for p in parts),
+                [p.text for p in parts], total, finish_reasons=[p.finish_reasons[0] for p in parts]
             )
         start = time.perf_counter()
         response = self._with_retries(lambda: self.client().chat.completions.create(**body))
         latency = (time.perf_counter() - start) * 1000
-        usage = response.usage
-        tokens_in = usage.prompt_tokens if usage else 0
-        tokens_out = usage.completion_tokens if usage else 0
-        logprobs = None
-        if body.get("logprobs"):
-            logprobs = [[{"token": i.token, "logprob": i.logprob,
-                          "top": [{"token": t.token, "logprob": t.logprob} for t in (i.top_logprobs or [])]}
-                         for i in (c.logprobs.content or [])] if c.logprobs else []
-                        for c in response.choices]  # fmt: skip
-        return Completion(
-            texts=[c.message.content or "" for c in response.choices],
-            tokens_in=tokens_in,
-            tokens_out=tokens_out,
-            latency_ms=latency,
-            cost=self.cost(tokens_in, tokens_out),
-            logprobs=logprobs,
-            finish_reasons=[c.finish_reason for c in response.choices],
-        )
+        tokens_in = response.usage.prompt_tokens if response.usage else 0
+        tokens_out = response.usage.completion_tokens if response.usage else 0
+        usage = Usage(tokens_in, tokens_out, latency, self.cost(tokens_in, tokens_out), 1)
+        logprobs = [token_entries(c.logprobs) for c in response.choices] if body.get("logprobs") else None
+        return Completion([c.message.content or "" for c in response.choices], usage, logprobs,
+                          [c.finish_reason for c in response.choices])  # fmt: skip
 
-    def score(self, messages: list[dict[str, str]], continuation: str) -> float:
+    def stream(self, messages: list[dict[str, Any]], **params: Any) -> Iterator[StreamChunk]:
+        """The answer as it is generated (one choice); the last chunk has the finish reason and the usage."""
+        body = {
+            **self.request_body(messages, params),
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        start = time.perf_counter()
+        stream = self._with_retries(lambda: self.client().chat.completions.create(**body))
+        finish, usage = None, None
+        for chunk in stream:
+            if chunk.usage is not None:
+                t_in, t_out = chunk.usage.prompt_tokens, chunk.usage.completion_tokens
+                usage = Usage(t_in, t_out, 0.0, self.cost(t_in, t_out), 1)
+            if not chunk.choices:
+                continue
+            choice = chunk.choices[0]
+            finish = choice.finish_reason or finish
+            tokens = token_entries(choice.logprobs) if choice.logprobs else None
+            if choice.delta.content or tokens:
+                yield StreamChunk(choice.delta.content or "", tokens)
+        usage = usage or Usage(calls=1)
+        usage.latency_ms = (time.perf_counter() - start) * 1000
+        yield StreamChunk(finish_reason=finish, usage=usage)
+
+    def score(self, messages: list[dict[str, Any]], continuation: str) -> Scored:
         """log P(continuation | messages), the continuation being the start of the assistant's answer."""
         if not self.capabilities.continuation_scoring:
             raise CannotScore(
                 f"provider {self.label} cannot score a given continuation (it returns no prompt "
                 "log-probabilities); use a local model for the verbalizer strategy"
             )
-        body = {
-            "model": self.model_id,
-            "messages": [*messages, {"role": "assistant", "content": continuation}],
-            "max_tokens": 0,
-            "extra_body": {
-                "prompt_logprobs": 0,
-                "add_generation_prompt": False,
-                "continue_final_message": True,
-            },
-        }
+        body = {"model": self.model_id, "messages": [*messages, {"role": "assistant", "content": continuation}],
+                "max_tokens": 0, "extra_body": {"prompt_logprobs": 0, "add_generation_prompt": False,
+                                                "continue_final_message": True}}  # fmt: skip
+        start = time.perf_counter()
         response = self._with_retries(lambda: self.client().chat.completions.create(**body))
+        latency = (time.perf_counter() - start) * 1000
         entries = (response.model_extra or {}).get("prompt_logprobs")
         if not entries:
             raise CannotScore(f"provider {self.label} returned no prompt log-probabilities")
-        # Walk back from the end until the decoded tokens cover the continuation text.
-        total, covered = 0.0, ""
-        for entry in reversed(entries):
-            if entry is None:
-                break
-            token_id, info = next(iter(entry.items()))
-            covered = info["decoded_token"] + covered
-            total += info["logprob"]
-            if len(covered) >= len(continuation):
-                break
-        return total
+        tokens_in = response.usage.prompt_tokens if response.usage else 0
+        return Scored(
+            _tail_logprob(entries, continuation), Usage(tokens_in, 0, latency, self.cost(tokens_in, 0), 1)
+        )
 
     def perplexity(self, text: str) -> float:
         """exp(mean negative log-likelihood) of a text, from the endpoint's echoed prompt log-probabilities."""
-        import math
-
         if not self.capabilities.continuation_scoring:
             raise CannotScore(f"provider {self.label} cannot score text (no prompt log-probabilities)")
-        response = self._with_retries(
-            lambda: self.client().completions.create(
-                model=self.model_id, prompt=text, max_tokens=0, echo=True, logprobs=0
-            )
-        )
+        response = self._with_retries(lambda: self.client().completions.create(
+            model=self.model_id, prompt=text, max_tokens=0, echo=True, logprobs=0))  # fmt: skip
         values = [v for v in response.choices[0].logprobs.token_logprobs if v is not None]
         return math.exp(-sum(values) / len(values))
 
@@ -332,12 +370,7 @@ class Provider:
         return {}
 
     def cost(self, tokens_in: int, tokens_out: int) -> float:
-        if self.spec.kind == "local":
-            return 0.0
-        price = PRICES.get(self.spec.model)
-        if price is None:
-            return 0.0
-        return (tokens_in * price[0] + tokens_out * price[1]) / 1_000_000
+        return 0.0 if self.spec.kind == "local" else price(self.spec.model, tokens_in, tokens_out)
 
     def _with_retries(self, call):
         import openai
@@ -359,84 +392,22 @@ class Provider:
         raise AssertionError("unreachable")
 
 
+def _tail_logprob(entries: list[dict | None], continuation: str) -> float:
+    """Walk back from the end of the prompt log-probabilities until the decoded tokens cover the continuation."""
+    total, covered = 0.0, ""
+    for entry in reversed(entries):
+        if entry is None:
+            break
+        _, info = next(iter(entry.items()))
+        covered = info["decoded_token"] + covered
+        total += info["logprob"]
+        if len(covered) >= len(continuation):
+            break
+    return total
+
+
 def _message(exc) -> str:
     body = getattr(exc, "body", None)
     if isinstance(body, dict):
         return str(body.get("message") or body.get("error", {}).get("message") or body)
     return str(exc)
-
-
-# --- local engines: reuse one that answers, or start our own ------------------------------------------------
-
-_local_servers: dict[tuple[str, str], tuple[str, subprocess.Popen | None]] = {}
-_local_lock = threading.Lock()
-START_TIMEOUT_S = 180
-
-
-def _serves(base_url: str, model_id: str) -> bool:
-    import httpx
-
-    try:
-        response = httpx.get(f"{base_url}/models", timeout=2.0)
-        return response.status_code == 200 and any(
-            m.get("id") == model_id for m in response.json().get("data", [])
-        )
-    except (httpx.HTTPError, ValueError):
-        return False
-
-
-def local_engine_url(model: str, quant: str) -> str:
-    """Base URL of an engine serving `model@quant`: WORKBENCH_ENGINE_URL if it does, else a child we start."""
-    from settings import get_settings
-
-    model_id = f"{model}@{quant}"
-    with _local_lock:
-        known = _local_servers.get((model, quant))
-        if known and (known[1] is None or known[1].poll() is None):
-            return known[0]
-        configured = get_settings().engine_url.rstrip("/")
-        if _serves(configured, model_id):
-            _local_servers[(model, quant)] = (configured, None)
-            return configured
-        url, proc = _start_engine(model, quant)
-        _local_servers[(model, quant)] = (url, proc)
-        return url
-
-
-def _start_engine(model: str, quant: str) -> tuple[str, subprocess.Popen]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    exe = shutil.which("workbench") or str(Path(sys.executable).parent / "workbench")
-    cmd = [exe, "serve", "--model", model, "--quant", quant, "--host", "127.0.0.1", "--port", str(port)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    atexit.register(_stop, proc)
-    url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.time() + START_TIMEOUT_S
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise ProviderError(
-                f"the local engine for {model}@{quant} exited: {proc.stderr.read().strip()[-500:]}"
-            )
-        if _serves(url, f"{model}@{quant}"):
-            return url, proc
-        time.sleep(0.25)
-    _stop(proc)
-    raise ProviderError(f"the local engine for {model}@{quant} did not become ready in {START_TIMEOUT_S} s")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
-def stop_local_engines() -> None:
-    with _local_lock:
-        for _, proc in _local_servers.values():
-            if proc is not None:
-                _stop(proc)
-        _local_servers.clear()

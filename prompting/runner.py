@@ -13,15 +13,17 @@ import hashlib
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any, Protocol
 
 from prompting.assertions import AssertionResult, Context, base_type, case_score, evaluate
 from prompting.errors import PromptingError
-from prompting.providers import Completion, Provider
+from prompting.providers import Completion, Provider, Usage
 from prompting.strategies import Prompt, StrategyOutput, run_strategy
+from prompting.summary import Summary, summarize
 
 
 @dataclass(frozen=True)
@@ -62,15 +64,28 @@ class CellResult:
     answer: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
     logprobs: dict[str, Any] | None = None
-    tokens_in: int = 0
-    tokens_out: int = 0
-    latency_ms: float = 0.0
-    cost: float = 0.0
+    usage: Usage = field(default_factory=Usage)
     cached: bool = False
     error: str | None = None
     passed: bool | None = None
     score: float | None = None
     assertions: list[AssertionResult] = field(default_factory=list)
+
+    @property
+    def latency_ms(self) -> float:
+        return self.usage.latency_ms
+
+    @property
+    def tokens_in(self) -> int:
+        return self.usage.tokens_in
+
+    @property
+    def tokens_out(self) -> int:
+        return self.usage.tokens_out
+
+    @property
+    def cost(self) -> float:
+        return self.usage.cost
 
 
 @dataclass
@@ -81,6 +96,16 @@ class Progress:
     failed: int
     errors: int
     elapsed_s: float
+
+    def count(self, result: CellResult, elapsed_s: float) -> None:
+        self.done += 1
+        if result.error:
+            self.errors += 1
+        elif result.passed:
+            self.passed += 1
+        else:
+            self.failed += 1
+        self.elapsed_s = elapsed_s
 
     @property
     def eta_s(self) -> float | None:
@@ -140,47 +165,36 @@ class Runner:
         finished = {Cell(*c) if not isinstance(c, Cell) else c for c in done}
         cells = plan(self.versions, self.providers, self.cases, self.repeats)
         todo = [c for c in cells if c not in finished]
-        state = Progress(
-            done=len(cells) - len(todo), total=len(cells), passed=0, failed=0, errors=0, elapsed_s=0.0
-        )
+        return self.run_cells(todo, sink, progress, done=len(cells) - len(todo), total=len(cells))
+
+    def run_cells(
+        self,
+        todo: Iterable[Cell],
+        sink: Callable[[CellResult], None],
+        progress: Callable[[Progress], None] | None = None,
+        *,
+        done: int = 0,
+        total: int = 0,
+    ) -> Progress:
+        """Run the cells `todo` yields, at most `concurrency` at a time. The iterator is advanced only when a slot
+        is free, so a caller can hand out cells lazily (the worker claims them from the database one by one)."""
+        state = Progress(done=done, total=total, passed=0, failed=0, errors=0, elapsed_s=0.0)
         start = time.perf_counter()
         if progress:
             progress(replace(state))
-        versions = {v.id: v for v in self.versions}
-        providers = {p.id: p.provider for p in self.providers}
-        cases = {c.id: c for c in self.cases}
         pending: set[Future] = set()
         queue = iter(todo)
         with ThreadPoolExecutor(max_workers=max(1, self.concurrency)) as pool:
             try:
                 while True:
-                    while len(pending) < self.concurrency and not self.stop.is_set():
-                        cell = next(queue, None)
-                        if cell is None:
-                            break
-                        pending.add(
-                            pool.submit(
-                                self.run_cell,
-                                cell,
-                                versions[cell.version_id],
-                                providers[cell.provider_id],
-                                cases[cell.case_id],
-                            )
-                        )
+                    self._fill(pool, pending, queue)
                     if not pending:
                         break
                     completed, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
                     for future in completed:
                         result = future.result()
                         sink(result)
-                        state.done += 1
-                        if result.error:
-                            state.errors += 1
-                        elif result.passed:
-                            state.passed += 1
-                        else:
-                            state.failed += 1
-                        state.elapsed_s = time.perf_counter() - start
+                        state.count(result, time.perf_counter() - start)
                         if progress:
                             progress(replace(state))  # a snapshot: callers may keep it
             except KeyboardInterrupt:
@@ -188,9 +202,26 @@ class Runner:
                 for future in pending:
                     future.cancel()
                 raise
-        if self.stop.is_set() and state.done < state.total:
+        if self.stop.is_set() and (state.done < state.total or not state.total):
             raise Interrupted(f"stopped after {state.done} of {state.total} cells")
         return state
+
+    def _fill(self, pool: ThreadPoolExecutor, pending: set[Future], queue: Iterator[Cell]) -> None:
+        while len(pending) < self.concurrency and not self.stop.is_set():
+            cell = next(queue, None)
+            if cell is None:
+                return
+            pending.add(pool.submit(self.run_cell, cell, *self.inputs(cell)))
+
+    @cached_property
+    def _lookup(self) -> tuple[dict, dict, dict]:
+        return ({v.id: v for v in self.versions}, {p.id: p.provider for p in self.providers},
+                {c.id: c for c in self.cases})  # fmt: skip
+
+    def inputs(self, cell: Cell) -> tuple[VersionSpec, Provider, CaseSpec]:
+        """The version, provider and case a cell names."""
+        versions, providers, cases = self._lookup
+        return versions[cell.version_id], providers[cell.provider_id], cases[cell.case_id]
 
     def run_cell(self, cell: Cell, version: VersionSpec, provider: Provider, case: CaseSpec) -> CellResult:
         result = CellResult(cell)
@@ -233,15 +264,14 @@ class Runner:
             out.answer,
             out.detail,
         )
-        result.tokens_in, result.tokens_out = out.tokens_in, out.tokens_out
-        result.latency_ms, result.cost, result.cached = out.latency_ms, out.cost, out.cached
+        result.usage, result.cached = out.usage, out.cached
         if out.logprobs:
             result.logprobs = {
                 "tokens": len(out.logprobs),
                 "sum": sum(out.logprobs),
                 "mean": sum(out.logprobs) / len(out.logprobs),
             }
-        ctx = Context(vars=case.vars, latency_ms=out.latency_ms, cost=out.cost, logprobs=out.logprobs,
+        ctx = Context(vars=case.vars, latency_ms=out.usage.latency_ms, cost=out.usage.cost, logprobs=out.logprobs,
                       answer_pattern=version.prompt.template.answer_pattern, answer=out.answer, embed=self.embed,
                       judge=self.judge)  # fmt: skip
         try:
@@ -298,30 +328,12 @@ def ablation_variants(prompt: Prompt) -> list[tuple[str, Prompt]]:
     return variants
 
 
-def mean_scores(results: list[CellResult], key: Callable[[CellResult], Any]) -> dict[Any, dict[str, float]]:
-    """Mean score, pass rate and count per group (errored cells excluded from the means)."""
-    groups: dict[Any, list[CellResult]] = {}
-    for r in results:
-        groups.setdefault(key(r), []).append(r)
-    summary = {}
-    for name, items in groups.items():
-        scored = [r for r in items if r.error is None]
-        summary[name] = {
-            "cells": len(items),
-            "errors": len(items) - len(scored),
-            "score": sum(r.score or 0.0 for r in scored) / len(scored) if scored else 0.0,
-            "pass_rate": sum(1 for r in scored if r.passed) / len(scored) if scored else 0.0,
-            "latency_ms": sum(r.latency_ms for r in scored) / len(scored) if scored else 0.0,
-            "tokens_out": sum(r.tokens_out for r in scored),
-        }
-    return summary
-
-
 def ablation_summary(results: list[CellResult], labels: dict[int, str]) -> list[dict[str, Any]]:
     """Score change per dropped part against the full prompt (negative: the part helped)."""
-    by_variant = mean_scores(results, lambda r: labels[r.cell.version_id])
-    base = by_variant.get("full", {}).get("score", 0.0)
-    return [{"variant": name, "score": s["score"], "delta": s["score"] - base, "pass_rate": s["pass_rate"]}
+    by_variant = summarize(results, lambda r: labels[r.cell.version_id])
+    base = by_variant["full"].mean_score if "full" in by_variant else None
+    return [{"variant": name, "score": s.mean_score, "pass_rate": s.pass_rate,
+             "delta": None if s.mean_score is None or base is None else s.mean_score - base}
             for name, s in by_variant.items()]  # fmt: skip
 
 
@@ -357,7 +369,6 @@ def ape_ranking(
             params=dict(params or {}),
             concurrency=concurrency,
         ).run(set(), results.append)
-        scored = [r for r in results if r.error is None]
-        return sum(1 for r in scored if r.passed) / len(results) if results else 0.0
+        return Summary.of(results).pass_rate or 0.0
 
     return ape(lambda count: ape_proposals(Prompt(load("ape")), examples[:8], provider, count), evaluate, m)

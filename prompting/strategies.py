@@ -18,7 +18,7 @@ from typing import Any
 from prompting.assertions import extract_answer
 from prompting.errors import PromptingError
 from prompting.guardrails import Guardrails
-from prompting.providers import Completion, Provider
+from prompting.providers import Completion, Provider, Scored, Usage
 from prompting.templates import Template
 
 STRATEGIES = ("single", "self_consistency", "tree_of_thoughts", "generate_knowledge", "verbalizer")
@@ -56,19 +56,18 @@ class StrategyOutput:
     messages: list[dict[str, str]]
     answer: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
-    tokens_in: int = 0
-    tokens_out: int = 0
-    latency_ms: float = 0.0
-    cost: float = 0.0
+    usage: Usage = field(default_factory=Usage)
     logprobs: list[float] | None = None
     cached: bool = False
 
     def add(self, completion: Completion) -> Completion:
-        self.tokens_in += completion.tokens_in
-        self.tokens_out += completion.tokens_out
-        self.latency_ms += completion.latency_ms
-        self.cost += completion.cost
+        """Count a call's usage towards the cell (every strategy sums all the calls it made)."""
+        self.usage = self.usage + completion.usage
         return completion
+
+    def add_score(self, scored: Scored) -> float:
+        self.usage = self.usage + scored.usage
+        return scored.logprob
 
 
 Call = Callable[[list[dict[str, str]], dict[str, Any]], Completion]
@@ -259,7 +258,7 @@ def verbalizer(
     out = StrategyOutput(output="", messages=messages)
     class_logprob = {}
     for cls, words in labels.items():
-        scores = [provider.score(messages, word) for word in words]
+        scores = [out.add_score(provider.score(messages, word)) for word in words]
         top = max(scores)
         class_logprob[cls] = top + math.log(sum(math.exp(s - top) for s in scores))  # P(any of its words)
     top = max(class_logprob.values())

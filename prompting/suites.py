@@ -7,22 +7,26 @@ Our own options live under one namespaced key, `workbench:` (strategy, delimiter
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from prompting.assertions import HANDLERS, NEEDS_VALUE, base_type
+import quant_methods
 from prompting.delimiters import STYLES
 from prompting.errors import MissingVariables, PromptingError
 from prompting.guardrails import Guardrails
 from prompting.providers import ProviderSpec
 from prompting.strategies import STRATEGIES
+from prompting.suite_cases import (
+    SuiteCase,
+    SuiteError,
+    Where,
+    load_cases_file,
+    parse_case,
+    read_yaml,
+    resolve_path,
+)
 from prompting.templates import Template, library_names, load
 
 TOP_LEVEL_KEYS = {
@@ -38,15 +42,7 @@ TOP_LEVEL_KEYS = {
     "env",
     "repeat",
 }
-TEST_KEYS = {"description", "vars", "assert", "threshold", "options", "metadata", "tags"}
-ASSERT_KEYS = {"type", "value", "threshold", "weight", "metric", "provider"}
 WORKBENCH_KEYS = {"strategy", "delimiter", "guardrails", "params", "judge"}
-
-
-class SuiteError(PromptingError):
-    def __init__(self, file: str, where: str, message: str):
-        self.file, self.where, self.detail = file, where, message
-        super().__init__(f"{file}, {where}: {message}" if where else f"{file}: {message}")
 
 
 @dataclass
@@ -58,24 +54,6 @@ class SuitePrompt:
     @property
     def library_ref(self) -> str | None:
         return self.ref if self.ref in library_names() else None
-
-
-@dataclass
-class SuiteCase:
-    description: str = ""
-    vars: dict[str, Any] = field(default_factory=dict)
-    assertions: list[dict[str, Any]] = field(default_factory=list)
-    threshold: float | None = None
-    tags: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "description": self.description,
-            "vars": self.vars,
-            "assertions": self.assertions,
-            "threshold": self.threshold,
-            "tags": self.tags,
-        }
 
 
 @dataclass
@@ -98,80 +76,10 @@ class Suite:
         return self.path.stem if self.path else "suite"
 
 
-# --- locating problems ------------------------------------------------------------------------------------
-
-
-class _Where:
-    """Turns a field path into `line N (a.b[2].c)` using the YAML node marks."""
-
-    def __init__(self, file: str, lines: dict[tuple, int] | None = None, line_offset: int = 0):
-        self.file, self.lines, self.offset = file, lines or {}, line_offset
-        self.unsupported: list[str] = []  # unsupported assertion types, all reported together
-
-    def raise_unsupported(self) -> None:
-        if self.unsupported:
-            supported = ", ".join(sorted(HANDLERS))
-            raise SuiteError(
-                self.file,
-                "",
-                f"unsupported assertion types: {'; '.join(self.unsupported)} "
-                f"(supported: {supported}, each optionally with a not- prefix)",
-            )
-
-    def __call__(self, *path: Any) -> str:
-        dotted = ""
-        for part in path:
-            dotted += f"[{part}]" if isinstance(part, int) else (f".{part}" if dotted else str(part))
-        probe = tuple(path)
-        while probe and probe not in self.lines:
-            probe = probe[:-1]
-        line = self.lines.get(probe)
-        if line is None:
-            return dotted
-        return f"line {line + self.offset} ({dotted})" if dotted else f"line {line + self.offset}"
-
-    def error(self, message: str, *path: Any) -> SuiteError:
-        return SuiteError(self.file, self(*path), message)
-
-
-def _line_map(node: yaml.Node, path: tuple = ()) -> dict[tuple, int]:
-    lines = {path: node.start_mark.line + 1}
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            child = path + (key.value,)
-            lines[child] = key.start_mark.line + 1
-            for sub, line in _line_map(value, child).items():
-                lines.setdefault(sub, line)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            lines.update(_line_map(item, path + (i,)))
-    return lines
-
-
-def _read_yaml(path: Path) -> tuple[Any, dict[tuple, int]]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise SuiteError(path.name, "", f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    try:
-        node = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise SuiteError(path.name, where, f"invalid YAML: {getattr(exc, 'problem', None) or exc}") from None
-    return data, (_line_map(node) if node is not None else {})
-
-
 # --- the pieces -------------------------------------------------------------------------------------------
 
 
-def _resolve(base: Path, ref: str) -> Path:
-    target = Path(ref.removeprefix("file://")).expanduser()
-    return target if target.is_absolute() else base / target
-
-
-def _prompt(entry: Any, base: Path, where: _Where, index: int) -> SuitePrompt:
+def _prompt(entry: Any, base: Path, where: Where, index: int) -> SuitePrompt:
     label = None
     if isinstance(entry, dict):
         label = entry.get("label")
@@ -182,7 +90,7 @@ def _prompt(entry: Any, base: Path, where: _Where, index: int) -> SuitePrompt:
         )
     try:
         if entry.startswith("file://"):
-            path = _resolve(base, entry)
+            path = resolve_path(base, entry)
             if not path.is_file():
                 raise where.error(f"prompt file {path} does not exist", "prompts", index)
             if path.suffix == ".json":
@@ -204,7 +112,7 @@ def _prompt(entry: Any, base: Path, where: _Where, index: int) -> SuitePrompt:
         raise where.error(str(exc), "prompts", index) from None
 
 
-def _messages_json_to_source(path: Path, where: _Where, index: int) -> str:
+def _messages_json_to_source(path: Path, where: Where, index: int) -> str:
     """A JSON list of chat messages (with {{ vars }}) becomes a template with one message block per entry."""
     try:
         messages = json.loads(path.read_text(encoding="utf-8"))
@@ -219,203 +127,7 @@ def _messages_json_to_source(path: Path, where: _Where, index: int) -> str:
     return "\n".join(f'{{% message "{m["role"]}" %}}{m["content"]}{{% endmessage %}}' for m in messages)
 
 
-def _assertion(raw: Any, where: _Where, *path: Any) -> dict[str, Any]:
-    if not isinstance(raw, dict):
-        raise where.error("each assertion must be a mapping with a type", *path)
-    unknown = set(raw) - ASSERT_KEYS
-    if unknown:
-        raise where.error(f"unknown assertion keys: {', '.join(sorted(unknown))}", *path)
-    kind = raw.get("type")
-    if not isinstance(kind, str):
-        raise where.error("assertion type is missing", *path, "type")
-    name, _ = base_type(kind)
-    if name not in HANDLERS:
-        where.unsupported.append(f"'{kind}' at {where(*path, 'type')}")
-        return {"type": kind}
-    for key in ("threshold", "weight"):
-        if key in raw and (isinstance(raw[key], bool) or not isinstance(raw[key], int | float)):
-            raise where.error(f"{key} must be a number, got {raw[key]!r}", *path, key)
-    if raw.get("weight", 1) < 0:
-        raise where.error("weight must be >= 0", *path, "weight")
-    if name in NEEDS_VALUE and raw.get("value") in (None, ""):
-        raise where.error(f"assertion '{kind}' needs a value", *path, "value")
-    if (
-        name in ("latency", "cost", "perplexity")
-        and raw.get("threshold") is None
-        and raw.get("value") is None
-    ):
-        raise where.error(f"assertion '{kind}' needs a threshold", *path)
-    if name == "regex":
-        try:
-            re.compile(str(raw["value"]))
-        except re.error as exc:
-            raise where.error(f"invalid regex: {exc}", *path, "value") from None
-    return {k: raw[k] for k in ("type", "value", "threshold", "weight") if k in raw}
-
-
-def _case(raw: Any, where: _Where, path: tuple) -> SuiteCase:
-    if not isinstance(raw, dict):
-        raise where.error("each test must be a mapping (description, vars, assert)", *path)
-    unknown = set(raw) - TEST_KEYS
-    if unknown:
-        raise where.error(f"unknown test keys: {', '.join(sorted(unknown))}", *path)
-    variables = raw.get("vars") or {}
-    if not isinstance(variables, dict):
-        raise where.error("vars must be a mapping of names to values", *path, "vars")
-    asserts = raw.get("assert") or []
-    if not isinstance(asserts, list):
-        raise where.error("assert must be a list", *path, "assert")
-    threshold = raw.get("threshold")
-    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, int | float)):
-        raise where.error(f"threshold must be a number, got {threshold!r}", *path, "threshold")
-    tags = raw.get("tags") or []
-    if not isinstance(tags, list):
-        raise where.error("tags must be a list", *path, "tags")
-    description = raw.get("description") or ""
-    if not isinstance(description, str):
-        raise where.error("description must be text", *path, "description")
-    return SuiteCase(description=description, vars=dict(variables),
-                     assertions=[_assertion(a, where, *path, "assert", i) for i, a in enumerate(asserts)],
-                     threshold=threshold, tags=[str(t) for t in tags])  # fmt: skip
-
-
-EXPECTED_RE = re.compile(
-    r"^(?P<type>(?:not-)?[a-z][a-z-]*)(?:\((?P<threshold>[\d.]+)\))?:(?P<value>.*)$", re.S
-)
-VALUELESS = {"is-json", "contains-json"}
-
-
-def expected_to_assertion(text: str) -> dict[str, Any]:
-    """promptfoo's CSV `__expected`: `type:value`, `type(threshold):value`, or a plain value meaning equals."""
-    stripped = text.strip()
-    if base_type(stripped)[0] in VALUELESS:
-        return {"type": stripped}
-    match = EXPECTED_RE.match(stripped)
-    if match and (base_type(match["type"])[0] in HANDLERS or match["type"] in UNSUPPORTED_PROMPTFOO):
-        out: dict[str, Any] = {"type": match["type"], "value": match["value"].strip()}
-        if match["threshold"]:
-            out["threshold"] = float(match["threshold"])
-        return out
-    return {"type": "equals", "value": text}
-
-
-UNSUPPORTED_PROMPTFOO = {
-    "javascript",
-    "python",
-    "webhook",
-    "model-graded-closedqa",
-    "factuality",
-    "answer-relevance",
-    "context-recall",
-    "context-relevance",
-    "context-faithfulness",
-    "select-best",
-    "moderation",
-    "rouge-n",
-    "bleu",
-    "classifier",
-    "is-sql",
-    "is-xml",
-    "g-eval",
-    "cost-per-token",
-}
-
-
-def load_cases_file(path: Path, where: _Where, path_in_suite: tuple = ("tests",)) -> list[SuiteCase]:
-    if not path.is_file():
-        raise where.error(f"tests file {path} does not exist", *path_in_suite)
-    if path.suffix == ".csv":
-        return _cases_from_csv(path)
-    if path.suffix == ".jsonl":
-        return _cases_from_jsonl(path)
-    if path.suffix in (".yaml", ".yml", ".json"):
-        data, lines = _read_yaml(path)
-        inner = _Where(path.name, lines)
-        if not isinstance(data, list):
-            raise inner.error("a tests file must hold a list of tests")
-        cases = [_case(raw, inner, (i,)) for i, raw in enumerate(data)]
-        inner.raise_unsupported()
-        return cases
-    raise where.error(f"tests files must be .csv, .jsonl, .yaml or .json, got {path.name}", *path_in_suite)
-
-
-def _cases_from_csv(path: Path) -> list[SuiteCase]:
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise SuiteError(path.name, "", f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    try:
-        rows = list(reader)
-    except csv.Error as exc:
-        raise SuiteError(path.name, f"line {reader.line_num}", f"malformed CSV: {exc}") from None
-    if not rows or not any(h.strip() for h in rows[0]):
-        raise SuiteError(path.name, "line 1", "the CSV needs a header row of variable names")
-    header = [h.strip() for h in rows[0]]
-    if len(set(header)) != len(header):
-        dupes = sorted({h for h in header if header.count(h) > 1})
-        raise SuiteError(path.name, "line 1", f"duplicate columns: {', '.join(dupes)}")
-    cases, unsupported = [], []
-    for number, row in enumerate(rows[1:], start=2):
-        if not any(cell.strip() for cell in row):
-            continue
-        if len(row) != len(header):
-            raise SuiteError(path.name, f"line {number}", f"expected {len(header)} columns, found {len(row)}")
-        case = SuiteCase()
-        for column, cell in zip(header, row, strict=True):
-            if column.startswith("__expected"):
-                if cell.strip():
-                    assertion = expected_to_assertion(cell)
-                    if base_type(assertion["type"])[0] not in HANDLERS:
-                        unsupported.append(f"'{assertion['type']}' at line {number} (column {column})")
-                    case.assertions.append(assertion)
-            elif column == "__description":
-                case.description = cell
-            elif column == "__threshold":
-                try:
-                    case.threshold = float(cell) if cell.strip() else None
-                except ValueError:
-                    raise SuiteError(
-                        path.name,
-                        f"line {number} (column __threshold)",
-                        f"threshold must be a number, got {cell!r}",
-                    ) from None
-            elif column.startswith("__"):
-                continue  # promptfoo metadata columns (__metadata:..., __prefix, ...) carry no test logic
-            else:
-                case.vars[column] = cell
-        cases.append(case)
-    if unsupported:
-        collected = _Where(path.name)
-        collected.unsupported = unsupported
-        collected.raise_unsupported()
-    return cases
-
-
-def _cases_from_jsonl(path: Path) -> list[SuiteCase]:
-    cases, unsupported = [], []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            raw = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise SuiteError(
-                path.name, f"line {number}", f"invalid JSON ({exc.msg} at column {exc.colno})"
-            ) from None
-        where = _Where(path.name, {(): number})
-        if isinstance(raw, dict) and "vars" not in raw and "assert" not in raw:
-            raw = {"vars": raw}  # a bare object of variables, as promptfoo accepts
-        cases.append(_case(raw, where, ()))
-        unsupported += where.unsupported
-    if unsupported:
-        collected = _Where(path.name)
-        collected.unsupported = unsupported
-        collected.raise_unsupported()
-    return cases
-
-
-def _provider(entry: Any, where: _Where, index: int) -> ProviderSpec:
+def _provider(entry: Any, where: Where, index: int) -> ProviderSpec:
     config = {}
     if isinstance(entry, dict):
         config = entry.get("config") or {}
@@ -436,18 +148,16 @@ def _provider(entry: Any, where: _Where, index: int) -> ProviderSpec:
     except PromptingError as exc:
         raise where.error(str(exc), "providers", index) from None
     if spec.quant:
-        from engine.quantize import QuantError, parse_method  # validation only: the name list lives there
-
         try:
-            parse_method(spec.quant)
-        except QuantError as exc:
+            quant_methods.parse(spec.quant)
+        except quant_methods.UnknownMethod as exc:
             raise where.error(str(exc), "providers", index, "config", "quant") from None
     if label:
         spec.label = str(label)
     return spec
 
 
-def _workbench_options(raw: Any, suite: Suite, where: _Where) -> None:
+def _workbench_options(raw: Any, suite: Suite, where: Where) -> None:
     if raw is None:
         return
     if not isinstance(raw, dict):
@@ -485,12 +195,11 @@ def load_suite(path: str | Path) -> Suite:
     if not path.is_file():
         raise SuiteError(str(path), "", "no such file")
     if path.suffix in (".csv", ".jsonl"):
-        cases = load_cases_file(path, _Where(path.name))
-        suite = Suite(path=path, cases=cases)
-        _check_vars(suite, _Where(path.name), from_file=True)
+        suite = Suite(path=path, cases=load_cases_file(path, Where(path.name)))
+        _check_vars(suite, Where(path.name), from_file=True)
         return suite
-    data, lines = _read_yaml(path)
-    where = _Where(path.name, lines)
+    data, lines = read_yaml(path)
+    where = Where(path.name, lines)
     if not isinstance(data, dict):
         raise where.error("a suite must be a mapping with prompts, providers and tests")
     unknown = set(data) - TOP_LEVEL_KEYS
@@ -499,41 +208,54 @@ def load_suite(path: str | Path) -> Suite:
             f"unknown keys: {', '.join(sorted(unknown))}; supported: {', '.join(sorted(TOP_LEVEL_KEYS))}"
         )
     suite = Suite(path=path, description=str(data.get("description") or ""))
-    prompts = data.get("prompts")
-    if prompts is None:
-        raise where.error("prompts is missing")
-    if isinstance(prompts, str):
-        prompts = [prompts]
-    if not isinstance(prompts, list) or not prompts:
-        raise where.error("prompts must be a non-empty list", "prompts")
-    suite.prompts = [_prompt(p, path.parent, where, i) for i, p in enumerate(prompts)]
+    suite.prompts = [_prompt(p, path.parent, where, i) for i, p in enumerate(_listed(data, "prompts", where))]
     providers = data.get("providers") or []
-    if isinstance(providers, str):
-        providers = [providers]
+    providers = [providers] if isinstance(providers, str) else providers
     if not isinstance(providers, list):
         raise where.error("providers must be a list", "providers")
     suite.providers = [_provider(p, where, i) for i, p in enumerate(providers)]
     _workbench_options(data.get("workbench"), suite, where)
+    suite.cases = _cases(data, path, where)
+    _evaluate_options(data, suite, where)
+    _check_vars(suite, where, from_file=False)
+    return suite
 
+
+def _listed(data: dict, key: str, where: Where) -> list:
+    value = data.get(key)
+    if value is None:
+        raise where.error(f"{key} is missing")
+    value = [value] if isinstance(value, str) else value
+    if not isinstance(value, list) or not value:
+        raise where.error(f"{key} must be a non-empty list", key)
+    return value
+
+
+def _cases(data: dict, path: Path, where: Where) -> list[SuiteCase]:
+    """The tests (inline or file://), each merged with defaultTest."""
     default = data.get("defaultTest") or {}
-    default_case = _case(default, where, ("defaultTest",)) if default else SuiteCase()
+    default_case = parse_case(default, where, ("defaultTest",)) if default else SuiteCase()
     tests = data.get("tests")
     if tests is None:
         raise where.error("tests is missing")
     raw_cases: list[SuiteCase] = []
     for i, entry in enumerate(tests if isinstance(tests, list) else [tests]):
         if isinstance(entry, str) and entry.startswith("file://"):
-            raw_cases += load_cases_file(_resolve(path.parent, entry), where, ("tests", i))
+            raw_cases += load_cases_file(resolve_path(path.parent, entry), where, ("tests", i))
         elif isinstance(entry, str):
             raise where.error("a tests entry must be a test mapping or a file:// path", "tests", i)
         else:
-            raw_cases.append(_case(entry, where, ("tests", i) if isinstance(tests, list) else ("tests",)))
+            raw_cases.append(
+                parse_case(entry, where, ("tests", i) if isinstance(tests, list) else ("tests",))
+            )
     where.raise_unsupported()
-    suite.cases = [SuiteCase(description=c.description, vars={**default_case.vars, **c.vars},
-                             assertions=[*default_case.assertions, *c.assertions],
-                             threshold=c.threshold if c.threshold is not None else default_case.threshold,
-                             tags=c.tags) for c in raw_cases]  # fmt: skip
+    return [SuiteCase(description=c.description, vars={**default_case.vars, **c.vars},
+                      assertions=[*default_case.assertions, *c.assertions],
+                      threshold=c.threshold if c.threshold is not None else default_case.threshold,
+                      tags=c.tags) for c in raw_cases]  # fmt: skip
 
+
+def _evaluate_options(data: dict, suite: Suite, where: Where) -> None:
     options = data.get("evaluateOptions") or {}
     if not isinstance(options, dict):
         raise where.error("evaluateOptions must be a mapping", "evaluateOptions")
@@ -543,11 +265,9 @@ def load_suite(path: str | Path) -> Suite:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise where.error(f"{key} must be a positive integer, got {value!r}", "evaluateOptions", key)
             setattr(suite, target, value)
-    _check_vars(suite, where, from_file=False)
-    return suite
 
 
-def _check_vars(suite: Suite, where: _Where, from_file: bool) -> None:
+def _check_vars(suite: Suite, where: Where, from_file: bool) -> None:
     """Every test must give every prompt the variables it needs (all missing ones named)."""
     for prompt in suite.prompts:
         for index, case in enumerate(suite.cases):
@@ -565,53 +285,3 @@ def _check_vars(suite: Suite, where: _Where, from_file: bool) -> None:
                 raise where.error(
                     f"prompt '{prompt.label}' cannot render this test: {exc}", "tests", index
                 ) from None
-
-
-# --- export -----------------------------------------------------------------------------------------------
-
-
-def promptfoo_test(case: SuiteCase) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if case.description:
-        out["description"] = case.description
-    if case.vars:
-        out["vars"] = case.vars
-    if case.assertions:
-        out["assert"] = case.assertions
-    if case.threshold is not None:
-        out["threshold"] = case.threshold
-    if case.tags:
-        out["tags"] = case.tags
-    return out
-
-
-def to_promptfoo_yaml(
-    description: str,
-    prompts: list[str],
-    providers: list[ProviderSpec],
-    cases: list[SuiteCase],
-    workbench: dict[str, Any] | None = None,
-) -> str:
-    """A promptfooconfig.yaml; providers carry the NAME of their key variable, never a key."""
-    provider_entries = []
-    for spec in providers:
-        if spec.kind == "local":
-            provider_entries.append(
-                {"id": f"local:{spec.model}", "config": {"quant": spec.quant, **spec.params}}
-            )
-        else:
-            provider_entries.append(
-                {
-                    "id": f"openai:chat:{spec.model}",
-                    "config": {"apiBaseUrl": spec.base_url, "apiKeyEnvar": spec.api_key_env, **spec.params},
-                }
-            )
-    data: dict[str, Any] = {
-        "description": description,
-        "prompts": prompts,
-        "providers": provider_entries,
-        "tests": [promptfoo_test(c) for c in cases],
-    }
-    if workbench:
-        data["workbench"] = workbench
-    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=120)

@@ -238,44 +238,14 @@ class Template:
     ) -> list[dict[str, str]]:
         """Render to chat messages. Raises MissingVariables naming every missing variable at once."""
         check_style(delimiter)
-        if self.stages:
-            stage = stage or self.stages[0]
-            if stage not in self.stages:
-                raise RenderError(
-                    f"template '{self.name}' has no stage '{stage}'; stages: {', '.join(self.stages)}"
-                )
-        elif stage:
-            raise RenderError(f"template '{self.name}' has no stages; got stage '{stage}'")
+        stage = self._stage(stage)
         context = {**self.defaults, **(vars or {}), "stage": stage, "delimiter": delimiter}
         if self.labels:
             context.setdefault("labels", self.labels)
-        for var in self.variables:
-            if (
-                var.choices
-                and context.get(var.name) is not None
-                and str(context[var.name]) not in var.choices
-            ):
-                raise RenderError(
-                    f"variable '{var.name}' of template '{self.name}' must be one of: {', '.join(var.choices)}; "
-                    f"got {context[var.name]!r}"
-                )
+        self._check_choices(context)
         declared_missing = {n for n in self.required_variables(stage) if context.get(n) in (None, "")}
-
         state = _RenderState(style=delimiter, drop_sections=frozenset(drop_sections))
-        token = _state.set(state)
-        try:
-            stray = self._compiled.render(context)
-        except (SecurityError, OverflowError) as exc:  # the sandbox raises OverflowError for huge ranges
-            raise UnsafeTemplate(self.name, str(exc)) from None
-        except UndefinedError as exc:
-            raise RenderError(f"template '{self.name}': {exc}") from None
-        except TemplateSyntaxError as exc:
-            raise TemplateSyntax(self._where(), exc.lineno, exc.message or str(exc)) from None
-        except (TemplateRuntimeError, TypeError, ValueError) as exc:
-            raise RenderError(f"template '{self.name}' failed to render: {exc}") from None
-        finally:
-            _state.reset(token)
-
+        stray = self._execute(context, state)
         missing_names = state.missing | declared_missing
         if missing_names:
             raise MissingVariables(self.name, sorted(missing_names))
@@ -292,6 +262,41 @@ class Template:
         if fold_system:
             messages = fold_system_into_user(messages)
         return messages
+
+    def _stage(self, stage: str | None) -> str | None:
+        if self.stages:
+            stage = stage or self.stages[0]
+            if stage not in self.stages:
+                raise RenderError(
+                    f"template '{self.name}' has no stage '{stage}'; stages: {', '.join(self.stages)}"
+                )
+            return stage
+        if stage:
+            raise RenderError(f"template '{self.name}' has no stages; got stage '{stage}'")
+        return None
+
+    def _check_choices(self, context: dict[str, Any]) -> None:
+        for var in self.variables:
+            value = context.get(var.name)
+            if var.choices and value is not None and str(value) not in var.choices:
+                raise RenderError(f"variable '{var.name}' of template '{self.name}' must be one of: "
+                                  f"{', '.join(var.choices)}; got {value!r}")  # fmt: skip
+
+    def _execute(self, context: dict[str, Any], state: _RenderState) -> str:
+        """Run the compiled template with `state` active; Jinja's errors become domain errors."""
+        token = _state.set(state)
+        try:
+            return self._compiled.render(context)
+        except (SecurityError, OverflowError) as exc:  # the sandbox raises OverflowError for huge ranges
+            raise UnsafeTemplate(self.name, str(exc)) from None
+        except UndefinedError as exc:
+            raise RenderError(f"template '{self.name}': {exc}") from None
+        except TemplateSyntaxError as exc:
+            raise TemplateSyntax(self._where(), exc.lineno, exc.message or str(exc)) from None
+        except (TemplateRuntimeError, TypeError, ValueError) as exc:
+            raise RenderError(f"template '{self.name}' failed to render: {exc}") from None
+        finally:
+            _state.reset(token)
 
 
 def _parse_variable(raw: Any) -> Variable:

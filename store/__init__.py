@@ -1,1 +1,21 @@
-"""The store: SQLModel tables, the database engine and query functions. Knows tables, not Streamlit."""
+"""The store: tables, queries and migrations, and nothing else (it imports neither prompting/ nor engine/).
+
+`Store(url)` is bound to one database; its query methods come from the mixins below. `open_store()` returns the
+process-wide Store for the configured URL.
+"""
+
+from store.cache import ResponseCache
+from store.db import Database, StoreError, open_store, redact_url
+from store.results import ResultQueries
+from store.suites import SuiteQueries
+from store.versions import VersionQueries
+
+
+class Store(Database, VersionQueries, SuiteQueries, ResultQueries):
+    """A database with every query of the workbench."""
+
+    def cache(self) -> ResponseCache:
+        return ResponseCache(self)
+
+
+__all__ = ["Store", "StoreError", "ResponseCache", "open_store", "redact_url"]

@@ -1,31 +1,36 @@
-"""The database engine and sessions: SQLite in $WORKBENCH_HOME by default (WAL mode), any SQLAlchemy URL by setting.
+"""The database: one `Store` object bound to one database URL (SQLite in $WORKBENCH_HOME by default, WAL mode;
+any SQLAlchemy URL by setting), migrated on first use.
 
-`get_engine()` migrates the schema on first use; `session()` commits on success and rolls back on any error, so
-a partial write never reaches the database.
+`Store.session()` commits on success and rolls back on any error, so a partial write never reaches the database.
+The query methods live in the mixins of store/versions.py, suites.py, runs.py and cache.py; this module holds the
+plumbing only.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine as SqlEngine
 from sqlmodel import Session, create_engine
 
-from settings import get_settings
 from store.migrations import migrate
 
-_engines: dict[str, Engine] = {}
+
+class StoreError(ValueError):
+    """A lookup or write the store refuses; the message names what was asked for."""
 
 
-def make_engine(url: str) -> Engine:
+def connect(url: str) -> SqlEngine:
+    """A SQLAlchemy engine for `url`, migrated; SQLite files get WAL mode and foreign keys."""
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        sql = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
-        @event.listens_for(engine, "connect")
+        @event.listens_for(sql, "connect")
         def _pragmas(dbapi_connection, _record):
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
@@ -33,29 +38,36 @@ def make_engine(url: str) -> Engine:
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
     else:
-        engine = create_engine(url, pool_pre_ping=True)
-    with engine.begin() as conn:
+        sql = create_engine(url, pool_pre_ping=True)
+    with sql.begin() as conn:
         migrate(conn)
-    return engine
+    return sql
 
 
-def get_engine(url: str | None = None) -> Engine:
-    """One engine per URL per process (default: the settings' database URL), migrated on first use."""
-    url = url or get_settings().database_url
-    if url not in _engines:
-        _engines[url] = make_engine(url)
-    return _engines[url]
+class Database:
+    """The connection half of a Store: the SQLAlchemy engine (named `sql`, so "engine" keeps meaning the
+    inference engine everywhere else) and transactions."""
 
+    def __init__(self, url: str):
+        self.url = url
+        self.sql = connect(url)
 
-@contextmanager
-def session(engine: Engine | None = None) -> Iterator[Session]:
-    with Session(engine or get_engine(), expire_on_commit=False) as s:
-        try:
-            yield s
-            s.commit()
-        except BaseException:
-            s.rollback()
-            raise
+    @property
+    def dialect(self) -> str:
+        return self.sql.dialect.name
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with Session(self.sql, expire_on_commit=False) as s:
+            try:
+                yield s
+                s.commit()
+            except BaseException:
+                s.rollback()
+                raise
+
+    def dispose(self) -> None:
+        self.sql.dispose()
 
 
 def redact_url(url: str) -> str:
@@ -66,3 +78,19 @@ def redact_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:
         return "<unparseable database URL>"
+
+
+_stores: dict[str, object] = {}
+_stores_lock = threading.Lock()
+
+
+def open_store(url: str | None = None):
+    """One Store per URL per process (default: the settings' database URL), migrated on first use."""
+    from settings import get_settings
+    from store import Store
+
+    url = url or get_settings().database_url
+    with _stores_lock:
+        if url not in _stores:
+            _stores[url] = Store(url)
+        return _stores[url]

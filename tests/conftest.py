@@ -91,3 +91,15 @@ class ThreadedServer:
     def __exit__(self, *exc):
         self.server.should_exit = True
         self.thread.join(timeout=15)
+
+
+@pytest.fixture
+def fake_api(monkeypatch):
+    """The stand-in for a remote OpenAI-compatible API on a loopback port; its key comes from FAKE_KEY."""
+    from tests.fake_openai import Script, fake_openai_app
+
+    monkeypatch.setenv("FAKE_KEY", "sk-test-123")
+    script = Script()
+    with ThreadedServer(fake_openai_app(script)) as server:
+        server.script = script
+        yield server

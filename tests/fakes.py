@@ -1,15 +1,26 @@
-"""A recording fake provider: queued or computed replies, and a history of every call (simonw/llm's MockModel)."""
+"""A recording fake provider: queued or computed replies, and a history of every call (simonw/llm's MockModel).
+
+It implements the Provider protocol itself (it is not an HTTP provider in disguise)."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from prompting.providers import Capabilities, Completion, Provider, ProviderSpec
+from prompting.providers import (
+    CannotScore,
+    Capabilities,
+    Completion,
+    ProviderError,
+    ProviderSpec,
+    Scored,
+    StreamChunk,
+    Usage,
+)
 
 
-class FakeProvider(Provider):
+class FakeProvider:
     def __init__(
         self,
         reply: Callable[[list[dict], dict], str | list[str]] | list[str] | str = "ok",
@@ -19,10 +30,8 @@ class FakeProvider(Provider):
         capabilities: Capabilities | None = None,
         latency_ms: float = 5.0,
     ):
-        super().__init__(
-            ProviderSpec(label=label, kind="remote", model="fake-model", base_url="http://fake"),
-            capabilities=capabilities or Capabilities(continuation_scoring=scores is not None),
-        )
+        self.spec = ProviderSpec(label=label, kind="remote", model="fake-model", base_url="http://fake")
+        self.capabilities = capabilities or Capabilities(continuation_scoring=scores is not None)
         self._reply, self._scores, self._fail = reply, scores or {}, fail
         self.calls: list[dict[str, Any]] = []
         self.score_calls: list[tuple[list[dict], str]] = []
@@ -30,37 +39,50 @@ class FakeProvider(Provider):
         self._lock = threading.Lock()
         self.latency_ms = latency_ms
 
+    @property
+    def label(self) -> str:
+        return self.spec.label
+
+    @property
+    def model_id(self) -> str:
+        return self.spec.model
+
+    def _texts(self, messages, params) -> list[str]:
+        n = int(params.get("n", 1))
+        if self._queue is not None:
+            return [self._queue.pop(0) for _ in range(n)]
+        if callable(self._reply):
+            out = self._reply(messages, params)
+            return out if isinstance(out, list) else [out] * n
+        return [self._reply] * n
+
     def chat(self, messages, **params) -> Completion:
         with self._lock:
             self.calls.append({"messages": messages, "params": params})
             if self._fail and self._fail(messages):
-                from prompting.providers import ProviderError
-
                 raise ProviderError("fake: connection reset")
-            n = int(params.get("n", 1))
-            if self._queue is not None:
-                texts = [self._queue.pop(0) for _ in range(n)]
-            elif callable(self._reply):
-                out = self._reply(messages, params)
-                texts = out if isinstance(out, list) else [out] * n
-            else:
-                texts = [self._reply] * n
-        logprobs = (
-            [[{"token": w, "logprob": -0.5, "top": []} for w in t.split()] for t in texts]
-            if params.get("logprobs")
-            else None
-        )
-        return Completion(
-            texts=texts,
-            tokens_in=sum(len(m["content"].split()) for m in messages),
-            tokens_out=sum(len(t.split()) for t in texts),
-            latency_ms=self.latency_ms,
-            cost=0.001,
-            logprobs=logprobs,
-        )
+            texts = self._texts(messages, params)
+        logprobs = ([[{"token": w, "logprob": -0.5, "bytes": list(w.encode()), "top": []} for w in t.split()]
+                     for t in texts] if params.get("logprobs") else None)  # fmt: skip
+        usage = Usage(sum(len(m["content"].split()) for m in messages), sum(len(t.split()) for t in texts),
+                      self.latency_ms, 0.001, 1)  # fmt: skip
+        return Completion(texts=texts, usage=usage, logprobs=logprobs, finish_reasons=["stop"] * len(texts))
 
-    def score(self, messages, continuation: str) -> float:
-        self.score_calls.append((messages, continuation))
+    def stream(self, messages, **params) -> Iterator[StreamChunk]:
+        completion = self.chat(messages, **params)
+        for word in completion.text.split(" "):
+            yield StreamChunk(word + " ")
+        yield StreamChunk(finish_reason="stop", usage=completion.usage)
+
+    def score(self, messages, continuation: str) -> Scored:
+        with self._lock:
+            self.score_calls.append((messages, continuation))
         if not self.capabilities.continuation_scoring:
-            return super().score(messages, continuation)
-        return self._scores[continuation]
+            raise CannotScore(f"provider {self.label} cannot score a given continuation")
+        return Scored(self._scores[continuation], Usage(len(messages), 0, self.latency_ms, 0.0, 1))
+
+    def perplexity(self, text: str) -> float:
+        raise CannotScore("the fake provider has no perplexity")
+
+    def model_card(self) -> dict[str, Any]:
+        return {"id": self.model_id}

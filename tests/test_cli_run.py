@@ -15,9 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
-from store import queries
-from tests.conftest import ThreadedServer
-from tests.fake_openai import Script, fake_openai_app
+from services import open_store
 
 SUITE = """\
 description: echo suite
@@ -44,15 +42,6 @@ def suite_file(tmp_path: Path, url: str, words: list[str], failing: int = 0, con
     return path
 
 
-@pytest.fixture
-def fake_api(monkeypatch):
-    monkeypatch.setenv("FAKE_KEY", "sk-test-123")
-    script = Script()
-    with ThreadedServer(fake_openai_app(script)) as server:
-        server.script = script
-        yield server
-
-
 def invoke(*args):
     return CliRunner().invoke(main, list(args))
 
@@ -71,9 +60,9 @@ def test_run_green_red_and_outputs(tmp_path, fake_api):
         "echo: Say gamma",
     ]
     assert all(k == "Bearer sk-test-123" for k in fake_api.script.keys)
-    [run] = queries.list_runs()
-    assert run.status == "completed" and queries.count_results(run.id) == 4
-    stored = queries.list_providers()[0]
+    [run] = open_store().list_runs()
+    assert run.status == "completed" and open_store().count_results(run.id) == 4
+    stored = open_store().list_providers()[0]
     assert stored.api_key_env == "FAKE_KEY" and "sk-test" not in json.dumps(stored.params)
 
     red = suite_file(tmp_path, fake_api.url, ["a1", "b1", "c1", "d1"], failing=1)
@@ -131,7 +120,7 @@ def test_repeat_strategy_and_no_cache(tmp_path, fake_api):
     assert (
         result.exit_code == 1
         and "needs a template with propose and evaluate stages"
-        in invoke("runs", "show", queries.list_runs()[0].id).output
+        in invoke("runs", "show", open_store().list_runs()[0].id).output
     )
 
 
@@ -185,7 +174,7 @@ def test_kill_and_resume_completes_only_missing_cells(tmp_path, fake_api, isolat
     assert done.returncode == 0, done.stderr
     assert f"resuming killme: {before} cells already stored" in done.stderr
     assert _count("killme") == 24
-    cells = queries.finished_cells("killme")
+    cells = open_store().finished_cells("killme")
     assert len(cells) == 24  # unique per cell: nothing duplicated
     # in-flight cells at the kill were not stored, so they (and only the missing ones) were requested again
     assert len(fake_api.script.requests) - requests_before == 24 - before
@@ -193,7 +182,7 @@ def test_kill_and_resume_completes_only_missing_cells(tmp_path, fake_api, isolat
 
 def _count(run_id: str) -> int:
     try:
-        return queries.count_results(run_id)
+        return open_store().count_results(run_id)
     except Exception:
         return 0
 
@@ -215,14 +204,14 @@ def test_ctrl_c_stops_cleanly_and_prints_the_run_id(tmp_path, fake_api, isolated
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
     assert "--run-id ctrlc" in err
-    assert queries.get_run("ctrlc").status == "interrupted"
+    assert open_store().get_run("ctrlc").status == "interrupted"
 
 
 def test_bad_output_extension_is_refused_before_anything_runs(tmp_path, fake_api):
     path = suite_file(tmp_path, fake_api.url, ["x"])
     result = invoke("run", str(path), "--output", str(tmp_path / "r.txt"))
     assert result.exit_code == 2 and "use a .json, .csv or .html file name" in result.output
-    assert queries.list_runs() == [] and fake_api.script.requests == []
+    assert open_store().list_runs() == [] and fake_api.script.requests == []
 
 
 def test_ape_ranks_proposed_instructions_by_pass_rate(tmp_path, fake_api):

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from cli import main
 from prompting.suites import load_suite
-from store import queries
+from services import open_store
 
 HERE = Path(__file__).resolve().parent
 EXAMPLES = HERE.parent / "examples"
@@ -166,12 +166,12 @@ def test_the_pack_has_at_least_twenty_broken_suites():
 @pytest.mark.parametrize("name,content,fragment", MALFORMED, ids=[m[0] for m in MALFORMED])
 def test_malformed_suites_exit_2_name_the_place_and_write_nothing(pack, name, content, fragment):
     path = write(pack, name, content)
-    before = (queries.list_suites(), queries.list_runs(), queries.list_versions())
+    before = (open_store().list_suites(), open_store().list_runs(), open_store().list_versions())
     for command in (["import", str(path)], ["run", str(path)]):
         result = invoke(*command)
         assert result.exit_code == 2, result.output
         assert result.stderr.startswith("error: ") and fragment in result.stderr, result.stderr
-    assert (queries.list_suites(), queries.list_runs(), queries.list_versions()) == before
+    assert (open_store().list_suites(), open_store().list_runs(), open_store().list_versions()) == before
 
 
 def test_example_suites_are_valid():
@@ -208,10 +208,10 @@ def test_import_then_export_round_trip(tmp_path):
     assert result.exit_code == 0, result.output
     assert "imported suite caps" in result.output and "3 tests, 2 prompts, 1 providers" in result.output
     # the suite is run once so its providers are known to the export
-    suite_id = queries.get_suite("caps").id
-    versions = [v.id for v in queries.list_versions()]
-    queries.create_run(
-        suite_id=suite_id, version_ids=versions, provider_ids=[p.id for p in queries.list_providers()]
+    suite_id = open_store().get_suite("caps").id
+    versions = [v.id for v in open_store().list_versions()]
+    open_store().create_run(
+        suite_id=suite_id, version_ids=versions, provider_ids=[p.id for p in open_store().list_providers()]
     )
     out = tmp_path / "promptfooconfig.yaml"
     result = invoke("export", "zero_shot", "--format", "promptfoo", "--suite", "caps", "-o", str(out))
@@ -236,9 +236,9 @@ def test_export_never_holds_a_key(tmp_path, monkeypatch):
         ),
     )
     assert invoke("import", str(suite), "--name", "remote").exit_code == 0
-    suite_id = queries.get_suite("remote").id
-    queries.create_run(
-        suite_id=suite_id, version_ids=[], provider_ids=[p.id for p in queries.list_providers()]
+    suite_id = open_store().get_suite("remote").id
+    open_store().create_run(
+        suite_id=suite_id, version_ids=[], provider_ids=[p.id for p in open_store().list_providers()]
     )
     result = invoke("export", "prompt1", "--format", "promptfoo", "--suite", "remote")
     assert result.exit_code == 0 and "MY_KEY" in result.output and "sk-very-secret" not in result.output

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from store import queries
+from services import open_store
+from services.specs import save_provider
 from tests.fakes import FakeProvider
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,10 +31,8 @@ COSTAR = {
 }
 
 
-def app(fake: FakeProvider | None = None) -> AppTest:
+def app() -> AppTest:
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    if fake is not None:
-        at.session_state["provider_overrides"] = {fake.label: fake}
     at.run()
     assert not at.exception, at.exception
     return at
@@ -86,8 +85,8 @@ def test_save_a_version_and_diff_two():
     assert any("Saved co_star@v1" in s.value for s in at.success)
     at.text_area(key="w_build_co_star_tone").set_value("Playful.").run()
     at.button[0].click().run()
-    assert [v.label for v in queries.list_versions()] == ["co_star@v1", "co_star@v2"]
-    assert queries.list_versions()[0].variables["tone"] == "Warm."
+    assert [v.label for v in open_store().list_versions()] == ["co_star@v1", "co_star@v2"]
+    assert open_store().list_versions()[0].variables["tone"] == "Warm."
     code = "\n".join(c.value for c in at.code)
     assert '-variables: {"audience": "Neighbours."' in code or "Warm." in code
 
@@ -100,58 +99,61 @@ def test_state_survives_page_switches():
     assert at.text_area(key="w_build_co_star_context").value == "We run a bakery."
 
 
-def test_start_a_run_against_a_recording_fake_provider():
-    fake = FakeProvider(lambda messages, params: "Sourdough is here!")
-    version = queries.save_version(
-        "co_star", open(ROOT / "templates" / "co_star.j2").read(), variables=COSTAR
+def remote(fake_api) -> str:
+    """The fake remote API stored as a provider configuration, as a user would add one; returns its label."""
+    from prompting.providers import ProviderSpec
+
+    spec = ProviderSpec.parse(
+        "openai:chat:fake-model", {"apiBaseUrl": f"{fake_api.url}/v1", "apiKeyEnvar": "FAKE_KEY"}
     )
-    queries.save_suite(
-        "bakery",
-        [
-            {
-                "description": "mentions sourdough",
-                "vars": {},
-                "assertions": [{"type": "icontains", "value": "sourdough"}],
-            },
-            {
-                "description": "is short",
-                "vars": {},
-                "assertions": [{"type": "levenshtein", "value": "Sourdough!", "threshold": 3}],
-            },
-        ],
-    )
-    at = app(fake)
+    save_provider(open_store(), spec)
+    return spec.label
+
+
+def test_start_a_run_against_a_fake_remote_api(fake_api):
+    fake_api.script.transform = lambda text: "Sourdough is here!"
+    store = open_store()
+    version = store.save_version("co_star", open(ROOT / "templates" / "co_star.j2").read(), variables=COSTAR)
+    store.save_suite("bakery", [
+        {"description": "mentions sourdough", "vars": {}, "assertions": [{"type": "icontains", "value": "sourdough"}]},
+        {"description": "is short", "vars": {},
+         "assertions": [{"type": "levenshtein", "value": "Sourdough!", "threshold": 3}]},
+    ])  # fmt: skip
+    label = remote(fake_api)
+    at = app()
     at.switch_page("pages/runs.py").run()
-    at.multiselect(key="runs_providers").set_value([fake.label])
+    at.multiselect(key="runs_providers").set_value([label])
     at.multiselect(key="runs_versions").set_value([version.label])
     at.button[0].click().run()  # the form's submit button
     assert not at.exception, at.exception
-    [run] = queries.list_runs()
-    stored = queries.run_results(run.id)
+    [run] = store.list_runs()
+    stored = store.run_results(run.id)
     assert [r.error for r, _ in stored] == [None, None]
     assert len(stored) == 2 and all(scores for _, scores in stored)
     assert [r.passed for r, _ in stored] == [True, False]
     # the version's bound variables were rendered into what the provider received
-    assert fake.calls and all(
-        c["messages"][0]["content"].startswith("### Context ###\nWe run a bakery.") for c in fake.calls
+    requests = fake_api.script.requests
+    assert requests and all(
+        r["messages"][0]["content"].startswith("### Context ###\nWe run a bakery.") for r in requests
     )
     assert at.dataframe, "the results grid is shown"
     assert any("PASS · mentions sourdough" in e.label for e in at.expander)
     assert any("FAIL · is short" in e.label for e in at.expander)
 
 
-def test_playground_heatmap_with_a_fake_provider():
-    fake = FakeProvider(lambda messages, params: "bread is good")
-    at = app(fake)
+def test_playground_heatmap_with_a_fake_remote_api(fake_api):
+    fake_api.script.transform = lambda text: "bread is good"
+    label = remote(fake_api)
+    at = app()
     at.switch_page("pages/playground.py").run()
-    at.selectbox(key="play_provider").set_value(fake.label)
+    at.selectbox(key="play_provider").set_value(label)
     at.radio(key="play_source").set_value("Free text")
     at.radio(key="play_mode").set_value("Token heatmap").run()
     at.button(key="do_play_run").click().run()
     assert not at.exception, at.exception
     html = "\n".join(m.value for m in at.markdown)
     assert "class='heatmap'" in html and html.count("class='tok'") == 3
-    assert fake.calls[-1]["params"]["logprobs"] is True
+    assert fake_api.script.requests[-1]["logprobs"] is True
 
 
 def test_import_shows_validation_errors_in_place(tmp_path):
@@ -165,22 +167,19 @@ def test_import_shows_validation_errors_in_place(tmp_path):
 
 
 def test_compare_two_runs_and_export_a_version():
-    from store import runs
+    from services import runs
 
+    store = open_store()
     fake = FakeProvider(lambda messages, params: "Sourdough is here!")
-    version = queries.save_version(
-        "co_star", open(ROOT / "templates" / "co_star.j2").read(), variables=COSTAR
-    )
-    suite = queries.save_suite(
+    version = store.save_version("co_star", open(ROOT / "templates" / "co_star.j2").read(), variables=COSTAR)
+    suite = store.save_suite(
         "bakery", [{"vars": {}, "assertions": [{"type": "icontains", "value": "sourdough"}]}]
     )
-    config = runs.save_provider(fake.spec)
+    config = save_provider(store, fake.spec)
     for run_id in ("run-a", "run-b"):
-        queries.create_run(
-            suite_id=suite.id, version_ids=[version.id], provider_ids=[config.id], run_id=run_id
-        )
-        runs.execute_run(run_id, providers={config.id: fake}, use_cache=False)
-    at = app(fake)
+        store.create_run(suite_id=suite.id, version_ids=[version.id], provider_ids=[config.id], run_id=run_id)
+        runs.execute(store, run_id, providers={config.id: fake}, use_cache=False)
+    at = app()
     at.switch_page("pages/compare.py").run()
     assert not at.exception, at.exception
     assert any(m.label == "Pass rate B vs A" for m in at.metric)

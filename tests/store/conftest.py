@@ -8,7 +8,7 @@ import uuid
 import pytest
 from sqlalchemy import text
 
-from store.db import make_engine
+from store import Store
 
 PG_URL = os.environ.get("WORKBENCH_TEST_PG_URL")
 
@@ -16,9 +16,9 @@ PG_URL = os.environ.get("WORKBENCH_TEST_PG_URL")
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db(request, tmp_path):
     if request.param == "sqlite":
-        engine = make_engine(f"sqlite:///{tmp_path / 'store.db'}")
-        yield engine
-        engine.dispose()
+        store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+        yield store
+        store.dispose()
         return
     if not PG_URL:
         pytest.skip(
@@ -31,9 +31,9 @@ def db(request, tmp_path):
     with admin.connect() as conn:
         conn.execute(text(f"CREATE DATABASE {name}"))
     url = PG_URL.rsplit("/", 1)[0] + f"/{name}"
-    engine = make_engine(url)
-    yield engine
-    engine.dispose()
+    store = Store(url)
+    yield store
+    store.dispose()
     with admin.connect() as conn:
         conn.execute(text(f"DROP DATABASE {name} WITH (FORCE)"))
     admin.dispose()

@@ -7,12 +7,12 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
-from prompting import providers as providers_module
-from prompting.providers import Provider, ProviderSpec
+from prompting.providers import ProviderSpec
 from prompting.strategies import Prompt, verbalizer
-from prompting.suites import load_suite
 from prompting.templates import load
-from store import queries, runs
+from services import open_store, runs, suites
+from services.engines import engines
+from services.providers import provider_for
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.slow
@@ -41,33 +41,46 @@ def local_engine_started():
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("WORKBENCH_ENGINE_URL", f"http://127.0.0.1:{free_port()}/v1")
         yield
-    providers_module.stop_local_engines()
+    engines.stop_all()
 
 
 def test_five_case_suite_against_the_real_engine(tmp_path, local_engine_started):
     path = tmp_path / "five.yaml"
     path.write_text(SUITE)
-    imported = runs.import_suite(load_suite(path))
-    run = runs.start_run(imported, params={"temperature": 0, "max_tokens": 12})
+    store = open_store()
+    imported = suites.import_file(store, path)
+    run = runs.create(
+        store,
+        runs.RunPlan(
+            imported.suite_id,
+            imported.version_ids,
+            imported.provider_ids,
+            params={"temperature": 0, "max_tokens": 12},
+        ),
+    )
     updates = []
-    state = runs.execute_run(run.id, concurrency=3, progress=updates.append)
+    state = runs.execute(store, run.id, concurrency=3, progress=updates.append)
     assert state.done == state.total == 5 and state.errors == 0
     assert [u.done for u in updates][-1] == 5
-    stored = queries.run_results(run.id)
+    stored = store.run_results(run.id)
     assert len(stored) == 5
     for result, scores in stored:
         assert result.error is None and result.output and result.tokens_out > 0 and result.latency_ms > 0
         assert result.cost == 0.0 and result.messages[0]["role"] == "user"
         assert scores and all(s.reason for s in scores)
-    assert queries.get_run(run.id).status == "completed"
-    url, proc = next(iter(providers_module._local_servers.values()))
-    assert proc is not None and proc.poll() is None and url.startswith("http://127.0.0.1:")
-    summary = runs.summary(run.id)
-    assert summary[0]["cells"] == 5 and summary[0]["provider"] == "local:smollm2-135m-instruct@int4"
+    assert store.get_run(run.id).status == "completed"
+    [started] = engines.running()
+    assert (
+        started.proc is not None
+        and started.proc.poll() is None
+        and started.url.startswith("http://127.0.0.1:")
+    )
+    summary = runs.summary(store, run.id)
+    assert summary[0].summary.cells == 5 and summary[0].provider == "local:smollm2-135m-instruct@int4"
 
 
 def test_verbalizer_scores_label_words_on_the_real_engine(local_engine_started):
-    provider = Provider(ProviderSpec.parse("local:smollm2-135m-instruct", {"quant": "int4"}))
+    provider = provider_for(ProviderSpec.parse("local:smollm2-135m-instruct", {"quant": "int4"}))
     out = verbalizer(
         Prompt(load("verbalizer")), {"text": "I love this phone, it is wonderful!"}, provider, {}, {}
     )
@@ -89,8 +102,10 @@ def test_the_example_suite_runs_green(local_engine_started):
 def test_quantization_sweep_reports_score_perplexity_memory_and_speed(tmp_path, local_engine_started):
     path = tmp_path / "five.yaml"
     path.write_text(SUITE)
-    imported = runs.import_suite(load_suite(path))
+    store = open_store()
+    imported = suites.import_file(store, path)
     [row] = runs.quant_sweep(
+        store,
         imported.suite_id,
         imported.version_ids[0],
         "smollm2-135m-instruct",
@@ -101,25 +116,24 @@ def test_quantization_sweep_reports_score_perplexity_memory_and_speed(tmp_path, 
     assert 10 < row["ppl"] < 30  # the shipped text under int4 (bench: ~17.1)
     assert 80 < row["weight_mb"] < 110 and 5 < row["bits_per_param"] < 6
     assert row["tokens_per_s"] > 0
-    assert queries.count_results(row["run_id"]) == 5
+    assert store.count_results(row["run_id"]) == 5
 
 
 def test_section_ablation_runs_every_variant(tmp_path):
     from tests.fakes import FakeProvider
 
-    version = queries.save_version(
+    store = open_store()
+    version = store.save_version(
         "co_star", load("co_star").source, variables={v.name: v.example for v in load("co_star").variables}
     )
-    suite = queries.save_suite(
-        "ablate", [{"vars": {}, "assertions": [{"type": "contains", "value": "Tone"}]}]
-    )
+    suite = store.save_suite("ablate", [{"vars": {}, "assertions": [{"type": "contains", "value": "Tone"}]}])
     # the fake answers with the section titles it was shown, so dropping Tone fails the assertion
     fake = FakeProvider(
         lambda messages, params: " ".join(
             line.strip("# ") for line in messages[-1]["content"].splitlines() if line.startswith("###")
         )
     )
-    result = runs.ablation_run(suite.id, version.id, fake.spec, provider=fake)
+    result = runs.ablation(store, suite.id, version.id, fake.spec, provider=fake)
     deltas = {v["variant"]: v["delta"] for v in result["variants"]}
     assert set(deltas) == {"full", "-Context", "-Objective", "-Style", "-Tone", "-Audience", "-Response"}
     assert deltas["-Tone"] == -1.0 and all(d == 0.0 for k, d in deltas.items() if k != "-Tone")

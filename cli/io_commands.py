@@ -1,0 +1,68 @@
+"""`workbench export`, `workbench import` and `workbench bench`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from cli.common import gather_vars, store, var_option, vars_file_option
+
+
+@click.command("export")
+@click.argument("name_or_version")
+@click.option("--format", "fmt", type=click.Choice(["j2", "openai", "promptfoo"]), required=True)
+@var_option
+@vars_file_option
+@click.option("--suite", "suite_name", default=None, help="Tests to include with --format promptfoo.")
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write here instead of stdout.")  # fmt: skip
+def export(name_or_version: str, fmt: str, var_items: tuple[str, ...], vars_file: Path | None,
+           suite_name: str | None, out: Path | None) -> None:  # fmt: skip
+    """Export a stored version (name, name@vN or id) or a library template as .j2, OpenAI messages or promptfoo YAML.
+
+    Secrets are never exported: providers carry the name of their key's environment variable.
+    """
+    from services import exports
+
+    db = store()
+    if fmt == "j2":
+        text = exports.export_j2(db, name_or_version)
+    elif fmt == "openai":
+        text = exports.export_openai(db, name_or_version, gather_vars(vars_file, var_items))
+    else:
+        text = exports.export_promptfoo(db, name_or_version, suite_name)
+    if out:
+        out.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {out}", err=True)
+    else:
+        click.echo(text, nl=False)
+
+
+@click.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--name", default=None, help="Suite name (default: the file name).")
+def import_(file: Path, name: str | None) -> None:
+    """Import a promptfooconfig YAML, CSV or JSONL suite. Validated completely first; on any error nothing is written."""
+    from services import suites
+
+    imported = suites.import_file(store(), file, name)
+    click.echo(f"imported suite {name or file.stem} (id {imported.suite_id}): {imported.cases} tests, "
+               f"{len(imported.version_ids)} prompts, {len(imported.provider_ids)} providers")  # fmt: skip
+
+
+@click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("which", type=click.Choice(["engine", "server", "runner"]))
+@click.pass_context
+def bench(ctx: click.Context, which: str) -> None:
+    """Benchmarks against the reference, printed as ratios (options: --json, --threads, --repeats ...)."""
+    import importlib
+
+    module = importlib.import_module(f"bench.{which}")
+    sys.exit(module.main(list(ctx.args)))
+
+
+def register(main: click.Group) -> None:
+    for command in (export, import_, bench):
+        main.add_command(command)

@@ -1,0 +1,225 @@
+"""`workbench run`, `workbench ape` and `workbench runs list|show|compare`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from cli.common import console, store
+
+STRATEGY_HELP = ("single, self_consistency, tree_of_thoughts, generate_knowledge, verbalizer "
+                 "(parameters from the template's front matter).")  # fmt: skip
+
+
+def summary_table(groups, title: str):
+    from rich.table import Table
+
+    from prompting.summary import percent
+
+    table = Table(title=title)
+    for column in (
+        "version",
+        "provider",
+        "cells",
+        "errors",
+        "pass rate",
+        "mean score",
+        "latency ms",
+        "tokens in/out",
+    ):
+        table.add_column(column, justify="left" if column in ("version", "provider") else "right")
+    for g in groups:
+        s = g.summary
+        table.add_row(g.version, g.provider, str(s.cells), str(s.errors), percent(s.pass_rate),
+                      "–" if s.mean_score is None else f"{s.mean_score:.3f}",
+                      "–" if s.mean_latency_ms is None else f"{s.mean_latency_ms:.0f}",
+                      f"{s.tokens_in}/{s.tokens_out}")  # fmt: skip
+    return table
+
+
+def progress_bar():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("pass {task.fields[passed]} fail {task.fields[failed]} err {task.fields[errors]}"),
+               TimeRemainingColumn()]  # fmt: skip
+    return Progress(*columns, console=console(), transient=False)
+
+
+def prepare_run(
+    db, suite_file: Path, providers, repeat, strategy, run_id, retry_errored
+) -> tuple[str, object]:
+    """Validate the suite (and overrides) and return the run id to execute: a new run, or one to resume."""
+    from services import runs, suites
+
+    suite = suites.load_file(suite_file)
+    suites.override(suite, suite_file, providers=providers, strategy=strategy)
+    if run_id and db.has_run(run_id):
+        if retry_errored:
+            click.echo(f"retrying {runs.retry_errored(db, run_id)} errored cells of {run_id}", err=True)
+        click.echo(f"resuming {run_id}: {db.count_results(run_id)} cells already stored", err=True)
+        return run_id, suite
+    if retry_errored:
+        raise click.BadParameter("needs the --run-id of an existing run", param_hint="--retry-errored")
+    imported = suites.import_suite(db, suite)
+    plan = runs.RunPlan(imported.suite_id, imported.version_ids, imported.provider_ids, repeat or suite.repeat,
+                        suite.strategy, suite.params, str(suite_file), run_id)  # fmt: skip
+    return runs.create(db, plan).id, suite
+
+
+@click.command()
+@click.argument("suite_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--provider", "providers", multiple=True, metavar="ID",
+              help="Provider id (repeatable), overriding the file's: local:MODEL[@QUANT] or openai:chat:MODEL.")  # fmt: skip
+@click.option("--concurrency", type=click.IntRange(1, 256), default=None,
+              help="Cells in flight (default: the file's evaluateOptions.maxConcurrency, else 4).")  # fmt: skip
+@click.option("--repeat", type=click.IntRange(1, 1000), default=None, help="Repeats of every cell.")
+@click.option("--strategy", default=None, help=STRATEGY_HELP)
+@click.option("--threshold", type=click.FloatRange(0, 1), default=1.0, show_default=True,
+              help="Exit 0 when every cell was scored and the pass rate reaches this fraction, else 1.")  # fmt: skip
+@click.option("--run-id", default=None, help="Resume this run (only missing cells run), or name a new one.")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write results as .json, .csv or .html (by extension).")  # fmt: skip
+@click.option(
+    "--no-cache", is_flag=True, help="Ignore cached responses (fresh calls; they are still cached)."
+)
+@click.option("--retry-errored", is_flag=True, help="With --run-id: re-run only the cells that errored.")
+def run(suite_file: Path, providers: tuple[str, ...], concurrency: int | None, repeat: int | None,
+        strategy: str | None, threshold: float, run_id: str | None, output: Path | None, no_cache: bool,
+        retry_errored: bool) -> None:  # fmt: skip
+    """Run a suite (promptfoo-style YAML, CSV or JSONL) over prompts x providers x tests x repeats.
+
+    Results go to the store as they finish. Exit codes: 0 every cell scored and the pass rate >= --threshold,
+    1 otherwise, 2 invalid input. Ctrl-C stops cleanly and prints the --run-id to resume with.
+    """
+    from services import reports, runs
+
+    if output:
+        try:
+            reports.check_suffix(output)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--output") from None
+    db = store()
+    run_id, suite = prepare_run(db, suite_file, providers, repeat, strategy, run_id, retry_errored)
+    try:
+        with progress_bar() as bar:
+            task = bar.add_task(run_id, total=None, passed=0, failed=0, errors=0)
+
+            def on_progress(state) -> None:
+                bar.update(task, total=state.total, completed=state.done, passed=state.passed, failed=state.failed,
+                           errors=state.errors)  # fmt: skip
+
+            runs.execute(db, run_id, concurrency=concurrency or suite.max_concurrency or 4, use_cache=not no_cache,
+                         progress=on_progress)  # fmt: skip
+    except KeyboardInterrupt:
+        # plain echo, not rich: the command must stay on one line to be copied
+        click.echo(f"\ninterrupted; finished cells are stored. Resume with:\n  workbench run {suite_file} "
+                   f"--run-id {run_id}", err=True)  # fmt: skip
+        sys.exit(130)
+    finish(db, run_id, threshold, output)
+
+
+def finish(db, run_id: str, threshold: float, output: Path | None) -> None:
+    """Print the summary table and the verdict line, write the report, exit 0 or 1."""
+    from prompting.summary import percent
+    from services import reports, runs
+
+    out = console()
+    out.print(summary_table(runs.summary(db, run_id), f"run {run_id}"))
+    if output:
+        reports.write(db, run_id, output)
+        out.print(f"results written to {output}")
+    total = runs.overall(db, run_id)
+    errored = f"; {total.errors} errored cells have no verdict (--retry-errored)" if total.errors else ""
+    click.echo(f"pass rate {percent(total.pass_rate, 1)} ({total.passed} of {total.scored} scored cells"
+               f"{errored}; threshold {threshold:.0%}) - run id {run_id}", err=True)  # fmt: skip
+    sys.exit(0 if total.meets(threshold) else 1)
+
+
+@click.command()
+@click.argument("suite_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-m", "count", type=click.IntRange(1, 20), default=5, show_default=True,
+              help="How many instructions to propose.")  # fmt: skip
+@click.option("--provider", "provider_id", default=None, metavar="ID",
+              help="Provider id (default: the suite's first provider).")  # fmt: skip
+def ape(suite_file: Path, count: int, provider_id: str | None) -> None:
+    """Automatic prompt engineering: propose instructions from the suite's input/output pairs, score each one
+    zero-shot on the suite, and print them ranked by pass rate (cases need an `input` variable)."""
+    from services import techniques
+
+    for rank, item in enumerate(techniques.ape(suite_file, count, provider_id), start=1):
+        click.echo(f"{rank}. {item['score']:.0%}  {item['instruction']}")
+
+
+@click.group()
+def runs() -> None:
+    """Stored runs: list, show one, compare two."""
+
+
+@runs.command("list")
+def runs_list() -> None:
+    """Every run, newest first: id, status, created, cells, pass rate."""
+    from prompting.summary import percent
+    from services import runs as run_service
+
+    db = store()
+    all_runs = db.list_runs()
+    width = max((len(r.id) for r in all_runs), default=0)
+    for row in all_runs:
+        total = run_service.overall(db, row.id)
+        click.echo(f"{row.id:<{width}}  {row.status:<11}  {row.created_at:%Y-%m-%d %H:%M}  {total.cells:>5} cells  "
+                   f"pass {percent(total.pass_rate):>4}  {row.description}")  # fmt: skip
+
+
+@runs.command("show")
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object with a results list, on stdout.")
+def runs_show(run_id: str, as_json: bool) -> None:
+    """A run with every result: case, version, provider, repeat, output, pass, score, error."""
+    from services import reports
+
+    payload = reports.payload(store(), run_id)
+    if as_json:
+        click.echo(json.dumps(payload, ensure_ascii=False, default=str))
+        return
+    click.echo(f"run {payload['id']}  status {payload['status']}  strategy {payload['strategy'].get('name')}")
+    for r in payload["results"]:
+        mark = "ERROR" if r["error"] else ("PASS" if r["pass"] else "FAIL")
+        score = "-" if r["score"] is None else f"{r['score']:.2f}"
+        text = (r["error"] or r["output"] or "").replace("\n", " ")
+        click.echo(f"[{mark}] case {r['case_id']} {r['case']!r} {r['version']} {r['provider']} #{r['repeat']} "
+                   f"score {score}: {text[:100]}")  # fmt: skip
+
+
+@runs.command("compare")
+@click.argument("run_a")
+@click.argument("run_b")
+def runs_compare(run_a: str, run_b: str) -> None:
+    """Per-case pass/fail flips and score changes from A to B, then totals."""
+    from prompting.summary import percent
+    from services import runs as run_service
+
+    result = run_service.compare(store(), run_a, run_b)
+    for cell in result["cells"]:
+        sa, sb = cell["score_a"], cell["score_b"]
+        delta = (sb or 0) - (sa or 0)
+        if cell["flip"] or abs(delta) > 1e-9:
+            flip = {"fixed": "FAIL -> PASS", "broke": "PASS -> FAIL"}.get(cell["flip"], "same verdict")
+            click.echo(f"case {cell['case_id']} v{cell['version_id']} p{cell['provider_id']} #{cell['repeat']}: "
+                       f"{flip}, score {sa if sa is not None else '-'} -> {sb if sb is not None else '-'} ({delta:+.3f})")  # fmt: skip
+    ta, tb = result["totals"]["a"], result["totals"]["b"]
+
+    def score(s) -> str:
+        return "–" if s.mean_score is None else f"{s.mean_score:.3f}"
+
+    click.echo(f"totals: pass rate {percent(ta.pass_rate, 1)} -> {percent(tb.pass_rate, 1)}, mean score "
+               f"{score(ta)} -> {score(tb)}; fixed {result['fixed']}, broke {result['broke']}; "
+               f"only in A {result['only_a']}, only in B {result['only_b']}")  # fmt: skip
+
+
+def register(main: click.Group) -> None:
+    for command in (run, ape, runs):
+        main.add_command(command)

@@ -1,0 +1,1 @@
+"""The Streamlit pages: one file per screen (run by app.py through st.navigation)."""

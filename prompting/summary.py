@@ -1,0 +1,95 @@
+"""The one definition of a group of cells' numbers: pass rate, mean score, errors, latency, tokens, cost.
+
+Pass rate = passed cells / scored cells. An errored cell (the provider failed, the prompt did not render, an
+assertion could not run) has no verdict: it is counted in `errors` and shown beside the rate, never folded into
+it. Every view — the CLI table and exit code, `runs show`, the Runs and Compare pages, APE's ranking — reads
+these numbers from here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+class Scorable(Protocol):
+    """What a summary reads from a cell: a runner CellResult and a stored result row both qualify."""
+
+    passed: bool | None
+    score: float | None
+    error: str | None
+
+    @property
+    def latency_ms(self) -> float: ...
+    @property
+    def tokens_in(self) -> int: ...
+    @property
+    def tokens_out(self) -> int: ...
+    @property
+    def cost(self) -> float: ...
+
+
+@dataclass(frozen=True)
+class Summary:
+    cells: int = 0
+    errors: int = 0
+    passed: int = 0
+    score_sum: float = 0.0
+    latency_sum_ms: float = 0.0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: float = 0.0
+
+    @property
+    def scored(self) -> int:
+        return self.cells - self.errors
+
+    @property
+    def failed(self) -> int:
+        return self.scored - self.passed
+
+    @property
+    def pass_rate(self) -> float | None:
+        """Passed over scored cells; None when no cell was scored (there is no rate to show)."""
+        return self.passed / self.scored if self.scored else None
+
+    @property
+    def mean_score(self) -> float | None:
+        return self.score_sum / self.scored if self.scored else None
+
+    @property
+    def mean_latency_ms(self) -> float | None:
+        return self.latency_sum_ms / self.scored if self.scored else None
+
+    def meets(self, threshold: float) -> bool:
+        """The CLI gate: every cell scored and the pass rate at or above the threshold."""
+        return self.errors == 0 and self.pass_rate is not None and self.pass_rate >= threshold - 1e-12
+
+    @classmethod
+    def of(cls, cells: Iterable[Scorable]) -> Summary:
+        items = list(cells)
+        ok = [c for c in items if c.error is None]
+        return cls(cells=len(items), errors=len(items) - len(ok), passed=sum(1 for c in ok if c.passed),
+                   score_sum=sum(c.score or 0.0 for c in ok), latency_sum_ms=sum(c.latency_ms for c in ok),
+                   tokens_in=sum(c.tokens_in for c in items), tokens_out=sum(c.tokens_out for c in items),
+                   cost=sum(c.cost for c in items))  # fmt: skip
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"cells": self.cells, "scored": self.scored, "errors": self.errors, "passed": self.passed,
+                "failed": self.failed, "pass_rate": self.pass_rate, "score": self.mean_score,
+                "latency_ms": self.mean_latency_ms, "tokens_in": self.tokens_in, "tokens_out": self.tokens_out,
+                "cost": self.cost}  # fmt: skip
+
+
+def summarize(cells: Iterable[Scorable], key: Callable[[Any], Hashable]) -> dict[Hashable, Summary]:
+    """One Summary per group, groups in first-seen order."""
+    groups: dict[Hashable, list[Scorable]] = {}
+    for cell in cells:
+        groups.setdefault(key(cell), []).append(cell)
+    return {name: Summary.of(items) for name, items in groups.items()}
+
+
+def percent(rate: float | None, digits: int = 0) -> str:
+    """A rate for people: '75%' (or '75.0%'), and '–' when there is none."""
+    return "–" if rate is None else f"{rate:.{digits}%}"

@@ -1,0 +1,61 @@
+"""Providers for specs: local specs reach an engine through services/engines.py, remote ones their base URL.
+
+One provider object per spec per process (its HTTP client is reused). `available_specs` is what pickers offer:
+the local model under each quantization method (the running one first) and every stored remote configuration.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import quant_methods
+from prompting.providers import HttpProvider, Provider, ProviderSpec
+from services.engines import configured_status, engines
+from settings import get_settings
+
+_providers: dict[str, Provider] = {}
+_lock = threading.Lock()
+
+
+def provider_for(spec: ProviderSpec) -> Provider:
+    key = json.dumps(spec.__dict__, sort_keys=True, default=str)
+    with _lock:
+        if key not in _providers:
+            if spec.kind == "local":
+                _providers[key] = HttpProvider(spec, lambda: engines.url_for(spec.model, spec.quant))
+            else:
+                _providers[key] = HttpProvider(spec)
+        return _providers[key]
+
+
+def judge_for(ident: str | None):
+    """The `llm-rubric` judge: a function prompt -> reply on the named provider, or None."""
+    if not ident:
+        return None
+    judge = provider_for(ProviderSpec.parse(ident))
+
+    def ask(prompt: str) -> str:
+        return judge.chat([{"role": "user", "content": prompt}], temperature=0, max_tokens=256).text
+
+    return ask
+
+
+def local_specs() -> list[ProviderSpec]:
+    settings = get_settings()
+    status = configured_status(timeout=0.5)
+    running = status["card"].get("quant") if status else settings.default_quant
+    methods = [running] + [m for m in quant_methods.CHOICES if m != running]
+    return [ProviderSpec.parse(f"local:{settings.default_model}@{m}") for m in methods]
+
+
+def available_specs(store) -> list[ProviderSpec]:
+    """The local model's methods, then every stored remote configuration."""
+    from services.specs import spec_of
+
+    specs = local_specs()
+    labels = {s.label for s in specs}
+    for config in store.list_providers():
+        if config.kind == "remote" and config.label not in labels:
+            specs.append(spec_of(config))
+    return specs

@@ -1,0 +1,216 @@
+"""Runs: create, execute or resume, retry errored cells, summaries, comparison, section ablation and the
+quantization sweep.
+
+The runner (prompting/runner.py) stays store-free: it gets the cells already stored (skipped) and a sink that
+commits each finished cell with its scores, so a killed run resumes with exactly its missing cells.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from prompting.providers import Provider, ProviderSpec
+from prompting.runner import CellResult, Progress, ProviderHandle, Runner, VersionSpec, ablation_variants
+from prompting.summary import Summary, summarize
+from services.providers import judge_for, provider_for
+from services.specs import case_of, prompt_of, result_rows, save_provider, spec_of
+from store import Store, StoreError
+
+
+@dataclass
+class RunPlan:
+    """What to run: a suite's cases × versions × providers × repeats, with a strategy and parameters."""
+
+    suite_id: int
+    version_ids: list[int]
+    provider_ids: list[int]
+    repeats: int = 1
+    strategy: dict[str, Any] = field(default_factory=lambda: {"name": "single"})
+    params: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+    run_id: str | None = None
+
+
+@dataclass
+class GroupSummary:
+    """One version × provider of a run, labelled for people."""
+
+    version_id: int
+    provider_id: int
+    version: str
+    provider: str
+    summary: Summary
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": self.version, "provider": self.provider, **self.summary.to_dict()}
+
+
+def create(store: Store, plan: RunPlan):
+    if not plan.version_ids or not plan.provider_ids:
+        raise StoreError("a run needs at least one version and one provider")
+    return store.create_run(suite_id=plan.suite_id, version_ids=plan.version_ids, provider_ids=plan.provider_ids,
+                            repeats=plan.repeats, strategy=plan.strategy, params=plan.params,
+                            description=plan.description, run_id=plan.run_id)  # fmt: skip
+
+
+def build_runner(store: Store, run, *, concurrency: int = 4, use_cache: bool = True,
+                 providers: dict[int, Provider] | None = None, embed=None, judge=None,
+                 stop: threading.Event | None = None) -> Runner:  # fmt: skip
+    """The runner for a stored run: its versions, providers (`providers` overrides how a configuration is
+    reached) and cases."""
+    versions = [store.get_version(v) for v in run.version_ids]
+    specs = [VersionSpec(v.id, prompt_of(v), v.label) for v in versions]
+    handles = [ProviderHandle(pid, (providers or {}).get(pid) or provider_for(spec_of(store.get_provider(pid))))
+               for pid in run.provider_ids]  # fmt: skip
+    cases = [case_of(c) for c in store.suite_cases(run.suite_id)]
+    if embed is None:
+        from prompting.embeddings import embed  # loads its model on first use only
+    if judge is None:
+        judge = judge_for(store.get_suite(run.suite_id).config.get("judge"))
+    return Runner(specs, handles, cases, repeats=run.repeats, strategy=run.strategy, params=run.params,
+                  concurrency=concurrency, cache=store.cache(), use_cache=use_cache, embed=embed, judge=judge,
+                  stop=stop or threading.Event())  # fmt: skip
+
+
+def execute(
+    store: Store,
+    run_id: str,
+    *,
+    progress: Callable[[Progress], None] | None = None,
+    on_result: Callable[[CellResult], None] | None = None,
+    **runner_options: Any,
+) -> Progress:
+    """Run (or resume) every missing cell of a stored run; its status ends completed or interrupted."""
+    run = store.get_run(run_id)
+    runner = build_runner(store, run, **runner_options)
+
+    def sink(result: CellResult) -> None:
+        store.save_result(*result_rows(run_id, result))
+        if on_result:
+            on_result(result)
+
+    store.set_run_status(run_id, "running")
+    try:
+        state = runner.run(store.finished_cells(run_id), sink, progress)
+    except BaseException:
+        store.set_run_status(run_id, "interrupted")
+        raise
+    store.set_run_status(run_id, "completed")
+    return state
+
+
+def retry_errored(store: Store, run_id: str) -> int:
+    """Forget a run's errored cells so the next execution re-runs exactly those; returns how many."""
+    return store.delete_errored(run_id)
+
+
+def labels(store: Store) -> tuple[dict[int, str], dict[int, str]]:
+    """Version labels and provider labels by id."""
+    versions = {v.id: v.label for v in store.list_versions()}
+    providers = {p.id: p.label for p in store.list_providers()}
+    return versions, providers
+
+
+def summary(store: Store, run_id: str) -> list[GroupSummary]:
+    """Per version × provider: the one Summary (pass rate over scored cells, errors apart)."""
+    results = [r for r, _ in store.run_results(run_id)]
+    versions, providers = labels(store)
+    groups = summarize(results, lambda r: (r.version_id, r.provider_id))
+    return [GroupSummary(vid, pid, versions.get(vid, str(vid)), providers.get(pid, str(pid)), s)
+            for (vid, pid), s in groups.items()]  # fmt: skip
+
+
+def overall(store: Store, run_id: str) -> Summary:
+    return Summary.of(r for r, _ in store.run_results(run_id))
+
+
+def compare(store: Store, run_a: str, run_b: str) -> dict[str, Any]:
+    """Per-cell pass/fail flips and score changes between two runs, matched on case, version, provider, repeat."""
+
+    def index(run_id: str) -> dict[tuple, Any]:
+        return {
+            (r.case_id, r.version_id, r.provider_id, r.repeat_index): r for r, _ in store.run_results(run_id)
+        }
+
+    a, b = index(run_a), index(run_b)
+    if a and b and not set(a) & set(b):
+        raise StoreError(
+            f"runs {run_a} and {run_b} have no cells in common (different suites, versions or providers)"
+        )
+    cells = []
+    for key in sorted(set(a) & set(b)):
+        ra, rb = a[key], b[key]
+        flip = (
+            "fixed" if (not ra.passed and rb.passed) else "broke" if (ra.passed and not rb.passed) else None
+        )
+        cells.append({"case_id": key[0], "version_id": key[1], "provider_id": key[2], "repeat": key[3],
+                      "passed_a": ra.passed, "passed_b": rb.passed, "score_a": ra.score, "score_b": rb.score,
+                      "flip": flip})  # fmt: skip
+    return {
+        "cells": cells,
+        "only_a": len(set(a) - set(b)),
+        "only_b": len(set(b) - set(a)),
+        "totals": {"a": Summary.of(a.values()), "b": Summary.of(b.values())},
+        "fixed": sum(1 for c in cells if c["flip"] == "fixed"),
+        "broke": sum(1 for c in cells if c["flip"] == "broke"),
+    }
+
+
+# --- section ablation and the quantization sweep ----------------------------------------------------------
+
+
+def ablation(store: Store, suite_id: int, version_id: int, spec: ProviderSpec, *, params: dict | None = None,
+             provider: Provider | None = None, progress=None) -> dict[str, Any]:  # fmt: skip
+    """One run over the full version and every variant that drops one part; returns the run id and the score
+    change per dropped part (negative: that part helped)."""
+    base = store.get_version(version_id)
+    variant_of: dict[int, str] = {}
+    for label, prompt in ablation_variants(prompt_of(base)):
+        version = base if label == "full" else store.save_version(
+            base.name, base.source, variables=prompt.variables, delimiter=prompt.delimiter,
+            guardrails=prompt.guardrails.to_dict() if prompt.guardrails else None,
+            options={"drop_sections": list(prompt.drop_sections)}, note=f"ablation of {base.label}: {label}",
+            library_ref=base.library_ref)  # fmt: skip
+        variant_of[version.id] = label
+    config = save_provider(store, spec)
+    run = create(store, RunPlan(suite_id, list(variant_of), [config.id], params=params or {},
+                                description=f"ablation of {base.label}"))  # fmt: skip
+    execute(store, run.id, progress=progress, providers={config.id: provider} if provider else None)
+    by_label = {variant_of[g.version_id]: g.summary for g in summary(store, run.id)}
+    full = by_label["full"].mean_score if "full" in by_label else None
+    return {"run_id": run.id, "variants": [
+        {"variant": label, "score": s.mean_score, "pass_rate": s.pass_rate, "errors": s.errors,
+         "delta": None if s.mean_score is None or full is None else s.mean_score - full}
+        for label, s in by_label.items()]}  # fmt: skip
+
+
+def quant_sweep(store: Store, suite_id: int, version_id: int, model: str, methods: list[str], *,
+                params: dict | None = None, concurrency: int = 4, progress=None) -> list[dict[str, Any]]:  # fmt: skip
+    """The same suite on the local model under each method (each engine started on demand): score, pass rate,
+    perplexity on the shipped text, weight memory and decode tokens/s per method."""
+    rows = []
+    for method in methods:
+        spec = ProviderSpec.parse(f"local:{model}@{method}")
+        config = save_provider(store, spec)
+        run = create(store, RunPlan(suite_id, [version_id], [config.id], params=params or {},
+                                    description=f"quant sweep: {method}"))  # fmt: skip
+        execute(store, run.id, concurrency=concurrency, progress=progress)
+        total = overall(store, run.id)
+        provider = provider_for(spec)
+        card = provider.model_card()
+        seconds = total.latency_sum_ms / 1000
+        rows.append({"method": method, "run_id": run.id, "score": total.mean_score, "pass_rate": total.pass_rate,
+                     "errors": total.errors, "ppl": provider.perplexity(perplexity_text()),
+                     "weight_mb": card.get("weight_bytes", 0) / 1e6, "bits_per_param": card.get("bits_per_param"),
+                     "tokens_per_s": total.tokens_out / seconds if seconds else None})  # fmt: skip
+    return rows
+
+
+def perplexity_text() -> str:
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "engine" / "data" / "perplexity.txt"
+    return path.read_text(encoding="utf-8")

@@ -1,0 +1,124 @@
+"""Suites: validate and import suite files, save cases edited in the UI. Suites are immutable like versions
+(runs point at their cases): identical content is reused, changed content gets a new name."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prompting.assertions import check_type
+from prompting.suites import Suite as SuiteFile
+from prompting.suites import load_suite
+from services.specs import save_provider
+from store import Store, StoreError
+
+
+@dataclass
+class ImportedSuite:
+    suite_id: int
+    name: str
+    version_ids: list[int]
+    provider_ids: list[int]
+    cases: int
+
+
+def load_file(path: str | Path) -> SuiteFile:
+    """Parse and validate a suite file completely (SuiteError names the file, line and field)."""
+    return load_suite(path)
+
+
+def import_suite(store: Store, suite: SuiteFile, name: str | None = None) -> ImportedSuite:
+    """Store a validated suite file: its cases, one version per prompt, one configuration per provider."""
+    cases = [c.to_dict() for c in suite.cases]
+    config = {"strategy": suite.strategy, "delimiter": suite.delimiter, "params": suite.params,
+              "repeat": suite.repeat, "max_concurrency": suite.max_concurrency, "judge": suite.judge}  # fmt: skip
+    digest = hashlib.sha256(json.dumps([cases, config, suite.description], sort_keys=True, default=str)
+                            .encode()).hexdigest()  # fmt: skip
+    stored = _store_cases(store, name or suite.name, digest, cases, suite.description, config)
+    guardrails = suite.guardrails.to_dict() if suite.guardrails else None
+    versions = [store.save_version(p.label, p.template.source, delimiter=suite.delimiter, guardrails=guardrails,
+                                   library_ref=p.library_ref, note=f"from {suite.name}").id
+                for p in suite.prompts]  # fmt: skip
+    providers = [save_provider(store, spec).id for spec in suite.providers]
+    return ImportedSuite(stored.id, stored.name, versions, providers, len(cases))
+
+
+def import_file(store: Store, path: str | Path, name: str | None = None) -> ImportedSuite:
+    return import_suite(store, load_file(path), name)
+
+
+def _store_cases(store: Store, base: str, digest: str, cases: list[dict], description: str, config: dict):
+    """The stored suite with this content: reused when identical, else saved as `base` or `base-<hash>`."""
+    for candidate in (base, f"{base}-{digest[:8]}"):
+        try:
+            existing = store.get_suite(candidate)
+        except StoreError:
+            return store.save_suite(candidate, cases, description=description,
+                                    config={**config, "content_hash": digest})  # fmt: skip
+        if existing.config.get("content_hash") == digest:
+            return existing
+    raise StoreError(f"suite names '{base}' and '{base}-{digest[:8]}' are both taken by other content")
+
+
+def case_rows(store: Store, suite_name: str) -> list[dict[str, Any]]:
+    """A stored suite's cases as editable rows (vars and assertions as JSON text)."""
+    suite = store.get_suite(suite_name)
+    return [{"description": c.description, "vars": json.dumps(c.vars, ensure_ascii=False),
+             "expected": c.expected or "", "assertions": json.dumps(c.assertions, ensure_ascii=False),
+             "tags": ", ".join(c.tags)} for c in store.suite_cases(suite.id)]  # fmt: skip
+
+
+def cases_from_rows(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Edited rows -> cases, and every problem found (each naming its row). `expected` stays its own field:
+    the runner asserts it (as equals) without it ever being copied into the assertions."""
+    cases, problems = [], []
+    for number, row in enumerate(rows, start=1):
+        try:
+            variables = json.loads(row.get("vars") or "{}")
+            assertions = json.loads(row.get("assertions") or "[]")
+            if not isinstance(variables, dict) or not isinstance(assertions, list):
+                raise ValueError("vars must be a JSON object and assertions a JSON list")
+        except (json.JSONDecodeError, ValueError) as exc:
+            problems.append(f"row {number}: {exc}")
+            continue
+        bad = [check_type(str(a.get("type", ""))) for a in assertions if isinstance(a, dict)]
+        problems += [f"row {number}: {b}" for b in bad if b]
+        cases.append({"description": row.get("description") or "", "vars": variables,
+                      "expected": row.get("expected") or None, "assertions": assertions,
+                      "tags": [t.strip() for t in (row.get("tags") or "").split(",") if t.strip()]})  # fmt: skip
+    return cases, problems
+
+
+def save_cases(store: Store, name: str, cases: list[dict[str, Any]]):
+    if not name.strip():
+        raise StoreError("give the suite a name")
+    return store.save_suite(name.strip(), cases)
+
+
+def override(
+    suite: SuiteFile, path: Path, *, providers: tuple[str, ...] = (), strategy: str | None = None
+) -> None:
+    """Command-line overrides of a loaded suite, validated like the file itself."""
+    from prompting.errors import PromptingError
+    from prompting.providers import ProviderSpec
+    from prompting.strategies import STRATEGIES
+    from prompting.suites import SuiteError
+
+    if providers:
+        try:
+            suite.providers = [ProviderSpec.parse(p) for p in providers]
+        except PromptingError as exc:
+            raise SuiteError("--provider", "", str(exc)) from None
+    if not suite.providers:
+        raise SuiteError(
+            Path(path).name, "providers", "no providers: add some to the file or pass --provider"
+        )
+    if strategy:
+        if strategy not in STRATEGIES:
+            raise SuiteError(
+                "--strategy", "", f"unknown strategy '{strategy}'; choose one of: {', '.join(STRATEGIES)}"
+            )
+        suite.strategy = {"name": strategy}

@@ -1,0 +1,74 @@
+"""Template versions: immutable, numbered per name, identified by a content hash."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from sqlmodel import select
+
+from store.db import StoreError
+from store.models import TemplateVersion
+
+
+def content_hash(
+    source: str, variables: dict, delimiter: str, guardrails: dict | None, options: dict | None = None
+) -> str:
+    payload = json.dumps(
+        [source, variables, delimiter, guardrails, options or {}], sort_keys=True, ensure_ascii=False
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+class VersionQueries:
+    """Mixin of Store: reads and writes of template versions."""
+
+    def save_version(
+        self,
+        name: str,
+        source: str,
+        *,
+        variables: dict | None = None,
+        delimiter: str = "hash",
+        guardrails: dict | None = None,
+        note: str = "",
+        library_ref: str | None = None,
+        options: dict | None = None,
+    ) -> TemplateVersion:
+        """A new immutable version; content identical to the latest version of `name` returns that one."""
+        variables = variables or {}
+        digest = content_hash(source, variables, delimiter, guardrails, options)
+        with self.session() as s:
+            latest = s.exec(select(TemplateVersion).where(TemplateVersion.name == name)
+                            .order_by(TemplateVersion.version.desc())).first()  # fmt: skip
+            if latest is not None and latest.content_hash == digest:
+                return latest
+            row = TemplateVersion(name=name, version=(latest.version + 1) if latest else 1, source=source,
+                                  variables=variables, delimiter=delimiter, guardrails=guardrails, note=note,
+                                  library_ref=library_ref, options=options or {}, content_hash=digest)  # fmt: skip
+            s.add(row)
+            s.flush()
+            return row
+
+    def list_versions(self, name: str | None = None) -> list[TemplateVersion]:
+        with self.session() as s:
+            query = select(TemplateVersion).order_by(TemplateVersion.name, TemplateVersion.version)
+            if name:
+                query = query.where(TemplateVersion.name == name)
+            return list(s.exec(query))
+
+    def get_version(self, ref: str | int) -> TemplateVersion:
+        """By id, `name@vN`, or `name` (its latest version)."""
+        with self.session() as s:
+            if isinstance(ref, int) or str(ref).isdigit():
+                row = s.get(TemplateVersion, int(ref))
+            elif "@v" in str(ref) and str(ref).rpartition("@v")[2].isdigit():
+                name, _, number = str(ref).rpartition("@v")
+                row = s.exec(select(TemplateVersion).where(TemplateVersion.name == name,
+                                                           TemplateVersion.version == int(number))).first()  # fmt: skip
+            else:
+                row = s.exec(select(TemplateVersion).where(TemplateVersion.name == ref)
+                             .order_by(TemplateVersion.version.desc())).first()  # fmt: skip
+            if row is None:
+                raise StoreError(f"no template version '{ref}'")
+            return row
