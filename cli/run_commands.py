@@ -104,22 +104,53 @@ def run(suite_file: Path, providers: tuple[str, ...], concurrency: int | None, r
             raise click.BadParameter(str(exc), param_hint="--output") from None
     db = store()
     run_id, suite = prepare_run(db, suite_file, providers, repeat, strategy, run_id, retry_errored)
-    try:
-        with progress_bar() as bar:
-            task = bar.add_task(run_id, total=None, passed=0, failed=0, errors=0)
-
-            def on_progress(state) -> None:
-                bar.update(task, total=state.total, completed=state.done, passed=state.passed, failed=state.failed,
-                           errors=state.errors)  # fmt: skip
-
-            runs.execute(db, run_id, concurrency=concurrency or suite.max_concurrency or 4, use_cache=not no_cache,
-                         progress=on_progress)  # fmt: skip
-    except KeyboardInterrupt:
-        # plain echo, not rich: the command must stay on one line to be copied
-        click.echo(f"\ninterrupted; finished cells are stored. Resume with:\n  workbench run {suite_file} "
-                   f"--run-id {run_id}", err=True)  # fmt: skip
-        sys.exit(130)
+    options = {"concurrency": concurrency or suite.max_concurrency or 4, "use_cache": not no_cache}
+    execute_or_attach(db, run_id, options, suite_file)
     finish(db, run_id, threshold, output)
+
+
+def execute_or_attach(db, run_id: str, options: dict, suite_file: Path) -> None:
+    """With a `workbench worker` alive, queue the run for it and watch; otherwise run it in this process."""
+    from services import runs
+    from services.worker import live_workers
+
+    with progress_bar() as bar:
+        task = bar.add_task(run_id, total=None, passed=0, failed=0, errors=0)
+
+        def on_progress(state) -> None:
+            bar.update(task, total=state.total, completed=state.done, passed=state.passed, failed=state.failed,
+                       errors=state.errors)  # fmt: skip
+
+        workers = live_workers(db)
+        try:
+            if workers:
+                runs.resume(db, run_id, **options)
+                watch(db, run_id, on_progress)
+            else:
+                runs.execute(db, run_id, progress=on_progress, **options)
+        except KeyboardInterrupt:
+            bar.stop()
+            # plain echo, not rich: the command must stay on one line to be copied
+            if workers:
+                click.echo(f"\ndetached; the run continues in worker {workers[0].id}. Cancel it with:\n"
+                           f"  workbench runs cancel {run_id}", err=True)  # fmt: skip
+            else:
+                click.echo(f"\ninterrupted; finished cells are stored. Resume with:\n  workbench run {suite_file} "
+                           f"--run-id {run_id}", err=True)  # fmt: skip
+            sys.exit(130)
+
+
+def watch(db, run_id: str, on_progress, poll_s: float = 0.5) -> None:
+    """Follow a run that a worker executes until it is no longer queued or running."""
+    import time
+
+    from services import runs
+
+    while True:
+        on_progress(runs.progress(db, run_id))
+        if db.get_run(run_id).status not in ("queued", "running"):
+            return
+        time.sleep(poll_s)
 
 
 def finish(db, run_id: str, threshold: float, output: Path | None) -> None:
@@ -220,6 +251,53 @@ def runs_compare(run_a: str, run_b: str) -> None:
                f"only in A {result['only_a']}, only in B {result['only_b']}")  # fmt: skip
 
 
+@runs.command("resume")
+@click.argument("run_id")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Follow its progress until it ends.")
+def runs_resume(run_id: str, wait: bool) -> None:
+    """Queue a cancelled or interrupted run's missing cells again (a worker, or this process, runs them)."""
+    from services import runs as run_service
+
+    db = store()
+    pending = run_service.resume(db, run_id)
+    click.echo(f"{run_id}: {pending} cells queued", err=True)
+    if wait and pending:
+        execute_or_attach(db, run_id, {}, Path(db.get_run(run_id).description or "SUITE"))
+
+
+@runs.command("cancel")
+@click.argument("run_id")
+def runs_cancel(run_id: str) -> None:
+    """Stop a run: no new cell starts; cells in flight finish and are kept; `runs resume` continues it."""
+    from services import runs as run_service
+
+    run_service.cancel(store(), run_id)
+    click.echo(f"{run_id}: cancelled")
+
+
+@click.command()
+@click.option("--poll", type=click.FloatRange(0.05, 60), default=0.5, show_default=True,
+              help="Seconds between looks at the queue when it is empty.")  # fmt: skip
+def worker(poll: float) -> None:
+    """Execute queued runs (from the pages, `workbench run` and other terminals) until stopped with Ctrl-C.
+
+    Several workers may share one PostgreSQL database: they claim cells with row locks, so no cell runs twice.
+    A run left by a killed worker is resumed at the next worker start with only its missing cells.
+    """
+    from services import database_label
+    from services.engines import engines
+    from services.worker import Worker
+
+    db = store()
+    engines.outlive_process()  # engines it starts serve later runs too, until idle
+    with Worker(db) as job_loop:
+        click.echo(f"workbench worker {job_loop.id} ready (database {database_label()})", err=True)
+        try:
+            job_loop.serve_forever(poll, on_idle=engines.reap)
+        except KeyboardInterrupt:
+            click.echo("worker stopped; its unfinished cells are back in the queue", err=True)
+
+
 def register(main: click.Group) -> None:
-    for command in (run, ape, runs):
+    for command in (run, ape, runs, worker):
         main.add_command(command)

@@ -1,25 +1,32 @@
 """Local engine processes: the one place that starts, finds, lists and stops `workbench serve` for a model and
 quantization method.
 
-An engine at WORKBENCH_ENGINE_URL (the one `make run` starts) is used when it serves the wanted model@method;
-otherwise one is started on a free loopback port, recorded, reused by this process, and stopped when the process
-that started it exits. `ensure()` reports how long a start took, so a run can record start-up time on itself
-instead of charging it to its first cells.
+The engine at WORKBENCH_ENGINE_URL (the one `make run` starts) is used when it serves the wanted model@method.
+Otherwise an engine is started on a free loopback port and recorded in $WORKBENCH_HOME/engines/, where every
+process (worker, UI, CLI) finds and reuses it. Limits are explicit: at most WORKBENCH_MAX_ENGINES on-demand
+engines run at once (starting one more stops the least recently active), and `reap()` stops those idle for
+WORKBENCH_ENGINE_IDLE_S. A one-shot command stops the engines it started when it exits; the worker and the UI
+call `outlive_process()` so theirs keep serving until idle. `ensure()` reports how long a start took, so a run
+records start-up time on itself instead of charging it to its first cells.
 """
 
 from __future__ import annotations
 
 import atexit
+import fcntl
+import json
 import shutil
 import socket
 import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import httpx
+import psutil
 
 from prompting.providers import ProviderError
 from settings import get_settings
@@ -28,21 +35,32 @@ START_TIMEOUT_S = 180
 
 
 @dataclass
-class EngineProcess:
+class EngineRecord:
+    """An on-demand engine as the registry keeps it."""
+
     model: str
     quant: str
-    url: str
-    proc: subprocess.Popen | None = None  # None: not ours (the configured engine)
-    started_at: float = field(default_factory=time.time)
-    startup_s: float = 0.0
+    port: int
+    pid: int
+    process_started: float
+    started_at: float
+    startup_s: float
+    last_active: float
+    requests_seen: int = 0
 
     @property
     def model_id(self) -> str:
         return f"{self.model}@{self.quant}"
 
     @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
     def alive(self) -> bool:
-        return self.proc is None or self.proc.poll() is None
+        try:
+            return abs(psutil.Process(self.pid).create_time() - self.process_started) < 1.0
+        except psutil.Error:
+            return False
 
 
 @dataclass
@@ -51,14 +69,32 @@ class Ensured:
     startup_s: float  # 0 when an engine was already serving
 
 
+@dataclass
+class EngineInfo:
+    """A row of the Engine page's list."""
+
+    model_id: str
+    url: str
+    pid: int | None
+    rss_mb: float | None
+    idle_s: float | None
+    on_demand: bool  # False: the configured engine (not started by us, never stopped for idleness)
+
+
 def serves(base_url: str, model_id: str, timeout: float = 2.0) -> bool:
     try:
         response = httpx.get(f"{base_url}/models", timeout=timeout)
-        return response.status_code == 200 and any(
-            m.get("id") == model_id for m in response.json().get("data", [])
-        )
+        return response.status_code == 200 and any(m.get("id") == model_id for m in response.json().get("data", []))
     except (httpx.HTTPError, ValueError):
         return False
+
+
+def metrics(base_url: str, timeout: float = 1.0) -> dict | None:
+    try:
+        response = httpx.get(base_url.removesuffix("/v1") + "/metrics", timeout=timeout)
+        return response.json() if response.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return None
 
 
 def configured_status(timeout: float = 1.5) -> dict | None:
@@ -69,10 +105,9 @@ def configured_status(timeout: float = 1.5) -> dict | None:
         if models.status_code != 200:
             return None
         card = models.json()["data"][0]
-        metrics = httpx.get(url.removesuffix("/v1") + "/metrics", timeout=timeout)
-        return {"url": url, "card": card, "metrics": metrics.json() if metrics.status_code == 200 else {}}
     except (httpx.HTTPError, ValueError, KeyError, IndexError):
         return None
+    return {"url": url, "card": card, "metrics": metrics(url, timeout) or {}}
 
 
 def _free_port() -> int:
@@ -85,78 +120,185 @@ def workbench_command() -> str:
     return shutil.which("workbench") or str(Path(sys.executable).parent / "workbench")
 
 
+def _rss_mb(pid: int | None) -> float | None:
+    try:
+        return psutil.Process(pid).memory_info().rss / 1e6 if pid else None
+    except psutil.Error:
+        return None
+
+
 class Engines:
-    """The engines this process uses, keyed by model@method."""
+    """On-demand engines, shared by every process through the registry folder."""
 
     def __init__(self):
-        self._known: dict[str, EngineProcess] = {}
         self._lock = threading.Lock()
-        atexit.register(self.stop_all)
+        self._mine: dict[str, EngineRecord] = {}  # started by this process (wherever the registry lives now)
+        self._stop_at_exit = True
+        atexit.register(self._at_exit)
+
+    # --- the registry ----------------------------------------------------------------------------------
+
+    @property
+    def folder(self) -> Path:
+        path = get_settings().home_dir / "engines"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @contextmanager
+    def _locked(self):
+        """One process at a time changes the registry (start, stop, reap)."""
+        with self._lock, open(self.folder / ".lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def records(self) -> list[EngineRecord]:
+        out = []
+        for path in sorted(self.folder.glob("*.json")):
+            try:
+                out.append(EngineRecord(**json.loads(path.read_text())))
+            except (OSError, ValueError, TypeError):
+                continue
+        return out
+
+    def _path(self, model_id: str) -> Path:
+        return self.folder / f"{model_id.replace('/', '_')}.json"
+
+    def _write(self, record: EngineRecord) -> None:
+        self._path(record.model_id).write_text(json.dumps(asdict(record)))
+
+    def _forget(self, model_id: str) -> None:
+        self._path(model_id).unlink(missing_ok=True)
+
+    # --- finding and starting ----------------------------------------------------------------------------
 
     def ensure(self, model: str, quant: str) -> Ensured:
         """A base URL serving model@quant, starting an engine when none does."""
         model_id = f"{model}@{quant}"
-        with self._lock:
-            known = self._known.get(model_id)
-            if known and known.alive:
-                return Ensured(known.url, 0.0)
-            configured = get_settings().engine_url.rstrip("/")
-            if serves(configured, model_id):
-                self._known[model_id] = EngineProcess(model, quant, configured)
-                return Ensured(configured, 0.0)
-            started = self._start(model, quant, _free_port())
-            self._known[model_id] = started
-            return Ensured(started.url, started.startup_s)
+        configured = get_settings().engine_url.rstrip("/")
+        if serves(configured, model_id):
+            return Ensured(configured, 0.0)
+        with self._locked():
+            for record in [*self.records(), *self._mine.values()]:
+                if record.model_id == model_id and record.alive() and serves(record.url, model_id):
+                    record.last_active = time.time()
+                    self._write(record)
+                    return Ensured(record.url, 0.0)
+            self._make_room()
+            record = self._start(model, quant, _free_port())
+            self._write(record)
+            self._mine[model_id] = record
+            return Ensured(record.url, record.startup_s)
 
     def url_for(self, model: str, quant: str) -> str:
         return self.ensure(model, quant).url
 
-    def _start(self, model: str, quant: str, port: int, detached: bool = False) -> EngineProcess:
+    def _make_room(self) -> None:
+        """Stop least recently active engines until one more fits under the cap."""
+        alive = sorted((r for r in self.records() if r.alive()), key=lambda r: r.last_active)
+        while len(alive) >= get_settings().max_engines:
+            self._stop_record(alive.pop(0))
+
+    def _start(self, model: str, quant: str, port: int) -> EngineRecord:
         cmd = [workbench_command(), "serve", "--model", model, "--quant", quant, "--host", "127.0.0.1",
                "--port", str(port)]  # fmt: skip
         begin = time.time()
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                start_new_session=detached)  # fmt: skip
+        log = (self.folder / f"{model}@{quant}.log").open("w")
+        # its own session: it is not killed with the terminal of the process that happened to start it
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
         url = f"http://127.0.0.1:{port}/v1"
-        deadline = begin + START_TIMEOUT_S
-        while time.time() < deadline:
+        while time.time() < begin + START_TIMEOUT_S:
             if proc.poll() is not None:
-                raise ProviderError(
-                    f"the local engine for {model}@{quant} exited: {proc.stderr.read().strip()[-500:]}"
-                )
+                log.close()
+                tail = (self.folder / f"{model}@{quant}.log").read_text()[-500:].strip()
+                raise ProviderError(f"the local engine for {model}@{quant} exited: {tail}")
             if serves(url, f"{model}@{quant}"):
-                return EngineProcess(model, quant, url, proc, begin, time.time() - begin)
+                now = time.time()
+                return EngineRecord(model, quant, port, proc.pid, psutil.Process(proc.pid).create_time(), begin,
+                                    round(now - begin, 2), now)  # fmt: skip
             time.sleep(0.25)
-        _stop(proc)
-        raise ProviderError(
-            f"the local engine for {model}@{quant} did not become ready in {START_TIMEOUT_S} s"
-        )
+        proc.kill()
+        raise ProviderError(f"the local engine for {model}@{quant} did not become ready in {START_TIMEOUT_S} s")
 
     def start_configured(self, quant: str) -> None:
         """Start the default model at WORKBENCH_ENGINE_URL's port, detached (it outlives this process)."""
         settings = get_settings()
         port = int(settings.engine_url.rsplit(":", 1)[-1].split("/")[0])
-        self._start(settings.default_model, quant, port, detached=True)
+        self._start(settings.default_model, quant, port)
 
-    def running(self) -> list[EngineProcess]:
-        with self._lock:
-            return [e for e in self._known.values() if e.alive]
+    # --- watching and stopping ---------------------------------------------------------------------------
+
+    def reap(self) -> list[str]:
+        """Forget dead engines and stop those idle longer than the limit; returns the model ids stopped."""
+        stopped = []
+        idle_limit = get_settings().engine_idle_s
+        with self._locked():
+            for record in self.records():
+                if not record.alive():
+                    self._forget(record.model_id)
+                    continue
+                seen = metrics(record.url)
+                busy = seen and (seen.get("running_sequences") or seen.get("queued_requests"))
+                if seen and (busy or seen.get("requests_total", 0) != record.requests_seen):
+                    record.last_active, record.requests_seen = time.time(), seen.get("requests_total", 0)
+                    self._write(record)
+                elif time.time() - record.last_active > idle_limit:
+                    self._stop_record(record)
+                    stopped.append(record.model_id)
+        return stopped
+
+    def listing(self) -> list[EngineInfo]:
+        """The configured engine (when one answers) and every on-demand engine, for the Engine page."""
+        rows = []
+        status = configured_status(timeout=0.5)
+        if status:
+            rows.append(EngineInfo(status["card"]["id"], status["url"], None, None, None, False))
+        now = time.time()
+        for r in self.records():
+            if r.alive():
+                rows.append(EngineInfo(r.model_id, r.url, r.pid, _rss_mb(r.pid), now - r.last_active, True))
+        return rows
+
+    def stop(self, model_id: str) -> bool:
+        with self._locked():
+            for record in self.records():
+                if record.model_id == model_id:
+                    self._stop_record(record)
+                    return True
+        return False
+
+    def _stop_record(self, record: EngineRecord) -> None:
+        if record.alive():
+            try:
+                process = psutil.Process(record.pid)
+                process.terminate()
+                process.wait(timeout=10)
+            except psutil.TimeoutExpired:
+                process.kill()
+            except psutil.Error:
+                pass
+        self._forget(record.model_id)
+        self._mine.pop(record.model_id, None)
+
+    def running(self) -> list[EngineRecord]:
+        return [r for r in self.records() if r.alive()]
+
+    def outlive_process(self) -> None:
+        """Keep the engines this process starts after it exits (the worker and the UI: reaped when idle)."""
+        self._stop_at_exit = False
 
     def stop_all(self) -> None:
-        with self._lock:
-            for engine in self._known.values():
-                if engine.proc is not None:
-                    _stop(engine.proc)
-            self._known.clear()
+        """Stop every registered engine and every engine this process started."""
+        with self._locked():
+            for record in [*self.records(), *self._mine.values()]:
+                self._stop_record(record)
 
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    def _at_exit(self) -> None:
+        if self._stop_at_exit:
+            for record in list(self._mine.values()):
+                self._stop_record(record)
 
 
 engines = Engines()

@@ -8,15 +8,24 @@ commits each finished cell with its scores, so a killed run resumes with exactly
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from prompting.providers import Provider, ProviderSpec
-from prompting.runner import CellResult, Progress, ProviderHandle, Runner, VersionSpec, ablation_variants
+from prompting.runner import (
+    CellResult,
+    Interrupted,
+    Progress,
+    ProviderHandle,
+    Runner,
+    VersionSpec,
+    ablation_variants,
+)
 from prompting.summary import Summary, summarize
 from services.providers import judge_for, provider_for
-from services.specs import case_of, prompt_of, result_rows, save_provider, spec_of
+from services.specs import case_of, prompt_of, save_provider, spec_of
 from store import Store, StoreError
 
 
@@ -48,12 +57,13 @@ class GroupSummary:
         return {"version": self.version, "provider": self.provider, **self.summary.to_dict()}
 
 
-def create(store: Store, plan: RunPlan):
+def create(store: Store, plan: RunPlan, **options: Any):
+    """Store a run (status queued) without queueing its cells; `submit` does both."""
     if not plan.version_ids or not plan.provider_ids:
         raise StoreError("a run needs at least one version and one provider")
     return store.create_run(suite_id=plan.suite_id, version_ids=plan.version_ids, provider_ids=plan.provider_ids,
                             repeats=plan.repeats, strategy=plan.strategy, params=plan.params,
-                            description=plan.description, run_id=plan.run_id)  # fmt: skip
+                            description=plan.description, run_id=plan.run_id, options=options)  # fmt: skip
 
 
 def build_runner(store: Store, run, *, concurrency: int = 4, use_cache: bool = True,
@@ -75,36 +85,89 @@ def build_runner(store: Store, run, *, concurrency: int = 4, use_cache: bool = T
                   stop=stop or threading.Event())  # fmt: skip
 
 
-def execute(
-    store: Store,
-    run_id: str,
-    *,
-    progress: Callable[[Progress], None] | None = None,
-    on_result: Callable[[CellResult], None] | None = None,
-    **runner_options: Any,
-) -> Progress:
-    """Run (or resume) every missing cell of a stored run; its status ends completed or interrupted."""
+def planned_cells(store: Store, run) -> list[tuple[int, int, int, int]]:
+    cases = [c.id for c in store.suite_cases(run.suite_id)]
+    return [(c, v, p, r) for v in run.version_ids for p in run.provider_ids for c in cases for r in range(run.repeats)]
+
+
+def submit(store: Store, plan: RunPlan, **options: Any):
+    """Create a run and queue its cells for a worker. Options: concurrency, use_cache, kind, parent..."""
+    run = create(store, plan, **{"concurrency": 4, "use_cache": True, **options})
+    store.enqueue(run.id, planned_cells(store, run))
+    return store.get_run(run.id)
+
+
+def resume(store: Store, run_id: str, **options: Any) -> int:
+    """Queue a run's missing cells again (after a cancel, an interruption or a crash); returns how many."""
     run = store.get_run(run_id)
-    runner = build_runner(store, run, **runner_options)
+    if options:
+        store.update_run_options(run_id, **options)
+    return store.enqueue(run_id, planned_cells(store, run))
 
-    def sink(result: CellResult) -> None:
-        store.save_result(*result_rows(run_id, result))
-        if on_result:
-            on_result(result)
 
-    store.set_run_status(run_id, "running")
-    try:
-        state = runner.run(store.finished_cells(run_id), sink, progress)
-    except BaseException:
-        store.set_run_status(run_id, "interrupted")
-        raise
-    store.set_run_status(run_id, "completed")
-    return state
+def cancel(store: Store, run_id: str) -> None:
+    """Stop a run: no new cell is claimed; cells in flight finish and are kept; Resume continues it."""
+    if store.get_run(run_id).status in ("queued", "running"):
+        store.set_run_status(run_id, "cancelled")
 
 
 def retry_errored(store: Store, run_id: str) -> int:
-    """Forget a run's errored cells so the next execution re-runs exactly those; returns how many."""
-    return store.delete_errored(run_id)
+    """Forget a run's errored cells and queue exactly those again; returns how many."""
+    count = store.reset_errored(run_id)
+    if count:
+        store.enqueue(store.get_run(run_id).id, [])
+    return count
+
+
+def execute(store: Store, run_id: str, *, progress: Callable[[Progress], None] | None = None,
+            on_result: Callable[[CellResult], None] | None = None, providers: dict[int, Provider] | None = None,
+            embed=None, **options: Any) -> Progress | None:  # fmt: skip
+    """Queue a run's missing cells and work them off in this process (tests, and `workbench run` when no worker
+    is alive). Raises Interrupted (run marked interrupted) when stopped or on Ctrl-C."""
+    from services.worker import Worker
+
+    resume(store, run_id, **options)
+    state = None
+    with Worker(store, only_run=run_id, providers=providers, embed=embed, on_result=on_result) as worker:
+        try:
+            while store.runnable(run_id):
+                state = worker.work_on(run_id, progress)
+        except (Interrupted, KeyboardInterrupt):
+            store.set_run_status(run_id, "interrupted")
+            raise
+    return state
+
+
+def progress(store: Store, run_id: str) -> Progress:
+    """Where a run stands, read from the database (for views that watch a worker)."""
+    counts = store.cell_counts(run_id)
+    stored, errors, passed = store.result_counts(run_id)
+    total = sum(counts.values()) or stored
+    return Progress(done=stored, total=total, passed=passed, failed=stored - errors - passed, errors=errors,
+                    elapsed_s=0.0)  # fmt: skip
+
+
+def prepare_engines(store: Store, run, providers: dict[int, Provider] | None = None) -> None:
+    """Start the local engines a run needs before its first cell, and record their start-up time on the run
+    (so it is not charged to the first cells' latency)."""
+    from services.engines import engines
+
+    startup = 0.0
+    for pid in run.provider_ids:
+        if providers and pid in providers:
+            continue
+        config = store.get_provider(pid)
+        if config.kind == "local":
+            startup += engines.ensure(config.model, config.quant).startup_s
+    if startup:
+        store.update_run_options(run.id, engine_startup_s=round(startup, 2))
+
+
+def after_completion(store: Store, run_id: str) -> None:
+    """Work that belongs to a finished run: a quantization sweep's run measures its engine."""
+    run = store.get_run(run_id)
+    if (run.options or {}).get("kind") == "sweep":
+        store.update_run_options(run_id, measures=sweep_measures(store, run))
 
 
 def labels(store: Store) -> tuple[dict[int, str], dict[int, str]]:
@@ -162,10 +225,10 @@ def compare(store: Store, run_a: str, run_b: str) -> dict[str, Any]:
 # --- section ablation and the quantization sweep ----------------------------------------------------------
 
 
-def ablation(store: Store, suite_id: int, version_id: int, spec: ProviderSpec, *, params: dict | None = None,
-             provider: Provider | None = None, progress=None) -> dict[str, Any]:  # fmt: skip
-    """One run over the full version and every variant that drops one part; returns the run id and the score
-    change per dropped part (negative: that part helped)."""
+def ablation_submit(store: Store, suite_id: int, version_id: int, spec: ProviderSpec, *,
+                    params: dict | None = None) -> str:  # fmt: skip
+    """Queue one run over the full version and every variant that drops one part; returns the run id. The
+    variants are stored as children of the version (not offered as versions of their own)."""
     base = store.get_version(version_id)
     variant_of: dict[int, str] = {}
     for label, prompt in ablation_variants(prompt_of(base)):
@@ -176,36 +239,59 @@ def ablation(store: Store, suite_id: int, version_id: int, spec: ProviderSpec, *
             library_ref=base.library_ref)  # fmt: skip
         variant_of[version.id] = label
     config = save_provider(store, spec)
-    run = create(store, RunPlan(suite_id, list(variant_of), [config.id], params=params or {},
-                                description=f"ablation of {base.label}"))  # fmt: skip
-    execute(store, run.id, progress=progress, providers={config.id: provider} if provider else None)
-    by_label = {variant_of[g.version_id]: g.summary for g in summary(store, run.id)}
+    plan = RunPlan(suite_id, list(variant_of), [config.id], params=params or {},
+                   description=f"ablation of {base.label}")  # fmt: skip
+    run = submit(store, plan, kind="ablation", parent=version_id,
+                 variants={str(k): v for k, v in variant_of.items()})  # fmt: skip
+    return run.id
+
+
+def ablation_result(store: Store, run_id: str) -> dict[str, Any]:
+    """The score change per dropped part against the full prompt (negative: that part helped)."""
+    variant_of = {int(k): v for k, v in (store.get_run(run_id).options or {}).get("variants", {}).items()}
+    by_label = {variant_of[g.version_id]: g.summary for g in summary(store, run_id)}
     full = by_label["full"].mean_score if "full" in by_label else None
-    return {"run_id": run.id, "variants": [
+    return {"run_id": run_id, "variants": [
         {"variant": label, "score": s.mean_score, "pass_rate": s.pass_rate, "errors": s.errors,
          "delta": None if s.mean_score is None or full is None else s.mean_score - full}
         for label, s in by_label.items()]}  # fmt: skip
 
 
-def quant_sweep(store: Store, suite_id: int, version_id: int, model: str, methods: list[str], *,
-                params: dict | None = None, concurrency: int = 4, progress=None) -> list[dict[str, Any]]:  # fmt: skip
-    """The same suite on the local model under each method (each engine started on demand): score, pass rate,
-    perplexity on the shipped text, weight memory and decode tokens/s per method."""
-    rows = []
+def sweep_submit(store: Store, suite_id: int, version_id: int, model: str, methods: list[str], *,
+                 params: dict | None = None, concurrency: int = 4) -> str:  # fmt: skip
+    """Queue the same suite on the local model under each method (each engine started on demand); returns the
+    sweep's id. Each run measures its engine when it completes (perplexity, weights, speed)."""
+    sweep = f"sweep-{uuid.uuid4().hex[:8]}"
     for method in methods:
-        spec = ProviderSpec.parse(f"local:{model}@{method}")
-        config = save_provider(store, spec)
-        run = create(store, RunPlan(suite_id, [version_id], [config.id], params=params or {},
-                                    description=f"quant sweep: {method}"))  # fmt: skip
-        execute(store, run.id, concurrency=concurrency, progress=progress)
-        total = overall(store, run.id)
-        provider = provider_for(spec)
-        card = provider.model_card()
-        seconds = total.latency_sum_ms / 1000
-        rows.append({"method": method, "run_id": run.id, "score": total.mean_score, "pass_rate": total.pass_rate,
-                     "errors": total.errors, "ppl": provider.perplexity(perplexity_text()),
-                     "weight_mb": card.get("weight_bytes", 0) / 1e6, "bits_per_param": card.get("bits_per_param"),
-                     "tokens_per_s": total.tokens_out / seconds if seconds else None})  # fmt: skip
+        config = save_provider(store, ProviderSpec.parse(f"local:{model}@{method}"))
+        plan = RunPlan(suite_id, [version_id], [config.id], params=params or {}, description=f"quant sweep: {method}")
+        submit(store, plan, concurrency=concurrency, kind="sweep", sweep=sweep, method=method)
+    return sweep
+
+
+def sweep_runs(store: Store, sweep: str) -> list:
+    return [r for r in store.list_runs() if (r.options or {}).get("sweep") == sweep][::-1]
+
+
+def sweep_measures(store: Store, run) -> dict[str, Any]:
+    config = store.get_provider(run.provider_ids[0])
+    provider = provider_for(spec_of(config))
+    card = provider.model_card()
+    total = overall(store, run.id)
+    seconds = total.latency_sum_ms / 1000
+    return {"ppl": provider.perplexity(perplexity_text()), "weight_mb": card.get("weight_bytes", 0) / 1e6,
+            "bits_per_param": card.get("bits_per_param"),
+            "tokens_per_s": total.tokens_out / seconds if seconds else None}  # fmt: skip
+
+
+def sweep_result(store: Store, sweep: str) -> list[dict[str, Any]]:
+    """One row per method: its run's score and pass rate, and the engine measures (once the run completed)."""
+    rows = []
+    for run in sweep_runs(store, sweep):
+        total, options = overall(store, run.id), run.options or {}
+        rows.append({"method": options.get("method"), "run_id": run.id, "status": run.status,
+                     "score": total.mean_score, "pass_rate": total.pass_rate, "errors": total.errors,
+                     **(options.get("measures") or {})})  # fmt: skip
     return rows
 
 

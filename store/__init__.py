@@ -6,12 +6,13 @@ process-wide Store for the configured URL.
 
 from store.cache import ResponseCache
 from store.db import Database, StoreError, open_store, redact_url
+from store.jobs import JobQueries
 from store.results import ResultQueries
 from store.suites import SuiteQueries
 from store.versions import VersionQueries
 
 
-class Store(Database, VersionQueries, SuiteQueries, ResultQueries):
+class Store(Database, VersionQueries, SuiteQueries, ResultQueries, JobQueries):
     """A database with every query of the workbench."""
 
     def cache(self) -> ResponseCache:

@@ -30,6 +30,20 @@ def m001_initial_tables(conn: Connection) -> None:
     SQLModel.metadata.create_all(conn, tables=[t.__table__ for t in tables])
 
 
+@migration
+def m002_run_queue(conn: Connection) -> None:
+    """Runs become jobs: their planned cells are a queue claimed by workers; runs carry execution options."""
+    SQLModel.metadata.create_all(conn, tables=[models.RunCell.__table__, models.Worker.__table__])
+    add_column(conn, "runs", "options", "JSON")
+
+
+def add_column(conn: Connection, table: str, column: str, ddl_type: str) -> None:
+    """ALTER TABLE ADD COLUMN, unless the column exists (m001 creates tables from today's models, so a fresh
+    database already has the columns that later steps add to older ones)."""
+    if column not in {c["name"] for c in inspect(conn).get_columns(table)}:
+        conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {ddl_type}"))
+
+
 def applied(conn: Connection) -> set[str]:
     if not inspect(conn).has_table("schema_migrations"):
         return set()

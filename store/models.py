@@ -91,9 +91,11 @@ class Run(SQLModel, table=True):
     params: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     strategy: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     repeats: int = 1
-    status: str = "running"  # running | completed | interrupted | failed
+    status: str = "queued"  # queued | running | completed | interrupted | cancelled | failed
     created_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None
+    # how to execute (concurrency, use_cache), what it is part of (kind, parent), what it measured (startup_s)
+    options: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
 
 
 class Result(SQLModel, table=True):
@@ -149,3 +151,34 @@ class SchemaMigration(SQLModel, table=True):
 
     name: str = Field(primary_key=True)
     applied_at: datetime = Field(default_factory=utcnow)
+
+
+class RunCell(SQLModel, table=True):
+    """One planned cell of a run: the queue that workers claim from (pending -> claimed -> done)."""
+
+    __tablename__ = "run_cells"
+    __table_args__ = (UniqueConstraint("run_id", "case_id", "version_id", "provider_id", "repeat_index"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(foreign_key="runs.id", index=True)
+    case_id: int
+    version_id: int
+    provider_id: int
+    repeat_index: int = 0
+    state: str = Field(default="pending", index=True)  # pending | claimed | done
+    worker_id: str | None = None
+    claimed_at: datetime | None = None
+
+
+class Worker(SQLModel, table=True):
+    """A live `workbench worker` (or a CLI run executing in its own process): its heartbeat keeps its claims."""
+
+    __tablename__ = "workers"
+
+    id: str = Field(primary_key=True)
+    host: str
+    pid: int
+    process_started: float = 0.0  # the process's start time, so a reused pid is not taken for the worker
+    only_run: str | None = None  # set when the worker serves one run (a CLI run), None for `workbench worker`
+    started_at: datetime = Field(default_factory=utcnow)
+    heartbeat_at: datetime = Field(default_factory=utcnow)

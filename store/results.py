@@ -7,11 +7,11 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert
+from sqlalchemy import case, delete, func, insert, update
 from sqlmodel import select
 
 from store.db import StoreError
-from store.models import Result, Run, Score, utcnow
+from store.models import Result, Run, RunCell, Score, utcnow
 
 CellKey = tuple[int, int, int, int]  # (case, version, provider, repeat)
 
@@ -50,12 +50,14 @@ class ResultQueries:
         strategy: dict | None = None,
         description: str = "",
         run_id: str | None = None,
-        status: str = "running",
+        status: str = "queued",
+        options: dict | None = None,
     ) -> Run:
         with self.session() as s:
             run = Run(id=run_id or new_run_id(), suite_id=suite_id, version_ids=version_ids,
                       provider_ids=provider_ids, repeats=repeats, params=params or {},
-                      strategy=strategy or {"name": "single"}, description=description, status=status)  # fmt: skip
+                      strategy=strategy or {"name": "single"}, description=description, status=status,
+                      options=options or {})  # fmt: skip
             s.add(run)
             s.flush()
             return run
@@ -83,6 +85,22 @@ class ResultQueries:
             run.status = status
             run.finished_at = utcnow() if status not in ("running", "queued") else None
 
+    def update_run_options(self, run_id: str, **values: Any) -> None:
+        """Merge values into a run's options (what it measured: engine start-up, sweep measures)."""
+        with self.session() as s:
+            run = s.get(Run, run_id)
+            if run is None:
+                raise StoreError(f"no run '{run_id}'")
+            run.options = {**(run.options or {}), **values}
+
+    def result_counts(self, run_id: str) -> tuple[int, int, int]:
+        """(stored results, errored, passed) of a run, counted in the database."""
+        with self.session() as s:
+            errored = func.sum(case((Result.error.is_not(None), 1), else_=0))
+            passed = func.sum(case(((Result.error.is_(None)) & (Result.passed.is_(True)), 1), else_=0))
+            total, err, ok = s.exec(select(func.count(), errored, passed).where(Result.run_id == run_id)).one()
+            return total, int(err or 0), int(ok or 0)
+
     def finished_cells(self, run_id: str) -> set[CellKey]:
         """(case, version, provider, repeat) of every stored result of a run, errored ones included."""
         with self.session() as s:
@@ -90,15 +108,17 @@ class ResultQueries:
                           .where(Result.run_id == run_id))  # fmt: skip
             return {tuple(r) for r in rows}
 
-    def save_result(self, result: dict[str, Any], scores: list[dict[str, Any]]) -> int:
-        """A result and its scores, committed together (or not at all); returns the result's id."""
+    def save_result(self, result: dict[str, Any], scores: list[dict[str, Any]], cell_id: int | None = None) -> int:
+        """A result and its scores (and, for a queued cell, its `done` mark), committed together or not at all;
+        returns the result's id."""
         with self.sql.begin() as conn:
-            result_id = conn.execute(
-                insert(Result.__table__), plain_row(Result, result)
-            ).inserted_primary_key[0]
+            inserted = conn.execute(insert(Result.__table__), plain_row(Result, result))
+            result_id = inserted.inserted_primary_key[0]
             if scores:
                 rows = [plain_row(Score, {**s, "result_id": result_id}) for s in scores]
                 conn.execute(insert(Score.__table__), rows)
+            if cell_id is not None:
+                conn.execute(update(RunCell).where(RunCell.id == cell_id).values(state="done"))
         return result_id
 
     def delete_errored(self, run_id: str) -> int:

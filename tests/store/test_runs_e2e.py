@@ -13,6 +13,7 @@ from prompting.templates import load
 from services import open_store, runs, suites
 from services.engines import engines
 from services.providers import provider_for
+from services.specs import save_provider
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.slow
@@ -70,11 +71,10 @@ def test_five_case_suite_against_the_real_engine(tmp_path, local_engine_started)
         assert scores and all(s.reason for s in scores)
     assert store.get_run(run.id).status == "completed"
     [started] = engines.running()
-    assert (
-        started.proc is not None
-        and started.proc.poll() is None
-        and started.url.startswith("http://127.0.0.1:")
-    )
+    assert started.alive() and started.url.startswith("http://127.0.0.1:") and started.startup_s > 0
+    # the start-up is recorded on the run, not charged to its first cells
+    assert store.get_run(run.id).options["engine_startup_s"] == started.startup_s
+    assert max(r.latency_ms for r, _ in stored) < started.startup_s * 1000
     summary = runs.summary(store, run.id)
     assert summary[0].summary.cells == 5 and summary[0].provider == "local:smollm2-135m-instruct@int4"
 
@@ -104,14 +104,11 @@ def test_quantization_sweep_reports_score_perplexity_memory_and_speed(tmp_path, 
     path.write_text(SUITE)
     store = open_store()
     imported = suites.import_file(store, path)
-    [row] = runs.quant_sweep(
-        store,
-        imported.suite_id,
-        imported.version_ids[0],
-        "smollm2-135m-instruct",
-        ["int4"],
-        params={"temperature": 0, "max_tokens": 12},
-    )
+    sweep = runs.sweep_submit(store, imported.suite_id, imported.version_ids[0], "smollm2-135m-instruct", ["int4"],
+                              params={"temperature": 0, "max_tokens": 12})
+    [run] = runs.sweep_runs(store, sweep)
+    runs.execute(store, run.id)
+    [row] = runs.sweep_result(store, sweep)
     assert row["method"] == "int4" and 0.0 <= row["score"] <= 1.0
     assert 10 < row["ppl"] < 30  # the shipped text under int4 (bench: ~17.1)
     assert 80 < row["weight_mb"] < 110 and 5 < row["bits_per_param"] < 6
@@ -133,7 +130,9 @@ def test_section_ablation_runs_every_variant(tmp_path):
             line.strip("# ") for line in messages[-1]["content"].splitlines() if line.startswith("###")
         )
     )
-    result = runs.ablation(store, suite.id, version.id, fake.spec, provider=fake)
+    run_id = runs.ablation_submit(store, suite.id, version.id, fake.spec)
+    runs.execute(store, run_id, providers={save_provider(store, fake.spec).id: fake})
+    result = runs.ablation_result(store, run_id)
     deltas = {v["variant"]: v["delta"] for v in result["variants"]}
     assert set(deltas) == {"full", "-Context", "-Objective", "-Style", "-Tone", "-Audience", "-Response"}
     assert deltas["-Tone"] == -1.0 and all(d == 0.0 for k, d in deltas.items() if k != "-Tone")

@@ -1,0 +1,152 @@
+"""The job loop: claims queued cells, runs them through the runner, stores each result with its `done` mark.
+
+A run is a job in the database, never work inside a page script or a CLI process: `workbench worker` drains the
+queue for every page and terminal, and a `workbench run` with no worker alive runs an in-process worker for its
+own run only. Workers heartbeat every HEARTBEAT_S; a worker whose process is gone (same host) or whose
+heartbeat is older than STALE_AFTER is dead, and its claimed cells go back to the queue, so a killed run
+resumes with exactly its missing cells at the next worker start.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+
+import psutil
+
+from prompting.providers import Provider
+from prompting.runner import Cell, CellResult, Interrupted, Progress
+from services.specs import result_rows
+from store import Store
+
+HEARTBEAT_S = 2.0
+STALE_AFTER = timedelta(seconds=20)
+POLL_S = 0.5
+
+
+def _process_started(pid: int) -> float:
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return 0.0
+
+
+def is_alive(worker) -> bool:
+    """A worker is alive while its heartbeat is fresh and, on this host, its process still runs."""
+    beat = worker.heartbeat_at if worker.heartbeat_at.tzinfo else worker.heartbeat_at.replace(tzinfo=UTC)
+    if datetime.now(UTC) - beat > STALE_AFTER:
+        return False
+    if worker.host == socket.gethostname():
+        return abs(_process_started(worker.pid) - worker.process_started) < 1.0
+    return True
+
+
+def reap_dead(store: Store) -> int:
+    """Forget dead workers and put their claimed cells back in the queue; returns the cells released."""
+    dead = [w.id for w in store.list_workers() if not is_alive(w)]
+    return store.remove_workers(dead)
+
+
+def live_workers(store: Store, general_only: bool = True) -> list:
+    """Workers alive now (by default only `workbench worker`s, not a CLI run's own)."""
+    return [w for w in store.list_workers() if is_alive(w) and not (general_only and w.only_run)]
+
+
+class Worker:
+    """One worker process (or a CLI run's in-process worker when `only_run` is set)."""
+
+    def __init__(self, store: Store, *, only_run: str | None = None, providers: dict[int, Provider] | None = None,
+                 embed=None, on_result: Callable[[CellResult], None] | None = None):  # fmt: skip
+        self.store, self.only_run = store, only_run
+        self.providers, self.embed, self.on_result = providers, embed, on_result
+        self.id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.stop = threading.Event()
+        self._beat = threading.Thread(target=self._heartbeat, name="worker-heartbeat", daemon=True)
+
+    def __enter__(self) -> Worker:
+        reap_dead(self.store)
+        pid = os.getpid()
+        self.store.register_worker(self.id, socket.gethostname(), pid, _process_started(pid), self.only_run)
+        self._beat.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.store.remove_workers([self.id])  # its unfinished claims go back to the queue
+
+    def _heartbeat(self) -> None:
+        while not self.stop.wait(HEARTBEAT_S):
+            try:
+                self.store.heartbeat(self.id)
+            except Exception:  # a database hiccup: the next beat tries again
+                pass
+
+    # --- the loop ----------------------------------------------------------------------------------------
+
+    def drain(self, progress: Callable[[Progress], None] | None = None) -> None:
+        """Work until no runnable run is left (or `stop` is set)."""
+        while not self.stop.is_set():
+            runnable = self.store.runnable(self.only_run)
+            if not runnable:
+                return
+            self.work_on(runnable[0].id, progress)
+
+    def serve_forever(self, poll_s: float = POLL_S, on_idle: Callable[[], None] | None = None) -> None:
+        """`workbench worker`: drain, wait for new runs, repeat until stopped."""
+        last_reap = 0.0
+        while not self.stop.is_set():
+            if time.monotonic() - last_reap > STALE_AFTER.total_seconds() / 2:
+                reap_dead(self.store)
+                last_reap = time.monotonic()
+            self.drain()
+            if on_idle:
+                on_idle()
+            self.stop.wait(poll_s)
+
+    def work_on(self, run_id: str, progress: Callable[[Progress], None] | None = None) -> Progress:
+        """Claim and run this run's cells until none is pending; mark the run completed when every cell is."""
+        from services.runs import build_runner, prepare_engines
+
+        run = self.store.get_run(run_id)
+        if run.status == "queued":
+            self.store.set_run_status(run_id, "running")
+        prepare_engines(self.store, run, self.providers)
+        options = run.options or {}
+        runner = build_runner(self.store, run, concurrency=int(options.get("concurrency", 4)),
+                              use_cache=bool(options.get("use_cache", True)), providers=self.providers,
+                              embed=self.embed, stop=self.stop)  # fmt: skip
+        claimed: dict[Cell, int] = {}
+
+        def sink(result: CellResult) -> None:
+            self.store.save_result(*result_rows(run_id, result), cell_id=claimed.pop(result.cell))
+            if self.on_result:
+                self.on_result(result)
+
+        total = sum(self.store.cell_counts(run_id).values())
+        done = self.store.cell_counts(run_id)["done"]
+        try:
+            state = runner.run_cells(self._claims(run_id, claimed), sink, progress, done=done, total=total)
+        except (Interrupted, KeyboardInterrupt):
+            self.store.release_cells(cell_ids=list(claimed.values()))
+            raise
+        if self.store.finish_if_done(run_id):
+            from services.runs import after_completion
+
+            after_completion(self.store, run_id)
+        return state
+
+    def _claims(self, run_id: str, claimed: dict[Cell, int]) -> Iterator[Cell]:
+        """Cells claimed one at a time, as the runner has room for them."""
+        while not self.stop.is_set():
+            got = self.store.claim_cells(run_id, self.id, 1)
+            if not got:
+                return
+            for cell_id, key in got:
+                cell = Cell(*key)
+                claimed[cell] = cell_id
+                yield cell
