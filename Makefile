@@ -23,13 +23,14 @@ $(STAMP): requirements.txt pyproject.toml
 model: $(STAMP)
 	$(BIN)/workbench models fetch
 
-# Starts the engine and the UI together; Ctrl-C stops both.
+# Starts the engine, the run worker and the UI together; Ctrl-C stops all three.
 run: setup
-	@echo "engine: http://$(HOST):$(ENGINE_PORT)/v1   UI: http://$(HOST):$(UI_PORT)   (Ctrl-C stops both)"
+	@echo "engine: http://$(HOST):$(ENGINE_PORT)/v1   UI: http://$(HOST):$(UI_PORT)   worker: runs queued from any page or terminal   (Ctrl-C stops them)"
 	@export WORKBENCH_ENGINE_URL=http://$(HOST):$(ENGINE_PORT)/v1; trap 'trap - INT TERM EXIT; kill 0' INT TERM EXIT; \
 	$(BIN)/workbench serve --host $(HOST) --port $(ENGINE_PORT) & \
+	$(BIN)/workbench worker & \
 	$(BIN)/streamlit run app.py --server.address $(HOST) --server.port $(UI_PORT) \
-		--server.headless true --browser.gatherUsageStats false & \
+		--server.headless true --browser.gatherUsageStats false --server.fileWatcherType none & \
 	wait
 
 # Debian's Chromium for the browser test, where we may install it (root); otherwise that test skips and says so.

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages.common import engine_status
 from services import database_label
 from settings import get_settings
+from views.common import active_runs_panel, engine_status
 
-st.set_page_config(page_title="Prompt workbench", page_icon="🧪", layout="wide")
+st.set_page_config(page_title="Prompt workbench", page_icon=":material/science:", layout="wide")
 
+# Material icons: they need no emoji font (a bare Chromium shows emoji as empty boxes).
 PAGES = [
-    st.Page("pages/build.py", title="Build", icon="🧱", default=True),
-    st.Page("pages/playground.py", title="Playground", icon="🎛️"),
-    st.Page("pages/test_cases.py", title="Test cases", icon="🧪"),
-    st.Page("pages/runs.py", title="Runs", icon="🏃"),
-    st.Page("pages/compare.py", title="Compare", icon="📊"),
-    st.Page("pages/engine.py", title="Engine", icon="⚙️"),
-    st.Page("pages/export.py", title="Export", icon="📦"),
+    st.Page("views/build.py", title="Build", icon=":material/construction:", default=True),
+    st.Page("views/playground.py", title="Playground", icon=":material/tune:"),
+    st.Page("views/test_cases.py", title="Test cases", icon=":material/checklist:"),
+    st.Page("views/runs.py", title="Runs", icon=":material/play_circle:"),
+    st.Page("views/compare.py", title="Compare", icon=":material/compare_arrows:"),
+    st.Page("views/engine.py", title="Engine", icon=":material/memory:"),
+    st.Page("views/export.py", title="Export", icon=":material/ios_share:"),
 ]
 
 page = st.navigation(PAGES)
@@ -25,8 +26,9 @@ with st.sidebar:
     settings = get_settings()
     status = engine_status(timeout=0.5)
     if status:
-        st.caption(f"🟢 engine: {status['card']['id']}")
+        st.caption(f":material/check_circle: engine: {status['card']['id']}")
     else:
-        st.caption(f"⚪ engine not running at {settings.engine_url}")
+        st.caption(f":material/radio_button_unchecked: engine not running at {settings.engine_url}")
     st.caption(f"database: {database_label()}")
+    active_runs_panel()
 page.run()

@@ -95,7 +95,7 @@ def run(suite_file: Path, providers: tuple[str, ...], concurrency: int | None, r
     Results go to the store as they finish. Exit codes: 0 every cell scored and the pass rate >= --threshold,
     1 otherwise, 2 invalid input. Ctrl-C stops cleanly and prints the --run-id to resume with.
     """
-    from services import reports, runs
+    from services import reports
 
     if output:
         try:
@@ -284,12 +284,17 @@ def worker(poll: float) -> None:
     Several workers may share one PostgreSQL database: they claim cells with row locks, so no cell runs twice.
     A run left by a killed worker is resumed at the next worker start with only its missing cells.
     """
+    import signal
+
     from services import database_label
     from services.engines import engines
     from services.worker import Worker
 
+    def stop(signum, frame):  # `kill`/`make run`'s Ctrl-C: leave like Ctrl-C, releasing claims and engines
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
     db = store()
-    engines.outlive_process()  # engines it starts serve later runs too, until idle
     with Worker(db) as job_loop:
         click.echo(f"workbench worker {job_loop.id} ready (database {database_label()})", err=True)
         try:

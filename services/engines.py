@@ -5,8 +5,8 @@ The engine at WORKBENCH_ENGINE_URL (the one `make run` starts) is used when it s
 Otherwise an engine is started on a free loopback port and recorded in $WORKBENCH_HOME/engines/, where every
 process (worker, UI, CLI) finds and reuses it. Limits are explicit: at most WORKBENCH_MAX_ENGINES on-demand
 engines run at once (starting one more stops the least recently active), and `reap()` stops those idle for
-WORKBENCH_ENGINE_IDLE_S. A one-shot command stops the engines it started when it exits; the worker and the UI
-call `outlive_process()` so theirs keep serving until idle. `ensure()` reports how long a start took, so a run
+WORKBENCH_ENGINE_IDLE_S. A process stops the engines it started when it exits (engines started by a process that
+was killed are stopped by the next `reap()` once idle). `ensure()` reports how long a start took, so a run
 records start-up time on itself instead of charging it to its first cells.
 """
 
@@ -84,7 +84,9 @@ class EngineInfo:
 def serves(base_url: str, model_id: str, timeout: float = 2.0) -> bool:
     try:
         response = httpx.get(f"{base_url}/models", timeout=timeout)
-        return response.status_code == 200 and any(m.get("id") == model_id for m in response.json().get("data", []))
+        return response.status_code == 200 and any(
+            m.get("id") == model_id for m in response.json().get("data", [])
+        )
     except (httpx.HTTPError, ValueError):
         return False
 
@@ -133,7 +135,6 @@ class Engines:
     def __init__(self):
         self._lock = threading.Lock()
         self._mine: dict[str, EngineRecord] = {}  # started by this process (wherever the registry lives now)
-        self._stop_at_exit = True
         atexit.register(self._at_exit)
 
     # --- the registry ----------------------------------------------------------------------------------
@@ -220,7 +221,9 @@ class Engines:
                                     round(now - begin, 2), now)  # fmt: skip
             time.sleep(0.25)
         proc.kill()
-        raise ProviderError(f"the local engine for {model}@{quant} did not become ready in {START_TIMEOUT_S} s")
+        raise ProviderError(
+            f"the local engine for {model}@{quant} did not become ready in {START_TIMEOUT_S} s"
+        )
 
     def start_configured(self, quant: str) -> None:
         """Start the default model at WORKBENCH_ENGINE_URL's port, detached (it outlives this process)."""
@@ -285,10 +288,6 @@ class Engines:
     def running(self) -> list[EngineRecord]:
         return [r for r in self.records() if r.alive()]
 
-    def outlive_process(self) -> None:
-        """Keep the engines this process starts after it exits (the worker and the UI: reaped when idle)."""
-        self._stop_at_exit = False
-
     def stop_all(self) -> None:
         """Stop every registered engine and every engine this process started."""
         with self._locked():
@@ -296,9 +295,8 @@ class Engines:
                 self._stop_record(record)
 
     def _at_exit(self) -> None:
-        if self._stop_at_exit:
-            for record in list(self._mine.values()):
-                self._stop_record(record)
+        for record in list(self._mine.values()):
+            self._stop_record(record)
 
 
 engines = Engines()

@@ -87,7 +87,13 @@ def build_runner(store: Store, run, *, concurrency: int = 4, use_cache: bool = T
 
 def planned_cells(store: Store, run) -> list[tuple[int, int, int, int]]:
     cases = [c.id for c in store.suite_cases(run.suite_id)]
-    return [(c, v, p, r) for v in run.version_ids for p in run.provider_ids for c in cases for r in range(run.repeats)]
+    return [
+        (c, v, p, r)
+        for v in run.version_ids
+        for p in run.provider_ids
+        for c in cases
+        for r in range(run.repeats)
+    ]
 
 
 def submit(store: Store, plan: RunPlan, **options: Any):
@@ -264,7 +270,9 @@ def sweep_submit(store: Store, suite_id: int, version_id: int, model: str, metho
     sweep = f"sweep-{uuid.uuid4().hex[:8]}"
     for method in methods:
         config = save_provider(store, ProviderSpec.parse(f"local:{model}@{method}"))
-        plan = RunPlan(suite_id, [version_id], [config.id], params=params or {}, description=f"quant sweep: {method}")
+        plan = RunPlan(
+            suite_id, [version_id], [config.id], params=params or {}, description=f"quant sweep: {method}"
+        )
         submit(store, plan, concurrency=concurrency, kind="sweep", sweep=sweep, method=method)
     return sweep
 
@@ -300,3 +308,22 @@ def perplexity_text() -> str:
 
     path = Path(__file__).resolve().parent.parent / "engine" / "data" / "perplexity.txt"
     return path.read_text(encoding="utf-8")
+
+
+def describe(store: Store, run, versions: dict[int, str] | None = None, providers: dict[int, str] | None = None,
+             status: bool = True) -> str:  # fmt: skip
+    """A run as people name it: suite · versions · providers · date (· status)."""
+    if versions is None or providers is None:
+        versions, providers = labels(store)
+    try:
+        suite = store.get_suite(run.suite_id).name if run.suite_id else "no suite"
+    except StoreError:
+        suite = "deleted suite"
+    shown_versions = ", ".join(versions.get(v, str(v)) for v in run.version_ids[:2])
+    if len(run.version_ids) > 2:
+        shown_versions += f" +{len(run.version_ids) - 2}"
+    shown_providers = ", ".join(providers.get(p, str(p)).removeprefix("local:") for p in run.provider_ids[:2])
+    if len(run.provider_ids) > 2:
+        shown_providers += f" +{len(run.provider_ids) - 2}"
+    name = f"{suite} · {shown_versions} · {shown_providers} · {run.created_at:%b %d %H:%M:%S}"
+    return f"{name} · {run.status}" if status else name

@@ -150,3 +150,14 @@ class Worker:
                 cell = Cell(*key)
                 claimed[cell] = cell_id
                 yield cell
+
+
+def spawn_worker() -> int:
+    """Start a `workbench worker` in its own session (it outlives the process that starts it); returns its pid."""
+    import subprocess
+
+    from services.engines import workbench_command
+
+    proc = subprocess.Popen([workbench_command(), "worker"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # fmt: skip
+    return proc.pid

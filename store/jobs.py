@@ -70,7 +70,9 @@ class JobQueries:
 
     def cell_counts(self, run_id: str) -> dict[str, int]:
         with self.session() as s:
-            rows = s.exec(select(RunCell.state, func.count()).where(RunCell.run_id == run_id).group_by(RunCell.state))
+            rows = s.exec(
+                select(RunCell.state, func.count()).where(RunCell.run_id == run_id).group_by(RunCell.state)
+            )
             counts = {"pending": 0, "claimed": 0, "done": 0}
             counts.update({state: n for state, n in rows})
             return counts
@@ -122,7 +124,9 @@ class JobQueries:
     def register_worker(self, worker_id: str, host: str, pid: int, process_started: float,
                         only_run: str | None = None) -> None:  # fmt: skip
         with self.session() as s:
-            s.add(Worker(id=worker_id, host=host, pid=pid, process_started=process_started, only_run=only_run))
+            s.add(
+                Worker(id=worker_id, host=host, pid=pid, process_started=process_started, only_run=only_run)
+            )
 
     def heartbeat(self, worker_id: str) -> None:
         with self.sql.begin() as conn:

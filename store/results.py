@@ -98,7 +98,9 @@ class ResultQueries:
         with self.session() as s:
             errored = func.sum(case((Result.error.is_not(None), 1), else_=0))
             passed = func.sum(case(((Result.error.is_(None)) & (Result.passed.is_(True)), 1), else_=0))
-            total, err, ok = s.exec(select(func.count(), errored, passed).where(Result.run_id == run_id)).one()
+            total, err, ok = s.exec(
+                select(func.count(), errored, passed).where(Result.run_id == run_id)
+            ).one()
             return total, int(err or 0), int(ok or 0)
 
     def finished_cells(self, run_id: str) -> set[CellKey]:
@@ -108,7 +110,9 @@ class ResultQueries:
                           .where(Result.run_id == run_id))  # fmt: skip
             return {tuple(r) for r in rows}
 
-    def save_result(self, result: dict[str, Any], scores: list[dict[str, Any]], cell_id: int | None = None) -> int:
+    def save_result(
+        self, result: dict[str, Any], scores: list[dict[str, Any]], cell_id: int | None = None
+    ) -> int:
         """A result and its scores (and, for a queued cell, its `done` mark), committed together or not at all;
         returns the result's id."""
         with self.sql.begin() as conn:

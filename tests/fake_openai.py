@@ -43,8 +43,14 @@ def fake_openai_app(script: Script) -> FastAPI:
             )
         if script.reject and script.reject(body):
             return JSONResponse(
-                {"error": {"message": "rejected by the test", "type": "invalid_request_error", "param": None,
-                           "code": None}},
+                {
+                    "error": {
+                        "message": "rejected by the test",
+                        "type": "invalid_request_error",
+                        "param": None,
+                        "code": None,
+                    }
+                },
                 status_code=400,
             )
         if script.delay_s:

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ["prompting", "store", "engine", "services", "pages", "cli", "bench"]
+PACKAGES = ["prompting", "store", "engine", "services", "views", "cli", "bench"]
 MODULES = ["app.py", "settings.py", "quant_methods.py"]
 MAX_MODULE_LINES = 500
 MAX_FUNCTION_LINES = 60

@@ -13,13 +13,13 @@ from tests.fakes import FakeProvider
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [
-    "pages/build.py",
-    "pages/playground.py",
-    "pages/test_cases.py",
-    "pages/runs.py",
-    "pages/compare.py",
-    "pages/engine.py",
-    "pages/export.py",
+    "views/build.py",
+    "views/playground.py",
+    "views/test_cases.py",
+    "views/runs.py",
+    "views/compare.py",
+    "views/engine.py",
+    "views/export.py",
 ]
 COSTAR = {
     "context": "We run a bakery.",
@@ -94,8 +94,8 @@ def test_save_a_version_and_diff_two():
 def test_state_survives_page_switches():
     at = app()
     fill_co_star(at)
-    at.switch_page("pages/engine.py").run()
-    at.switch_page("pages/build.py").run()
+    at.switch_page("views/engine.py").run()
+    at.switch_page("views/build.py").run()
     assert at.text_area(key="w_build_co_star_context").value == "We run a bakery."
 
 
@@ -121,12 +121,17 @@ def test_start_a_run_against_a_fake_remote_api(fake_api):
     ])  # fmt: skip
     label = remote(fake_api)
     at = app()
-    at.switch_page("pages/runs.py").run()
+    at.switch_page("views/runs.py").run()
     at.multiselect(key="runs_providers").set_value([label])
     at.multiselect(key="runs_versions").set_value([version.label])
-    at.button[0].click().run()  # the form's submit button
+    at.button(key="FormSubmitter:start_run-Start run").click().run()
     assert not at.exception, at.exception
     [run] = store.list_runs()
+    assert run.status == "queued" and fake_api.script.requests == []  # the page queues; a worker executes
+    from services import runs
+
+    runs.execute(store, run.id)  # what `workbench worker` does
+    at.run()
     stored = store.run_results(run.id)
     assert [r.error for r, _ in stored] == [None, None]
     assert len(stored) == 2 and all(scores for _, scores in stored)
@@ -145,7 +150,7 @@ def test_playground_heatmap_with_a_fake_remote_api(fake_api):
     fake_api.script.transform = lambda text: "bread is good"
     label = remote(fake_api)
     at = app()
-    at.switch_page("pages/playground.py").run()
+    at.switch_page("views/playground.py").run()
     at.selectbox(key="play_provider").set_value(label)
     at.radio(key="play_source").set_value("Free text")
     at.radio(key="play_mode").set_value("Token heatmap").run()
@@ -158,7 +163,7 @@ def test_playground_heatmap_with_a_fake_remote_api(fake_api):
 
 def test_import_shows_validation_errors_in_place(tmp_path):
     at = app()
-    at.switch_page("pages/test_cases.py").run()
+    at.switch_page("views/test_cases.py").run()
     assert not at.exception
     # file_uploader is not scriptable in AppTest; the import path is covered by the CLI tests. Saving the table is:
     at.text_input(key="cases_save_name").set_value("handmade").run()
@@ -180,10 +185,10 @@ def test_compare_two_runs_and_export_a_version():
         store.create_run(suite_id=suite.id, version_ids=[version.id], provider_ids=[config.id], run_id=run_id)
         runs.execute(store, run_id, providers={config.id: fake}, use_cache=False)
     at = app()
-    at.switch_page("pages/compare.py").run()
+    at.switch_page("views/compare.py").run()
     assert not at.exception, at.exception
     assert any(m.label == "Pass rate B vs A" for m in at.metric)
-    at.switch_page("pages/export.py").run()
+    at.switch_page("views/export.py").run()
     assert not at.exception, at.exception
     assert at.selectbox(key="export_ref").value == "co_star@v1"
     code = "\n".join(c.value for c in at.code)

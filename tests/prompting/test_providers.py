@@ -59,7 +59,9 @@ def test_streaming_yields_the_text_then_the_finish_reason_and_usage(fake_api):
 
 def test_extras_travel_only_where_capabilities_allow(fake_api):
     provider = remote(fake_api)
-    body = provider.request_body([{"role": "user", "content": "x"}], {"temperature": 0.5, "top_k": 5, "seed": 1})
+    body = provider.request_body(
+        [{"role": "user", "content": "x"}], {"temperature": 0.5, "top_k": 5, "seed": 1}
+    )
     assert body["temperature"] == 0.5 and body["seed"] == 1 and "extra_body" not in body  # top_k dropped
     with pytest.raises(ProviderError, match="does not support beam search"):
         provider.request_body([], {"use_beam_search": True})

@@ -34,11 +34,26 @@ def test_rows_become_cases_and_every_problem_names_its_row():
     rows = [
         {"description": "ok", "vars": '{"x": 1}', "expected": "1", "assertions": "[]", "tags": "a, b"},
         {"description": "bad json", "vars": "{x", "expected": "", "assertions": "[]", "tags": ""},
-        {"description": "bad type", "vars": "{}", "expected": "", "assertions": '[{"type": "nope"}]', "tags": ""},
+        {
+            "description": "bad type",
+            "vars": "{}",
+            "expected": "",
+            "assertions": '[{"type": "nope"}]',
+            "tags": "",
+        },
     ]
     cases, problems = suites.cases_from_rows(rows)
-    assert problems[0].startswith("row 2: Expecting property name") and problems[1] == "row 3: unknown assertion type 'nope'"
-    assert cases[0] == {"description": "ok", "vars": {"x": 1}, "expected": "1", "assertions": [], "tags": ["a", "b"]}
+    assert (
+        problems[0].startswith("row 2: Expecting property name")
+        and problems[1] == "row 3: unknown assertion type 'nope'"
+    )
+    assert cases[0] == {
+        "description": "ok",
+        "vars": {"x": 1},
+        "expected": "1",
+        "assertions": [],
+        "tags": ["a", "b"],
+    }
 
 
 def test_expected_is_asserted_once_at_run_time():
@@ -57,7 +72,7 @@ def test_the_test_cases_page_saves_a_suite_twice_without_growing_its_assertions(
                                "assertions": [{"type": "icontains", "value": "Paris"}]}])  # fmt: skip
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
     at.run()
-    at.switch_page("pages/test_cases.py").run()
+    at.switch_page("views/test_cases.py").run()
     name = "caps"
     for round_ in (1, 2):
         at.selectbox(key="cases_suite").set_value(name).run()

@@ -30,7 +30,9 @@ tests:
 
 
 def submit_echo_run(tmp_path: Path, url: str, cells: int, concurrency: int = 2) -> str:
-    tests = "\n".join(f"  - {{vars: {{word: w{i}}}, assert: [{{type: contains, value: w{i}}}]}}" for i in range(cells))
+    tests = "\n".join(
+        f"  - {{vars: {{word: w{i}}}, assert: [{{type: contains, value: w{i}}}]}}" for i in range(cells)
+    )
     path = tmp_path / "echo.yaml"
     path.write_text(SUITE.format(url=url, tests=tests))
     store = open_store()
@@ -97,7 +99,9 @@ def test_a_killed_worker_run_resumes_with_only_its_missing_cells(tmp_path, fake_
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not PG_URL, reason="PostgreSQL not available: set WORKBENCH_TEST_PG_URL (.ci/run starts one)")
+@pytest.mark.skipif(
+    not PG_URL, reason="PostgreSQL not available: set WORKBENCH_TEST_PG_URL (.ci/run starts one)"
+)
 def test_two_workers_on_postgresql_share_one_run_without_duplicates(tmp_path, fake_api, monkeypatch):
     admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
     name = f"wb_workers_{uuid.uuid4().hex[:8]}"
@@ -111,7 +115,9 @@ def test_two_workers_on_postgresql_share_one_run_without_duplicates(tmp_path, fa
         store = open_store(url)
         env = {**os.environ, "WORKBENCH_DB_URL": url}
         workers = [start_worker(env), start_worker(env)]
-        assert wait_for(lambda: len(store.list_workers()) == 2)  # both wait on the queue before the run arrives
+        assert wait_for(
+            lambda: len(store.list_workers()) == 2
+        )  # both wait on the queue before the run arrives
         run_id = submit_echo_run(tmp_path, fake_api.url, 40, concurrency=3)
         assert wait_for(lambda: store.get_run(run_id).status == "completed", timeout=90)
         assert store.count_results(run_id) == 40 and len(store.finished_cells(run_id)) == 40
@@ -138,5 +144,7 @@ def test_a_provider_given_in_process_is_not_started_as_an_engine():
                            provider_ids=[config.id])  # fmt: skip
     from tests.fakes import FakeProvider
 
-    runs.prepare_engines(store, run, {config.id: FakeProvider()})  # would fail to start a model named nothing-here
+    runs.prepare_engines(
+        store, run, {config.id: FakeProvider()}
+    )  # would fail to start a model named nothing-here
     assert "engine_startup_s" not in (store.get_run(run.id).options or {})

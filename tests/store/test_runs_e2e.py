@@ -104,8 +104,14 @@ def test_quantization_sweep_reports_score_perplexity_memory_and_speed(tmp_path, 
     path.write_text(SUITE)
     store = open_store()
     imported = suites.import_file(store, path)
-    sweep = runs.sweep_submit(store, imported.suite_id, imported.version_ids[0], "smollm2-135m-instruct", ["int4"],
-                              params={"temperature": 0, "max_tokens": 12})
+    sweep = runs.sweep_submit(
+        store,
+        imported.suite_id,
+        imported.version_ids[0],
+        "smollm2-135m-instruct",
+        ["int4"],
+        params={"temperature": 0, "max_tokens": 12},
+    )
     [run] = runs.sweep_runs(store, sweep)
     runs.execute(store, run.id)
     [row] = runs.sweep_result(store, sweep)

@@ -9,11 +9,11 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from pages.common import store
 from services import suites
 from services.errors import PromptingError, StoreError
+from views.common import store
 
-st.title("🧪 Test cases")
+st.title(":material/checklist: Test cases")
 
 st.subheader("Import a suite")
 upload = st.file_uploader(

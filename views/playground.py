@@ -9,13 +9,13 @@ import math
 import pandas as pd
 import streamlit as st
 
-from pages.common import engine_status, messages_view, provider, provider_specs, state, store, version_labels
 from prompting.strategies import Prompt, self_consistency, tree_of_thoughts
 from prompting.templates import load
 from services import versions
 from services.errors import PromptingError, StoreError
+from views.common import engine_status, messages_view, provider, provider_specs, state, store, version_labels
 
-st.title("🎛️ Playground")
+st.title(":material/tune: Playground")
 
 specs = provider_specs()
 labels = [s.label for s in specs]

@@ -10,12 +10,12 @@ import pandas as pd
 import streamlit as st
 
 import quant_methods
-from pages.common import engine_status
 from services.engines import engines
 from services.errors import PromptingError
 from settings import get_settings
+from views.common import engine_status
 
-st.title("⚙️ Engine")
+st.title(":material/memory: Engine")
 settings = get_settings()
 status = engine_status()
 
@@ -44,6 +44,32 @@ else:
             else:
                 time.sleep(0.1)
                 st.rerun()
+
+
+@st.fragment(run_every=15.0)
+def engines_list() -> None:
+    """Every engine this machine runs for the workbench: the configured one and those started on demand."""
+    engines.reap()
+    rows = engines.listing()
+    limit = get_settings()
+    st.subheader("Running engines")
+    st.caption(f"On-demand engines stop after {limit.engine_idle_s:.0f} s idle (WORKBENCH_ENGINE_IDLE_S); at most "
+               f"{limit.max_engines} run at once (WORKBENCH_MAX_ENGINES), starting one more stops the least "
+               "recently used.")  # fmt: skip
+    if not rows:
+        st.caption("None.")
+    for row in rows:
+        c1, c2, c3, c4, c5 = st.columns([3, 3, 2, 2, 1])
+        c1.markdown(f"**{row.model_id}**")
+        c2.caption(f"{row.url}" + ("" if row.on_demand else " (configured)"))
+        c3.caption("–" if row.rss_mb is None else f"{row.rss_mb:,.0f} MB resident")
+        c4.caption("–" if row.idle_s is None else f"idle {row.idle_s:,.0f} s")
+        if row.on_demand and c5.button("Stop", key=f"do_stop_{row.model_id}", icon=":material/stop_circle:"):
+            engines.stop(row.model_id)
+            st.rerun()
+
+
+engines_list()
 
 st.subheader("Memory")
 config_path = settings.models_dir / settings.default_model / "config.json"

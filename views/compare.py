@@ -8,15 +8,47 @@ import pandas as pd
 import streamlit as st
 
 import quant_methods
-from pages.common import provider, provider_specs, store, version_labels
 from services import runs
 from services.errors import PromptingError, StoreError
 from settings import get_settings
+from views.common import provider_specs, refreshing, run_label, store, version_labels
 
-st.title("📊 Compare")
+st.title(":material/compare_arrows: Compare")
 db = store()
 all_runs = db.list_runs()
 tab_runs, tab_sweep, tab_ablation = st.tabs(["Two runs", "Quantization sweep", "Section ablation"])
+
+
+def sweep_view(sweep: str) -> None:
+    rows = runs.sweep_result(db, sweep)
+    waiting = [r["method"] for r in rows if r["status"] in ("queued", "running")]
+    if waiting:
+        st.info(f"Waiting for the worker: {', '.join(waiting)}", icon=":material/hourglass_top:")
+    table = pd.DataFrame(rows)
+    st.dataframe(table, hide_index=True)
+    measured = [c for c in ("score", "ppl", "weight_mb", "tokens_per_s") if c in table]
+    if len(table) and measured:
+        long = table.melt(id_vars="method", value_vars=measured).dropna()
+        st.altair_chart(alt.Chart(long).mark_bar().encode(x="method:N", y="value:Q", color="method:N",
+                                                          column="variable:N").resolve_scale(y="independent"))  # fmt: skip
+
+
+def ablation_view(run_id: str) -> None:
+    run = db.get_run(run_id)
+    if run.status in ("queued", "running"):
+        state = runs.progress(db, run_id)
+        st.progress(
+            state.done / state.total if state.total else 0.0, text=f"{state.done}/{state.total} cells"
+        )
+    table = pd.DataFrame(runs.ablation_result(db, run_id)["variants"])
+    if table.empty:
+        return
+    st.altair_chart(alt.Chart(table.dropna(subset=["delta"]), title="Score change per dropped part").mark_bar().encode(
+        x=alt.X("delta:Q", title="score change vs full"), y=alt.Y("variant:N", sort="x"),
+        color=alt.condition("datum.delta < 0", alt.value("#d62728"), alt.value("#2ca02c"))),
+        use_container_width=True)  # fmt: skip
+    st.dataframe(table, hide_index=True)
+
 
 with tab_runs:
     if len(all_runs) < 2:
@@ -90,31 +122,20 @@ with tab_sweep:
         methods = st.multiselect(
             "Methods", quant_methods.CHOICES, default=["none", "int8", "int4"], key="sweep_methods"
         )
-        if st.button("Run the sweep", key="do_sweep_run"):
-            bar = st.progress(0.0)
+        if st.button("Queue the sweep", key="do_sweep_run", icon=":material/play_arrow:"):
             try:
-                rows = runs.quant_sweep(
-                    db,
-                    db.get_suite(suite_name).id,
-                    versions[version],
-                    get_settings().default_model,
-                    methods,
-                    params={"temperature": 0},
-                    progress=lambda s: bar.progress(s.done / s.total if s.total else 1.0),
-                )
-                st.session_state["sweep_rows"] = rows
-            except PromptingError as exc:
+                st.session_state["sweep_id"] = runs.sweep_submit(db, db.get_suite(suite_name).id, versions[version],
+                                                                 get_settings().default_model, methods,
+                                                                 params={"temperature": 0})  # fmt: skip
+            except (PromptingError, StoreError) as exc:
                 st.error(str(exc))
-        if st.session_state.get("sweep_rows"):
-            table = pd.DataFrame(st.session_state["sweep_rows"])
-            st.dataframe(table, hide_index=True)
-            long = table.melt(id_vars="method", value_vars=["score", "ppl", "weight_mb", "tokens_per_s"])
-            st.altair_chart(
-                alt.Chart(long)
-                .mark_bar()
-                .encode(x="method:N", y="value:Q", color="method:N", column="variable:N")
-                .resolve_scale(y="independent")
-            )
+        sweeps = list(
+            dict.fromkeys((r.options or {}).get("sweep") for r in all_runs if (r.options or {}).get("sweep"))
+        )
+        if sweeps:
+            sweep = st.selectbox("Sweep", sweeps, key="sweep_id")
+            active = any(r["status"] in ("queued", "running") for r in runs.sweep_result(db, sweep))
+            refreshing(sweep_view, active, 2.0, sweep)
 
 with tab_ablation:
     st.caption(
@@ -128,29 +149,14 @@ with tab_ablation:
         suite_name = st.selectbox("Suite", [s.name for s, _ in suites], key="abl_suite")
         version = st.selectbox("Version", list(versions), key="abl_version")
         label = st.selectbox("Provider", [s.label for s in specs], key="abl_provider")
-        if st.button("Run the ablation", key="do_abl_run"):
+        if st.button("Queue the ablation", key="do_abl_run", icon=":material/play_arrow:"):
             spec = next(s for s in specs if s.label == label)
             try:
-                st.session_state["abl_result"] = runs.ablation(
-                    db,
-                    db.get_suite(suite_name).id,
-                    versions[version],
-                    spec,
-                    params={"temperature": 0},
-                    provider=provider(spec),
-                )
-            except PromptingError as exc:
+                st.session_state["abl_run"] = runs.ablation_submit(db, db.get_suite(suite_name).id, versions[version],
+                                                                   spec, params={"temperature": 0})  # fmt: skip
+            except (PromptingError, StoreError) as exc:
                 st.error(str(exc))
-        if st.session_state.get("abl_result"):
-            table = pd.DataFrame(st.session_state["abl_result"]["variants"])
-            st.altair_chart(
-                alt.Chart(table, title="Score change per dropped part")
-                .mark_bar()
-                .encode(
-                    x=alt.X("delta:Q", title="score change vs full"),
-                    y=alt.Y("variant:N", sort="x"),
-                    color=alt.condition("datum.delta < 0", alt.value("#d62728"), alt.value("#2ca02c")),
-                ),
-                use_container_width=True,
-            )
-            st.dataframe(table, hide_index=True)
+        ablations = {r.id: run_label(r) for r in all_runs if (r.options or {}).get("kind") == "ablation"}
+        if ablations:
+            chosen = st.selectbox("Ablation run", list(ablations), format_func=ablations.get, key="abl_run")
+            refreshing(ablation_view, db.get_run(chosen).status in ("queued", "running"), 2.0, chosen)

@@ -8,15 +8,15 @@ import json
 import pandas as pd
 import streamlit as st
 
-from pages.common import local_tokenizer, messages_view, remembered, store, version_labels
 from prompting.delimiters import STYLES
 from prompting.errors import PromptingError
 from prompting.guardrails import Guardrails
 from prompting.templates import library_names, load
 from prompting.tokens import count_tokens
 from services import versions
+from views.common import local_tokenizer, messages_view, remembered, store, version_labels
 
-st.title("🧱 Build a prompt")
+st.title(":material/construction: Build a prompt")
 
 names = library_names()
 left, right = st.columns([3, 2], gap="large")

@@ -1,1 +1,0 @@
-"""The Streamlit pages: one file per screen (run by app.py through st.navigation)."""

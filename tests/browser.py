@@ -1,0 +1,116 @@
+"""Helpers for the browser tests: start the app as `make run` does (engine optional, worker, UI) and drive it in
+Debian's Chromium with Playwright (no browser download)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import free_port
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]  # fmt: skip
+
+
+def require_chromium() -> None:
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (make test installs it when run as root)")
+
+
+def wait_for(url: str, timeout: float = 180) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def spawn(args: list[str], env: dict) -> subprocess.Popen:
+    return subprocess.Popen(args, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+class App:
+    """The processes of `make run`, on free loopback ports."""
+
+    def __init__(self, home: Path, *, engine: bool = True, worker: bool = True):
+        self.engine_port, self.ui_port = free_port(), free_port()
+        self.env = {**os.environ, "WORKBENCH_HOME": str(home),
+                    "WORKBENCH_ENGINE_URL": f"http://127.0.0.1:{self.engine_port}/v1"}  # fmt: skip
+        self.with_engine, self.with_worker = engine, worker
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.ui_port}"
+
+    def start_worker(self) -> subprocess.Popen:
+        self.procs["worker"] = spawn([str(BIN / "workbench"), "worker", "--poll", "0.2"], self.env)
+        return self.procs["worker"]
+
+    def __enter__(self) -> App:
+        if self.with_engine:
+            self.procs["engine"] = spawn([str(BIN / "workbench"), "serve", "--host", "127.0.0.1", "--port",
+                                          str(self.engine_port)], self.env)  # fmt: skip
+        if self.with_worker:
+            self.start_worker()
+        self.procs["ui"] = spawn([str(BIN / "streamlit"), "run", str(ROOT / "app.py"), "--server.address",
+                                  "127.0.0.1", "--server.port", str(self.ui_port), "--server.headless", "true",
+                                  "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+                                 self.env)  # fmt: skip
+        if self.with_engine:
+            wait_for(f"http://127.0.0.1:{self.engine_port}/health")
+        wait_for(f"{self.url}/_stcore/health")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for proc in self.procs.values():
+            stop(proc)
+
+
+@contextmanager
+def chromium():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def new_page(browser, url: str):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(60_000)
+    page.goto(url)
+    return page
+
+
+def go(page, name: str) -> None:
+    """Open a page from the sidebar navigation."""
+    page.get_by_role("link", name=name, exact=True).click()
+    page.wait_for_timeout(300)

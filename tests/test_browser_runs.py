@@ -1,0 +1,113 @@
+"""Runs outlive the page, in real Chromium against the processes of `make run` (UI, worker; a fake remote API on
+loopback stands in for the model): switching pages, closing the browser and killing the worker lose nothing,
+and pressing Enter in the run form starts nothing."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+
+from prompting.providers import ProviderSpec
+from services import open_store
+from services.specs import save_provider
+from tests.browser import App, chromium, go, new_page, require_chromium
+
+pytestmark = pytest.mark.slow
+CELLS = 12
+
+
+@pytest.fixture
+def app(isolated_home, fake_api):
+    require_chromium()
+    fake_api.script.delay_s = 0.4
+    store = open_store()
+    store.save_version("echo", "Say {{ word }}")
+    store.save_suite("twelve", [{"description": f"word {i}", "vars": {"word": f"w{i}"},
+                                 "assertions": [{"type": "contains", "value": f"w{i}"}]} for i in range(CELLS)])  # fmt: skip
+    spec = ProviderSpec.parse(
+        "openai:chat:fake-model", {"apiBaseUrl": f"{fake_api.url}/v1", "apiKeyEnvar": "FAKE_KEY"}
+    )
+    save_provider(store, spec)
+    with App(isolated_home, engine=False) as running:
+        running.store, running.fake, running.provider = store, fake_api, spec.label
+        yield running
+
+
+def wait(predicate, timeout: float = 60.0) -> bool:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def start_run(page, provider: str) -> None:
+    """Fill the Runs form (the fake provider instead of the local model) and press its button."""
+    go(page, "Runs")
+    form = page.locator("[data-testid='stForm']")
+    providers = form.locator("[data-testid='stMultiSelect']").nth(1)
+    providers.locator("button[aria-label^='Remove']").first.click()  # drop the default local model
+    providers.locator("input").fill("fake")
+    page.get_by_role("option", name=provider).click()
+    page.keyboard.press("Escape")
+    form.get_by_role("button", name="Start run").click()
+
+
+def runs_of(store) -> list:
+    return store.list_runs()
+
+
+def test_runs_survive_page_switches_closed_browsers_and_a_killed_worker(app, tmp_path):
+    store = app.store
+    with chromium() as browser:
+        page = new_page(browser, app.url)
+        start_run(page, app.provider)
+        assert wait(lambda: len(runs_of(store)) == 1)
+        go(page, "Build")
+        go(page, "Engine")
+        go(page, "Runs")
+        first = runs_of(store)[0]
+        assert wait(lambda: store.get_run(first.id).status == "completed")
+        assert store.count_results(first.id) == CELLS
+        page.get_by_text("completed").first.wait_for()
+        page.screenshot(path=str(tmp_path / "runs-completed.png"), full_page=True)
+
+        start_run(page, app.provider)
+        assert wait(lambda: len(runs_of(store)) == 2)
+        second = runs_of(store)[0]
+        page.context.close()
+        assert wait(lambda: store.get_run(second.id).status == "completed")
+        assert store.count_results(second.id) == CELLS
+
+        page = new_page(browser, app.url)
+        go(page, "Runs")
+        repeats = page.locator("[data-testid='stForm']").get_by_label("Repeats")
+        repeats.fill("2")
+        repeats.press("Enter")
+        page.wait_for_timeout(2000)
+        assert len(runs_of(store)) == 2  # Enter in a field of the form started nothing
+
+        store.save_version(
+            "echo2", "Repeat {{ word }}"
+        )  # a new version: nothing of it is in the response cache
+        page.reload()
+        start_run(page, app.provider)
+        assert wait(lambda: len(runs_of(store)) == 3)
+        third = runs_of(store)[0]
+        assert wait(lambda: store.count_results(third.id) >= 3)
+        worker = app.procs["worker"]
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+        stored, requests_before = store.count_results(third.id), len(app.fake.script.requests)
+        assert stored < CELLS * 2  # killed mid-run (repeats 2 from the field above)
+        app.start_worker()
+        assert wait(lambda: store.get_run(third.id).status == "completed", timeout=90)
+        planned = CELLS * store.get_run(third.id).repeats
+        assert store.count_results(third.id) == planned and len(store.finished_cells(third.id)) == planned
+        # cells stored before the kill were not requested again (those in flight at the kill were)
+        assert len(app.fake.script.requests) - requests_before == planned - stored
+        page.screenshot(path=str(tmp_path / "runs-after-kill.png"), full_page=True)
+    print(f"screenshots: {tmp_path}")

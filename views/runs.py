@@ -1,0 +1,159 @@
+"""Runs: queue a run (suite × versions × providers × repeats × strategy) for the worker, watch it, cancel, resume
+or retry its errored cells; read the results grid (green pass, red fail, grey error) and each cell's detail.
+Nothing here executes a run: leaving the page, closing the browser or restarting the UI loses nothing."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from prompting.strategies import STRATEGIES
+from prompting.summary import percent
+from services import runs
+from services.errors import PromptingError, StoreError
+from services.specs import save_provider
+from views.common import provider_specs, refreshing, run_label, store, version_labels, worker_notice
+
+ACTIVE = ("queued", "running")
+
+st.title(":material/play_circle: Runs")
+db = store()
+
+
+def start_form() -> None:
+    suites, versions, specs = db.list_suites(), version_labels(), provider_specs()
+    if not suites or not versions:
+        st.info("A run needs a suite (Test cases page) and at least one saved version (Build page).")
+        return
+    # enter_to_submit=False: pressing Enter in a field never starts a run; only the button does
+    with st.form("start_run", enter_to_submit=False):
+        st.subheader("Start a run")
+        suite_name = st.selectbox("Suite", [s.name for s, _ in suites], key="runs_suite")
+        chosen_versions = st.multiselect(
+            "Versions", list(versions), default=list(versions)[-1:], key="runs_versions"
+        )
+        chosen_providers = st.multiselect("Providers", [s.label for s in specs], default=[specs[0].label],
+                                          key="runs_providers")  # fmt: skip
+        c1, c2, c3 = st.columns(3)
+        repeats = c1.number_input("Repeats", 1, 100, 1, key="runs_repeats")
+        strategy = c2.selectbox("Strategy", STRATEGIES, key="runs_strategy")
+        concurrency = c3.number_input("Concurrency", 1, 64, 4, key="runs_concurrency")
+        temperature = st.slider("temperature", 0.0, 2.0, 0.0, 0.05, key="runs_temperature")
+        max_tokens = st.number_input("max tokens", 1, 4096, 128, key="runs_max_tokens")
+        start = st.form_submit_button("Start run", type="primary")
+    if not start:
+        return
+    if not chosen_versions or not chosen_providers:
+        st.error("Pick at least one version and one provider.")
+        return
+    configs = [save_provider(db, s) for s in specs if s.label in chosen_providers]
+    plan = runs.RunPlan(db.get_suite(suite_name).id, [versions[v] for v in chosen_versions], [c.id for c in configs],
+                        int(repeats), {"name": strategy}, {"temperature": temperature, "max_tokens": int(max_tokens)},
+                        f"UI: {suite_name}")  # fmt: skip
+    run = runs.submit(db, plan, concurrency=int(concurrency))
+    st.session_state["runs_view"] = run.id
+    st.toast(f"Queued {run.id}", icon=":material/schedule:")
+
+
+def actions(run_id: str, status: str, errored: int, missing: int) -> None:
+    c1, c2, c3 = st.columns(3)
+    if status in ACTIVE and c1.button("Cancel", icon=":material/stop_circle:", key="do_runs_cancel"):
+        runs.cancel(db, run_id)
+        st.rerun()
+    if status not in ACTIVE and missing and c2.button(f"Resume ({missing} cells left)", icon=":material/replay:",
+                                                      key="do_runs_resume"):  # fmt: skip
+        runs.resume(db, run_id)
+        st.rerun()
+    if status not in ACTIVE and errored and c3.button(f"Retry {errored} errored cell(s)", icon=":material/refresh:",
+                                                      key="do_runs_retry"):  # fmt: skip
+        runs.retry_errored(db, run_id)
+        st.rerun()
+
+
+def live_status(run_id: str) -> None:
+    """Progress and summary, refreshed every second while the run is active."""
+    run = db.get_run(run_id)
+    state = runs.progress(db, run_id)
+    if run.status in ACTIVE:
+        fraction = state.done / state.total if state.total else 0.0
+        st.progress(fraction, text=f"{run.status}: {state.done}/{state.total} cells — pass {state.passed}, "
+                                   f"fail {state.failed}, errors {state.errors}")  # fmt: skip
+    startup = (run.options or {}).get("engine_startup_s")
+    st.caption(f"status **{run.status}** · strategy {run.strategy.get('name')} · repeats {run.repeats}"
+               + (f" · engine start-up {startup:.1f} s (not counted in cell latency)" if startup else ""))  # fmt: skip
+    groups = runs.summary(db, run_id)
+    if groups:
+        st.dataframe(pd.DataFrame([{
+            "version": g.version, "provider": g.provider, "cells": g.summary.cells, "errors": g.summary.errors,
+            "pass rate": percent(g.summary.pass_rate),
+            "mean score": None if g.summary.mean_score is None else round(g.summary.mean_score, 3),
+            "latency ms": None if g.summary.mean_latency_ms is None else round(g.summary.mean_latency_ms),
+            "tokens in": g.summary.tokens_in,
+            "tokens out": g.summary.tokens_out} for g in groups]), hide_index=True)  # fmt: skip
+    actions(run_id, run.status, state.errors, state.total - state.done)
+    if run.status in ACTIVE and st.session_state.get("runs_seen_active") != run_id:
+        st.session_state["runs_seen_active"] = run_id
+    elif run.status not in ACTIVE and st.session_state.get("runs_seen_active") == run_id:
+        st.session_state["runs_seen_active"] = None
+        st.rerun()  # the run just ended: draw its results grid
+
+
+def colour(row):
+    shade = {"pass": "#e3f6e3", "fail": "#fbe3e3", "error": "#eeeeee"}[row["result"]]
+    return [f"background-color: {shade}"] * len(row)
+
+
+def results(run_id: str) -> None:
+    run = db.get_run(run_id)
+    stored = db.run_results(run_id)
+    if not stored:
+        return
+    cases = {c.id: c for c in db.suite_cases(run.suite_id)} if run.suite_id else {}
+    versions, providers = runs.labels(db)
+    grid = pd.DataFrame([{
+        "case": cases[r.case_id].description or f"case {r.case_id}" if r.case_id in cases else r.case_id,
+        "version": versions.get(r.version_id), "provider": providers.get(r.provider_id), "repeat": r.repeat_index,
+        "result": "error" if r.error else ("pass" if r.passed else "fail"), "score": r.score,
+        "output": (r.error or r.output or "")[:120], "latency ms": round(r.latency_ms), "cached": r.cached,
+    } for r, _ in stored])  # fmt: skip
+    st.subheader("Results")
+    st.dataframe(grid.style.apply(colour, axis=1), hide_index=True, width="stretch")
+    st.subheader("Cell detail")
+    for (result, scores), row in zip(stored, grid.to_dict("records"), strict=True):
+        with st.expander(
+            f"{row['result'].upper()} · {row['case']} · {row['version']} · {row['provider']} #{row['repeat']}"
+        ):
+            cell_detail(result, scores)
+
+
+def cell_detail(result, scores) -> None:
+    st.markdown("**Messages sent**")
+    for message in result.messages:
+        st.text(f"[{message['role']}]\n{message['content']}")
+    st.markdown("**Output**")
+    st.text(result.error or result.output or "")
+    for score in scores:
+        mark = ":green[:material/check_circle:]" if score.passed else ":red[:material/cancel:]"
+        st.markdown(f"{mark} `{score.type}` ({score.score:.2f}): {score.reason}")
+    st.caption(f"{result.tokens_in} tokens in · {result.tokens_out} out · {result.latency_ms:.0f} ms"
+               + (" · cached" if result.cached else ""))  # fmt: skip
+    if result.detail:
+        st.json(result.detail, expanded=False)
+
+
+try:
+    worker_notice()
+    start_form()
+except (PromptingError, StoreError) as exc:
+    st.error(str(exc))
+
+st.divider()
+all_runs = db.list_runs()
+if not all_runs:
+    st.stop()
+labels = {r.id: run_label(r, status=False) for r in all_runs}  # the status line below stays current
+if st.session_state.get("runs_view") not in labels:
+    st.session_state["runs_view"] = all_runs[0].id
+run_id = st.selectbox("Run", list(labels), key="runs_view", format_func=labels.get)
+refreshing(live_status, db.get_run(run_id).status in ACTIVE, 1.0, run_id)
+results(run_id)
