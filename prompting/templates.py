@@ -23,7 +23,6 @@ from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, nodes
 from jinja2.exceptions import SecurityError, TemplateRuntimeError
 from jinja2.ext import Extension
 from jinja2.runtime import missing
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from prompting.delimiters import DEFAULT_STYLE, check_style, format_section, neutralize
 from prompting.errors import (
@@ -35,6 +34,7 @@ from prompting.errors import (
     UnsafeTemplate,
 )
 from prompting.guardrails import Guardrails, apply_guardrails, fold_system_into_user
+from prompting.limits import BoundedSandbox, StepCounter, _check_size, _Exceeded, current_limits, exceeded
 
 LIBRARY_DIR = Path(__file__).resolve().parent.parent / "templates"
 ROLES = ("system", "user", "assistant")
@@ -129,7 +129,7 @@ class _PromptExtension(Extension):
         return format_section(title, body, state.style if state else DEFAULT_STYLE) + "\n\n"
 
 
-_env = ImmutableSandboxedEnvironment(
+_env = BoundedSandbox(
     undefined=_RecordingUndefined,
     finalize=_finalize,
     extensions=[_PromptExtension],
@@ -283,10 +283,19 @@ class Template:
                                   f"{', '.join(var.choices)}; got {value!r}")  # fmt: skip
 
     def _execute(self, context: dict[str, Any], state: _RenderState) -> str:
-        """Run the compiled template with `state` active; Jinja's errors become domain errors."""
+        """Run the compiled template with `state` active, within the render limits; Jinja's errors become domain
+        errors."""
         token = _state.set(state)
+        limits = _env.limits = current_limits()
         try:
-            return self._compiled.render(context)
+            with StepCounter(limits):
+                out = self._compiled.render(context)
+            _check_size(
+                len(out) + sum(len(m["content"]) for m in state.messages), limits, "a rendered prompt"
+            )
+            return out
+        except _Exceeded as exc:
+            raise exceeded(self.name, exc, limits) from None
         except (SecurityError, OverflowError) as exc:  # the sandbox raises OverflowError for huge ranges
             raise UnsafeTemplate(self.name, str(exc)) from None
         except UndefinedError as exc:
