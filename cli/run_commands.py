@@ -87,13 +87,19 @@ def prepare_run(
     "--no-cache", is_flag=True, help="Ignore cached responses (fresh calls; they are still cached)."
 )
 @click.option("--retry-errored", is_flag=True, help="With --run-id: re-run only the cells that errored.")
+@click.option("--baseline", default=None, metavar="RUN_ID",
+              help="Gate on a stored run instead of --threshold: exit 1 only on a significant regression.")  # fmt: skip
+@click.option("--max-drop", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="With --baseline: the pass-rate drop tolerated; exit 1 when the 95 % interval of the change lies "
+              "wholly below -MAX_DROP.")  # fmt: skip
 def run(suite_file: Path, providers: tuple[str, ...], concurrency: int | None, repeat: int | None,
         strategy: str | None, threshold: float, run_id: str | None, output: Path | None, no_cache: bool,
-        retry_errored: bool) -> None:  # fmt: skip
+        retry_errored: bool, baseline: str | None, max_drop: float) -> None:  # fmt: skip
     """Run a suite (promptfoo-style YAML, CSV or JSONL) over prompts x providers x tests x repeats.
 
-    Results go to the store as they finish. Exit codes: 0 every cell scored and the pass rate >= --threshold,
-    1 otherwise, 2 invalid input. Ctrl-C stops cleanly and prints the --run-id to resume with.
+    Results go to the store as they finish. Exit codes: 0 every cell scored and the pass rate >= --threshold
+    (or, with --baseline, no significant regression against that run), 1 otherwise, 2 invalid input. Ctrl-C
+    stops cleanly and prints the --run-id to resume with.
     """
     from services import reports
 
@@ -103,10 +109,12 @@ def run(suite_file: Path, providers: tuple[str, ...], concurrency: int | None, r
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--output") from None
     db = store()
+    if baseline and not db.has_run(baseline):
+        raise click.BadParameter(f"no stored run '{baseline}'", param_hint="--baseline")
     run_id, suite = prepare_run(db, suite_file, providers, repeat, strategy, run_id, retry_errored)
     options = {"concurrency": concurrency or suite.max_concurrency or 4, "use_cache": not no_cache}
     execute_or_attach(db, run_id, options, suite_file)
-    finish(db, run_id, threshold, output)
+    finish(db, run_id, threshold, output, baseline, max_drop)
 
 
 def execute_or_attach(db, run_id: str, options: dict, suite_file: Path) -> None:
@@ -153,7 +161,8 @@ def watch(db, run_id: str, on_progress, poll_s: float = 0.5) -> None:
         time.sleep(poll_s)
 
 
-def finish(db, run_id: str, threshold: float, output: Path | None) -> None:
+def finish(db, run_id: str, threshold: float, output: Path | None, baseline: str | None = None,
+           max_drop: float = 0.0) -> None:  # fmt: skip
     """Print the summary table and the verdict line, write the report, exit 0 or 1."""
     from prompting.summary import percent
     from services import reports, runs
@@ -165,9 +174,29 @@ def finish(db, run_id: str, threshold: float, output: Path | None) -> None:
         out.print(f"results written to {output}")
     total = runs.overall(db, run_id)
     errored = f"; {total.errors} errored cells have no verdict (--retry-errored)" if total.errors else ""
+    if baseline:
+        gate(db, baseline, run_id, max_drop, total)
     click.echo(f"pass rate {percent(total.pass_rate, 1)} ({total.passed} of {total.scored} scored cells"
                f"{errored}; threshold {threshold:.0%}) - run id {run_id}", err=True)  # fmt: skip
     sys.exit(0 if total.meets(threshold) else 1)
+
+
+def gate(db, baseline: str, run_id: str, max_drop: float, total) -> None:
+    """The noise-aware gate: exit 1 only when the run is significantly worse than the baseline by more than
+    max_drop (the upper end of the 95 % interval of the change lies below -max_drop)."""
+    from prompting.stats import regression
+    from services.compare import compare_runs
+
+    result = compare_runs(db, baseline, run_id)
+    failed = regression(result, max_drop)
+    errored = f"; {total.errors} errored cells left out" if total.errors else ""
+    click.echo(
+        f"against {baseline} ({result.cases} shared cells, {result.test}): {result.verdict}{errored}",
+        err=True,
+    )
+    click.echo(f"gate: {'FAIL' if failed else 'pass'} (tolerated drop {max_drop * 100:.0f} pts) - run id {run_id}",
+               err=True)  # fmt: skip
+    sys.exit(1 if failed else 0)
 
 
 @click.command()
@@ -217,6 +246,8 @@ def runs_show(run_id: str, as_json: bool) -> None:
         click.echo(json.dumps(payload, ensure_ascii=False, default=str))
         return
     click.echo(f"run {payload['id']}  status {payload['status']}  strategy {payload['strategy'].get('name')}")
+    for group in payload["groups"]:
+        click.echo(f"{group['version']} × {group['provider']}: {describe_stats(group)}")
     for r in payload["results"]:
         mark = "ERROR" if r["error"] else ("PASS" if r["pass"] else "FAIL")
         score = "-" if r["score"] is None else f"{r['score']:.2f}"
@@ -225,14 +256,42 @@ def runs_show(run_id: str, as_json: bool) -> None:
                    f"score {score}: {text[:100]}")  # fmt: skip
 
 
+def percent_interval(ci) -> str:
+    return "" if ci is None else f" [{ci[0]:.0%}, {ci[1]:.0%}]"
+
+
+def describe_stats(group: dict) -> str:
+    """One line: pass rate and mean score with their 95 % intervals over cases, errors, pass@k, flaky cases."""
+    stats = group["stats"]
+    if not stats["cases"]:
+        return f"no scored cell ({group['errors']} errored)"
+    score_ci = stats["mean_score_ci"]
+    text = (f"pass rate {stats['pass_rate']:.0%}{percent_interval(stats['pass_rate_ci'])} over {stats['cases']} "
+            f"cases, mean score {stats['mean_score']:.2f}" + (f" [{score_ci[0]:.2f}, {score_ci[1]:.2f}]" if score_ci else ""))  # fmt: skip
+    if group["errors"]:
+        text += f", {group['errors']} errored cells apart"
+    for name, values in (("pass@", stats["pass_at_k"]), ("pass^", stats["pass_hat_k"])):
+        text += "".join(f", {name}{k} {v:.0%}" for k, v in values.items() if int(k) > 1)
+    if stats["flaky_cases"]:
+        text += f", {stats['flaky_cases']} flaky case(s)"
+    return text
+
+
 @runs.command("compare")
 @click.argument("run_a")
 @click.argument("run_b")
-def runs_compare(run_a: str, run_b: str) -> None:
-    """Per-case pass/fail flips and score changes from A to B, then totals."""
+@click.option("--json", "as_json", is_flag=True, help="The paired statistics as one JSON object.")
+def runs_compare(run_a: str, run_b: str, as_json: bool) -> None:
+    """B against A on the cells they share: per-case flips, totals, and a paired verdict (exact McNemar or a
+    sign-flip test over cases, bootstrap intervals, the smallest difference this suite detects)."""
     from prompting.summary import percent
+    from services import compare as compare_service
     from services import runs as run_service
 
+    paired = compare_service.compare_runs(store(), run_a, run_b)
+    if as_json:
+        click.echo(json.dumps(compare_service.paired_dict(paired)))
+        return
     result = run_service.compare(store(), run_a, run_b)
     for cell in result["cells"]:
         sa, sb = cell["score_a"], cell["score_b"]
@@ -249,6 +308,7 @@ def runs_compare(run_a: str, run_b: str) -> None:
     click.echo(f"totals: pass rate {percent(ta.pass_rate, 1)} -> {percent(tb.pass_rate, 1)}, mean score "
                f"{score(ta)} -> {score(tb)}; fixed {result['fixed']}, broke {result['broke']}; "
                f"only in A {result['only_a']}, only in B {result['only_b']}")  # fmt: skip
+    click.echo(f"verdict ({paired.test}, {paired.cases} cases): {paired.verdict}")
 
 
 @runs.command("resume")
@@ -303,6 +363,24 @@ def worker(poll: float) -> None:
             click.echo("worker stopped; its unfinished cells are back in the queue", err=True)
 
 
+@click.command()
+@click.option("--detect", type=click.FloatRange(0.001, 0.999), required=True,
+              help="The pass-rate change to detect, as a fraction (0.10 = 10 points).")  # fmt: skip
+@click.option("--baseline-rate", type=click.FloatRange(0.001, 0.999), default=0.7, show_default=True,
+              help="The pass rate you expect today.")  # fmt: skip
+@click.option("--power", type=click.FloatRange(0.5, 0.99), default=0.8, show_default=True)
+def plan(detect: float, baseline_rate: float, power: float) -> None:
+    """How many cases a suite needs to detect a given change in pass rate (two-sided, 5 % level)."""
+    from prompting.stats import cases_needed
+
+    try:
+        n = cases_needed(detect, baseline_rate, power)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--detect") from None
+    click.echo(f"{n} cases detect a change of {detect * 100:.0f} points from {baseline_rate:.0%} with {power:.0%} power "
+               "(independent outcomes; comparing two runs of the same cases usually needs fewer)")  # fmt: skip
+
+
 def register(main: click.Group) -> None:
-    for command in (run, ape, runs, worker):
+    for command in (run, ape, runs, worker, plan):
         main.add_command(command)

@@ -14,7 +14,8 @@ from typing import Any
 
 import quant_methods
 from prompting.delimiters import STYLES
-from prompting.errors import MissingVariables, PromptingError
+from prompting.checks import listing, render_problems
+from prompting.errors import PromptingError
 from prompting.guardrails import Guardrails
 from prompting.providers import ProviderSpec
 from prompting.strategies import STRATEGIES
@@ -268,20 +269,8 @@ def _evaluate_options(data: dict, suite: Suite, where: Where) -> None:
 
 
 def _check_vars(suite: Suite, where: Where, from_file: bool) -> None:
-    """Every test must give every prompt the variables it needs (all missing ones named)."""
-    for prompt in suite.prompts:
-        for index, case in enumerate(suite.cases):
-            try:
-                prompt.template.render(case.vars, delimiter=suite.delimiter)
-            except MissingVariables as exc:
-                label = case.description or f"test {index + 1}"
-                raise where.error(
-                    f"{label}: missing vars for prompt '{prompt.label}': {', '.join(exc.names)}",
-                    "tests",
-                    index,
-                    "vars",
-                ) from None
-            except PromptingError as exc:
-                raise where.error(
-                    f"prompt '{prompt.label}' cannot render this test: {exc}", "tests", index
-                ) from None
+    """Every test must give every prompt the variables it needs: every missing one of every test is named."""
+    prompts = [(p.label, lambda v, t=p.template: t.render(v, delimiter=suite.delimiter)) for p in suite.prompts]
+    problems = render_problems(prompts, [(c.description, c.vars) for c in suite.cases], noun="test")
+    if problems:
+        raise where.error(listing(problems), "tests", problems[0].case_index, "vars")

@@ -35,8 +35,16 @@ def payload(store: Store, run_id: str) -> dict[str, Any]:
         })  # fmt: skip
     return {"id": run.id, "status": run.status, "created_at": run.created_at.isoformat(),
             "description": run.description, "strategy": run.strategy, "repeats": run.repeats,
-            "summary": overall(store, run_id).to_dict(), "groups": [g.to_dict() for g in summary(store, run_id)],
+            "summary": overall(store, run_id).to_dict(), "groups": _groups(store, run_id),
             "results": results}  # fmt: skip
+
+
+def _groups(store: Store, run_id: str) -> list[dict[str, Any]]:
+    """Each version × provider's summary with its intervals (cases as the unit), pass@k and flaky cases."""
+    from services.compare import run_group_stats, stats_dict
+
+    stats = run_group_stats(store, run_id)
+    return [{**g.to_dict(), "stats": stats_dict(stats[(g.version_id, g.provider_id)])} for g in summary(store, run_id)]
 
 
 def check_suffix(path: Path) -> None:

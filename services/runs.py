@@ -58,9 +58,11 @@ class GroupSummary:
 
 
 def create(store: Store, plan: RunPlan, **options: Any):
-    """Store a run (status queued) without queueing its cells; `submit` does both."""
+    """Store a run (status queued) without queueing its cells; `submit` does both. The plan is validated first
+    (`validate`): a run that cannot render is refused before anything is stored."""
     if not plan.version_ids or not plan.provider_ids:
         raise StoreError("a run needs at least one version and one provider")
+    validate(store, plan)
     return store.create_run(suite_id=plan.suite_id, version_ids=plan.version_ids, provider_ids=plan.provider_ids,
                             repeats=plan.repeats, strategy=plan.strategy, params=plan.params,
                             description=plan.description, run_id=plan.run_id, options=options)  # fmt: skip
@@ -178,7 +180,7 @@ def after_completion(store: Store, run_id: str) -> None:
 
 def labels(store: Store) -> tuple[dict[int, str], dict[int, str]]:
     """Version labels and provider labels by id."""
-    versions = {v.id: v.label for v in store.list_versions()}
+    versions = {v.id: v.label for v in store.list_versions(include_variants=True)}
     providers = {p.id: p.label for p in store.list_providers()}
     return versions, providers
 
@@ -239,10 +241,10 @@ def ablation_submit(store: Store, suite_id: int, version_id: int, spec: Provider
     variant_of: dict[int, str] = {}
     for label, prompt in ablation_variants(prompt_of(base)):
         version = base if label == "full" else store.save_version(
-            base.name, base.source, variables=prompt.variables, delimiter=prompt.delimiter,
+            f"{base.label} {label}", base.source, variables=prompt.variables, delimiter=prompt.delimiter,
             guardrails=prompt.guardrails.to_dict() if prompt.guardrails else None,
             options={"drop_sections": list(prompt.drop_sections)}, note=f"ablation of {base.label}: {label}",
-            library_ref=base.library_ref)  # fmt: skip
+            library_ref=base.library_ref, parent_id=base.id)  # fmt: skip
         variant_of[version.id] = label
     config = save_provider(store, spec)
     plan = RunPlan(suite_id, list(variant_of), [config.id], params=params or {},
@@ -327,3 +329,17 @@ def describe(store: Store, run, versions: dict[int, str] | None = None, provider
         shown_providers += f" +{len(run.provider_ids) - 2}"
     name = f"{suite} · {shown_versions} · {shown_providers} · {run.created_at:%b %d %H:%M:%S}"
     return f"{name} · {run.status}" if status else name
+
+
+def validate(store: Store, plan: RunPlan) -> None:
+    """Before anything is stored: every version must render with every case's variables (plus the version's
+    bound values and the template's defaults). Raises PlanError listing every missing variable per case."""
+    from prompting.checks import PlanError, render_problems
+
+    cases = store.suite_cases(plan.suite_id)
+    if not cases:
+        raise StoreError(f"suite '{store.get_suite(plan.suite_id).name}' has no cases: add some before running it")
+    prompts = [(v.label, prompt_of(v).render) for v in (store.get_version(i) for i in plan.version_ids)]
+    problems = render_problems(prompts, [(c.description, c.vars) for c in cases])
+    if problems:
+        raise PlanError(problems, len(cases))

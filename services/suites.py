@@ -122,3 +122,16 @@ def override(
                 "--strategy", "", f"unknown strategy '{strategy}'; choose one of: {', '.join(STRATEGIES)}"
             )
         suite.strategy = {"name": strategy}
+
+
+def recent_suite(store: Store) -> str | None:
+    """The suite of the most recent run, else the newest suite: what a picker should offer first."""
+    runs = store.list_runs()
+    for run in runs:
+        if run.suite_id:
+            try:
+                return store.get_suite(run.suite_id).name
+            except StoreError:
+                continue
+    suites = [s for s, _ in store.list_suites()]
+    return max(suites, key=lambda s: (s.created_at, s.id)).name if suites else None

@@ -49,3 +49,9 @@ def diff(store: Store, first: str | int, second: str | int) -> str:
                 *v.source.splitlines()]  # fmt: skip
 
     return "\n".join(difflib.unified_diff(describe(va), describe(vb), va.label, vb.label, lineterm=""))
+
+
+def newest_label(store: Store) -> str | None:
+    """The most recently saved user version (what a picker should offer first)."""
+    versions = store.list_versions()
+    return max(versions, key=lambda v: (v.created_at, v.id)).label if versions else None

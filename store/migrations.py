@@ -37,6 +37,13 @@ def m002_run_queue(conn: Connection) -> None:
     add_column(conn, "runs", "options", "JSON")
 
 
+@migration
+def m003_version_variants(conn: Connection) -> None:
+    """Versions the workbench makes (ablation variants) belong to the version they came from."""
+    add_column(conn, "template_versions", "kind", "VARCHAR DEFAULT 'user'")
+    add_column(conn, "template_versions", "parent_id", "INTEGER")
+
+
 def add_column(conn: Connection, table: str, column: str, ddl_type: str) -> None:
     """ALTER TABLE ADD COLUMN, unless the column exists (m001 creates tables from today's models, so a fresh
     database already has the columns that later steps add to older ones)."""

@@ -35,10 +35,12 @@ class TemplateVersion(SQLModel, table=True):
     note: str = ""
     content_hash: str = Field(index=True)
     created_at: datetime = Field(default_factory=utcnow)
+    kind: str | None = "user"  # user | variant (made by the workbench, e.g. an ablation; hidden from pickers)
+    parent_id: int | None = None  # a variant's version
 
     @property
     def label(self) -> str:
-        return f"{self.name}@v{self.version}"
+        return self.name if self.kind == "variant" else f"{self.name}@v{self.version}"
 
 
 class Suite(SQLModel, table=True):

@@ -147,6 +147,21 @@ class ResultQueries:
                     scores[score.result_id].append(score)
             return [(r, scores[r.id]) for r in results]
 
+    def result_outcomes(self, run_id: str) -> list[tuple[int, int, int, int, bool | None, float | None, bool]]:
+        """(case, version, provider, repeat, passed, score, errored) of every result of a run: what statistics
+        need, without outputs, messages or scores."""
+        query = (select(Result.case_id, Result.version_id, Result.provider_id, Result.repeat_index, Result.passed,
+                        Result.score, Result.error.is_not(None)).where(Result.run_id == run_id))  # fmt: skip
+        with self.session() as s:
+            return [tuple(row) for row in s.exec(query)]
+
+    def result_group_counts(self) -> dict[tuple[str, int, int], int]:
+        """Stored results per (run, version, provider)."""
+        query = select(Result.run_id, Result.version_id, Result.provider_id, func.count()).group_by(
+            Result.run_id, Result.version_id, Result.provider_id)
+        with self.session() as s:
+            return {(r, v, p): n for r, v, p, n in s.exec(query)}
+
     def count_results(self, run_id: str) -> int:
         with self.session() as s:
             return s.exec(select(func.count()).select_from(Result).where(Result.run_id == run_id)).one()

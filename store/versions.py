@@ -34,8 +34,10 @@ class VersionQueries:
         note: str = "",
         library_ref: str | None = None,
         options: dict | None = None,
+        parent_id: int | None = None,
     ) -> TemplateVersion:
-        """A new immutable version; content identical to the latest version of `name` returns that one."""
+        """A new immutable version; content identical to the latest version of `name` returns that one. With a
+        `parent_id` it is a variant of that version (its name should say which), hidden from version pickers."""
         variables = variables or {}
         digest = content_hash(source, variables, delimiter, guardrails, options)
         with self.session() as s:
@@ -45,16 +47,20 @@ class VersionQueries:
                 return latest
             row = TemplateVersion(name=name, version=(latest.version + 1) if latest else 1, source=source,
                                   variables=variables, delimiter=delimiter, guardrails=guardrails, note=note,
-                                  library_ref=library_ref, options=options or {}, content_hash=digest)  # fmt: skip
+                                  library_ref=library_ref, options=options or {}, content_hash=digest,
+                                  kind="variant" if parent_id else "user", parent_id=parent_id)  # fmt: skip
             s.add(row)
             s.flush()
             return row
 
-    def list_versions(self, name: str | None = None) -> list[TemplateVersion]:
+    def list_versions(self, name: str | None = None, include_variants: bool = False) -> list[TemplateVersion]:
+        """Versions by name and number; variants (made by the workbench) only when asked for."""
         with self.session() as s:
             query = select(TemplateVersion).order_by(TemplateVersion.name, TemplateVersion.version)
             if name:
                 query = query.where(TemplateVersion.name == name)
+            if not include_variants:
+                query = query.where((TemplateVersion.kind != "variant") | TemplateVersion.kind.is_(None))
             return list(s.exec(query))
 
     def get_version(self, ref: str | int) -> TemplateVersion:

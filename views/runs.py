@@ -10,6 +10,8 @@ import streamlit as st
 from prompting.strategies import STRATEGIES
 from prompting.summary import percent
 from services import runs
+from services import suites as suites_service
+from services import versions as versions_service
 from services.errors import PromptingError, StoreError
 from services.specs import save_provider
 from views.common import provider_specs, refreshing, run_label, store, version_labels, worker_notice

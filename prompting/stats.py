@@ -1,0 +1,277 @@
+"""Numbers with their uncertainty: intervals, paired tests, power. Pure functions over arrays, no I/O.
+
+Cases are the unit everywhere: a case's repeats are averaged first (its pass fraction and mean score), never
+counted as independent samples, so a suite of 50 cases run 3 times has 50 observations, not 150. Comparisons are
+paired by case. Distributions, tests and the bootstrap come from scipy; seeds make every interval reproducible.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import stats
+from scipy.special import comb
+
+CONFIDENCE = 0.95
+RESAMPLES = 2000
+POWER = 0.80
+ALPHA = 0.05
+
+
+@dataclass(frozen=True)
+class Interval:
+    low: float
+    high: float
+
+    def contains(self, value: float) -> bool:
+        return self.low <= value <= self.high
+
+
+@dataclass
+class CaseOutcomes:
+    """Per-case results of one group (a version × provider of a run), repeats averaged."""
+
+    keys: list[Hashable]
+    passes: np.ndarray  # passed repeats per case
+    scored: np.ndarray  # scored (not errored) repeats per case
+    score: np.ndarray  # mean score over the scored repeats
+
+    @classmethod
+    def from_cells(cls, cells: Iterable[tuple[Hashable, bool | None, float | None, bool]]) -> CaseOutcomes:
+        """`cells`: (case key, passed, score, errored) per cell; errored cells carry no verdict and are left out."""
+        table: dict[Hashable, list[tuple[bool, float]]] = {}
+        for key, passed, score, errored in cells:
+            if not errored:
+                table.setdefault(key, []).append((bool(passed), float(score or 0.0)))
+        keys = list(table)
+        passes = np.array([sum(p for p, _ in table[k]) for k in keys], dtype=float)
+        scored = np.array([len(table[k]) for k in keys], dtype=float)
+        score = np.array([sum(s for _, s in table[k]) / len(table[k]) for k in keys], dtype=float)
+        return cls(keys, passes, scored, score)
+
+    @property
+    def n(self) -> int:
+        return len(self.keys)
+
+    @property
+    def pass_fraction(self) -> np.ndarray:
+        return self.passes / np.maximum(self.scored, 1)
+
+    def subset(self, keys: Sequence[Hashable]) -> CaseOutcomes:
+        index = {k: i for i, k in enumerate(self.keys)}
+        rows = [index[k] for k in keys]
+        return CaseOutcomes(list(keys), self.passes[rows], self.scored[rows], self.score[rows])
+
+
+def wilson(successes: float, n: int, confidence: float = CONFIDENCE) -> Interval | None:
+    """Wilson score interval of a proportion (scipy's, for whole counts; the same formula for the averaged
+    pass fractions of repeated cases, which is conservative for them)."""
+    if n <= 0:
+        return None
+    if float(successes).is_integer():
+        ci = stats.binomtest(int(successes), n).proportion_ci(confidence_level=confidence, method="wilson")
+        return Interval(float(ci.low), float(ci.high))
+    z = stats.norm.ppf(0.5 + confidence / 2)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return Interval(max(0.0, centre - half), min(1.0, centre + half))
+
+
+def bootstrap_mean(values: np.ndarray, seed: int = 0, resamples: int = RESAMPLES,
+                   confidence: float = CONFIDENCE) -> Interval | None:  # fmt: skip
+    """BCa bootstrap interval of a mean over cases (scipy.stats.bootstrap, seeded)."""
+    values = np.asarray(values, dtype=float)
+    if values.size < 2:
+        return None
+    if np.all(values == values[0]):
+        return Interval(float(values[0]), float(values[0]))
+    result = stats.bootstrap((values,), np.mean, n_resamples=resamples, confidence_level=confidence,
+                             method="BCa", rng=np.random.default_rng(seed), batch=250)  # fmt: skip
+    low, high = result.confidence_interval
+    if not (math.isfinite(low) and math.isfinite(high)):  # BCa degenerates on near-constant data
+        result = stats.bootstrap((values,), np.mean, n_resamples=resamples, confidence_level=confidence,
+                                 method="percentile", rng=np.random.default_rng(seed), batch=250)  # fmt: skip
+        low, high = result.confidence_interval
+    return Interval(float(low), float(high))
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k (Chen et al. 2021): the chance that at least one of k samples drawn from n passes."""
+    return 1.0 if n - c < k else 1.0 - float(comb(n - c, k, exact=True)) / float(comb(n, k, exact=True))
+
+
+def pass_hat_k(n: int, c: int, k: int) -> float:
+    """pass^k: the chance that all k samples drawn from n pass (reliability, as in tau-bench)."""
+    return float(comb(c, k, exact=True)) / float(comb(n, k, exact=True))
+
+
+@dataclass
+class GroupStats:
+    cases: int
+    pass_rate: float | None
+    pass_ci: Interval | None
+    mean_score: float | None
+    score_ci: Interval | None
+    pass_at: dict[int, float] = field(default_factory=dict)
+    pass_hat: dict[int, float] = field(default_factory=dict)
+    flaky: list[Hashable] = field(default_factory=list)
+
+
+def group_stats(outcomes: CaseOutcomes, seed: int = 0) -> GroupStats:
+    """Pass rate with a Wilson interval and mean score with a bootstrap interval over cases; with repeats also
+    unbiased pass@k and pass^k (for every k up to the fewest repeats of a case) and the flaky cases."""
+    n = outcomes.n
+    if n == 0:
+        return GroupStats(0, None, None, None, None)
+    fractions = outcomes.pass_fraction
+    result = GroupStats(n, float(fractions.mean()), wilson(float(fractions.sum()), n), float(outcomes.score.mean()),
+                        bootstrap_mean(outcomes.score, seed))  # fmt: skip
+    repeats = int(outcomes.scored.min())
+    if repeats > 1:
+        for k in range(1, repeats + 1):
+            result.pass_at[k] = float(np.mean([pass_at_k(int(s), int(c), k) for s, c in zip(outcomes.scored, outcomes.passes, strict=True)]))
+            result.pass_hat[k] = float(np.mean([pass_hat_k(int(s), int(c), k) for s, c in zip(outcomes.scored, outcomes.passes, strict=True)]))
+    result.flaky = [key for key, c, s in zip(outcomes.keys, outcomes.passes, outcomes.scored, strict=True) if 0 < c < s]
+    return result
+
+
+# --- paired comparison ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Paired:
+    """B against A on the cases both have; deltas are B − A."""
+
+    cases: int
+    only_a: list[Hashable]
+    only_b: list[Hashable]
+    rate_a: float | None
+    rate_b: float | None
+    delta: float | None  # pass rate
+    delta_ci: Interval | None
+    delta_score: float | None
+    delta_score_ci: Interval | None
+    p_value: float | None
+    test: str
+    mdd: float | None  # the smallest difference this many cases detects at 80 % power
+    fixed: list[Hashable] = field(default_factory=list)  # fail in A, pass in B
+    broke: list[Hashable] = field(default_factory=list)
+
+    @property
+    def significant(self) -> bool:
+        return (self.p_value is not None and self.p_value < ALPHA and self.delta_ci is not None
+                and not self.delta_ci.contains(0.0))  # fmt: skip
+
+    @property
+    def verdict(self) -> str:
+        return verdict(self)
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Exact McNemar p-value from the discordant pairs (b: A passed and B failed; c: the reverse)."""
+    if b + c == 0:
+        return 1.0
+    return float(min(1.0, 2.0 * stats.binom.cdf(min(b, c), b + c, 0.5)))
+
+
+def sign_flip_p(d: np.ndarray, seed: int = 0, resamples: int = 9999) -> float:
+    """Paired permutation test (random sign flips of the case differences), for repeated cases."""
+    if not np.any(d):
+        return 1.0
+    result = stats.permutation_test((d,), np.mean, permutation_type="samples", n_resamples=resamples,
+                                    alternative="two-sided", rng=np.random.default_rng(seed))  # fmt: skip
+    return float(result.pvalue)
+
+
+def min_detectable(d: np.ndarray, baseline: float, power: float = POWER, alpha: float = ALPHA) -> float | None:
+    """Smallest true difference in pass rate that `len(d)` paired cases detect with this power: (z₁₋α/₂ + z_power)
+    × sd(differences) / √n, with the observed sd, or √(2p(1−p)) when the runs did not differ at all."""
+    n = len(d)
+    if n < 2:
+        return None
+    sd = float(np.std(d, ddof=1))
+    if sd == 0.0:
+        p = min(max(baseline, 0.05), 0.95)
+        sd = math.sqrt(2 * p * (1 - p))
+    return float((stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)) * sd / math.sqrt(n))
+
+
+def paired(a: CaseOutcomes, b: CaseOutcomes, seed: int = 0, resamples: int = RESAMPLES) -> Paired:
+    """Match cases by key; exact McNemar on pass/fail (a sign-flip permutation test when cases repeat), paired
+    bootstrap intervals for Δ pass rate and Δ mean score (resampling cases), and the minimum detectable difference."""
+    common = [k for k in a.keys if k in set(b.keys)]
+    only_a = [k for k in a.keys if k not in set(common)]
+    only_b = [k for k in b.keys if k not in set(common)]
+    if not common:
+        return Paired(0, only_a, only_b, None, None, None, None, None, None, None, "none", None)
+    ca, cb = a.subset(common), b.subset(common)
+    fa, fb = ca.pass_fraction, cb.pass_fraction
+    d, d_score = fb - fa, cb.score - ca.score
+    repeated = bool(ca.scored.max() > 1 or cb.scored.max() > 1)
+    if repeated:
+        p_value, test = sign_flip_p(d, seed), "sign-flip permutation test over cases"
+    else:
+        p_value, test = mcnemar_exact(int(((fa == 1) & (fb == 0)).sum()), int(((fa == 0) & (fb == 1)).sum())), "exact McNemar"
+    return Paired(len(common), only_a, only_b, float(fa.mean()), float(fb.mean()), float(d.mean()),
+                  _delta_ci(d, seed, resamples), float(d_score.mean()), _delta_ci(d_score, seed + 1, resamples),
+                  p_value, test, min_detectable(d, float(fa.mean())),
+                  [k for k, x, y in zip(common, fa, fb, strict=True) if x < 0.5 <= y],
+                  [k for k, x, y in zip(common, fa, fb, strict=True) if y < 0.5 <= x])  # fmt: skip
+
+
+def _delta_ci(d: np.ndarray, seed: int, resamples: int) -> Interval | None:
+    if d.size < 2:
+        return None
+    return bootstrap_mean(d, seed, resamples)
+
+
+def points(x: float) -> str:
+    return f"{x * 100:+.0f}".replace("-", "−")
+
+
+def verdict(result: Paired) -> str:
+    """One line a person can act on, e.g. "B better: +12 pts [+4, +20], p = 0.004"."""
+    if result.cases == 0 or result.delta is None:
+        return "no cases in common: nothing to compare"
+    if result.delta_ci is None:
+        return f"{points(result.delta)} pts on {result.cases} case(s): too few cases for an interval"
+    ci = f"[{points(result.delta_ci.low)}, {points(result.delta_ci.high)}]"
+    if result.significant:
+        side = "better" if result.delta > 0 else "worse"
+        return f"B {side}: {points(result.delta)} pts {ci}, p = {result.p_value:.3g}"
+    detects = f"; this suite detects ≥ {result.mdd * 100:.0f} pts" if result.mdd is not None else ""
+    return f"no detectable difference: {ci}{detects}"
+
+
+def regression(result: Paired, max_drop: float) -> bool:
+    """The CI gate: a significant regression, i.e. the interval's upper bound of Δ lies below −max_drop."""
+    return result.delta_ci is not None and result.significant and result.delta_ci.high < -max_drop
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm–Bonferroni adjusted p-values (step-down, monotone), in the input order."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    adjusted, running = [0.0] * m, 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def cases_needed(detect: float, baseline: float = 0.7, power: float = POWER, alpha: float = ALPHA) -> int:
+    """Cases a suite needs to detect a pass-rate change of `detect` from `baseline` (two-sided test of two
+    proportions; runs of the same cases are correlated, so a paired comparison usually needs fewer)."""
+    if not 0 < detect < 1 or not 0 < baseline < 1:
+        raise ValueError("detect and baseline-rate must be fractions between 0 and 1")
+    other = baseline - detect if baseline - detect > 0 else baseline + detect
+    if not 0 < other < 1:
+        raise ValueError(f"a change of {detect:g} from {baseline:g} leaves the 0-1 range")
+    pooled = (baseline + other) / 2
+    za, zb = stats.norm.ppf(1 - alpha / 2), stats.norm.ppf(power)
+    n = (za * math.sqrt(2 * pooled * (1 - pooled)) + zb * math.sqrt(baseline * (1 - baseline) + other * (1 - other))) ** 2
+    return math.ceil(n / detect**2)
