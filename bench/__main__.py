@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHES = ("engine", "server", "runner", "idle")
+BENCHES = ("engine", "server", "runner", "stats", "idle")
 
 
 def main(argv: list[str]) -> int:

@@ -17,6 +17,7 @@ from scipy.special import comb
 
 CONFIDENCE = 0.95
 RESAMPLES = 2000
+BCA_MAX_CASES = 2000  # BCa's jackknife costs O(n²); past this many cases the percentile interval is as good
 POWER = 0.80
 ALPHA = 0.05
 
@@ -83,14 +84,16 @@ def wilson(successes: float, n: int, confidence: float = CONFIDENCE) -> Interval
 
 def bootstrap_mean(values: np.ndarray, seed: int = 0, resamples: int = RESAMPLES,
                    confidence: float = CONFIDENCE) -> Interval | None:  # fmt: skip
-    """BCa bootstrap interval of a mean over cases (scipy.stats.bootstrap, seeded)."""
+    """Bootstrap interval of a mean over cases (scipy.stats.bootstrap, seeded): BCa, or the percentile interval
+    for suites larger than BCA_MAX_CASES."""
     values = np.asarray(values, dtype=float)
     if values.size < 2:
         return None
     if np.all(values == values[0]):
         return Interval(float(values[0]), float(values[0]))
+    method = "BCa" if values.size <= BCA_MAX_CASES else "percentile"
     result = stats.bootstrap((values,), np.mean, n_resamples=resamples, confidence_level=confidence,
-                             method="BCa", rng=np.random.default_rng(seed), batch=250)  # fmt: skip
+                             method=method, rng=np.random.default_rng(seed), batch=250)  # fmt: skip
     low, high = result.confidence_interval
     if not (math.isfinite(low) and math.isfinite(high)):  # BCa degenerates on near-constant data
         result = stats.bootstrap((values,), np.mean, n_resamples=resamples, confidence_level=confidence,
@@ -203,9 +206,11 @@ def min_detectable(d: np.ndarray, baseline: float, power: float = POWER, alpha: 
 def paired(a: CaseOutcomes, b: CaseOutcomes, seed: int = 0, resamples: int = RESAMPLES) -> Paired:
     """Match cases by key; exact McNemar on pass/fail (a sign-flip permutation test when cases repeat), paired
     bootstrap intervals for Δ pass rate and Δ mean score (resampling cases), and the minimum detectable difference."""
-    common = [k for k in a.keys if k in set(b.keys)]
-    only_a = [k for k in a.keys if k not in set(common)]
-    only_b = [k for k in b.keys if k not in set(common)]
+    keys_b = set(b.keys)
+    common = [k for k in a.keys if k in keys_b]
+    shared = set(common)
+    only_a = [k for k in a.keys if k not in shared]
+    only_b = [k for k in b.keys if k not in shared]
     if not common:
         return Paired(0, only_a, only_b, None, None, None, None, None, None, None, "none", None)
     ca, cb = a.subset(common), b.subset(common)

@@ -44,7 +44,10 @@ def _groups(store: Store, run_id: str) -> list[dict[str, Any]]:
     from services.compare import run_group_stats, stats_dict
 
     stats = run_group_stats(store, run_id)
-    return [{**g.to_dict(), "stats": stats_dict(stats[(g.version_id, g.provider_id)])} for g in summary(store, run_id)]
+    return [
+        {**g.to_dict(), "stats": stats_dict(stats[(g.version_id, g.provider_id)])}
+        for g in summary(store, run_id)
+    ]
 
 
 def check_suffix(path: Path) -> None:

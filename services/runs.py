@@ -338,7 +338,9 @@ def validate(store: Store, plan: RunPlan) -> None:
 
     cases = store.suite_cases(plan.suite_id)
     if not cases:
-        raise StoreError(f"suite '{store.get_suite(plan.suite_id).name}' has no cases: add some before running it")
+        raise StoreError(
+            f"suite '{store.get_suite(plan.suite_id).name}' has no cases: add some before running it"
+        )
     prompts = [(v.label, prompt_of(v).render) for v in (store.get_version(i) for i in plan.version_ids)]
     problems = render_problems(prompts, [(c.description, c.vars) for c in cases])
     if problems:

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prompting.assertions import check_type
 from prompting.suites import Suite as SuiteFile
 from prompting.suites import load_suite
 from services.specs import save_provider
@@ -63,38 +62,12 @@ def _store_cases(store: Store, base: str, digest: str, cases: list[dict], descri
     raise StoreError(f"suite names '{base}' and '{base}-{digest[:8]}' are both taken by other content")
 
 
-def case_rows(store: Store, suite_name: str) -> list[dict[str, Any]]:
-    """A stored suite's cases as editable rows (vars and assertions as JSON text)."""
-    suite = store.get_suite(suite_name)
-    return [{"description": c.description, "vars": json.dumps(c.vars, ensure_ascii=False),
-             "expected": c.expected or "", "assertions": json.dumps(c.assertions, ensure_ascii=False),
-             "tags": ", ".join(c.tags)} for c in store.suite_cases(suite.id)]  # fmt: skip
-
-
-def cases_from_rows(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
-    """Edited rows -> cases, and every problem found (each naming its row). `expected` stays its own field:
-    the runner asserts it (as equals) without it ever being copied into the assertions."""
-    cases, problems = [], []
-    for number, row in enumerate(rows, start=1):
-        try:
-            variables = json.loads(row.get("vars") or "{}")
-            assertions = json.loads(row.get("assertions") or "[]")
-            if not isinstance(variables, dict) or not isinstance(assertions, list):
-                raise ValueError("vars must be a JSON object and assertions a JSON list")
-        except (json.JSONDecodeError, ValueError) as exc:
-            problems.append(f"row {number}: {exc}")
-            continue
-        bad = [check_type(str(a.get("type", ""))) for a in assertions if isinstance(a, dict)]
-        problems += [f"row {number}: {b}" for b in bad if b]
-        cases.append({"description": row.get("description") or "", "vars": variables,
-                      "expected": row.get("expected") or None, "assertions": assertions,
-                      "tags": [t.strip() for t in (row.get("tags") or "").split(",") if t.strip()]})  # fmt: skip
-    return cases, problems
-
-
 def save_cases(store: Store, name: str, cases: list[dict[str, Any]]):
+    """A new suite from edited cases (suites are immutable: an edited suite is saved under a new name)."""
     if not name.strip():
         raise StoreError("give the suite a name")
+    if not cases:
+        raise StoreError("a suite needs at least one case")
     return store.save_suite(name.strip(), cases)
 
 

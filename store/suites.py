@@ -58,6 +58,14 @@ class SuiteQueries:
                 raise StoreError(f"no suite '{ref}'")
             return row
 
+    def case_contents(self, suite_id: int) -> list[tuple[int, int, str, dict]]:
+        """(id, position, description, vars) of a suite's cases, without building row objects (statistics over
+        large suites read only these)."""
+        query = (select(TestCase.id, TestCase.position, TestCase.description, TestCase.vars)
+                 .where(TestCase.suite_id == suite_id).order_by(TestCase.position))  # fmt: skip
+        with self.session() as s:
+            return [tuple(row) for row in s.exec(query)]
+
     def suite_cases(self, suite_id: int) -> list[TestCase]:
         with self.session() as s:
             query = select(TestCase).where(TestCase.suite_id == suite_id).order_by(TestCase.position)

@@ -234,3 +234,32 @@ def test_ape_ranks_proposed_instructions_by_pass_rate(tmp_path, fake_api):
     assert len(lines) == 1 and lines[0].startswith("1. 100%  echo: I gave a friend an instruction.")
     proposals = [r for r in fake_api.script.requests if r.get("n") == 2]
     assert len(proposals) == 1 and "Input: w0\nOutput: w0" in proposals[0]["messages"][0]["content"]
+
+
+def test_baseline_gate_fails_only_on_a_significant_regression(tmp_path, fake_api):
+    path = suite_file(tmp_path, fake_api.url, [f"w{i}" for i in range(20)])
+    assert invoke("run", str(path), "--run-id", "base").exit_code == 0
+    same = invoke("run", str(path), "--run-id", "again", "--no-cache", "--baseline", "base")
+    assert same.exit_code == 0 and "no detectable difference" in same.stderr and "gate: pass" in same.stderr
+    fake_api.script.transform = lambda text: "nothing" if int(text.rsplit("w", 1)[1]) < 15 else text
+    worse = invoke("run", str(path), "--run-id", "worse", "--no-cache", "--baseline", "base")
+    assert worse.exit_code == 1 and "B worse: −75 pts [" in worse.stderr and "gate: FAIL" in worse.stderr
+    tolerated = invoke("run", str(path), "--run-id", "worse2", "--baseline", "base", "--max-drop", "0.9")
+    assert tolerated.exit_code == 0 and "gate: pass (tolerated drop 90 pts)" in tolerated.stderr
+    missing = invoke("run", str(path), "--baseline", "nope")
+    assert missing.exit_code == 2 and "no stored run 'nope'" in missing.output
+
+
+def test_runs_show_and_compare_report_intervals_and_a_verdict(tmp_path, fake_api):
+    path = suite_file(tmp_path, fake_api.url, [f"w{i}" for i in range(10)])
+    assert invoke("run", str(path), "--run-id", "one", "--repeat", "2").exit_code == 0
+    shown = invoke("runs", "show", "one")
+    assert "pass rate 100% [72%, 100%] over 10 cases, mean score 1.00 [1.00, 1.00], pass@2 100%, pass^2 100%" in shown.output
+    data = json.loads(invoke("runs", "show", "one", "--json").output)
+    assert data["groups"][0]["stats"]["pass_rate_ci"][0] == pytest.approx(0.7225, abs=1e-3)
+    fake_api.script.transform = lambda text: "nothing" if text.endswith("w3") else text
+    assert invoke("run", str(path), "--run-id", "two", "--repeat", "2", "--no-cache").exit_code == 1
+    compared = json.loads(invoke("runs", "compare", "one", "two", "--json").output)
+    assert compared["cases"] == 10 and compared["delta"] == pytest.approx(-0.1) and not compared["significant"]
+    assert compared["test"] == "sign-flip permutation test over cases"
+    assert compared["verdict"].startswith("no detectable difference: [")

@@ -161,14 +161,14 @@ def test_playground_heatmap_with_a_fake_remote_api(fake_api):
     assert fake_api.script.requests[-1]["logprobs"] is True
 
 
-def test_import_shows_validation_errors_in_place(tmp_path):
+def test_an_empty_suite_is_refused():
     at = app()
     at.switch_page("views/test_cases.py").run()
     assert not at.exception
-    # file_uploader is not scriptable in AppTest; the import path is covered by the CLI tests. Saving the table is:
     at.text_input(key="cases_save_name").set_value("handmade").run()
     at.button(key="do_cases_save").click().run()
-    assert any("Saved suite handmade with 0 cases" in s.value for s in at.success)
+    assert any("Nothing was saved. a suite needs at least one case" in e.value for e in at.error)
+    assert open_store().list_suites() == []
 
 
 def test_compare_two_runs_and_export_a_version():

@@ -1,162 +1,105 @@
-"""Compare: two runs side by side (pass rate and score per version and provider, latency distributions,
-per-case flips); the quantization sweep; the section-ablation chart."""
+"""Compare: any two groups (run × version × provider) over the cases they share — a verdict in words, rates with
+their intervals, the change with its interval, and per-case flips — plus the quantization sweep and the section
+ablation, each variant against its reference. Sweeps and ablations are queued for the worker."""
 
 from __future__ import annotations
 
-import altair as alt
 import pandas as pd
 import streamlit as st
 
-import quant_methods
-from services import runs
+from services import compare
 from services.errors import PromptingError, StoreError
-from settings import get_settings
-from views.common import provider_specs, refreshing, run_label, store, version_labels
+from views.charts import forest, rates
+from views.common import store
+from views.compare_variants import ablation_tab, sweep_tab
 
 st.title(":material/compare_arrows: Compare")
 db = store()
-all_runs = db.list_runs()
-tab_runs, tab_sweep, tab_ablation = st.tabs(["Two runs", "Quantization sweep", "Section ablation"])
 
 
-def sweep_view(sweep: str) -> None:
-    rows = runs.sweep_result(db, sweep)
-    waiting = [r["method"] for r in rows if r["status"] in ("queued", "running")]
-    if waiting:
-        st.info(f"Waiting for the worker: {', '.join(waiting)}", icon=":material/hourglass_top:")
-    table = pd.DataFrame(rows)
-    st.dataframe(table, hide_index=True)
-    measured = [c for c in ("score", "ppl", "weight_mb", "tokens_per_s") if c in table]
-    if len(table) and measured:
-        long = table.melt(id_vars="method", value_vars=measured).dropna()
-        st.altair_chart(alt.Chart(long).mark_bar().encode(x="method:N", y="value:Q", color="method:N",
-                                                          column="variable:N").resolve_scale(y="independent"))  # fmt: skip
+def pickers(groups: list[compare.Group]) -> tuple[compare.Group, compare.Group]:
+    by_key = {f"{g.ref.run_id}|{g.ref.version_id}|{g.ref.provider_id}": g for g in groups}
+
+    def name(key: str) -> str:
+        g = by_key[key]
+        mark = " (partial)" if g.partial else ""
+        return f"{g.label} · {g.status}{mark}"
+
+    keys = list(by_key)
+    c1, c2 = st.columns(2)
+    a = c1.selectbox("A (reference)", keys, index=min(1, len(keys) - 1), format_func=name, key="cmp_a")
+    b = c2.selectbox("B (candidate)", keys, index=0, format_func=name, key="cmp_b")
+    return by_key[a], by_key[b]
 
 
-def ablation_view(run_id: str) -> None:
-    run = db.get_run(run_id)
-    if run.status in ("queued", "running"):
-        state = runs.progress(db, run_id)
-        st.progress(
-            state.done / state.total if state.total else 0.0, text=f"{state.done}/{state.total} cells"
-        )
-    table = pd.DataFrame(runs.ablation_result(db, run_id)["variants"])
-    if table.empty:
+def banner(result: compare.Comparison) -> None:
+    for warning in result.warnings:
+        st.warning(warning, icon=":material/warning:")
+    p = result.paired
+    if p.cases == 0:
         return
-    st.altair_chart(alt.Chart(table.dropna(subset=["delta"]), title="Score change per dropped part").mark_bar().encode(
-        x=alt.X("delta:Q", title="score change vs full"), y=alt.Y("variant:N", sort="x"),
-        color=alt.condition("datum.delta < 0", alt.value("#d62728"), alt.value("#2ca02c"))),
-        use_container_width=True)  # fmt: skip
-    st.dataframe(table, hide_index=True)
-
-
-with tab_runs:
-    if len(all_runs) < 2:
-        st.info("Two runs are needed: start them on the Runs page.")
+    text = f"**{p.verdict}** — {p.test} over {p.cases} shared cases"
+    if p.significant and p.delta > 0:
+        st.success(text, icon=":material/trending_up:")
+    elif p.significant:
+        st.error(text, icon=":material/trending_down:")
     else:
-        ids = [r.id for r in all_runs]
-        c1, c2 = st.columns(2)
-        run_a = c1.selectbox("Run A", ids, index=1, key="cmp_a")
-        run_b = c2.selectbox("Run B", ids, index=0, key="cmp_b")
-        frames = []
-        for tag, run_id in (("A", run_a), ("B", run_b)):
-            rows = [g.to_dict() for g in runs.summary(db, run_id)]
-            frames.append(pd.DataFrame([{**r, "run": f"{tag}: {run_id}", "group": f"{r['version']} · {r['provider']}"}
-                                        for r in rows]))  # fmt: skip
-        summary = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-        if not summary.empty:
-            for metric, title in (("pass_rate", "Pass rate"), ("score", "Mean score")):
-                st.altair_chart(
-                    alt.Chart(summary, title=title)
-                    .mark_bar()
-                    .encode(
-                        x=alt.X("run:N", title=None),
-                        y=alt.Y(f"{metric}:Q", title=title),
-                        color="run:N",
-                        column=alt.Column("group:N", title=None),
-                    ),
-                    use_container_width=False,
-                )
-        latencies = pd.DataFrame(
-            [
-                {"run": tag, "latency ms": r.latency_ms}
-                for tag, run_id in (("A", run_a), ("B", run_b))
-                for r, _ in db.run_results(run_id)
-                if r.error is None
-            ]
-        )
-        if not latencies.empty:
-            st.altair_chart(
-                alt.Chart(latencies, title="Latency distribution")
-                .mark_boxplot()
-                .encode(x="run:N", y="latency ms:Q", color="run:N"),
-                use_container_width=True,
-            )
+        st.info(text, icon=":material/balance:")
+
+
+def figures(result: compare.Comparison) -> None:
+    a_stats, b_stats = (compare.run_group_stats(db, g.ref.run_id)[(g.ref.version_id, g.ref.provider_id)]
+                        for g in (result.a, result.b))  # fmt: skip
+    frame = pd.DataFrame([
+        {"group": f"{side}: {g.label}", "rate": s.pass_rate, "low": s.pass_ci.low if s.pass_ci else None,
+         "high": s.pass_ci.high if s.pass_ci else None}
+        for side, g, s in (("A", result.a, a_stats), ("B", result.b, b_stats)) if s.pass_rate is not None])  # fmt: skip
+    p = result.paired
+    delta = None if p.delta is None else f"{p.delta * 100:+.0f} pts"
+    st.metric("Pass rate B vs A", "–" if p.rate_b is None else f"{p.rate_b:.0%}", delta)
+    left, right = st.columns(2)
+    if not frame.empty:
+        left.altair_chart(rates(frame, "rate", "low", "high", "Pass rate (95 % interval, cases as the unit)"),
+                          use_container_width=True)  # fmt: skip
+    if p.delta_ci is not None:
+        deltas = pd.DataFrame([
+            {"variant": "pass rate", "delta": p.delta, "low": p.delta_ci.low, "high": p.delta_ci.high,
+             "significant": p.significant}])  # fmt: skip
+        right.altair_chart(forest(deltas, "B − A"), use_container_width=True)
+        right.caption(f"p = {p.p_value:.3g} ({p.test}); this suite detects ≥ {p.mdd * 100:.0f} points at 80 % power"
+                      if p.mdd is not None else "")  # fmt: skip
+
+
+def flips(result: compare.Comparison) -> None:
+    order = {"broke": 0, "fixed": 1, "only in A": 2, "only in B": 3, "same": 4}
+    rows = sorted(result.rows, key=lambda r: order[r.change])
+    frame = pd.DataFrame([{"case": r.case, "change": r.change, "A passed": r.a, "B passed": r.b,
+                           "A score": r.score_a, "B score": r.score_b} for r in rows])  # fmt: skip
+    changed = int((frame["change"].isin(["broke", "fixed"])).sum()) if not frame.empty else 0
+    st.markdown(f"**Per case** — fixed {len(result.paired.fixed)}, broke {len(result.paired.broke)}, "
+                f"unchanged {result.paired.cases - changed}")  # fmt: skip
+    st.dataframe(frame, hide_index=True, width="stretch",
+                 column_config={"A passed": st.column_config.NumberColumn(format="percent"),
+                                "B passed": st.column_config.NumberColumn(format="percent")})  # fmt: skip
+
+
+tab_groups, tab_sweep, tab_ablation = st.tabs(["Two groups", "Quantization sweep", "Section ablation"])
+with tab_groups:
+    groups = compare.groups(db)
+    if len(groups) < 2:
+        st.info("Two groups are needed: a run of two versions or two providers, or two runs (Runs page).")
+    else:
+        group_a, group_b = pickers(groups)
         try:
-            result = runs.compare(db, run_a, run_b)
-        except StoreError as exc:
-            st.warning(str(exc))
-        else:
-            t = result["totals"]
-            rate_a, rate_b = t["a"].pass_rate, t["b"].pass_rate
-            delta = None if rate_a is None or rate_b is None else f"{(rate_b - rate_a) * 100:+.0f} pts"
-            st.metric("Pass rate B vs A", "–" if rate_b is None else f"{rate_b:.0%}", delta)
-            flips = pd.DataFrame([c for c in result["cells"] if c["flip"]])
-            st.markdown(f"**Flips**: fixed {result['fixed']}, broke {result['broke']}")
-            if not flips.empty:
-                st.dataframe(flips, hide_index=True)
-
-suites = db.list_suites()
-versions = version_labels()
-
+            with st.spinner("Comparing…"):
+                result = compare.compare(db, group_a.ref, group_b.ref)
+            banner(result)
+            if result.paired.cases:
+                figures(result)
+            flips(result)
+        except (PromptingError, StoreError) as exc:
+            st.error(str(exc))
 with tab_sweep:
-    st.caption(
-        "The same suite on the local model under several quantization methods; each method's engine is "
-        "started on demand. Perplexity is measured on the text shipped in engine/data."
-    )
-    if not suites or not versions:
-        st.info("Needs a suite and a saved version.")
-    else:
-        suite_name = st.selectbox("Suite", [s.name for s, _ in suites], key="sweep_suite")
-        version = st.selectbox("Version", list(versions), key="sweep_version")
-        methods = st.multiselect(
-            "Methods", quant_methods.CHOICES, default=["none", "int8", "int4"], key="sweep_methods"
-        )
-        if st.button("Queue the sweep", key="do_sweep_run", icon=":material/play_arrow:"):
-            try:
-                st.session_state["sweep_id"] = runs.sweep_submit(db, db.get_suite(suite_name).id, versions[version],
-                                                                 get_settings().default_model, methods,
-                                                                 params={"temperature": 0})  # fmt: skip
-            except (PromptingError, StoreError) as exc:
-                st.error(str(exc))
-        sweeps = list(
-            dict.fromkeys((r.options or {}).get("sweep") for r in all_runs if (r.options or {}).get("sweep"))
-        )
-        if sweeps:
-            sweep = st.selectbox("Sweep", sweeps, key="sweep_id")
-            active = any(r["status"] in ("queued", "running") for r in runs.sweep_result(db, sweep))
-            refreshing(sweep_view, active, 2.0, sweep)
-
+    sweep_tab(db)
 with tab_ablation:
-    st.caption(
-        "Variants of one version that each drop one section, the guardrail block or one few-shot example, "
-        "run as one matrix; the chart shows each part's effect on the mean score."
-    )
-    if not suites or not versions:
-        st.info("Needs a suite and a saved version.")
-    else:
-        specs = provider_specs()
-        suite_name = st.selectbox("Suite", [s.name for s, _ in suites], key="abl_suite")
-        version = st.selectbox("Version", list(versions), key="abl_version")
-        label = st.selectbox("Provider", [s.label for s in specs], key="abl_provider")
-        if st.button("Queue the ablation", key="do_abl_run", icon=":material/play_arrow:"):
-            spec = next(s for s in specs if s.label == label)
-            try:
-                st.session_state["abl_run"] = runs.ablation_submit(db, db.get_suite(suite_name).id, versions[version],
-                                                                   spec, params={"temperature": 0})  # fmt: skip
-            except (PromptingError, StoreError) as exc:
-                st.error(str(exc))
-        ablations = {r.id: run_label(r) for r in all_runs if (r.options or {}).get("kind") == "ablation"}
-        if ablations:
-            chosen = st.selectbox("Ablation run", list(ablations), format_func=ablations.get, key="abl_run")
-            refreshing(ablation_view, db.get_run(chosen).status in ("queued", "running"), 2.0, chosen)
+    ablation_tab(db)

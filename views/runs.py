@@ -30,10 +30,13 @@ def start_form() -> None:
     # enter_to_submit=False: pressing Enter in a field never starts a run; only the button does
     with st.form("start_run", enter_to_submit=False):
         st.subheader("Start a run")
-        suite_name = st.selectbox("Suite", [s.name for s, _ in suites], key="runs_suite")
-        chosen_versions = st.multiselect(
-            "Versions", list(versions), default=list(versions)[-1:], key="runs_versions"
+        names, recent = [s.name for s, _ in suites], suites_service.recent_suite(db)
+        suite_name = st.selectbox(
+            "Suite", names, index=names.index(recent) if recent in names else 0, key="runs_suite"
         )
+        newest = versions_service.newest_label(db)
+        chosen_versions = st.multiselect("Versions", list(versions), default=[newest] if newest else [],
+                                         key="runs_versions")  # fmt: skip
         chosen_providers = st.multiselect("Providers", [s.label for s in specs], default=[specs[0].label],
                                           key="runs_providers")  # fmt: skip
         c1, c2, c3 = st.columns(3)

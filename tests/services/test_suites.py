@@ -6,7 +6,7 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from services import open_store, suites
+from services import case_editor, open_store, suites
 from services.specs import case_of
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,30 +30,31 @@ def test_importing_identical_content_reuses_the_suite_and_changed_content_gets_a
     assert changed.suite_id != first.suite_id and changed.name.startswith("caps-")
 
 
-def test_rows_become_cases_and_every_problem_names_its_row():
-    rows = [
-        {"description": "ok", "vars": '{"x": 1}', "expected": "1", "assertions": "[]", "tags": "a, b"},
-        {"description": "bad json", "vars": "{x", "expected": "", "assertions": "[]", "tags": ""},
-        {
-            "description": "bad type",
-            "vars": "{}",
-            "expected": "",
-            "assertions": '[{"type": "nope"}]',
-            "tags": "",
-        },
+def test_tables_become_cases_and_every_problem_names_table_row_and_column():
+    case_rows = [
+        {"Description": "ok", "country": "France", "examples": '[{"input": "a"}]', "Expected": "Paris",
+         "Threshold": None, "Tags": "geo, easy"},
+        {"Description": "", "country": "Spain", "examples": "[oops", "Expected": "", "Threshold": "high", "Tags": ""},
+        {"Description": None, "country": None, "examples": None, "Expected": None, "Threshold": None, "Tags": None},
     ]
-    cases, problems = suites.cases_from_rows(rows)
-    assert (
-        problems[0].startswith("row 2: Expecting property name")
-        and problems[1] == "row 3: unknown assertion type 'nope'"
-    )
-    assert cases[0] == {
-        "description": "ok",
-        "vars": {"x": 1},
-        "expected": "1",
-        "assertions": [],
-        "tags": ["a", "b"],
-    }
+    assertion_rows = [
+        {"Case": 1, "Type": "icontains", "Value": "paris", "Threshold": None, "Weight": 2.0},
+        {"Case": 5, "Type": "equals", "Value": "x", "Threshold": None, "Weight": 1.0},
+        {"Case": 2, "Type": "contains", "Value": "", "Threshold": None, "Weight": 1.0},
+        {"Case": 2, "Type": "nope", "Value": "x", "Threshold": None, "Weight": 1.0},
+    ]
+    cases, problems = case_editor.cases_from_tables(case_rows, assertion_rows, ["country", "examples"])
+    assert problems == [
+        "cases row 2, column examples: invalid JSON (Expecting value at column 2)",
+        "cases row 2, column Threshold: must be a number, got 'high'",
+        "assertions row 2, column Case: must be a case number from 1 to 2, got 5",
+        "assertions row 3, column Value: 'contains' needs a value",
+        "assertions row 4, column Type: unknown assertion type 'nope'",
+    ]
+    assert cases[0] == {"description": "ok", "vars": {"country": "France", "examples": [{"input": "a"}]},
+                        "expected": "Paris", "threshold": None, "tags": ["geo", "easy"],
+                        "assertions": [{"type": "icontains", "value": "paris", "weight": 2.0}]}  # fmt: skip
+    assert case_editor.cases_from_tables([], [], [])[1] == ["a suite needs at least one case"]
 
 
 def test_expected_is_asserted_once_at_run_time():

@@ -1,0 +1,100 @@
+"""Cases edited as data, imports that refuse mistakes by name, and pickers that offer what users saved (ablation
+variants stay with their version)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+from services import open_store, runs
+from services.specs import save_provider
+from tests.fakes import FakeProvider
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def app(page: str) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.run()
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_a_csv_with_a_typo_is_refused_naming_the_column_and_an_import_is_selected():
+    at = app("views/test_cases.py")
+    at.file_uploader(key="upload_cases").set_value(("caps.csv", b"country,__expectd\nFrance,Paris\n", "text/csv")).run()
+    at.button(key="do_cases_import").click().run()
+    assert any("unknown special columns: __expectd" in e.value for e in at.error)
+    assert open_store().list_suites() == []
+    at.file_uploader(key="upload_cases").set_value(("caps.csv", b"country,__expected\nFrance,Paris\n", "text/csv")).run()
+    at.button(key="do_cases_import").click().run()
+    assert any("as suite caps" in s.value for s in at.success)
+    assert at.selectbox(key="cases_suite").value == "caps"  # the imported suite is shown
+
+
+def test_ablation_variants_are_absent_from_version_pickers():
+    store = open_store()
+    version = store.save_version("co_star", (ROOT / "templates" / "co_star.j2").read_text(),
+                                 variables={"context": "c", "objective": "o", "style": "s", "tone": "t",
+                                            "audience": "a", "response": "r"})  # fmt: skip
+    suite = store.save_suite("s", [{"vars": {}, "assertions": [{"type": "contains", "value": "x"}]}])
+    fake = FakeProvider()
+    run_id = runs.ablation_submit(store, suite.id, version.id, fake.spec)
+    runs.execute(store, run_id, providers={save_provider(store, fake.spec).id: fake})
+    assert len(store.list_versions(include_variants=True)) == 7 and [v.label for v in store.list_versions()] == ["co_star@v1"]
+    at = app("views/runs.py")
+    assert at.multiselect(key="runs_versions").options == ["co_star@v1"]
+    assert at.multiselect(key="runs_versions").value == ["co_star@v1"]
+    at.switch_page("views/playground.py").run()
+    at.radio(key="play_source").set_value("Stored version").run()
+    assert at.selectbox(key="play_version").options == ["co_star@v1"]
+    at.switch_page("views/compare.py").run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="abl_version").options == ["co_star@v1"]
+
+
+def test_the_cases_editor_round_trip():
+    at = app("views/test_cases.py")
+    at.selectbox(key="cases_template").set_value("few_shot").run()  # columns: instruction, examples, input
+    at.session_state["grid_cases_(new suite)_few_shot"] = {"edited_rows": {}, "deleted_rows": [], "added_rows": [
+        {"Description": "positive", "instruction": "Label it.", "examples": '[{"input": "bad", "output": "neg"}]',
+         "input": "great", "Expected": "pos", "Threshold": 0.5, "Tags": "sentiment"},
+        {"Description": "", "instruction": "Label it.", "examples": "[]", "input": "awful"}]}  # fmt: skip
+    at.session_state["grid_asserts_(new suite)"] = {"edited_rows": {}, "deleted_rows": [], "added_rows": [
+        {"Case": 2, "Type": "not-icontains", "Value": "pos", "Weight": 2.0},
+        {"Case": 1, "Type": "latency", "Threshold": 5000}]}  # fmt: skip
+    at.text_input(key="cases_save_name").set_value("labels").run()
+    at.button(key="do_cases_save").click().run()
+    assert any("Saved suite labels with 2 cases." in s.value for s in at.success), [e.value for e in at.error]
+    store = open_store()
+    expected = [
+        ("positive", {"instruction": "Label it.", "examples": [{"input": "bad", "output": "neg"}], "input": "great"},
+         "pos", 0.5, ["sentiment"], [{"type": "latency", "threshold": 5000.0}]),
+        ("", {"instruction": "Label it.", "examples": [], "input": "awful"}, None, None, [],
+         [{"type": "not-icontains", "value": "pos", "weight": 2.0}]),
+    ]  # fmt: skip
+    first = [(c.description, c.vars, c.expected, c.threshold, c.tags, c.assertions)
+             for c in store.suite_cases(store.get_suite("labels").id)]  # fmt: skip
+    assert first == expected
+    at.run()
+    at.selectbox(key="cases_suite").set_value("labels").run()
+    at.selectbox(key="cases_template").set_value("(none)").run()
+    at.text_input(key="cases_save_name").set_value("labels-2").run()
+    at.button(key="do_cases_save").click().run()
+    again = [(c.description, c.vars, c.expected, c.threshold, c.tags, c.assertions)
+             for c in store.suite_cases(store.get_suite("labels-2").id)]  # fmt: skip
+    assert again == expected
+
+
+def test_an_editing_mistake_names_its_row_and_column():
+    at = app("views/test_cases.py")
+    at.selectbox(key="cases_template").set_value("zero_shot").run()
+    at.session_state["grid_cases_(new suite)_zero_shot"] = {"edited_rows": {}, "deleted_rows": [], "added_rows": [
+        {"Description": "a", "instruction": "x", "input": "{not json"}]}  # fmt: skip
+    at.text_input(key="cases_save_name").set_value("broken").run()
+    at.button(key="do_cases_save").click().run()
+    assert any("cases row 1, column input: invalid JSON (Expecting property name enclosed in double quotes at "
+               "column 2)" in e.value for e in at.error)  # fmt: skip
+    assert open_store().list_suites() == []

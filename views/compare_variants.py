@@ -1,0 +1,120 @@
+"""The Compare page's sweep and ablation tabs: queue one for the worker, then each variant against its reference
+with an interval and a Holm-adjusted p-value ("not significant" marks those whose interval contains 0)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+import quant_methods
+from services import compare, runs
+from services import suites as suites_service
+from services import versions as versions_service
+from services.errors import PromptingError, StoreError
+from settings import get_settings
+from views.charts import forest
+from views.common import provider_specs, refreshing, run_label, version_labels
+
+ACTIVE = ("queued", "running")
+
+
+def suite_and_version(db, prefix: str) -> tuple[str, str] | None:
+    suites, versions = [s.name for s, _ in db.list_suites()], version_labels()
+    if not suites or not versions:
+        st.info("Needs a suite and a saved version.")
+        return None
+    recent, newest = suites_service.recent_suite(db), versions_service.newest_label(db)
+    suite = st.selectbox(
+        "Suite", suites, index=suites.index(recent) if recent in suites else 0, key=f"{prefix}_suite"
+    )
+    labels = list(versions)
+    version = st.selectbox("Version", labels, index=labels.index(newest) if newest in labels else 0,
+                           key=f"{prefix}_version")  # fmt: skip
+    return suite, version
+
+
+def effects_view(rows: list[dict], title: str, empty: str) -> None:
+    if not rows:
+        st.caption(empty)
+        return
+    frame = pd.DataFrame(rows)
+    st.altair_chart(forest(frame.dropna(subset=["delta", "low", "high"]), title), use_container_width=True)
+    shown = frame[["variant", "delta", "low", "high", "p", "p_holm", "significant"]].rename(columns={
+        "delta": "Δ pass rate", "low": "95 % low", "high": "95 % high", "p_holm": "p (Holm)"})  # fmt: skip
+    st.dataframe(shown, hide_index=True, column_config={
+        c: st.column_config.NumberColumn(format="percent") for c in ("Δ pass rate", "95 % low", "95 % high")})  # fmt: skip
+
+
+def sweep_view(db, sweep: str) -> None:
+    rows = runs.sweep_result(db, sweep)
+    waiting = [r["method"] for r in rows if r["status"] in ACTIVE]
+    if waiting:
+        st.info(f"Waiting for the worker: {', '.join(waiting)}", icon=":material/hourglass_top:")
+    st.dataframe(pd.DataFrame(rows), hide_index=True, column_config={
+        "pass_rate": st.column_config.NumberColumn("pass rate", format="percent"),
+        "ppl": st.column_config.NumberColumn("perplexity", format="%.2f"),
+        "weight_mb": st.column_config.NumberColumn("weights (MB)", format="%.1f"),
+        "tokens_per_s": st.column_config.NumberColumn("tokens/s", format="%.1f")})  # fmt: skip
+    effects = compare.sweep_effects(db, sweep)
+    reference = effects[0]["reference"] if effects else None
+    effects_view(effects, f"Pass rate change against {reference}", "Each method is compared with the first once "
+                 "two have completed.")  # fmt: skip
+
+
+def sweep_tab(db) -> None:
+    st.caption("The same suite on the local model under several quantization methods; each method's engine is "
+               "started on demand. Perplexity is measured on the text shipped in engine/data.")  # fmt: skip
+    picked = suite_and_version(db, "sweep")
+    if picked is None:
+        return
+    methods = st.multiselect("Methods (the first is the reference)", quant_methods.CHOICES, default=["int4", "int8"],
+                             key="sweep_methods")  # fmt: skip
+    if st.button("Queue the sweep", key="do_sweep_run", icon=":material/play_arrow:"):
+        try:
+            st.session_state["sweep_id"] = runs.sweep_submit(db, db.get_suite(picked[0]).id, version_labels()[picked[1]],
+                                                             get_settings().default_model, methods,
+                                                             params={"temperature": 0})  # fmt: skip
+        except (PromptingError, StoreError) as exc:
+            st.error(str(exc))
+    sweeps = list(
+        dict.fromkeys(
+            (r.options or {}).get("sweep") for r in db.list_runs() if (r.options or {}).get("sweep")
+        )
+    )
+    if sweeps:
+        sweep = st.selectbox("Sweep", sweeps, key="sweep_id")
+        active = any(r.status in ACTIVE for r in runs.sweep_runs(db, sweep))
+        refreshing(sweep_view, active, 2.0, db, sweep)
+
+
+def ablation_view(db, run_id: str) -> None:
+    run = db.get_run(run_id)
+    if run.status in ACTIVE:
+        state = runs.progress(db, run_id)
+        st.progress(
+            state.done / state.total if state.total else 0.0, text=f"{state.done}/{state.total} cells"
+        )
+        return
+    effects_view(compare.ablation_effects(db, run_id), "Pass rate change when a part is dropped (vs the full prompt)",
+                 "No variant to compare.")  # fmt: skip
+
+
+def ablation_tab(db) -> None:
+    st.caption("Variants of one version that each drop one section, the guardrail block or one few-shot example, "
+               "run as one matrix; each is compared with the full prompt on the same cases.")  # fmt: skip
+    picked = suite_and_version(db, "abl")
+    if picked is None:
+        return
+    specs = provider_specs()
+    label = st.selectbox("Provider", [s.label for s in specs], key="abl_provider")
+    if st.button("Queue the ablation", key="do_abl_run", icon=":material/play_arrow:"):
+        spec = next(s for s in specs if s.label == label)
+        try:
+            st.session_state["abl_run"] = runs.ablation_submit(db, db.get_suite(picked[0]).id, version_labels()[picked[1]],
+                                                               spec, params={"temperature": 0})  # fmt: skip
+        except (PromptingError, StoreError) as exc:
+            st.error(str(exc))
+    ablations = {r.id: run_label(r) for r in db.list_runs() if (r.options or {}).get("kind") == "ablation"}
+    if ablations:
+        chosen = st.selectbox("Ablation run", list(ablations), format_func=ablations.get, key="abl_run")
+        refreshing(ablation_view, db.get_run(chosen).status in ACTIVE, 2.0, db, chosen)
