@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         table = render(json.loads(report_path.read_text()))
         pattern = re.compile(rf"(<!-- bench:{name} -->)\n(?:.*?\n)?(<!-- /bench:{name} -->)", re.S)
-        text, count = pattern.subn(lambda m: f"{m.group(1)}\n{table}\n{m.group(2)}", text)
+        text, count = pattern.subn(lambda m, table=table: f"{m.group(1)}\n{table}\n{m.group(2)}", text)
         print(f"{name}: {'updated' if count else 'no marked block in the README'}", file=sys.stderr)
     README.write_text(text, encoding="utf-8")
     return 0

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import quant_methods
-from prompting.delimiters import STYLES
 from prompting.checks import listing, render_problems
+from prompting.delimiters import STYLES
 from prompting.errors import PromptingError
 from prompting.guardrails import Guardrails
 from prompting.providers import ProviderSpec

@@ -16,9 +16,9 @@ from prompting.stats import (
     group_stats,
     holm,
     mcnemar_exact,
+    paired,
     pass_at_k,
     pass_hat_k,
-    paired,
     regression,
     wilson,
 )
