@@ -312,3 +312,25 @@ def local_tokenizer():
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(converted_dir(name))
+
+
+def published_cards() -> list[dict]:
+    """What every running engine publishes about itself in /v1/models (weights, bits per parameter, KV bytes
+    per token): the one source of sizes the pages show."""
+    cards = []
+    for row in engines.listing():
+        try:
+            response = httpx.get(f"{row.url}/models", timeout=1.0)
+            cards += response.json().get("data", []) if response.status_code == 200 else []
+        except (httpx.HTTPError, ValueError):
+            continue
+    return cards
+
+
+def bench_report(name: str) -> dict | None:
+    """The last `make bench` report of that name, if any."""
+    path = get_settings().home_dir / "bench" / f"{name}.json"
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except ValueError:
+        return None

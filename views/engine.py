@@ -1,41 +1,51 @@
-"""Engine: is the local server up (start it here), which model and method it runs, the memory arithmetic
-(weights per method, KV cache, a training estimate) and the measured perplexity/throughput table."""
+"""Engine: the configured engine (start it here), every running engine with Stop, and the memory arithmetic —
+sizes only from what engines publish in /v1/models or what the last `make bench` measured, in human units."""
 
 from __future__ import annotations
 
 import json
 import time
 
+import altair as alt
 import pandas as pd
 import streamlit as st
 
 import quant_methods
-from services.engines import engines
+from services.engines import bench_report, engines, published_cards
 from services.errors import PromptingError
 from settings import get_settings
 from views.common import engine_status
 
 st.title(":material/memory: Engine")
 settings = get_settings()
-status = engine_status()
 
-if status:
-    card, metrics = status["card"], status["metrics"]
-    st.success(f"Serving **{card['id']}** at {status['url']}")
-    cols = st.columns(5)
-    cols[0].metric("Method", card.get("quant", "?"))
-    cols[1].metric("Weights (linear)", f"{card.get('weight_bytes', 0) / 1e6:.1f} MB")
-    cols[2].metric("Bits / parameter", f"{card.get('bits_per_param', 0):.2f}")
-    cols[3].metric("Running sequences", metrics.get("running_sequences", 0))
-    cols[4].metric("Queued requests", metrics.get("queued_requests", 0))
-    st.caption(
-        f"requests {metrics.get('requests_total', 0)} · tokens in {metrics.get('prompt_tokens_total', 0)} · "
-        f"tokens out {metrics.get('completion_tokens_total', 0)} · last batch {metrics.get('batch_size', 0)}"
-    )
-else:
-    st.warning(f"No engine answers at {settings.engine_url}.")
+
+def human(n: float | None) -> str:
+    if n is None:
+        return "–"
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:,.1f} {unit}"
+    return f"{n:,.0f} bytes"
+
+
+def configured() -> None:
+    status = engine_status()
+    if status:
+        card, metrics = status["card"], status["metrics"]
+        st.success(f"Serving **{card['id']}** at {status['url']}", icon=":material/check_circle:")
+        cols = st.columns(5)
+        cols[0].metric("Method", card.get("quant", "?"))
+        cols[1].metric("Weights (linear layers)", human(card.get("weight_bytes")))
+        cols[2].metric("Bits / parameter", f"{card.get('bits_per_param', 0):.2f}")
+        cols[3].metric("Running sequences", metrics.get("running_sequences", 0))
+        cols[4].metric("Queued requests", metrics.get("queued_requests", 0))
+        st.caption(f"{metrics.get('requests_total', 0):,} requests · {metrics.get('prompt_tokens_total', 0):,} tokens in · "
+                   f"{metrics.get('completion_tokens_total', 0):,} tokens out · last batch {metrics.get('batch_size', 0)}")  # fmt: skip
+        return
+    st.warning(f"No engine answers at {settings.engine_url}.", icon=":material/warning:")
     method = st.selectbox("Quantization method", quant_methods.CHOICES, key="engine_start_method")
-    if st.button("Start the engine", type="primary"):
+    if st.button("Start the engine", type="primary", icon=":material/play_arrow:"):
         with st.spinner("Loading the model…"):
             try:
                 engines.start_configured(method)
@@ -51,10 +61,9 @@ def engines_list() -> None:
     """Every engine this machine runs for the workbench: the configured one and those started on demand."""
     engines.reap()
     rows = engines.listing()
-    limit = get_settings()
     st.subheader("Running engines")
-    st.caption(f"On-demand engines stop after {limit.engine_idle_s:.0f} s idle (WORKBENCH_ENGINE_IDLE_S); at most "
-               f"{limit.max_engines} run at once (WORKBENCH_MAX_ENGINES), starting one more stops the least "
+    st.caption(f"On-demand engines stop after {settings.engine_idle_s:,.0f} s idle (WORKBENCH_ENGINE_IDLE_S); at most "
+               f"{settings.max_engines} run at once (WORKBENCH_MAX_ENGINES), starting one more stops the least "
                "recently used.")  # fmt: skip
     if not rows:
         st.caption("None.")
@@ -62,103 +71,78 @@ def engines_list() -> None:
         c1, c2, c3, c4, c5 = st.columns([3, 3, 2, 2, 1])
         c1.markdown(f"**{row.model_id}**")
         c2.caption(f"{row.url}" + ("" if row.on_demand else " (configured)"))
-        c3.caption("–" if row.rss_mb is None else f"{row.rss_mb:,.0f} MB resident")
+        c3.caption("–" if row.rss_mb is None else f"{human(row.rss_mb * 1e6)} resident")
         c4.caption("–" if row.idle_s is None else f"idle {row.idle_s:,.0f} s")
         if row.on_demand and c5.button("Stop", key=f"do_stop_{row.model_id}", icon=":material/stop_circle:"):
             engines.stop(row.model_id)
             st.rerun()
 
 
+def sizes() -> pd.DataFrame:
+    """Per method: published by a running engine, else measured by the last bench."""
+    rows = {}
+    report = bench_report("engine") or {}
+    for r in report.get("results", []):
+        if r.get("system") == "ours":
+            rows[r["method"]] = {"method": r["method"], "weights": r.get("weight_bytes"), "bits": r.get("bits_per_param"),
+                                 "perplexity": r.get("ppl"), "decode tok/s": r.get("decode_tok_s"),
+                                 "source": "last make bench"}  # fmt: skip
+    for card in published_cards():
+        method = card.get("quant") or card["id"].split("@")[-1]
+        rows[method] = {**rows.get(method, {"perplexity": None, "decode tok/s": None}), "method": method,
+                        "weights": card.get("weight_bytes"), "bits": card.get("bits_per_param"),
+                        "kv": card.get("kv_bytes_per_token"), "source": "running engine"}  # fmt: skip
+    return pd.DataFrame(rows.values())
+
+
+def memory() -> None:
+    st.subheader("Memory")
+    frame = sizes()
+    if frame.empty:
+        st.info("No engine runs and no bench report exists: start an engine above, or run `make bench` to measure "
+                "every method.")  # fmt: skip
+        return
+    frame["weights MB"] = frame["weights"] / 1e6
+    shown = frame[["method", "weights", "bits", "perplexity", "decode tok/s", "source"]].copy()
+    shown["weights"] = shown["weights"].map(human)
+    st.dataframe(shown, hide_index=True, column_config={"bits": st.column_config.NumberColumn("bits / parameter", format="%.2f"),
+                                                        "perplexity": st.column_config.NumberColumn(format="%.2f"),
+                                                        "decode tok/s": st.column_config.NumberColumn(format="%.1f")})  # fmt: skip
+    st.caption("Weights of the linear layers and the output head, scales included (what the engine publishes in "
+               "/v1/models; the bench measures the same).")  # fmt: skip
+    st.altair_chart(alt.Chart(frame.dropna(subset=["weights MB"])).mark_bar().encode(
+        x=alt.X("weights MB:Q", title="weights (MB)"), y=alt.Y("method:N", title="quantization method", sort="x"),
+        tooltip=["method", alt.Tooltip("weights MB:Q", format=".1f"), alt.Tooltip("bits:Q", format=".2f")]),
+        use_container_width=True)  # fmt: skip
+    kv_cache(frame)
+
+
+def kv_cache(frame: pd.DataFrame) -> None:
+    kv = frame["kv"].dropna().iloc[0] if "kv" in frame and frame["kv"].notna().any() else None
+    if kv is None:
+        return
+    c1, c2 = st.columns(2)
+    context = c1.number_input("Context length (tokens)", 1, 131072, 2048, step=256, key="engine_context")
+    batch = c2.number_input("Sequences at once", 1, 256, 16, key="engine_batch")
+    st.markdown(f"KV cache: **{human(kv)} per token** (published by the engine); for {context:,} tokens × {batch} "
+                f"sequences: **{human(kv * context * batch)}**.")  # fmt: skip
+
+
+def training() -> None:
+    config_path = settings.models_dir / settings.default_model / "config.json"
+    if not config_path.is_file():
+        return
+    config = json.loads(config_path.read_text())
+    hidden, layers, vocab = config["hidden_size"], config["num_hidden_layers"], config["vocab_size"]
+    heads = config["num_attention_heads"]
+    kv_heads, head_dim = config.get("num_key_value_heads", heads), config.get("head_dim") or hidden // heads
+    linear = layers * (hidden * (heads + 2 * kv_heads) * head_dim + heads * head_dim * hidden + 3 * hidden * config["intermediate_size"])
+    total = linear + vocab * hidden * (1 if config.get("tie_word_embeddings") else 2) + hidden * (2 * layers + 1)
+    st.markdown(f"Training estimate for {total / 1e6:,.1f} M parameters (fp32, AdamW): weights 4 + gradients 4 + two "
+                f"Adam moments 8 = 16 bytes per parameter = **{human(total * 16)}**, before activations.")  # fmt: skip
+
+
+configured()
 engines_list()
-
-st.subheader("Memory")
-config_path = settings.models_dir / settings.default_model / "config.json"
-if not config_path.is_file():
-    st.info("Fetch the default model first (`make setup`) to see its memory arithmetic.")
-    st.stop()
-config = json.loads(config_path.read_text())
-layers, hidden, heads = config["num_hidden_layers"], config["hidden_size"], config["num_attention_heads"]
-kv_heads = config.get("num_key_value_heads", heads)
-head_dim = config.get("head_dim") or hidden // heads
-inter, vocab = config["intermediate_size"], config["vocab_size"]
-linear_params = layers * (
-    hidden * (heads + 2 * kv_heads) * head_dim + heads * head_dim * hidden + 3 * hidden * inter
-)
-embed_params = vocab * hidden
-total_params = (
-    linear_params + embed_params * (1 if config.get("tie_word_embeddings") else 2) + hidden * (2 * layers + 1)
-)
-
-# Nominal bits per weight of each method's storage (scales included); the bench reports measured values.
-BITS = {
-    "none": 32,
-    "bf16": 16,
-    "int8": 8 + 16 / hidden,
-    "int4": 4 + 32 / 32,
-    "int4-g64": 4 + 32 / 64,
-    "int4-g128": 4 + 32 / 128,
-    "nf4": 4 + 8 / 64 + 32 / (64 * 256),
-    "llm_int8": 8 + 32 / hidden,
-    "smoothquant": 8 + 64 / hidden,
-}
-rows = [
-    {
-        "method": m,
-        "bits/weight": round(b, 3),
-        "linear weights MB": linear_params * b / 8 / 1e6,
-        "+ output head MB": embed_params
-        * (8 if m in ("int4", "int4-g64", "int4-g128", "nf4") else b)
-        / 8
-        / 1e6,
-    }
-    for m, b in BITS.items()
-]
-frame = pd.DataFrame(rows)
-st.markdown(
-    f"**{total_params / 1e6:.1f} M parameters** ({linear_params / 1e6:.1f} M in the blocks' linears, "
-    f"{embed_params / 1e6:.1f} M in the tied embedding/head). Weights = parameters × bits / 8."
-)
-st.dataframe(
-    frame.style.format({"linear weights MB": "{:.1f}", "+ output head MB": "{:.1f}"}), hide_index=True
-)
-st.bar_chart(frame.set_index("method")[["linear weights MB", "+ output head MB"]], stack=True)
-
-kv_per_token = 2 * layers * kv_heads * head_dim * 4
-c1, c2 = st.columns(2)
-context = c1.number_input(
-    "Context length (tokens)", 1, config.get("max_position_embeddings", 8192), 2048, step=256
-)
-batch = c2.number_input("Batch (sequences)", 1, 256, 16)
-st.markdown(
-    f"KV cache: 2 (K and V) × {layers} layers × {kv_heads} KV heads × {head_dim} dims × 4 bytes (fp32) = "
-    f"**{kv_per_token:,} bytes per token**; for {context:,} tokens × {batch} sequences: "
-    f"**{kv_per_token * context * batch / 1e9:.2f} GB**."
-)
-train = total_params * (4 + 4 + 8)
-st.markdown(
-    f"Training estimate (fp32, AdamW): weights 4 + gradients 4 + two Adam moments 8 = 16 bytes per parameter "
-    f"= **{train / 1e9:.2f} GB**, before activations."
-)
-
-st.subheader("Measured perplexity and throughput")
-report_path = settings.home_dir / "bench" / "engine.json"
-if report_path.is_file():
-    report = json.loads(report_path.read_text())
-    table = pd.DataFrame(report["results"])[
-        [
-            "system",
-            "method",
-            "decode_tok_s",
-            "prefill_tok_s",
-            "ppl",
-            "ppl_delta_pct",
-            "weight_bytes",
-            "bits_per_param",
-            "peak_rss_bytes",
-        ]
-    ]
-    st.caption(f"From the last `make bench` ({report['threads']} threads).")
-    st.dataframe(table, hide_index=True)
-    st.bar_chart(table.set_index(table["system"] + " " + table["method"])["decode_tok_s"])
-else:
-    st.info("Run `make bench` to measure every method's perplexity and speed here.")
+memory()
+training()

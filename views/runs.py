@@ -7,9 +7,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from prompting.checks import case_label
 from prompting.strategies import STRATEGIES
 from prompting.summary import percent
-from services import runs
+from services import compare, runs
 from services import suites as suites_service
 from services import versions as versions_service
 from services.errors import PromptingError, StoreError
@@ -87,10 +88,12 @@ def live_status(run_id: str) -> None:
     st.caption(f"status **{run.status}** · strategy {run.strategy.get('name')} · repeats {run.repeats}"
                + (f" · engine start-up {startup:.1f} s (not counted in cell latency)" if startup else ""))  # fmt: skip
     groups = runs.summary(db, run_id)
+    stats = compare.run_group_stats(db, run_id) if groups else {}
     if groups:
         st.dataframe(pd.DataFrame([{
             "version": g.version, "provider": g.provider, "cells": g.summary.cells, "errors": g.summary.errors,
             "pass rate": percent(g.summary.pass_rate),
+            "95 % interval": interval_text(stats.get((g.version_id, g.provider_id))),
             "mean score": None if g.summary.mean_score is None else round(g.summary.mean_score, 3),
             "latency ms": None if g.summary.mean_latency_ms is None else round(g.summary.mean_latency_ms),
             "tokens in": g.summary.tokens_in,
@@ -101,6 +104,12 @@ def live_status(run_id: str) -> None:
     elif run.status not in ACTIVE and st.session_state.get("runs_seen_active") == run_id:
         st.session_state["runs_seen_active"] = None
         st.rerun()  # the run just ended: draw its results grid
+
+
+def interval_text(group_stats) -> str:
+    """The pass rate's 95 % interval over cases (repeats averaged per case first)."""
+    ci = group_stats.pass_ci if group_stats else None
+    return "–" if ci is None else f"{ci.low:.0%} – {ci.high:.0%} ({group_stats.cases} cases)"
 
 
 def colour(row):
@@ -116,7 +125,8 @@ def results(run_id: str) -> None:
     cases = {c.id: c for c in db.suite_cases(run.suite_id)} if run.suite_id else {}
     versions, providers = runs.labels(db)
     grid = pd.DataFrame([{
-        "case": cases[r.case_id].description or f"case {r.case_id}" if r.case_id in cases else r.case_id,
+        "case": case_label(cases[r.case_id].description, cases[r.case_id].vars, cases[r.case_id].position)
+        if r.case_id in cases else r.case_id,
         "version": versions.get(r.version_id), "provider": providers.get(r.provider_id), "repeat": r.repeat_index,
         "result": "error" if r.error else ("pass" if r.passed else "fail"), "score": r.score,
         "output": (r.error or r.output or "")[:120], "latency ms": round(r.latency_ms), "cached": r.cached,
@@ -142,6 +152,11 @@ def cell_detail(result, scores) -> None:
         st.markdown(f"{mark} `{score.type}` ({score.score:.2f}): {score.reason}")
     st.caption(f"{result.tokens_in} tokens in · {result.tokens_out} out · {result.latency_ms:.0f} ms"
                + (" · cached" if result.cached else ""))  # fmt: skip
+    samples = result.detail.get("samples") if result.detail else None
+    if samples:
+        st.markdown(f"**Votes** {result.detail.get('votes')} — answer: {result.answer or 'none found'}")
+        st.dataframe(pd.DataFrame([{"answer": s.get("answer") if s.get("answer") is not None else "no answer found",
+                                    "text": s.get("text", "")[:200]} for s in samples]), hide_index=True)  # fmt: skip
     if result.detail:
         st.json(result.detail, expanded=False)
 
