@@ -112,9 +112,18 @@ def run(suite_file: Path, providers: tuple[str, ...], concurrency: int | None, r
     if baseline and not db.has_run(baseline):
         raise click.BadParameter(f"no stored run '{baseline}'", param_hint="--baseline")
     run_id, suite = prepare_run(db, suite_file, providers, repeat, strategy, run_id, retry_errored)
+    print_strategies(db, run_id)
     options = {"concurrency": concurrency or suite.max_concurrency or 4, "use_cache": not no_cache}
     execute_or_attach(db, run_id, options, suite_file)
     finish(db, run_id, threshold, output, baseline, max_drop)
+
+
+def print_strategies(db, run_id: str) -> None:
+    """Which strategy each prompt runs with (its template's declared one unless overridden)."""
+    from services.runs import strategy_text
+
+    for label, strategy in ((db.get_run(run_id).options or {}).get("strategies") or {}).items():
+        click.echo(f"strategy for {label}: {strategy_text(strategy)}", err=True)
 
 
 def execute_or_attach(db, run_id: str, options: dict, suite_file: Path) -> None:
@@ -240,12 +249,15 @@ def runs_list() -> None:
 def runs_show(run_id: str, as_json: bool) -> None:
     """A run with every result: case, version, provider, repeat, output, pass, score, error."""
     from services import reports
+    from services.runs import strategy_text
 
     payload = reports.payload(store(), run_id)
     if as_json:
         click.echo(json.dumps(payload, ensure_ascii=False, default=str))
         return
-    click.echo(f"run {payload['id']}  status {payload['status']}  strategy {payload['strategy'].get('name')}")
+    click.echo(f"run {payload['id']}  status {payload['status']}")
+    for label, strategy in payload["strategies"].items():
+        click.echo(f"strategy for {label}: {strategy_text(strategy)}")
     for group in payload["groups"]:
         click.echo(f"{group['version']} × {group['provider']}: {describe_stats(group)}")
     for r in payload["results"]:

@@ -123,6 +123,14 @@ class Interrupted(Exception):
     """The run was stopped (Ctrl-C or a stop request); what finished is already in the sink."""
 
 
+def effective_strategy(override: dict[str, Any] | None, template) -> dict[str, Any]:
+    """The strategy a version runs with: an explicit override (suite, CLI, page), else what its template declares
+    (with the declared parameters), else a single call."""
+    if override and override.get("name"):
+        return dict(override)
+    return dict(template.strategy or {"name": "single"})
+
+
 def cache_key(
     provider: Provider, messages: list[dict[str, str]], params: dict[str, Any], repeat_index: int
 ) -> str:
@@ -146,7 +154,7 @@ class Runner:
     providers: list[ProviderHandle]
     cases: list[CaseSpec]
     repeats: int = 1
-    strategy: dict[str, Any] = field(default_factory=lambda: {"name": "single"})
+    strategy: dict[str, Any] = field(default_factory=dict)  # an override; empty: each template's declared one
     params: dict[str, Any] = field(default_factory=dict)
     concurrency: int = 4
     cache: Cache | None = None
@@ -225,7 +233,8 @@ class Runner:
 
     def run_cell(self, cell: Cell, version: VersionSpec, provider: Provider, case: CaseSpec) -> CellResult:
         result = CellResult(cell)
-        params = {**self.params, **self.strategy.get("params", {})}
+        strategy = effective_strategy(self.strategy, version.prompt.template)
+        params = {**self.params, **strategy.get("params", {})}
 
         def call(messages: list[dict[str, str]], call_params: dict[str, Any]) -> Completion:
             key = cache_key(provider, messages, call_params, cell.repeat_index)
@@ -241,10 +250,10 @@ class Runner:
         needs_logprobs = any(base_type(str(a.get("type", "")))[0] == "perplexity" for a in case.assertions)
         if needs_logprobs and provider.capabilities.logprobs:
             params.setdefault("logprobs", True)
-        options = {k: v for k, v in self.strategy.items() if k not in ("name", "params")}
+        options = {k: v for k, v in strategy.items() if k not in ("name", "params")}
         try:
             out: StrategyOutput = run_strategy(
-                self.strategy.get("name", "single"),
+                strategy.get("name", "single"),
                 version.prompt,
                 case.vars,
                 provider,

@@ -8,7 +8,6 @@ votes, the explored tree, the class probabilities). Strategies never touch the s
 
 from __future__ import annotations
 
-import math
 import re
 from collections import Counter
 from collections.abc import Callable
@@ -73,15 +72,26 @@ class StrategyOutput:
 Call = Callable[[list[dict[str, str]], dict[str, Any]], Completion]
 
 
-def normalise_answer(answer: str | None) -> str | None:
+NUMBER_WORDS = {w: i for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen twenty".split())}  # fmt: skip
+NUMBER_WORDS.update({"thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90,
+                     "hundred": 100})  # fmt: skip
+
+
+def normalise_answer(answer: str | None, numeric: bool = False) -> str | None:
+    """What votes compare: trimmed, case-folded, without trailing punctuation or quotes; numbers in one form
+    ("7", "7.0", "$7" and, when the answer is a number, "seven" all become "7")."""
     if answer is None:
         return None
-    answer = answer.strip().strip(".").strip()
+    answer = answer.strip().strip(".,;:!?\"'`*").strip()
     number = re.fullmatch(r"\$?(-?[\d,]*\.?\d+)%?", answer)
     if number:
         value = float(number.group(1).replace(",", ""))
         return str(int(value)) if value.is_integer() else str(value)
-    return answer.lower()
+    if numeric and answer.lower() in NUMBER_WORDS:
+        return str(NUMBER_WORDS[answer.lower()])
+    return " ".join(answer.lower().split()) or None
 
 
 def vote(answers: list[str | None]) -> tuple[str | None, float, dict[str, int]]:
@@ -143,10 +153,12 @@ def self_consistency(
     messages = prompt.render(case_vars)
     out = StrategyOutput(output="", messages=messages)
     completion = out.add(call(messages, {**params, "n": n, "temperature": temperature}))
-    samples = [
-        {"text": text, "answer": normalise_answer(extract_answer(text, pattern))} for text in completion.texts
-    ]
-    out.detail = {**_settle_vote(out, samples), "n": n, "temperature": temperature}
+    numeric = "number" in str({**prompt.template.defaults, **prompt.variables, **case_vars}.get("answer_format", ""))
+    samples = [{"text": text, "answer": normalise_answer(extract_answer(text, pattern), numeric)}
+               for text in completion.texts]  # fmt: skip
+    extracted = sum(1 for s in samples if s["answer"] is not None)
+    out.detail = {**_settle_vote(out, samples), "n": n, "temperature": temperature, "pattern": pattern,
+                  "extraction_rate": extracted / len(samples) if samples else 0.0}  # fmt: skip
     return out
 
 
@@ -249,24 +261,19 @@ def tree_of_thoughts(
 def verbalizer(
     prompt: Prompt, case_vars: dict, provider: Provider, params: dict, options: dict
 ) -> StrategyOutput:
+    """Score each class's label words as the answer; calibrated against content-free inputs unless
+    `calibrate: false` (see prompting/verbalizer.py)."""
+    from prompting.verbalizer import classify
+
     labels = options.get("labels") or prompt.template.labels
     if not labels:
         raise StrategyError(
             f"the verbalizer needs labels (class -> label words); '{prompt.template.name}' has none"
         )
-    messages = prompt.render(case_vars)
-    out = StrategyOutput(output="", messages=messages)
-    class_logprob = {}
-    for cls, words in labels.items():
-        scores = [out.add_score(provider.score(messages, word)) for word in words]
-        top = max(scores)
-        class_logprob[cls] = top + math.log(sum(math.exp(s - top) for s in scores))  # P(any of its words)
-    top = max(class_logprob.values())
-    norm = sum(math.exp(v - top) for v in class_logprob.values())
-    probabilities = {cls: math.exp(v - top) / norm for cls, v in class_logprob.items()}
-    winner = max(probabilities, key=probabilities.get)
+    calibrate = bool(_option(options, prompt.template, "calibrate", True))
+    out = StrategyOutput(output="", messages=prompt.render(case_vars))
+    winner, out.detail, out.usage = classify(prompt, case_vars, provider, labels, calibrate)
     out.output = out.answer = winner
-    out.detail = {"logprobs": class_logprob, "probabilities": probabilities}
     return out
 
 

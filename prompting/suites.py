@@ -66,7 +66,7 @@ class Suite:
     cases: list[SuiteCase] = field(default_factory=list)
     max_concurrency: int | None = None
     repeat: int = 1
-    strategy: dict[str, Any] = field(default_factory=lambda: {"name": "single"})
+    strategy: dict[str, Any] = field(default_factory=dict)  # empty: each template's declared strategy
     delimiter: str = "hash"
     guardrails: Guardrails | None = None
     params: dict[str, Any] = field(default_factory=dict)
@@ -168,12 +168,13 @@ def _workbench_options(raw: Any, suite: Suite, where: Where) -> None:
     unknown = set(raw) - WORKBENCH_KEYS
     if unknown:
         raise where.error(f"unknown workbench keys: {', '.join(sorted(unknown))}", "workbench")
-    strategy = raw.get("strategy", {"name": "single"})
-    if isinstance(strategy, str):
-        strategy = {"name": strategy}
-    if not isinstance(strategy, dict) or strategy.get("name") not in STRATEGIES:
-        raise where.error(f"strategy must be one of: {', '.join(STRATEGIES)}", "workbench", "strategy")
-    suite.strategy = strategy
+    if "strategy" in raw:  # an override; without one every prompt runs the strategy its template declares
+        strategy = raw["strategy"]
+        if isinstance(strategy, str):
+            strategy = {"name": strategy}
+        if not isinstance(strategy, dict) or strategy.get("name") not in STRATEGIES:
+            raise where.error(f"strategy must be one of: {', '.join(STRATEGIES)}", "workbench", "strategy")
+        suite.strategy = strategy
     delimiter = raw.get("delimiter", "hash")
     if delimiter not in STYLES:
         raise where.error(f"delimiter must be one of: {', '.join(STYLES)}", "workbench", "delimiter")

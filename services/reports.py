@@ -35,6 +35,7 @@ def payload(store: Store, run_id: str) -> dict[str, Any]:
         })  # fmt: skip
     return {"id": run.id, "status": run.status, "created_at": run.created_at.isoformat(),
             "description": run.description, "strategy": run.strategy, "repeats": run.repeats,
+            "strategies": (run.options or {}).get("strategies") or {},
             "summary": overall(store, run_id).to_dict(), "groups": _groups(store, run_id),
             "results": results}  # fmt: skip
 

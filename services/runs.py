@@ -37,7 +37,7 @@ class RunPlan:
     version_ids: list[int]
     provider_ids: list[int]
     repeats: int = 1
-    strategy: dict[str, Any] = field(default_factory=lambda: {"name": "single"})
+    strategy: dict[str, Any] = field(default_factory=dict)  # an override; empty: as each template declares
     params: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     run_id: str | None = None
@@ -59,13 +59,28 @@ class GroupSummary:
 
 def create(store: Store, plan: RunPlan, **options: Any):
     """Store a run (status queued) without queueing its cells; `submit` does both. The plan is validated first
-    (`validate`): a run that cannot render is refused before anything is stored."""
+    (`validate`): a run that cannot render is refused before anything is stored. The strategy each version will
+    run with (override or declared) is recorded on the run."""
     if not plan.version_ids or not plan.provider_ids:
         raise StoreError("a run needs at least one version and one provider")
     validate(store, plan)
+    options["strategies"] = strategies_used(store, plan.version_ids, plan.strategy)
     return store.create_run(suite_id=plan.suite_id, version_ids=plan.version_ids, provider_ids=plan.provider_ids,
                             repeats=plan.repeats, strategy=plan.strategy, params=plan.params,
                             description=plan.description, run_id=plan.run_id, options=options)  # fmt: skip
+
+
+def strategies_used(store: Store, version_ids: list[int], override: dict | None) -> dict[str, dict]:
+    """Version label -> the strategy (and its parameters) it runs with."""
+    from prompting.runner import effective_strategy
+
+    return {v.label: effective_strategy(override, prompt_of(v).template) for v in map(store.get_version, version_ids)}
+
+
+def strategy_text(strategy: dict) -> str:
+    """`self_consistency (n 5, temperature 0.7)`."""
+    extra = ", ".join(f"{k} {v}" for k, v in strategy.items() if k != "name")
+    return f"{strategy.get('name', 'single')}" + (f" ({extra})" if extra else "")
 
 
 def build_runner(store: Store, run, *, concurrency: int = 4, use_cache: bool = True,

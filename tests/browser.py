@@ -114,3 +114,20 @@ def go(page, name: str) -> None:
     """Open a page from the sidebar navigation."""
     page.get_by_role("link", name=name, exact=True).click()
     page.wait_for_timeout(300)
+
+
+def settle(page, timeout_ms: int = 120_000) -> None:
+    """Wait until the page script has drawn its title and stopped running (the status widget is gone)."""
+    page.locator("[data-testid='stMain'] h1").first.wait_for(timeout=timeout_ms)
+    page.wait_for_function("() => !document.querySelector(\"[data-testid='stStatusWidget']\")", timeout=timeout_ms)
+    page.wait_for_timeout(500)
+
+
+def run_form(page):
+    """The Runs page's form, its expander opened when runs exist (it starts collapsed then)."""
+    form = page.locator("[data-testid='stForm']")
+    page.get_by_text("Start a run").first.wait_for()
+    if not form.is_visible():
+        page.get_by_text("Start a run").first.click()
+    form.wait_for()
+    return form

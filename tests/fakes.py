@@ -25,14 +25,14 @@ class FakeProvider:
         self,
         reply: Callable[[list[dict], dict], str | list[str]] | list[str] | str = "ok",
         label: str = "fake:model",
-        scores: dict[str, float] | None = None,
+        scores: dict[str, float] | Callable[[list[dict], str], float] | None = None,
         fail: Callable[[list[dict]], bool] | None = None,
         capabilities: Capabilities | None = None,
         latency_ms: float = 5.0,
     ):
         self.spec = ProviderSpec(label=label, kind="remote", model="fake-model", base_url="http://fake")
         self.capabilities = capabilities or Capabilities(continuation_scoring=scores is not None)
-        self._reply, self._scores, self._fail = reply, scores or {}, fail
+        self._reply, self._scores, self._fail = reply, scores if scores is not None else {}, fail
         self.calls: list[dict[str, Any]] = []
         self.score_calls: list[tuple[list[dict], str]] = []
         self._queue = list(reply) if isinstance(reply, list) else None
@@ -79,7 +79,8 @@ class FakeProvider:
             self.score_calls.append((messages, continuation))
         if not self.capabilities.continuation_scoring:
             raise CannotScore(f"provider {self.label} cannot score a given continuation")
-        return Scored(self._scores[continuation], Usage(len(messages), 0, self.latency_ms, 0.0, 1))
+        value = self._scores(messages, continuation) if callable(self._scores) else self._scores[continuation.strip().lower()]
+        return Scored(value, Usage(len(messages), 0, self.latency_ms, 0.0, 1))
 
     def perplexity(self, text: str) -> float:
         raise CannotScore("the fake provider has no perplexity")

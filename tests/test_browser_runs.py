@@ -12,7 +12,7 @@ import pytest
 from prompting.providers import ProviderSpec
 from services import open_store
 from services.specs import save_provider
-from tests.browser import App, chromium, go, new_page, require_chromium
+from tests.browser import App, chromium, go, new_page, require_chromium, run_form
 
 pytestmark = pytest.mark.slow
 CELLS = 12
@@ -47,9 +47,11 @@ def wait(predicate, timeout: float = 60.0) -> bool:
 def start_run(page, provider: str) -> None:
     """Fill the Runs form (the fake provider instead of the local model) and press its button."""
     go(page, "Runs")
-    form = page.locator("[data-testid='stForm']")
+    form = run_form(page)
     providers = form.locator("[data-testid='stMultiSelect']").nth(1)
     providers.locator("button[aria-label^='Remove']").first.click()  # drop the default local model
+    providers.locator("button[aria-label^='Remove']").first.wait_for(state="detached")  # the rerun has redrawn it
+    page.wait_for_function("() => !document.querySelector(\"[data-testid='stStatusWidget']\")")
     providers.locator("input").fill("fake")
     page.get_by_role("option", name=provider).click()
     page.keyboard.press("Escape")
@@ -84,7 +86,7 @@ def test_runs_survive_page_switches_closed_browsers_and_a_killed_worker(app, tmp
 
         page = new_page(browser, app.url)
         go(page, "Runs")
-        repeats = page.locator("[data-testid='stForm']").get_by_label("Repeats")
+        repeats = run_form(page).get_by_label("Repeats")
         repeats.fill("2")
         repeats.press("Enter")
         page.wait_for_timeout(2000)

@@ -26,7 +26,7 @@ def rates(
         ],
     )
     errors = base.mark_errorbar(ticks=True, color="black").encode(x=alt.X(f"{low}:Q"), x2=f"{high}:Q")
-    return (bars + errors).properties(height=max(60, 40 * len(frame)))  # fmt: skip
+    return (bars + errors).properties(height=max(90, 45 * len(frame)))  # fmt: skip
 
 
 def forest(frame: pd.DataFrame, title: str, label: str = "variant", unit: str = "points") -> alt.LayerChart:
@@ -64,4 +64,4 @@ def forest(frame: pd.DataFrame, title: str, label: str = "variant", unit: str = 
         .mark_rule(strokeDash=[4, 4], color="black")
         .encode(x="zero:Q")
     )
-    return (bars + points + zero).properties(height=max(60, 36 * len(frame)))  # fmt: skip
+    return (bars + points + zero).properties(height=max(90, 40 * len(frame)))  # fmt: skip

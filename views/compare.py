@@ -51,12 +51,13 @@ def figures(result: compare.Comparison) -> None:
     a_stats, b_stats = (compare.run_group_stats(db, g.ref.run_id)[(g.ref.version_id, g.ref.provider_id)]
                         for g in (result.a, result.b))  # fmt: skip
     frame = pd.DataFrame([
-        {"group": f"{side}: {g.label}", "rate": s.pass_rate, "low": s.pass_ci.low if s.pass_ci else None,
+        {"group": side, "name": g.label, "rate": s.pass_rate, "low": s.pass_ci.low if s.pass_ci else None,
          "high": s.pass_ci.high if s.pass_ci else None}
         for side, g, s in (("A", result.a, a_stats), ("B", result.b, b_stats)) if s.pass_rate is not None])  # fmt: skip
     p = result.paired
     delta = None if p.delta is None else f"{p.delta * 100:+.0f} pts"
-    st.metric("Pass rate B vs A", "–" if p.rate_b is None else f"{p.rate_b:.0%}", delta)
+    st.metric("Pass rate B vs A", "–" if p.rate_b is None else f"{p.rate_b:.0%}", delta,
+              delta_color="normal" if p.delta else "off")  # fmt: skip
     left, right = st.columns(2)
     if not frame.empty:
         left.altair_chart(rates(frame, "rate", "low", "high", "Pass rate (95 % interval, cases as the unit)"),

@@ -18,6 +18,7 @@ from services.specs import save_provider
 from views.common import provider_specs, refreshing, run_label, store, version_labels, worker_notice
 
 ACTIVE = ("queued", "running")
+DECLARED = "as each template declares"
 
 st.title(":material/play_circle: Runs")
 db = store()
@@ -29,8 +30,8 @@ def start_form() -> None:
         st.info("A run needs a suite (Test cases page) and at least one saved version (Build page).")
         return
     # enter_to_submit=False: pressing Enter in a field never starts a run; only the button does
-    with st.form("start_run", enter_to_submit=False):
-        st.subheader("Start a run")
+    with st.expander("Start a run", expanded=not db.list_runs(), icon=":material/add_circle:"), \
+            st.form("start_run", enter_to_submit=False):  # fmt: skip
         names, recent = [s.name for s, _ in suites], suites_service.recent_suite(db)
         suite_name = st.selectbox(
             "Suite", names, index=names.index(recent) if recent in names else 0, key="runs_suite"
@@ -42,7 +43,9 @@ def start_form() -> None:
                                           key="runs_providers")  # fmt: skip
         c1, c2, c3 = st.columns(3)
         repeats = c1.number_input("Repeats", 1, 100, 1, key="runs_repeats")
-        strategy = c2.selectbox("Strategy", STRATEGIES, key="runs_strategy")
+        strategy = c2.selectbox("Strategy", [DECLARED, *STRATEGIES], key="runs_strategy",
+                                help="Each template declares the strategy of its technique (self-consistency votes over "
+                                "5 samples, the verbalizer scores label words...); pick one to override it.")  # fmt: skip
         concurrency = c3.number_input("Concurrency", 1, 64, 4, key="runs_concurrency")
         temperature = st.slider("temperature", 0.0, 2.0, 0.0, 0.05, key="runs_temperature")
         max_tokens = st.number_input("max tokens", 1, 4096, 128, key="runs_max_tokens")
@@ -54,7 +57,8 @@ def start_form() -> None:
         return
     configs = [save_provider(db, s) for s in specs if s.label in chosen_providers]
     plan = runs.RunPlan(db.get_suite(suite_name).id, [versions[v] for v in chosen_versions], [c.id for c in configs],
-                        int(repeats), {"name": strategy}, {"temperature": temperature, "max_tokens": int(max_tokens)},
+                        int(repeats), {} if strategy == DECLARED else {"name": strategy},
+                        {"temperature": temperature, "max_tokens": int(max_tokens)},
                         f"UI: {suite_name}")  # fmt: skip
     run = runs.submit(db, plan, concurrency=int(concurrency))
     st.session_state["runs_view"] = run.id
@@ -85,7 +89,8 @@ def live_status(run_id: str) -> None:
         st.progress(fraction, text=f"{run.status}: {state.done}/{state.total} cells — pass {state.passed}, "
                                    f"fail {state.failed}, errors {state.errors}")  # fmt: skip
     startup = (run.options or {}).get("engine_startup_s")
-    st.caption(f"status **{run.status}** · strategy {run.strategy.get('name')} · repeats {run.repeats}"
+    used = "; ".join(f"{label}: {runs.strategy_text(s)}" for label, s in ((run.options or {}).get("strategies") or {}).items())
+    st.caption(f"status **{run.status}** · strategy {used or runs.strategy_text(run.strategy)} · repeats {run.repeats}"
                + (f" · engine start-up {startup:.1f} s (not counted in cell latency)" if startup else ""))  # fmt: skip
     groups = runs.summary(db, run_id)
     stats = compare.run_group_stats(db, run_id) if groups else {}

@@ -1,0 +1,71 @@
+"""Regenerate the README's screenshots: `python docs/screenshots.py` starts the processes of `make run` on free
+ports with a fresh data folder, stores a small demo (a CO-STAR version, a capitals suite run on the local model
+under int4 and int8), opens every page in Debian's Chromium and writes docs/screenshots/<page>.png."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.browser import App, chromium, go, new_page, settle  # noqa: E402
+
+OUT = ROOT / "docs" / "screenshots"
+MODEL = "smollm2-135m-instruct"
+CAPITALS = [("France", "Paris"), ("Japan", "Tokyo"), ("Italy", "Rome"), ("Germany", "Berlin"), ("Spain", "Madrid")]
+
+
+def demo(store) -> None:
+    """A version, a suite and two finished runs of it (int4, int8) for the pages to show."""
+    from prompting.providers import ProviderSpec
+    from prompting.templates import load
+    from services import runs
+    from services.specs import save_provider
+
+    store.save_version("co_star", load("co_star").source, variables={v.name: v.example for v in load("co_star").variables})
+    version = store.save_version("zero_shot", load("zero_shot").source,
+                                 variables={"instruction": "Answer with the capital city only."})  # fmt: skip
+    suite = store.save_suite("capitals", [{"description": country, "vars": {"input": f"Capital of {country}?"},
+                                           "assertions": [{"type": "icontains", "value": city}]}
+                                          for country, city in CAPITALS])  # fmt: skip
+    ids = []
+    for method in ("int4", "int8"):
+        config = save_provider(store, ProviderSpec.parse(f"local:{MODEL}@{method}"))
+        plan = runs.RunPlan(suite.id, [version.id], [config.id], params={"temperature": 0, "max_tokens": 12})
+        ids.append(runs.submit(store, plan).id)
+    deadline = time.time() + 600
+    while time.time() < deadline and not all(store.get_run(i).status == "completed" for i in ids):
+        time.sleep(1)
+
+
+def shoot(page, name: str) -> None:
+    settle(page)
+    page.screenshot(path=str(OUT / f"{name}.png"), full_page=True)
+    print(f"wrote docs/screenshots/{name}.png", file=sys.stderr)
+
+
+def main() -> int:
+    home = Path(tempfile.mkdtemp(prefix="workbench-shots-"))
+    os.environ["WORKBENCH_HOME"] = str(home)
+    OUT.mkdir(parents=True, exist_ok=True)
+    with App(home) as app, chromium() as browser:
+        os.environ["WORKBENCH_ENGINE_URL"] = app.env["WORKBENCH_ENGINE_URL"]
+        from services import open_store
+
+        demo(open_store())
+        page = new_page(browser, app.url)
+        page.set_viewport_size({"width": 1400, "height": 2000})  # Streamlit scrolls inside: show more at once
+        shoot(page, "build")
+        for name in ("Playground", "Test cases", "Runs", "Compare", "Engine", "Export"):
+            go(page, name)
+            shoot(page, name.lower().replace(" ", "_"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
