@@ -5,28 +5,20 @@ from __future__ import annotations
 
 import altair as alt
 import pandas as pd
+import streamlit as st
 
 GREEN, RED, GREY = "#2ca02c", "#d62728", "#9e9e9e"
 
 
-def rates(
-    frame: pd.DataFrame, value: str, low: str, high: str, title: str, label: str = "group"
-) -> alt.LayerChart:
+def rates(frame: pd.DataFrame, value: str, low: str, high: str, title: str, label: str = "group") -> alt.LayerChart:
     """One bar per row with its 95 % interval as an error bar (`value`, `low`, `high` in 0..1)."""
-    base = alt.Chart(frame, title=title).encode(
-        y=alt.Y(f"{label}:N", title=None, sort=None, axis=alt.Axis(labelLimit=420))
-    )
-    bars = base.mark_bar(color="#4c78a8").encode(
-        x=alt.X(f"{value}:Q", title=title, scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
-        tooltip=[
-            label,
-            alt.Tooltip(value, format=".1%"),
-            alt.Tooltip(low, format=".1%"),
-            alt.Tooltip(high, format=".1%"),
-        ],
-    )
-    errors = base.mark_errorbar(ticks=True, color="black").encode(x=alt.X(f"{low}:Q"), x2=f"{high}:Q")
-    return (bars + errors).properties(height=max(90, 45 * len(frame)))  # fmt: skip
+    base = alt.Chart(frame, title=title).encode(y=alt.Y(f"{label}:N", title=None, sort=None,
+                                                        axis=alt.Axis(labelLimit=420)))  # fmt: skip
+    tooltip = [alt.Tooltip(c, format=".1%") if c in (value, low, high) else alt.Tooltip(c) for c in frame.columns]
+    x = alt.X(f"{value}:Q", title="pass rate", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"))
+    bars = base.mark_bar(color="#4c78a8").encode(x=x, tooltip=tooltip)
+    errors = base.mark_errorbar(ticks=True, color="black").encode(x=alt.X(f"{low}:Q", title="pass rate"), x2=f"{high}:Q")
+    return bars + errors
 
 
 def forest(frame: pd.DataFrame, title: str, label: str = "variant", unit: str = "points") -> alt.LayerChart:
@@ -34,34 +26,23 @@ def forest(frame: pd.DataFrame, title: str, label: str = "variant", unit: str = 
     green/red when significant, grey when not."""
     frame = frame.copy()
     frame["verdict"] = frame.apply(
-        lambda r: (
-            "not significant" if not r.get("significant") else ("better" if r["delta"] > 0 else "worse")
-        ),
-        axis=1,
-    )
+        lambda r: "not significant" if not r.get("significant") else ("better" if r["delta"] > 0 else "worse"), axis=1)
     scale = alt.Scale(domain=["better", "worse", "not significant"], range=[GREEN, RED, GREY])
-    base = alt.Chart(frame, title=title).encode(
-        y=alt.Y(f"{label}:N", title=None, sort=None, axis=alt.Axis(labelLimit=420))
-    )
+    colour = alt.Color("verdict:N", scale=scale, title=None)
+    base = alt.Chart(frame, title=title).encode(y=alt.Y(f"{label}:N", title=None, sort=None,
+                                                        axis=alt.Axis(labelLimit=420)))  # fmt: skip
     fmt = "+.0%" if unit == "points" else "+.2f"
-    x = alt.X("delta:Q", title=f"change ({unit}) with 95 % interval", axis=alt.Axis(format=fmt))
-    points = base.mark_point(filled=True, size=90).encode(
-        x=x,
-        color=alt.Color("verdict:N", scale=scale, title=None),
-        tooltip=[
-            label,
-            alt.Tooltip("delta", format=fmt),
-            alt.Tooltip("low", format=fmt),
-            alt.Tooltip("high", format=fmt),
-            "verdict",
-        ],
-    )
-    bars = base.mark_rule(strokeWidth=2).encode(
-        x="low:Q", x2="high:Q", color=alt.Color("verdict:N", scale=scale)
-    )
-    zero = (
-        alt.Chart(pd.DataFrame({"zero": [0.0]}))
-        .mark_rule(strokeDash=[4, 4], color="black")
-        .encode(x="zero:Q")
-    )
-    return (bars + points + zero).properties(height=max(90, 40 * len(frame)))  # fmt: skip
+    title_x = f"change ({unit}) with 95 % interval"
+    tooltip = [label, alt.Tooltip("delta", format=fmt), alt.Tooltip("low", format=fmt),
+               alt.Tooltip("high", format=fmt), "verdict"]  # fmt: skip
+    points = base.mark_point(filled=True, size=90).encode(x=alt.X("delta:Q", title=title_x, axis=alt.Axis(format=fmt)),
+                                                          color=colour, tooltip=tooltip)  # fmt: skip
+    bars = base.mark_rule(strokeWidth=2).encode(x=alt.X("low:Q", title=title_x), x2="high:Q", color=colour)
+    zero = alt.Chart(pd.DataFrame({"zero": [0.0]})).mark_rule(strokeDash=[4, 4], color="black").encode(
+        x=alt.X("zero:Q", title=title_x))  # fmt: skip
+    return bars + points + zero
+
+
+def draw(chart, rows: int) -> None:
+    """Show a chart with room for its rows (Streamlit ignores a layered chart's own height)."""
+    st.altair_chart(chart, use_container_width=True, height=110 + 34 * max(rows, 1))

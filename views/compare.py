@@ -9,7 +9,7 @@ import streamlit as st
 
 from services import compare
 from services.errors import PromptingError, StoreError
-from views.charts import forest, rates
+from views.charts import draw, forest, rates
 from views.common import store
 from views.compare_variants import ablation_tab, sweep_tab
 
@@ -60,13 +60,14 @@ def figures(result: compare.Comparison) -> None:
               delta_color="normal" if p.delta else "off")  # fmt: skip
     left, right = st.columns(2)
     if not frame.empty:
-        left.altair_chart(rates(frame, "rate", "low", "high", "Pass rate (95 % interval, cases as the unit)"),
-                          use_container_width=True)  # fmt: skip
+        with left:
+            draw(rates(frame, "rate", "low", "high", "Pass rate (95 % interval, cases as the unit)"), len(frame))
     if p.delta_ci is not None:
         deltas = pd.DataFrame([
             {"variant": "pass rate", "delta": p.delta, "low": p.delta_ci.low, "high": p.delta_ci.high,
              "significant": p.significant}])  # fmt: skip
-        right.altair_chart(forest(deltas, "B − A"), use_container_width=True)
+        with right:
+            draw(forest(deltas, "B − A"), len(deltas))
         right.caption(f"p = {p.p_value:.3g} ({p.test}); this suite detects ≥ {p.mdd * 100:.0f} points at 80 % power"
                       if p.mdd is not None else "")  # fmt: skip
 

@@ -12,7 +12,7 @@ from services import suites as suites_service
 from services import versions as versions_service
 from services.errors import PromptingError, StoreError
 from settings import get_settings
-from views.charts import forest
+from views.charts import draw, forest
 from views.common import provider_specs, refreshing, run_label, version_labels
 
 ACTIVE = ("queued", "running")
@@ -38,7 +38,8 @@ def effects_view(rows: list[dict], title: str, empty: str) -> None:
         st.caption(empty)
         return
     frame = pd.DataFrame(rows)
-    st.altair_chart(forest(frame.dropna(subset=["delta", "low", "high"]), title), use_container_width=True)
+    shown_rows = frame.dropna(subset=["delta", "low", "high"])
+    draw(forest(shown_rows, title), len(shown_rows))
     shown = frame[["variant", "delta", "low", "high", "p", "p_holm", "significant"]].rename(columns={
         "delta": "Δ pass rate", "low": "95 % low", "high": "95 % high", "p_holm": "p (Holm)"})  # fmt: skip
     st.dataframe(shown, hide_index=True, column_config={
