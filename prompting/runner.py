@@ -126,9 +126,13 @@ class Interrupted(Exception):
 def effective_strategy(override: dict[str, Any] | None, template) -> dict[str, Any]:
     """The strategy a version runs with: an explicit override (suite, CLI, page), else what its template declares
     (with the declared parameters), else a single call."""
+    from prompting.strategies import STRATEGIES
+
     if override and override.get("name"):
         return dict(override)
-    return dict(template.strategy or {"name": "single"})
+    declared = dict(template.strategy or {"name": "single"})
+    # a technique that is not a per-cell strategy (APE proposes instructions over a whole suite) runs as one call
+    return declared if declared.get("name") in STRATEGIES else {"name": "single"}
 
 
 def cache_key(

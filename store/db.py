@@ -8,12 +8,13 @@ plumbing only.
 
 from __future__ import annotations
 
+import fcntl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Engine as SqlEngine
 from sqlmodel import Session, create_engine
 
@@ -39,9 +40,30 @@ def connect(url: str) -> SqlEngine:
             cursor.close()
     else:
         sql = create_engine(url, pool_pre_ping=True)
-    with sql.begin() as conn:
+    with _migration_lock(url), sql.begin() as conn:
+        if sql.dialect.name == "postgresql":  # processes starting together (UI, worker, CLI) migrate one at a time
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         migrate(conn)
     return sql
+
+
+MIGRATION_LOCK_KEY = 4_711_2026  # any constant: the advisory lock that serialises migrations on PostgreSQL
+
+
+@contextmanager
+def _migration_lock(url: str) -> Iterator[None]:
+    """An exclusive file lock beside a SQLite database while it is migrated (SQLite's deferred transactions
+    would let two new processes both create the same tables)."""
+    if not url.startswith("sqlite:///") or url.endswith(":memory:"):
+        yield
+        return
+    path = Path(url.removeprefix("sqlite:///")).expanduser()
+    with open(path.with_name(path.name + ".migrate-lock"), "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class Database:

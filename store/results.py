@@ -56,7 +56,7 @@ class ResultQueries:
         with self.session() as s:
             run = Run(id=run_id or new_run_id(), suite_id=suite_id, version_ids=version_ids,
                       provider_ids=provider_ids, repeats=repeats, params=params or {},
-                      strategy=strategy or {"name": "single"}, description=description, status=status,
+                      strategy=strategy or {}, description=description, status=status,
                       options=options or {})  # fmt: skip
             s.add(run)
             s.flush()

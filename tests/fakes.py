@@ -34,6 +34,7 @@ class FakeProvider:
         self.capabilities = capabilities or Capabilities(continuation_scoring=scores is not None)
         self._reply, self._scores, self._fail = reply, scores if scores is not None else {}, fail
         self.calls: list[dict[str, Any]] = []
+        self.usages: list[Usage] = []  # what every call (chat or score) reported, for accounting checks
         self.score_calls: list[tuple[list[dict], str]] = []
         self._queue = list(reply) if isinstance(reply, list) else None
         self._lock = threading.Lock()
@@ -66,6 +67,8 @@ class FakeProvider:
                      for t in texts] if params.get("logprobs") else None)  # fmt: skip
         usage = Usage(sum(len(m["content"].split()) for m in messages), sum(len(t.split()) for t in texts),
                       self.latency_ms, 0.001, 1)  # fmt: skip
+        with self._lock:
+            self.usages.append(usage)
         return Completion(texts=texts, usage=usage, logprobs=logprobs, finish_reasons=["stop"] * len(texts))
 
     def stream(self, messages, **params) -> Iterator[StreamChunk]:
@@ -80,7 +83,10 @@ class FakeProvider:
         if not self.capabilities.continuation_scoring:
             raise CannotScore(f"provider {self.label} cannot score a given continuation")
         value = self._scores(messages, continuation) if callable(self._scores) else self._scores[continuation.strip().lower()]
-        return Scored(value, Usage(len(messages), 0, self.latency_ms, 0.0, 1))
+        usage = Usage(len(messages), 0, self.latency_ms, 0.0005, 1)
+        with self._lock:
+            self.usages.append(usage)
+        return Scored(value, usage)
 
     def perplexity(self, text: str) -> float:
         raise CannotScore("the fake provider has no perplexity")
