@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHES = ("engine", "server", "runner", "stats", "idle")
+BENCHES = ("engine", "server", "runner", "stats", "idle", "techniques")
 
 
 def main(argv: list[str]) -> int:

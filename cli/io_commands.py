@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -9,30 +10,52 @@ import click
 
 from cli.common import gather_vars, store, var_option, vars_file_option
 
+FORMATS = ["j2", "openai", "openai-request", "promptfoo"]
+
 
 @click.command("export")
 @click.argument("name_or_version")
-@click.option("--format", "fmt", type=click.Choice(["j2", "openai", "promptfoo"]), required=True)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), required=True,
+              help="j2: the template (a version's bound values, delimiter and guardrails in its front matter); "
+              "openai: a chat prompt template with {{ name }} placeholders, or the filled messages with --var; "
+              "openai-request: a Chat Completions request body; promptfoo: a config `promptfoo eval` runs.")  # fmt: skip
 @var_option
 @vars_file_option
-@click.option("--suite", "suite_name", default=None, help="Tests to include with --format promptfoo.")
+@click.option(
+    "--suite", "suite_name", default=None, help="Tests (and their providers) for --format promptfoo."
+)
+@click.option(
+    "--model", default=None, help="Model of the request body (default: the local model and method)."
+)
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write here instead of stdout.")  # fmt: skip
 def export(name_or_version: str, fmt: str, var_items: tuple[str, ...], vars_file: Path | None,
-           suite_name: str | None, out: Path | None) -> None:  # fmt: skip
-    """Export a stored version (name, name@vN or id) or a library template as .j2, OpenAI messages or promptfoo YAML.
+           suite_name: str | None, model: str | None, out: Path | None) -> None:  # fmt: skip
+    """Export a stored version (NAME@vN, NAME@latest or an id) or a library template (NAME or library:NAME).
 
     Secrets are never exported: providers carry the name of their key's environment variable.
     """
     from services import exports
+    from services.promptfoo_export import export_promptfoo
 
     db = store()
+    values = gather_vars(vars_file, var_items)
+    notes: list[str] = []
     if fmt == "j2":
-        text = exports.export_j2(db, name_or_version)
+        text, note = exports.export_j2(db, name_or_version)
+        notes.append(note)
     elif fmt == "openai":
-        text = exports.export_openai(db, name_or_version, gather_vars(vars_file, var_items))
+        text, note = exports.export_openai(db, name_or_version, values)
+        notes.append(note)
+    elif fmt == "openai-request":
+        text = (
+            json.dumps(exports.request_body(db, name_or_version, values, model), indent=2, ensure_ascii=False)
+            + "\n"
+        )
     else:
-        text = exports.export_promptfoo(db, name_or_version, suite_name)
+        text, notes = export_promptfoo(db, name_or_version, suite_name)
+    for note in filter(None, notes):
+        click.echo(f"note: {note}", err=True)
     if out:
         out.write_text(text, encoding="utf-8")
         click.echo(f"wrote {out}", err=True)

@@ -18,7 +18,9 @@ class PlanError(PromptingError):
     def __init__(self, problems: list[Problem], total_cases: int):
         self.problems = problems
         cases = len({p.case_index for p in problems})
-        super().__init__(f"{cases} of {total_cases} case(s) cannot run, nothing was started: {listing(problems)}")
+        super().__init__(
+            f"{cases} of {total_cases} case(s) cannot run, nothing was started: {listing(problems)}"
+        )
 
 
 @dataclass
@@ -35,7 +37,9 @@ class Problem:
         return f"prompt '{self.prompt}' cannot render {self.case}: {self.error}"
 
 
-def case_label(description: str, variables: dict[str, Any], index: int, width: int = 40, noun: str = "case") -> str:
+def case_label(
+    description: str, variables: dict[str, Any], index: int, width: int = 40, noun: str = "case"
+) -> str:
     """How a case is named to people: its description, else its variables (`country=France`), else its number."""
     if description:
         return description

@@ -51,5 +51,7 @@ def characters(tokens: list[dict[str, Any]]) -> list[Piece]:
         pieces.append(Piece(text, sum(t["logprob"] for t in pending), pending))
         pending, buffer = [], b""
     if pending:
-        pieces.append(Piece(buffer.decode("utf-8", errors="replace"), sum(t["logprob"] for t in pending), pending))
+        pieces.append(
+            Piece(buffer.decode("utf-8", errors="replace"), sum(t["logprob"] for t in pending), pending)
+        )
     return pieces

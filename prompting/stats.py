@@ -136,9 +136,25 @@ def group_stats(outcomes: CaseOutcomes, seed: int = 0) -> GroupStats:
     repeats = int(outcomes.scored.min())
     if repeats > 1:
         for k in range(1, repeats + 1):
-            result.pass_at[k] = float(np.mean([pass_at_k(int(s), int(c), k) for s, c in zip(outcomes.scored, outcomes.passes, strict=True)]))
-            result.pass_hat[k] = float(np.mean([pass_hat_k(int(s), int(c), k) for s, c in zip(outcomes.scored, outcomes.passes, strict=True)]))
-    result.flaky = [key for key, c, s in zip(outcomes.keys, outcomes.passes, outcomes.scored, strict=True) if 0 < c < s]
+            result.pass_at[k] = float(
+                np.mean(
+                    [
+                        pass_at_k(int(s), int(c), k)
+                        for s, c in zip(outcomes.scored, outcomes.passes, strict=True)
+                    ]
+                )
+            )
+            result.pass_hat[k] = float(
+                np.mean(
+                    [
+                        pass_hat_k(int(s), int(c), k)
+                        for s, c in zip(outcomes.scored, outcomes.passes, strict=True)
+                    ]
+                )
+            )
+    result.flaky = [
+        key for key, c, s in zip(outcomes.keys, outcomes.passes, outcomes.scored, strict=True) if 0 < c < s
+    ]
     return result
 
 
@@ -190,7 +206,9 @@ def sign_flip_p(d: np.ndarray, seed: int = 0, resamples: int = 9999) -> float:
     return float(result.pvalue)
 
 
-def min_detectable(d: np.ndarray, baseline: float, power: float = POWER, alpha: float = ALPHA) -> float | None:
+def min_detectable(
+    d: np.ndarray, baseline: float, power: float = POWER, alpha: float = ALPHA
+) -> float | None:
     """Smallest true difference in pass rate that `len(d)` paired cases detect with this power: (z₁₋α/₂ + z_power)
     × sd(differences) / √n, with the observed sd, or √(2p(1−p)) when the runs did not differ at all."""
     n = len(d)
@@ -220,7 +238,10 @@ def paired(a: CaseOutcomes, b: CaseOutcomes, seed: int = 0, resamples: int = RES
     if repeated:
         p_value, test = sign_flip_p(d, seed), "sign-flip permutation test over cases"
     else:
-        p_value, test = mcnemar_exact(int(((fa == 1) & (fb == 0)).sum()), int(((fa == 0) & (fb == 1)).sum())), "exact McNemar"
+        p_value, test = (
+            mcnemar_exact(int(((fa == 1) & (fb == 0)).sum()), int(((fa == 0) & (fb == 1)).sum())),
+            "exact McNemar",
+        )
     return Paired(len(common), only_a, only_b, float(fa.mean()), float(fb.mean()), float(d.mean()),
                   _delta_ci(d, seed, resamples), float(d_score.mean()), _delta_ci(d_score, seed + 1, resamples),
                   p_value, test, min_detectable(d, float(fa.mean())),
@@ -278,5 +299,8 @@ def cases_needed(detect: float, baseline: float = 0.7, power: float = POWER, alp
         raise ValueError(f"a change of {detect:g} from {baseline:g} leaves the 0-1 range")
     pooled = (baseline + other) / 2
     za, zb = stats.norm.ppf(1 - alpha / 2), stats.norm.ppf(power)
-    n = (za * math.sqrt(2 * pooled * (1 - pooled)) + zb * math.sqrt(baseline * (1 - baseline) + other * (1 - other))) ** 2
+    n = (
+        za * math.sqrt(2 * pooled * (1 - pooled))
+        + zb * math.sqrt(baseline * (1 - baseline) + other * (1 - other))
+    ) ** 2
     return math.ceil(n / detect**2)

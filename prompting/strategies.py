@@ -153,7 +153,9 @@ def self_consistency(
     messages = prompt.render(case_vars)
     out = StrategyOutput(output="", messages=messages)
     completion = out.add(call(messages, {**params, "n": n, "temperature": temperature}))
-    numeric = "number" in str({**prompt.template.defaults, **prompt.variables, **case_vars}.get("answer_format", ""))
+    numeric = "number" in str(
+        {**prompt.template.defaults, **prompt.variables, **case_vars}.get("answer_format", "")
+    )
     samples = [{"text": text, "answer": normalise_answer(extract_answer(text, pattern), numeric)}
                for text in completion.texts]  # fmt: skip
     extracted = sum(1 for s in samples if s["answer"] is not None)

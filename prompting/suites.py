@@ -43,7 +43,7 @@ TOP_LEVEL_KEYS = {
     "env",
     "repeat",
 }
-WORKBENCH_KEYS = {"strategy", "delimiter", "guardrails", "params", "judge"}
+WORKBENCH_KEYS = {"strategy", "delimiter", "guardrails", "params", "judge", "prompts"}
 
 
 @dataclass
@@ -51,6 +51,10 @@ class SuitePrompt:
     label: str
     template: Template
     ref: str  # library name, file:// path or "inline"
+    # what a version bound (a `bound:` block, or an export's `workbench.prompts`); None: the suite's own
+    values: dict[str, Any] = field(default_factory=dict)
+    delimiter: str | None = None
+    guardrails: Guardrails | None = None
 
     @property
     def library_ref(self) -> str | None:
@@ -153,6 +157,10 @@ def _provider(entry: Any, where: Where, index: int) -> ProviderSpec:
             quant_methods.parse(spec.quant)
         except quant_methods.UnknownMethod as exc:
             raise where.error(str(exc), "providers", index, "config", "quant") from None
+    if label and str(label).startswith("local:") and spec.kind == "remote":
+        # our engine as promptfoo reaches it (openai:chat:MODEL@METHOD at its base URL): ours again
+        local = {k: v for k, v in config.items() if k not in ("apiBaseUrl", "apiKeyRequired", "base_url")}
+        return ProviderSpec.parse(str(label), local)
     if label:
         spec.label = str(label)
     return spec
@@ -211,16 +219,44 @@ def load_suite(path: str | Path) -> Suite:
         )
     suite = Suite(path=path, description=str(data.get("description") or ""))
     suite.prompts = [_prompt(p, path.parent, where, i) for i, p in enumerate(_listed(data, "prompts", where))]
+    exported = (
+        (data.get("workbench") or {}).get("prompts") if isinstance(data.get("workbench"), dict) else None
+    )
+    if exported:  # an export of ours: the templates themselves, not promptfoo's rendered messages
+        suite.prompts = [_exported_prompt(p, where, i) for i, p in enumerate(exported)]
     providers = data.get("providers") or []
     providers = [providers] if isinstance(providers, str) else providers
     if not isinstance(providers, list):
         raise where.error("providers must be a list", "providers")
     suite.providers = [_provider(p, where, i) for i, p in enumerate(providers)]
     _workbench_options(data.get("workbench"), suite, where)
+    for (
+        spec
+    ) in suite.providers:  # an export repeats the suite's decoding parameters in each provider's config
+        spec.params = {k: v for k, v in spec.params.items() if suite.params.get(k) != v}
     suite.cases = _cases(data, path, where)
     _evaluate_options(data, suite, where)
     _check_vars(suite, where, from_file=False)
     return suite
+
+
+def _exported_prompt(entry: Any, where: Where, index: int) -> SuitePrompt:
+    if not isinstance(entry, dict) or not isinstance(entry.get("source"), str):
+        raise where.error("each exported prompt needs its template source", "workbench", "prompts", index)
+    label = str(entry.get("label") or f"prompt{index + 1}")
+    name = label.rsplit("@v", 1)[0]
+    try:
+        template = Template.from_source(entry["source"], name=name)
+        guardrails = Guardrails.from_dict(entry["guardrails"]) if entry.get("guardrails") else None
+    except (PromptingError, ValueError) as exc:
+        raise where.error(str(exc), "workbench", "prompts", index) from None
+    delimiter = entry.get("delimiter")
+    if delimiter is not None and delimiter not in STYLES:
+        raise where.error(
+            f"delimiter must be one of: {', '.join(STYLES)}", "workbench", "prompts", index, "delimiter"
+        )
+    ref = name if name in library_names() and load(name).source == template.source else "inline"
+    return SuitePrompt(name, template, ref, dict(entry.get("values") or {}), delimiter, guardrails)
 
 
 def _listed(data: dict, key: str, where: Where) -> list:
@@ -271,7 +307,9 @@ def _evaluate_options(data: dict, suite: Suite, where: Where) -> None:
 
 def _check_vars(suite: Suite, where: Where, from_file: bool) -> None:
     """Every test must give every prompt the variables it needs: every missing one of every test is named."""
-    prompts = [(p.label, lambda v, t=p.template: t.render(v, delimiter=suite.delimiter)) for p in suite.prompts]
+    prompts = [(p.label, lambda v, p=p: p.template.render({**(p.template.bound.get("values") or {}), **p.values, **v},
+                                                            delimiter=p.delimiter or suite.delimiter))
+               for p in suite.prompts]  # fmt: skip
     problems = render_problems(prompts, [(c.description, c.vars) for c in suite.cases], noun="test")
     if problems:
         raise where.error(listing(problems), "tests", problems[0].case_index, "vars")

@@ -35,6 +35,7 @@ from prompting.errors import (
 )
 from prompting.guardrails import Guardrails, apply_guardrails, fold_system_into_user
 from prompting.limits import BoundedSandbox, StepCounter, _check_size, _Exceeded, current_limits, exceeded
+from prompting.placeholders import Placeholder
 
 LIBRARY_DIR = Path(__file__).resolve().parent.parent / "templates"
 ROLES = ("system", "user", "assistant")
@@ -93,9 +94,12 @@ class _RecordingUndefined(StrictUndefined):
 
 
 def _finalize(value: Any) -> str:
-    """Applied to every `{{ ... }}` output: data is stringified and its delimiters neutralised."""
+    """Applied to every `{{ ... }}` output: data is stringified and its delimiters neutralised (a placeholder
+    of a template export stays as written)."""
     if value is None:
         return ""
+    if isinstance(value, Placeholder):
+        return str(value)
     text = str(value)
     state = _state.get()
     return neutralize(text, state.style) if state is not None else text
@@ -166,6 +170,8 @@ class Template:
     sections: list[str] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    # what a stored version bound (written by `workbench export --format j2`): delimiter, guardrails, values
+    bound: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         try:
@@ -199,6 +205,9 @@ class Template:
         labels = meta.get("labels") or {}
         if not isinstance(labels, dict):
             raise FrontMatterError(where, "labels must map each class to a list of label words")
+        bound = meta.get("bound") or {}
+        if not isinstance(bound, dict) or set(bound) - {"delimiter", "guardrails", "values"}:
+            raise FrontMatterError(where, "bound must be a mapping of delimiter, guardrails and values")
         return cls(
             name=str(meta.get("name") or name),
             source=source,
@@ -212,11 +221,20 @@ class Template:
             sections=list(meta.get("sections") or []),
             meta=meta,
             path=path,
+            bound=bound,
         )
 
     @property
     def defaults(self) -> dict[str, Any]:
         return {v.name: v.default for v in self.variables if v.default is not None or not v.required}
+
+    def undeclared_variables(self) -> list[str]:
+        """Variables the source uses that the front matter does not declare (inline prompts declare none)."""
+        from jinja2 import meta
+
+        used = meta.find_undeclared_variables(_env.parse(self.source))
+        declared = {v.name for v in self.variables} | {"stage", "delimiter", "labels"}
+        return sorted(used - declared)
 
     def required_variables(self, stage: str | None = None) -> list[str]:
         stage = stage or (self.stages[0] if self.stages else None)
@@ -359,4 +377,12 @@ def variables(name_or_path: str | Path) -> list[Variable]:
 def render(
     name_or_path: str | Path, vars: dict[str, Any] | None = None, **options: Any
 ) -> list[dict[str, str]]:
-    return load(name_or_path).render(vars, **options)
+    """Load and render; a template exported from a stored version brings what it bound (values, delimiter style,
+    guardrails), each used unless given here."""
+    template = load(name_or_path)
+    bound = template.bound
+    if options.get("delimiter") is None:
+        options["delimiter"] = bound.get("delimiter") or DEFAULT_STYLE
+    if options.get("guardrails") is None and bound.get("guardrails"):
+        options["guardrails"] = Guardrails.from_dict(bound["guardrails"])
+    return template.render({**(bound.get("values") or {}), **(vars or {})}, **options)

@@ -43,7 +43,9 @@ def _softmax(logprobs: dict[str, float]) -> dict[str, float]:
     return {cls: math.exp(v - top) / norm for cls, v in logprobs.items()}
 
 
-def class_logprobs(messages: list[dict], labels: dict[str, list[str]], provider: Provider) -> tuple[dict[str, float], Usage]:
+def class_logprobs(
+    messages: list[dict], labels: dict[str, list[str]], provider: Provider
+) -> tuple[dict[str, float], Usage]:
     """log P(class) up to a constant: log-sum-exp over its label words and their variants."""
     usage, out = Usage(), {}
     for cls, words in labels.items():
@@ -55,9 +57,13 @@ def class_logprobs(messages: list[dict], labels: dict[str, list[str]], provider:
     return out, usage
 
 
-def content_free_prior(prompt, case_vars: dict, labels: dict[str, list[str]], provider: Provider) -> tuple[dict[str, float], Usage]:
+def content_free_prior(
+    prompt, case_vars: dict, labels: dict[str, list[str]], provider: Provider
+) -> tuple[dict[str, float], Usage]:
     """The class distribution on content-free inputs (every case variable replaced), averaged; cached."""
-    renders = [prompt.render({name: blank for name in case_vars} or {"text": blank}) for blank in CONTENT_FREE]
+    renders = [
+        prompt.render({name: blank for name in case_vars} or {"text": blank}) for blank in CONTENT_FREE
+    ]
     key = json.dumps([provider.label, provider.model_id, renders, labels], sort_keys=True)
     with _guard:
         lock = _locks.setdefault(key, threading.Lock())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import html
 import json
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ def payload(store: Store, run_id: str) -> dict[str, Any]:
             "repeat": result.repeat_index, "output": result.output, "answer": result.answer, "pass": result.passed,
             "score": result.score, "error": result.error, "latency_ms": result.latency_ms,
             "tokens_in": result.tokens_in, "tokens_out": result.tokens_out, "cost": result.cost,
-            "cached": result.cached,
+            "cached": result.cached, "messages": result.messages,
             "assertions": [{"type": s.type, "pass": s.passed, "score": s.score, "reason": s.reason} for s in scores],
         })  # fmt: skip
     return {"id": run.id, "status": run.status, "created_at": run.created_at.isoformat(),
@@ -72,14 +71,6 @@ def write(store: Store, run_id: str, path: Path) -> None:
 
 
 def html_report(data: dict[str, Any]) -> str:
-    head = "".join(f"<th>{c}</th>" for c in HTML_COLUMNS)
-    body = "".join(
-        f"<tr class='{'pass' if r['pass'] else 'fail'}'>"
-        + "".join(f"<td>{html.escape(str(r[c]) if r[c] is not None else '')}</td>" for c in HTML_COLUMNS)
-        + "</tr>"
-        for r in data["results"]
-    )
-    title = html.escape(data["id"])
-    return (f"<!doctype html><meta charset='utf-8'><title>{title}</title>"
-            "<style>.pass{background:#e7f7e7}.fail{background:#fbe9e9}td{vertical-align:top}</style>"
-            f"<h1>{title}</h1><table><tr>{head}</tr>{body}</table>")  # fmt: skip
+    from services.html_report import render
+
+    return render(data)

@@ -74,7 +74,10 @@ def strategies_used(store: Store, version_ids: list[int], override: dict | None)
     """Version label -> the strategy (and its parameters) it runs with."""
     from prompting.runner import effective_strategy
 
-    return {v.label: effective_strategy(override, prompt_of(v).template) for v in map(store.get_version, version_ids)}
+    return {
+        v.label: effective_strategy(override, prompt_of(v).template)
+        for v in map(store.get_version, version_ids)
+    }
 
 
 def strategy_text(strategy: dict) -> str:

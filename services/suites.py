@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from prompting.guardrails import Guardrails
 from prompting.suites import Suite as SuiteFile
 from prompting.suites import load_suite
 from services.specs import save_provider
@@ -37,12 +38,24 @@ def import_suite(store: Store, suite: SuiteFile, name: str | None = None) -> Imp
     digest = hashlib.sha256(json.dumps([cases, config, suite.description], sort_keys=True, default=str)
                             .encode()).hexdigest()  # fmt: skip
     stored = _store_cases(store, name or suite.name, digest, cases, suite.description, config)
-    guardrails = suite.guardrails.to_dict() if suite.guardrails else None
-    versions = [store.save_version(p.label, p.template.source, delimiter=suite.delimiter, guardrails=guardrails,
-                                   library_ref=p.library_ref, note=f"from {suite.name}").id
-                for p in suite.prompts]  # fmt: skip
+    versions = [_save_prompt(store, suite, p).id for p in suite.prompts]
     providers = [save_provider(store, spec).id for spec in suite.providers]
     return ImportedSuite(stored.id, stored.name, versions, providers, len(cases))
+
+
+def _save_prompt(store: Store, suite: SuiteFile, prompt):
+    """A suite's prompt as a version: what it bound (an exported version's values, delimiter and guardrails),
+    else the suite's delimiter and guardrails."""
+    bound = prompt.template.bound
+    guardrails = prompt.guardrails or (
+        Guardrails.from_dict(bound["guardrails"]) if bound.get("guardrails") else None
+    )
+    guardrails = guardrails or suite.guardrails
+    values = {**(bound.get("values") or {}), **prompt.values}
+    return store.save_version(prompt.label, prompt.template.source, variables=values,
+                              delimiter=prompt.delimiter or prompt.template.bound.get("delimiter") or suite.delimiter,
+                              guardrails=guardrails.to_dict() if guardrails else None, library_ref=prompt.library_ref,
+                              note=f"from {suite.name}")  # fmt: skip
 
 
 def import_file(store: Store, path: str | Path, name: str | None = None) -> ImportedSuite:

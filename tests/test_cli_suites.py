@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from cli import main
 from prompting.suites import load_suite
 from services import open_store
+from settings import get_settings
 
 HERE = Path(__file__).resolve().parent
 EXAMPLES = HERE.parent / "examples"
@@ -217,7 +218,11 @@ def test_import_then_export_round_trip(tmp_path):
     result = invoke("export", "zero_shot", "--format", "promptfoo", "--suite", "caps", "-o", str(out))
     assert result.exit_code == 0, result.output
     exported = yaml.safe_load(out.read_text())
-    assert exported["providers"] == [{"id": "local:smollm2-135m-instruct", "config": {"quant": "int4"}}]
+    # promptfoo reaches our engine as an OpenAI-compatible API; the label brings it back to ours on import
+    assert exported["providers"] == [{"id": "openai:chat:smollm2-135m-instruct@int4",
+                                      "label": "local:smollm2-135m-instruct@int4",
+                                      "config": {"apiBaseUrl": get_settings().engine_url, "apiKeyRequired": False,
+                                                 "temperature": 0, "max_tokens": 24}}]  # fmt: skip
     again = load_suite(out)
     original = load_suite(source)
     assert [c.to_dict() for c in again.cases] == [c.to_dict() for c in original.cases]
@@ -253,8 +258,12 @@ def test_export_j2_and_openai():
     assert json.loads(result.output) == [
         {"role": "user", "content": "### Instruction ###\nSum.\n\n### Input ###\n1 2"}
     ]
-    result = invoke("export", "zero_shot", "--format", "openai")
-    assert result.exit_code == 2 and "missing variables: input, instruction" in result.stderr
+    result = invoke("export", "zero_shot", "--format", "openai")  # no values: the template, with placeholders
+    template = json.loads(result.output)
+    assert result.exit_code == 0 and [v["name"] for v in template["variables"]] == ["instruction", "input"]
+    assert template["messages"] == [
+        {"role": "user", "content": "### Instruction ###\n{{ instruction }}\n\n### Input ###\n{{ input }}"}
+    ]
     result = invoke("export", "nothing-here", "--format", "j2")
     assert result.exit_code == 2 and "no template version 'nothing-here'" in result.stderr
 

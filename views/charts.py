@@ -10,14 +10,20 @@ import streamlit as st
 GREEN, RED, GREY = "#2ca02c", "#d62728", "#9e9e9e"
 
 
-def rates(frame: pd.DataFrame, value: str, low: str, high: str, title: str, label: str = "group") -> alt.LayerChart:
+def rates(
+    frame: pd.DataFrame, value: str, low: str, high: str, title: str, label: str = "group"
+) -> alt.LayerChart:
     """One bar per row with its 95 % interval as an error bar (`value`, `low`, `high` in 0..1)."""
     base = alt.Chart(frame, title=title).encode(y=alt.Y(f"{label}:N", title=None, sort=None,
                                                         axis=alt.Axis(labelLimit=420)))  # fmt: skip
-    tooltip = [alt.Tooltip(c, format=".1%") if c in (value, low, high) else alt.Tooltip(c) for c in frame.columns]
+    tooltip = [
+        alt.Tooltip(c, format=".1%") if c in (value, low, high) else alt.Tooltip(c) for c in frame.columns
+    ]
     x = alt.X(f"{value}:Q", title="pass rate", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"))
     bars = base.mark_bar(color="#4c78a8").encode(x=x, tooltip=tooltip)
-    errors = base.mark_errorbar(ticks=True, color="black").encode(x=alt.X(f"{low}:Q", title="pass rate"), x2=f"{high}:Q")
+    errors = base.mark_errorbar(ticks=True, color="black").encode(
+        x=alt.X(f"{low}:Q", title="pass rate"), x2=f"{high}:Q"
+    )
     return bars + errors
 
 
@@ -26,7 +32,11 @@ def forest(frame: pd.DataFrame, title: str, label: str = "variant", unit: str = 
     green/red when significant, grey when not."""
     frame = frame.copy()
     frame["verdict"] = frame.apply(
-        lambda r: "not significant" if not r.get("significant") else ("better" if r["delta"] > 0 else "worse"), axis=1)
+        lambda r: (
+            "not significant" if not r.get("significant") else ("better" if r["delta"] > 0 else "worse")
+        ),
+        axis=1,
+    )
     scale = alt.Scale(domain=["better", "worse", "not significant"], range=[GREEN, RED, GREY])
     colour = alt.Color("verdict:N", scale=scale, title=None)
     base = alt.Chart(frame, title=title).encode(y=alt.Y(f"{label}:N", title=None, sort=None,

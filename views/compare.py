@@ -61,7 +61,10 @@ def figures(result: compare.Comparison) -> None:
     left, right = st.columns(2)
     if not frame.empty:
         with left:
-            draw(rates(frame, "rate", "low", "high", "Pass rate (95 % interval, cases as the unit)"), len(frame))
+            draw(
+                rates(frame, "rate", "low", "high", "Pass rate (95 % interval, cases as the unit)"),
+                len(frame),
+            )
     if p.delta_ci is not None:
         deltas = pd.DataFrame([
             {"variant": "pass rate", "delta": p.delta, "low": p.delta_ci.low, "high": p.delta_ci.high,

@@ -136,8 +136,14 @@ def training() -> None:
     hidden, layers, vocab = config["hidden_size"], config["num_hidden_layers"], config["vocab_size"]
     heads = config["num_attention_heads"]
     kv_heads, head_dim = config.get("num_key_value_heads", heads), config.get("head_dim") or hidden // heads
-    linear = layers * (hidden * (heads + 2 * kv_heads) * head_dim + heads * head_dim * hidden + 3 * hidden * config["intermediate_size"])
-    total = linear + vocab * hidden * (1 if config.get("tie_word_embeddings") else 2) + hidden * (2 * layers + 1)
+    linear = layers * (
+        hidden * (heads + 2 * kv_heads) * head_dim
+        + heads * head_dim * hidden
+        + 3 * hidden * config["intermediate_size"]
+    )
+    total = (
+        linear + vocab * hidden * (1 if config.get("tie_word_embeddings") else 2) + hidden * (2 * layers + 1)
+    )
     st.markdown(f"Training estimate for {total / 1e6:,.1f} M parameters (fp32, AdamW): weights 4 + gradients 4 + two "
                 f"Adam moments 8 = 16 bytes per parameter = **{human(total * 16)}**, before activations.")  # fmt: skip
 

@@ -89,7 +89,10 @@ def live_status(run_id: str) -> None:
         st.progress(fraction, text=f"{run.status}: {state.done}/{state.total} cells — pass {state.passed}, "
                                    f"fail {state.failed}, errors {state.errors}")  # fmt: skip
     startup = (run.options or {}).get("engine_startup_s")
-    used = "; ".join(f"{label}: {runs.strategy_text(s)}" for label, s in ((run.options or {}).get("strategies") or {}).items())
+    used = "; ".join(
+        f"{label}: {runs.strategy_text(s)}"
+        for label, s in ((run.options or {}).get("strategies") or {}).items()
+    )
     st.caption(f"status **{run.status}** · strategy {used or runs.strategy_text(run.strategy)} · repeats {run.repeats}"
                + (f" · engine start-up {startup:.1f} s (not counted in cell latency)" if startup else ""))  # fmt: skip
     groups = runs.summary(db, run_id)

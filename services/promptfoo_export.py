@@ -1,0 +1,82 @@
+"""The promptfoo export: a config `promptfoo eval` runs as is, against our engine or the remote APIs a suite used.
+
+The prompt is the template's chat messages with `{{ name }}` placeholders; a stored version's bound values become
+the default vars. Strategies promptfoo cannot express (votes, trees, verbalizer scoring) are exported as their
+single-call form and named in the warnings. Everything `workbench import` needs for an exact round trip (the
+template source, its bound values and delimiter, our strategy and parameters) stays under `workbench:`.
+"""
+
+from __future__ import annotations
+
+import json
+
+from prompting import promptfoo
+from prompting.placeholders import as_template, structural
+from prompting.providers import ProviderSpec
+from prompting.runner import effective_strategy
+from prompting.suite_cases import SuiteCase
+from services.exports import resolve
+from services.specs import effective_assertions, spec_of
+from settings import get_settings
+from store import Store
+
+
+def example_case(prompt) -> SuiteCase:
+    """With no suite: one test built from the variables' examples."""
+    values = {v.name: v.example for v in prompt.template.variables
+              if v.example is not None and not structural(v) and v.name not in prompt.variables}  # fmt: skip
+    return SuiteCase(description="example", vars=values)
+
+
+def suite_parts(
+    store: Store, suite_name: str | None, prompt
+) -> tuple[list[SuiteCase], list[ProviderSpec], dict]:
+    if not suite_name:
+        settings = get_settings()
+        local = ProviderSpec.parse(f"local:{settings.default_model}@{settings.default_quant}")
+        return [example_case(prompt)], [local], {}
+    suite = store.get_suite(suite_name)
+    cases = [SuiteCase(c.description, c.vars, effective_assertions(c), c.threshold, c.tags)
+             for c in store.suite_cases(suite.id)]  # fmt: skip
+    used = {pid for r in store.list_runs() if r.suite_id == suite.id for pid in r.provider_ids}
+    providers = [spec_of(p) for p in store.list_providers() if p.id in used]
+    if not providers:
+        settings = get_settings()
+        providers = [ProviderSpec.parse(f"local:{settings.default_model}@{settings.default_quant}")]
+    return cases, providers, dict(suite.config or {})
+
+
+def export_promptfoo(store: Store, ref: str, suite_name: str | None = None) -> tuple[str, list[str]]:
+    """(promptfooconfig.yaml text, warnings to show)."""
+    found = resolve(store, ref)
+    prompt = found.prompt
+    cases, providers, config = suite_parts(store, suite_name, prompt)
+    params = dict(config.get("params") or {})
+    strategy = effective_strategy(config.get("strategy"), prompt.template)
+    warnings = [found.note] if found.note else []
+    if strategy.get("name", "single") != "single":
+        warnings.append(f"promptfoo cannot run the {strategy['name']} strategy: exported as a single call "
+                        "(the strategy is kept under the workbench key)")  # fmt: skip
+    exported = as_template(prompt)
+    defaults = {v["name"]: v["default"] for v in exported.variables if v["default"] not in (None, "")}
+    tests = [promptfoo.test_entry(SuiteCase(c.description, {**defaults, **c.vars}, c.assertions, c.threshold, c.tags),
+                                  prompt.template.answer_pattern) for c in cases]  # fmt: skip
+    engine_url = get_settings().engine_url
+    workbench = {"prompts": [{"label": found.label, "source": prompt.template.source, "delimiter": prompt.delimiter,
+                              "values": prompt.variables,
+                              "guardrails": prompt.guardrails.to_dict() if prompt.guardrails else None}],
+                 "strategy": strategy, "params": params}  # fmt: skip
+    data = promptfoo.config(f"exported {found.label}", [json.dumps(exported.messages, ensure_ascii=False)],
+                            [promptfoo.provider_entry(spec, engine_url, params) for spec in providers], tests,
+                            repeat=int(config.get("repeat") or 1), concurrency=config.get("max_concurrency"),
+                            workbench=workbench)  # fmt: skip
+    return promptfoo.to_yaml(data), warnings
+
+
+def placeholder_names(messages: list[dict]) -> set[str]:
+    from prompting.placeholders import PLACEHOLDER
+
+    return {m.group(1) for message in messages for m in PLACEHOLDER.finditer(message["content"])}
+
+
+__all__ = ["export_promptfoo", "placeholder_names"]
