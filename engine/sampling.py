@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from engine.errors import EngineError
+
 NEG_INF = float("-inf")
 
 
@@ -40,7 +42,7 @@ class SamplingParams:
     skip_special_tokens: bool = True
 
     def validate(self) -> SamplingParams:
-        """Raise ValueError naming the first bad parameter."""
+        """Raise EngineError (a ValueError) naming the first bad parameter."""
         checks = [
             ("max_new_tokens", self.max_new_tokens >= 0, "must be >= 0"),
             ("temperature", 0.0 <= self.temperature <= 100.0, "must be between 0 and 100"),
@@ -58,7 +60,7 @@ class SamplingParams:
         ]  # fmt: skip
         for name, ok, why in checks:
             if not ok:
-                raise ValueError(f"{name} {why}, got {getattr(self, name)!r}")
+                raise EngineError(f"{name} {why}, got {getattr(self, name)!r}", param=name)
         return self
 
     @property
