@@ -91,6 +91,8 @@ class DecodeBatch:
         """Choose one row's next token from its logits [V]."""
         request, params = sequence.request, sequence.request.params
         raw = logits.float()
+        if sequence.matcher is not None:
+            raw = sequence.matcher.mask(raw)  # the constrained distribution: sampled and reported alike
         processed = raw
         if params.has_penalties:
             out = torch.tensor(sequence.tokens, dtype=torch.long)
@@ -98,14 +100,19 @@ class DecodeBatch:
             processed = apply_penalties(raw, params, seen, out)
         banned = self.banned(params, len(sequence.tokens))
         if banned:
+            unbanned = processed
             processed = processed.clone()
             processed[banned] = float("-inf")
+            if sequence.matcher is not None and not torch.isfinite(processed).any():
+                processed = unbanned  # the grammar allows only an end here: it wins over min_tokens
         token = choose(processed, params, sequence.generator)
         sequence.tokens.append(token)
         entry = None
         if params.logprobs is not None:
             entry = token_logprob(torch.log_softmax(raw, -1), token, params.logprobs)
         self.stats["completion_tokens"] += 1
+        if sequence.matcher is not None:
+            sequence.matcher.advance(token)
         self.after_token(sequence, entry)
 
     # --- stopping ----------------------------------------------------------------------------------------
@@ -137,6 +144,8 @@ class DecodeBatch:
                 if cut is not None:
                     sequence.text.truncate(cut)
                     sequence.finished = "stop"
+        if not sequence.finished and sequence.matcher is not None and sequence.matcher.done:
+            sequence.finished = "stop"  # the grammar is complete: nothing but an end could follow
         if not sequence.finished and len(sequence.tokens) >= params.max_new_tokens:
             sequence.finished = "length"
         if entry is not None:

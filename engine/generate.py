@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from engine.batch import DecodeBatch, token_logprob
+from engine.constraints import ConstraintSpec, Grammar, GrammarTokenizer, compile_grammar
 from engine.errors import ContextLengthError, EngineError
 from engine.model import KVCache, Transformer
 from engine.request import Choice, Event, Request, Sequence, TokenLogprob
@@ -73,6 +74,7 @@ class Engine:
         self.queue = WaitingQueue()
         self.batch = DecodeBatch(model, tokenizer, self.cache, self.eos_ids, self.stats)
         self.prefill: Prefill | None = None
+        self.grammar_tokens = GrammarTokenizer(tokenizer, model.args.vocab_size, self.eos_ids)
 
     @classmethod
     def load(
@@ -116,6 +118,10 @@ class Engine:
     def check(self, prompt_ids: list[int], params: SamplingParams) -> int | None:
         """Validate a request (EngineError naming the parameter); returns the clamped max_new_tokens, if any."""
         return admit(prompt_ids, params, self.model.args.vocab_size, self.window, self.max_batch)
+
+    def constrain(self, spec: ConstraintSpec) -> Grammar:
+        """Compile an output constraint for requests to this engine (EngineError naming `spec.param`)."""
+        return compile_grammar(self.grammar_tokens, spec)
 
     def submit(self, request: Request) -> Request:
         clamp = self.check(request.prompt_ids, request.params)

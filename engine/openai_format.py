@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from engine.constraints import ConstraintSpec
 from engine.request import Choice, Request, TokenLogprob
 from engine.sampling import SamplingParams
 from engine.tokens import token_bytes, token_text
@@ -23,6 +24,8 @@ COMPLETION_MAX_TOKENS_DEFAULT = 16  # legacy completions without max_tokens (Ope
 MAX_TOP_LOGPROBS = 20
 MAX_N = 16
 MAX_STOP_SEQUENCES = 4
+MAX_TOOLS = 128
+FUNCTION_NAME = r"^[a-zA-Z0-9_-]{1,64}$"  # OpenAI's rule for function names
 
 # The engine's parameter names that differ on the wire (EngineError.param -> request field).
 WIRE_PARAMS = {"max_new_tokens": "max_tokens"}
@@ -51,6 +54,19 @@ class ApiError(Exception):
         ).wire()
 
 
+class Wire(BaseModel):
+    """A response shape: serialised with every field, except unset ones named in `omit_if_unset`."""
+
+    omit_if_unset: ClassVar[tuple[str, ...]] = ()
+
+    def wire(self) -> dict[str, Any]:
+        data = self.model_dump(mode="json")
+        for name in self.omit_if_unset:
+            if name not in self.model_fields_set:
+                data.pop(name, None)
+        return data
+
+
 # --- request bodies --------------------------------------------------------------------------------------
 
 
@@ -60,10 +76,24 @@ class TextPart(BaseModel):
     text: str
 
 
+class FunctionCall(Wire):
+    name: str
+    arguments: str  # JSON text, as OpenAI sends it
+
+
+class ToolCall(Wire):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
-    role: Literal["system", "user", "assistant", "developer"]
+    role: Literal["system", "user", "assistant", "developer", "tool"]
     content: str | list[TextPart] | None = None
+    tool_calls: list[ToolCall] | None = None  # an assistant's earlier calls
+    tool_call_id: str | None = None  # a tool message: which call it answers
+    name: str | None = None
 
     def text(self) -> str:
         if self.content is None:
@@ -75,6 +105,50 @@ class ChatMessage(BaseModel):
 
 class StreamOptions(BaseModel):
     include_usage: bool = False
+
+
+class JsonSchemaFormat(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+    name: str = Field(pattern=FUNCTION_NAME)
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: bool | None = None  # our constraint is always strict: the output always matches the schema
+
+
+class ResponseFormat(BaseModel):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+    def spec(self) -> ConstraintSpec:
+        if self.type == "json_object":
+            return ConstraintSpec("json", {"type": "object"}, "response_format")
+        if self.json_schema is None:
+            raise ApiError(
+                400, "response_format of type json_schema needs json_schema", param="response_format"
+            )
+        schema = self.json_schema.schema_ if self.json_schema.schema_ is not None else {"type": "object"}
+        return ConstraintSpec("json", schema, "response_format.json_schema.schema")
+
+
+class FunctionDef(BaseModel):
+    name: str = Field(pattern=FUNCTION_NAME)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class Tool(BaseModel):
+    type: Literal["function"] = "function"
+    function: FunctionDef
+
+
+class FunctionName(BaseModel):
+    name: str
+
+
+class NamedToolChoice(BaseModel):
+    type: Literal["function"] = "function"
+    function: FunctionName
 
 
 class CommonFields(BaseModel):
@@ -104,6 +178,32 @@ class CommonFields(BaseModel):
     skip_special_tokens: bool = True
     echo: bool = False
     prompt_logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
+    # structured output: OpenAI's response_format, or one of vLLM's guided_* fields
+    response_format: ResponseFormat | None = None
+    guided_json: dict[str, Any] | str | None = None
+    guided_regex: str | None = None
+    guided_choice: list[str] | None = None
+    guided_grammar: str | None = None  # Lark, or llama.cpp's GBNF (rules written with ::=)
+
+    def constraint_spec(self) -> ConstraintSpec | None:
+        """The one output constraint asked for, if any (two at once is a 400 naming the second)."""
+        given = [
+            (name, getattr(self, name))
+            for name in ("response_format", "guided_json", "guided_regex", "guided_choice", "guided_grammar")
+            if getattr(self, name) is not None
+            and not (name == "response_format" and self.response_format.type == "text")
+        ]
+        if len(given) > 1:
+            raise ApiError(400, f"{given[0][0]} and {given[1][0]} cannot be used together", param=given[1][0])
+        if not given:
+            return None
+        name, value = given[0]
+        if name == "response_format":
+            return value.spec()
+        kind = {"guided_json": "json", "guided_regex": "regex", "guided_choice": "choice"}.get(
+            name, "grammar"
+        )
+        return ConstraintSpec(kind, value, name)
 
     def sampling(self, max_tokens: int | None, logprobs: int | None) -> SamplingParams:
         if self.best_of not in (None, 1, self.n):
@@ -135,6 +235,9 @@ class ChatBody(CommonFields):
     # vLLM: score or continue a partial assistant message instead of opening a new one
     add_generation_prompt: bool = True
     continue_final_message: bool = False
+    tools: list[Tool] | None = Field(default=None, max_length=MAX_TOOLS)
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None  # accepted; we produce at most one call per choice
 
     def chat_sampling(self) -> SamplingParams:
         if self.top_logprobs and not self.logprobs:
@@ -157,19 +260,6 @@ class CompletionBody(CommonFields):
 
 
 # --- responses -------------------------------------------------------------------------------------------
-
-
-class Wire(BaseModel):
-    """A response shape: serialised with every field, except unset ones named in `omit_if_unset`."""
-
-    omit_if_unset: ClassVar[tuple[str, ...]] = ()
-
-    def wire(self) -> dict[str, Any]:
-        data = self.model_dump(mode="json")
-        for name in self.omit_if_unset:
-            if name not in self.model_fields_set:
-                data.pop(name, None)
-        return data
 
 
 class ErrorInfo(Wire):
@@ -204,8 +294,10 @@ class ChatLogprobs(Wire):
 
 
 class AssistantMessage(Wire):
+    omit_if_unset: ClassVar[tuple[str, ...]] = ("tool_calls",)
     role: Literal["assistant"] = "assistant"
     content: str | None
+    tool_calls: list[ToolCall] | None = None
 
 
 class ChatChoice(Wire):
@@ -227,10 +319,18 @@ class ChatCompletion(Wire):
     prompt_logprobs: list[dict[str, dict[str, Any]] | None] | None = None  # vLLM's extra field
 
 
+class ToolCallDelta(Wire):
+    index: int
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatDelta(Wire):
-    omit_if_unset: ClassVar[tuple[str, ...]] = ("role", "content")
+    omit_if_unset: ClassVar[tuple[str, ...]] = ("role", "content", "tool_calls")
     role: Literal["assistant"] | None = None
     content: str | None = None
+    tool_calls: list[ToolCallDelta] | None = None
 
 
 class ChunkChoice(Wire):
@@ -285,6 +385,7 @@ class ModelCard(Wire):
     root: str
     quant: str
     max_model_len: int
+    capabilities: dict[str, Any] = Field(default_factory=dict)
 
 
 class ModelList(Wire):

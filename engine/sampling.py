@@ -143,4 +143,5 @@ def top_logprobs(logprobs: torch.Tensor, n: int) -> list[tuple[int, float]]:
     if n <= 0:
         return []
     values, ids = torch.topk(logprobs, n)
-    return [(int(i), float(v)) for i, v in zip(ids, values, strict=True)]
+    # Under an output constraint forbidden tokens sit at -inf: they are not alternatives (nor valid JSON).
+    return [(int(i), float(v)) for i, v in zip(ids, values, strict=True) if v != float("-inf")]

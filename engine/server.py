@@ -10,21 +10,21 @@ model endpoint answers 503. Every error, including FastAPI's own (404 route, 405
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi import Request as HttpRequest
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from engine.constraints import ConstraintSpec, Grammar
 from engine.errors import EngineError, QueueFull
 from engine.generate import Engine
 from engine.openai_format import (
@@ -34,24 +34,33 @@ from engine.openai_format import (
     ChatBody,
     ChatChoice,
     ChatCompletion,
-    ChatCompletionChunk,
-    ChatDelta,
-    ChunkChoice,
     Completion,
     CompletionBody,
-    CompletionChoice,
     ModelCard,
     ModelList,
     chat_logprobs,
     completion_choice,
-    legacy_logprobs,
     prompt_logprobs_vllm,
     usage,
 )  # fmt: skip
-from engine.request import Event, Request
+from engine.request import Choice, Request
 from engine.sampling import SamplingParams
 from engine.scheduler import DEFAULT_MAX_QUEUE, Scheduler
+from engine.streaming import ChatChunks, chat_stream, completion_stream, sse
+from engine.tools import ToolPlan, plan_tools, render_messages, template_knows_tools
 
+# What /v1/models advertises beyond OpenAI's fields, so a client can tell what this server can do.
+CAPABILITIES = {
+    "structured_output": True,
+    "response_format": ["text", "json_object", "json_schema"],
+    "guided_decoding": ["guided_json", "guided_regex", "guided_choice", "guided_grammar"],
+    "grammar_syntax": ["lark", "gbnf"],
+    "tools": True,
+    "tool_choice": ["none", "auto", "required", "function"],
+    "parallel_tool_calls": False,
+    "logprobs": True,
+    "beam_search": True,
+}
 DISCONNECT_POLL_S = 0.25  # how often a waiting non-streaming request checks that its client is still there
 
 
@@ -258,7 +267,7 @@ async def list_models(http: HttpRequest):
     engine = state.ready().engine
     card = ModelCard(
         id=state.model_id, created=state.created, root=state.model_name, quant=state.method,
-        max_model_len=engine.window, **state.info,
+        max_model_len=engine.window, capabilities=CAPABILITIES, **state.info,
     )  # fmt: skip
     return ModelList(data=[card]).wire()
 
@@ -267,34 +276,47 @@ async def list_models(http: HttpRequest):
 async def chat_completions(body: ChatBody, http: HttpRequest):
     state = engine_state(http)
     scheduler = state.ready(body.model)
-    tokenizer = scheduler.engine.tokenizer
-    messages = [
-        {"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in body.messages
-    ]
-    prompt_ids = chat_prompt(tokenizer, messages, body)
+    engine = scheduler.engine
+    plan = plan_tools(body)
+    prompt_ids = chat_prompt(engine.tokenizer, body, plan)
     params = body.chat_sampling()
-    request, queue = submit(scheduler, prompt_ids, params, "messages")
-    prefix = messages[-1]["content"] if body.echo and messages[-1]["role"] == "assistant" else ""
+    spec = body.constraint_spec()
+    if plan is not None and plan.spec is not None:
+        if spec is not None:
+            raise ApiError(
+                400, f"tool_choice {body.tool_choice} cannot be used with {spec.param}", param=spec.param
+            )
+        spec = plan.spec
+    grammar = await compile_constraint(engine, spec)
+    request, queue = submit(scheduler, prompt_ids, params, "messages", grammar)
+    last = body.messages[-1]
+    prefix = last.text() if body.echo and last.role == "assistant" else ""
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        chunks = chat_stream(completion_id, state.model_id, request, queue, include_usage, prefix, tokenizer)
-        return sse(chunks, request)
+        chunks = ChatChunks(completion_id, state.model_id, request, include_usage, engine.tokenizer)
+        return sse(chat_stream(chunks, queue, prefix, plan), request)
     await wait_done(http, request, queue)
-    choices = [
-        ChatChoice(
-            index=c.index, message=AssistantMessage(content=prefix + c.text),
-            logprobs=chat_logprobs(tokenizer, c.logprobs), finish_reason=c.finish_reason,
-        )
-        for c in request.choices
-    ]  # fmt: skip
     response = ChatCompletion(
-        id=completion_id, created=int(request.created), model=state.model_id, choices=choices,
+        id=completion_id, created=int(request.created), model=state.model_id,
+        choices=[chat_choice(engine.tokenizer, c, prefix, plan) for c in request.choices],
         usage=usage(request), system_fingerprint=f"workbench-{state.method}",
     )  # fmt: skip
     if params.prompt_logprobs is not None:
-        response.prompt_logprobs = prompt_logprobs_vllm(tokenizer, request)
+        response.prompt_logprobs = prompt_logprobs_vllm(engine.tokenizer, request)
     return JSONResponse(response.wire(), headers=clamp_header(request))
+
+
+def chat_choice(tokenizer: Any, choice: Choice, prefix: str, plan: ToolPlan | None) -> ChatChoice:
+    logprobs = chat_logprobs(tokenizer, choice.logprobs)
+    content, calls = plan.parse(choice.text) if plan is not None else (choice.text, [])
+    if calls:
+        message = AssistantMessage(content=content, tool_calls=calls)
+        return ChatChoice(index=choice.index, message=message, logprobs=logprobs, finish_reason="tool_calls")
+    message = AssistantMessage(content=prefix + (content or ""))
+    return ChatChoice(
+        index=choice.index, message=message, logprobs=logprobs, finish_reason=choice.finish_reason
+    )
 
 
 @router.post("/v1/completions")
@@ -306,7 +328,8 @@ async def completions(body: CompletionBody, http: HttpRequest):
     params = body.completion_sampling()
     if body.stream and len(prompts) > 1:
         raise ApiError(400, "streaming supports a single prompt", param="prompt")
-    submitted = [submit(scheduler, ids, SamplingParams(**vars(params)), "prompt") for ids in prompts]
+    grammar = await compile_constraint(scheduler.engine, body.constraint_spec())
+    submitted = [submit(scheduler, ids, SamplingParams(**vars(params)), "prompt", grammar) for ids in prompts]
     completion_id = f"cmpl-{uuid.uuid4().hex}"
     if body.stream:
         request, queue = submitted[0]
@@ -331,13 +354,27 @@ async def completions(body: CompletionBody, http: HttpRequest):
 # --- route helpers ---------------------------------------------------------------------------------------
 
 
-def chat_prompt(tokenizer: Any, messages: list[dict[str, Any]], body: ChatBody) -> list[int]:
-    """The chat template applied to the messages: token ids, or a 400 naming `messages`."""
-    if body.continue_final_message and messages[-1]["role"] != "assistant":
+async def compile_constraint(engine: Engine, spec: ConstraintSpec | None) -> Grammar | None:
+    """Compile an output constraint off the event loop (a large schema takes a while); 400 if it is bad."""
+    if spec is None:
+        return None
+    try:
+        return await asyncio.to_thread(engine.constrain, spec)
+    except EngineError as exc:
+        raise ApiError(400, str(exc), param=exc.param, code=exc.code) from None
+
+
+def chat_prompt(tokenizer: Any, body: ChatBody, plan: ToolPlan | None) -> list[int]:
+    """The chat template applied to the messages (and tools): token ids, or a 400 naming `messages`."""
+    if body.continue_final_message and body.messages[-1].role != "assistant":
         raise ApiError(400, "continue_final_message needs a final assistant message", param="messages")
+    native = template_knows_tools(tokenizer)
+    messages, tools = render_messages(body, plan, native)
+    extra = {"tools": tools} if tools else {}
     try:
         return tokenizer.apply_chat_template(
             messages,
+            **extra,
             add_generation_prompt=body.add_generation_prompt and not body.continue_final_message,
             continue_final_message=body.continue_final_message,
             tokenize=True,
@@ -378,76 +415,3 @@ def clamp_header(request: Request) -> dict[str, str]:
     if request.max_tokens_clamped_to is None:
         return {}
     return {"x-max-tokens-clamped": str(request.max_tokens_clamped_to)}
-
-
-# --- streaming -------------------------------------------------------------------------------------------
-
-
-def sse(chunks: AsyncIterator[dict], request: Request) -> StreamingResponse:
-    async def body():
-        try:
-            async for chunk in chunks:
-                yield f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"
-            yield "data: [DONE]\n\n"
-        finally:
-            if not request.done:
-                request.cancel()  # the client went away mid-stream: free its rows at the next step
-
-    return StreamingResponse(body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
-
-
-async def events(request: Request, queue: asyncio.Queue) -> AsyncIterator[Event]:
-    open_choices = set(range(request.params.n))
-    while open_choices and not (request.done and queue.empty() and request.error):
-        event: Event = await queue.get()
-        if event.finish_reason == "error":
-            raise RuntimeError(event.text)
-        yield event
-        if event.kind == "done":
-            open_choices.discard(event.index)
-            if request.params.max_new_tokens == 0:
-                open_choices.clear()
-
-
-async def chat_stream(cid, model_id, request, queue, include_usage, prefix, tokenizer) -> AsyncIterator[dict]:
-    created = int(request.created)
-
-    def chunk(choice: ChunkChoice | None, final_usage: Any = None) -> dict:
-        out = ChatCompletionChunk(id=cid, created=created, model=model_id, choices=[choice] if choice else [])
-        if include_usage:
-            out.usage = final_usage
-        return out.wire()
-
-    for index in range(request.params.n):
-        yield chunk(ChunkChoice(index=index, delta=ChatDelta(role="assistant", content=prefix)))
-    async for event in events(request, queue):
-        if event.kind == "delta" and (event.text or event.logprobs):
-            logprobs = chat_logprobs(tokenizer, event.logprobs) if event.logprobs else None
-            yield chunk(
-                ChunkChoice(index=event.index, delta=ChatDelta(content=event.text), logprobs=logprobs)
-            )
-        elif event.kind == "done":
-            yield chunk(ChunkChoice(index=event.index, delta=ChatDelta(), finish_reason=event.finish_reason))
-    if include_usage:
-        yield chunk(None, usage(request))
-
-
-async def completion_stream(cid, model_id, request, queue, body, tokenizer) -> AsyncIterator[dict]:
-    created = int(time.time())
-    offset = 0
-
-    def chunk(index: int, text: str, logprobs: Any, finish: str | None) -> dict:
-        choice = CompletionChoice(index=index, text=text, logprobs=logprobs, finish_reason=finish)
-        return Completion(id=cid, created=created, model=model_id, choices=[choice]).wire()
-
-    async for event in events(request, queue):
-        if event.kind == "delta" and event.text:
-            logprobs = None
-            if body.logprobs is not None and event.logprobs:
-                logprobs = legacy_logprobs(tokenizer, event.logprobs, offset)
-            offset += len(event.text)
-            yield chunk(event.index, event.text, logprobs, None)
-        elif event.kind == "done":
-            yield chunk(event.index, "", None, event.finish_reason)
-    if body.stream_options and body.stream_options.include_usage:
-        yield Completion(id=cid, created=created, model=model_id, choices=[], usage=usage(request)).wire()
