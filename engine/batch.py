@@ -20,6 +20,8 @@ from engine.request import Choice, Event, Request, Sequence, TokenLogprob
 from engine.sampling import SamplingParams, apply_penalties, choose, top_logprobs
 from engine.tokens import TokenText
 
+SEED_MASK = 2**64 - 1  # torch seeds are unsigned 64-bit; any integer seed maps into that range
+
 
 def token_logprob(logprobs: torch.Tensor, token: int, n: int) -> TokenLogprob:
     """The chosen token's log-probability and the top `n` alternatives, from log-probabilities [V]."""
@@ -49,7 +51,7 @@ class DecodeBatch:
         for index, row in enumerate(new_rows):
             generator = None
             if not params.greedy and not params.use_beam_search:
-                generator = torch.Generator().manual_seed(seed + index)
+                generator = torch.Generator().manual_seed((seed + index) & SEED_MASK)
             matcher = request.constraint.matcher() if request.constraint is not None else None
             text = TokenText(self.tokenizer, params.skip_special_tokens)
             sequences.append(Sequence(request, index, row, generator, text, matcher))

@@ -134,8 +134,13 @@ class _TokenTable:
 
 def compile_grammar(tokens: GrammarTokenizer, spec: ConstraintSpec) -> Grammar:
     """Compile a request's constraint, or raise EngineError naming `spec.param`. Cached by the grammar text."""
-    grammar = grammar_text(spec)
-    prototype = _compiled(tokens, grammar, spec.param)
+    try:
+        grammar = grammar_text(spec)
+        prototype = _compiled(tokens, grammar, spec.param)
+    except EngineError:
+        raise
+    except Exception as exc:  # llguidance refuses what it cannot read (e.g. text that is not valid Unicode)
+        raise EngineError(f"{spec.param} cannot be compiled: {exc}", spec.param) from None
     return Grammar(prototype, tokens.vocab, spec)
 
 

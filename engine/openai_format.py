@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
 from engine.constraints import ConstraintSpec
 from engine.request import Choice, Request, TokenLogprob
@@ -59,12 +59,16 @@ class Wire(BaseModel):
 
     omit_if_unset: ClassVar[tuple[str, ...]] = ()
 
-    def wire(self) -> dict[str, Any]:
-        data = self.model_dump(mode="json")
+    @model_serializer(mode="wrap")
+    def _omit_unset(self, handler: Any) -> dict[str, Any]:
+        data = handler(self)  # nested shapes pass through their own serializer, so this holds at every level
         for name in self.omit_if_unset:
             if name not in self.model_fields_set:
                 data.pop(name, None)
         return data
+
+    def wire(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
 
 
 # --- request bodies --------------------------------------------------------------------------------------

@@ -16,6 +16,9 @@ import torch
 from engine.errors import EngineError
 
 NEG_INF = float("-inf")
+MAX_LENGTH_PENALTY = (
+    100.0  # beam scores divide by length**penalty: beyond this it under/overflows to 0 or inf
+)
 
 
 @dataclass
@@ -54,6 +57,8 @@ class SamplingParams:
             ("frequency_penalty", -2.0 <= self.frequency_penalty <= 2.0, "must be between -2 and 2"),
             ("n", 1 <= self.n <= 64, "must be between 1 and 64"),
             ("min_tokens", self.min_tokens >= 0, "must be >= 0"),
+            ("length_penalty", -MAX_LENGTH_PENALTY <= self.length_penalty <= MAX_LENGTH_PENALTY,
+             f"must be between -{MAX_LENGTH_PENALTY} and {MAX_LENGTH_PENALTY}"),
             ("logprobs", self.logprobs is None or 0 <= self.logprobs <= 20, "must be between 0 and 20"),
             ("prompt_logprobs", self.prompt_logprobs is None or 0 <= self.prompt_logprobs <= 20,
              "must be between 0 and 20"),
@@ -136,6 +141,9 @@ def choose(logits: torch.Tensor, params: SamplingParams, generator: torch.Genera
     if params.greedy:
         return int(torch.argmax(logits))
     probs = process(logits, params).float().softmax(-1)
+    if not torch.isfinite(probs).all():
+        # Extreme values (temperature or repetition_penalty near 0) overflow to inf/inf; their limit is greedy.
+        return int(torch.argmax(logits))
     return int(torch.multinomial(probs, 1, generator=generator))
 
 

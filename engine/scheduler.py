@@ -14,6 +14,7 @@ batch at the next step and leaves it the moment it finishes. Events flow back th
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections import deque
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from engine.generate import Engine
 
 DEFAULT_MAX_QUEUE = 64
+log = logging.getLogger(__name__)
 
 __all__ = ["QueueFull", "Scheduler", "WaitingQueue", "admit", "DEFAULT_MAX_QUEUE"]
 
@@ -42,6 +44,9 @@ def admit(
     bad = next((t for t in prompt_ids if not 0 <= t < vocab), None)
     if bad is not None:
         raise EngineError(f"token id {bad} is outside the vocabulary of {vocab}", param="prompt")
+    bad = next((t for t in params.stop_token_ids if not 0 <= t < vocab), None)
+    if bad is not None:
+        raise EngineError(f"stop token id {bad} is outside the vocabulary of {vocab}", param="stop_token_ids")
     if len(prompt_ids) > window or (len(prompt_ids) == window and params.max_new_tokens > 0):
         raise ContextLengthError(len(prompt_ids), window)
     if params.n > max_batch:
@@ -168,6 +173,7 @@ class Scheduler:
             try:
                 self.engine.step()
             except Exception as exc:  # a bug must not kill the thread silently: fail the running requests
+                log.exception("engine step failed; failing every queued and running request")
                 for request in self.engine.abort():
                     self._fail(request, exc)
 

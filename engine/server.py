@@ -10,6 +10,7 @@ model endpoint answers 503. Every error, including FastAPI's own (404 route, 405
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import threading
 import time
@@ -46,7 +47,7 @@ from engine.openai_format import (
 from engine.request import Choice, Request
 from engine.sampling import SamplingParams
 from engine.scheduler import DEFAULT_MAX_QUEUE, Scheduler
-from engine.streaming import ChatChunks, chat_stream, completion_stream, sse
+from engine.streaming import ChatChunks, chat_stream, completion_stream, json_text, sse
 from engine.tools import ToolPlan, plan_tools, render_messages, template_knows_tools
 
 # What /v1/models advertises beyond OpenAI's fields, so a client can tell what this server can do.
@@ -62,6 +63,7 @@ CAPABILITIES = {
     "beam_search": True,
 }
 DISCONNECT_POLL_S = 0.25  # how often a waiting non-streaming request checks that its client is still there
+log = logging.getLogger(__name__)
 
 
 class EngineState:
@@ -145,6 +147,7 @@ def create_app(
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected)
     app.add_middleware(V1Guard, state=state)
     app.include_router(router)
     return app
@@ -187,8 +190,23 @@ def _key_ok(header: bytes, api_key: str) -> bool:
     return bool(given) and secrets.compare_digest(given.encode(), api_key.encode())
 
 
+class WireResponse(JSONResponse):
+    """JSON as FastAPI sends it, except that text which is not valid Unicode is escaped instead of failing."""
+
+    def render(self, content: Any) -> bytes:
+        return json_text(content).encode("utf-8")
+
+
 async def api_error(_: HttpRequest | None, exc: ApiError) -> JSONResponse:
-    return JSONResponse(exc.body(), status_code=exc.status)
+    return WireResponse(exc.body(), status_code=exc.status)
+
+
+async def unexpected(_: HttpRequest, exc: Exception) -> JSONResponse:
+    """A bug: still a 500 in OpenAI's shape, and logged with its traceback."""
+    log.error("unhandled error", exc_info=exc)
+    return await api_error(
+        None, ApiError(500, f"internal error: {type(exc).__name__}: {exc}", "server_error")
+    )
 
 
 async def invalid_request(_: HttpRequest, exc: RequestValidationError) -> JSONResponse:
@@ -215,7 +233,7 @@ async def http_error(_: HttpRequest, exc: StarletteHTTPException) -> JSONRespons
     error = ApiError(
         exc.status_code, str(exc.detail), "invalid_request_error", None, codes.get(exc.status_code)
     )
-    return JSONResponse(error.body(), status_code=exc.status_code, headers=getattr(exc, "headers", None))
+    return WireResponse(error.body(), status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
 
 def submit(
@@ -304,7 +322,7 @@ async def chat_completions(body: ChatBody, http: HttpRequest):
     )  # fmt: skip
     if params.prompt_logprobs is not None:
         response.prompt_logprobs = prompt_logprobs_vllm(engine.tokenizer, request)
-    return JSONResponse(response.wire(), headers=clamp_header(request))
+    return WireResponse(response.wire(), headers=clamp_header(request))
 
 
 def chat_choice(tokenizer: Any, choice: Choice, prefix: str, plan: ToolPlan | None) -> ChatChoice:
@@ -348,7 +366,7 @@ async def completions(body: CompletionBody, http: HttpRequest):
         id=completion_id, created=int(time.time()), model=state.model_id, choices=choices,
         usage={**total, "total_tokens": prompt_tokens + completion_tokens},
     )  # fmt: skip
-    return JSONResponse(response.wire(), headers=clamp_header(submitted[0][0]))
+    return WireResponse(response.wire(), headers=clamp_header(submitted[0][0]))
 
 
 # --- route helpers ---------------------------------------------------------------------------------------
@@ -387,15 +405,17 @@ def chat_prompt(tokenizer: Any, body: ChatBody, plan: ToolPlan | None) -> list[i
 
 
 def normalise_prompts(prompt: Any, tokenizer: Any) -> list[list[int]]:
-    if isinstance(prompt, str):
-        return [tokenizer(prompt)["input_ids"]]
     if prompt and all(isinstance(p, int) for p in prompt):
         return [list(prompt)]
     if prompt and all(isinstance(p, list) for p in prompt):
         return [list(p) for p in prompt]
-    if prompt and all(isinstance(p, str) for p in prompt):
-        return [tokenizer(p)["input_ids"] for p in prompt]
-    raise ApiError(400, "prompt must be a string, a list of strings or token ids", param="prompt")
+    texts = [prompt] if isinstance(prompt, str) else prompt
+    if not texts or not all(isinstance(p, str) for p in texts):
+        raise ApiError(400, "prompt must be a string, a list of strings or token ids", param="prompt")
+    try:
+        return [tokenizer(text)["input_ids"] for text in texts]
+    except Exception as exc:  # e.g. text that is not valid Unicode (a lone surrogate)
+        raise ApiError(400, f"prompt cannot be tokenized: {exc}", param="prompt") from None
 
 
 async def wait_done(http: HttpRequest, request: Request, queue: asyncio.Queue) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 from fastapi.responses import StreamingResponse
 
 from engine.openai_format import (
+    ApiError,
     ChatCompletionChunk,
     ChatDelta,
     ChunkChoice,
@@ -32,16 +34,33 @@ from engine.openai_format import (
 from engine.request import Event, Request, TokenLogprob
 from engine.tools import ToolPlan
 
+log = logging.getLogger(__name__)
+
+
+def json_text(data: Any) -> str:
+    """JSON with non-ASCII text as is; escaped only when the text is not valid Unicode (a lone surrogate)."""
+    text = json.dumps(data, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(data)
+    return text
+
 
 def sse(chunks: AsyncIterator[dict], request: Request) -> StreamingResponse:
     async def body():
         try:
             async for chunk in chunks:
-                yield f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"
-            yield "data: [DONE]\n\n"
+                yield f"data: {json_text(chunk)}\n\n"
+        except (
+            Exception
+        ) as exc:  # headers are sent: report it in the stream, as OpenAI does, not by cutting it
+            log.exception("stream failed")
+            yield f"data: {json_text(ApiError(500, f'generation failed: {exc}', 'server_error').body())}\n\n"
         finally:
             if not request.done:
                 request.cancel()  # the client went away mid-stream: free its rows at the next step
+        yield "data: [DONE]\n\n"
 
     return StreamingResponse(body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
