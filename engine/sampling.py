@@ -13,7 +13,12 @@ from dataclasses import dataclass, field
 
 import torch
 
+from engine.errors import EngineError
+
 NEG_INF = float("-inf")
+MAX_LENGTH_PENALTY = (
+    100.0  # beam scores divide by length**penalty: beyond this it under/overflows to 0 or inf
+)
 
 
 @dataclass
@@ -40,7 +45,7 @@ class SamplingParams:
     skip_special_tokens: bool = True
 
     def validate(self) -> SamplingParams:
-        """Raise ValueError naming the first bad parameter."""
+        """Raise EngineError (a ValueError) naming the first bad parameter."""
         checks = [
             ("max_new_tokens", self.max_new_tokens >= 0, "must be >= 0"),
             ("temperature", 0.0 <= self.temperature <= 100.0, "must be between 0 and 100"),
@@ -52,13 +57,15 @@ class SamplingParams:
             ("frequency_penalty", -2.0 <= self.frequency_penalty <= 2.0, "must be between -2 and 2"),
             ("n", 1 <= self.n <= 64, "must be between 1 and 64"),
             ("min_tokens", self.min_tokens >= 0, "must be >= 0"),
+            ("length_penalty", -MAX_LENGTH_PENALTY <= self.length_penalty <= MAX_LENGTH_PENALTY,
+             f"must be between -{MAX_LENGTH_PENALTY} and {MAX_LENGTH_PENALTY}"),
             ("logprobs", self.logprobs is None or 0 <= self.logprobs <= 20, "must be between 0 and 20"),
             ("prompt_logprobs", self.prompt_logprobs is None or 0 <= self.prompt_logprobs <= 20,
              "must be between 0 and 20"),
         ]  # fmt: skip
         for name, ok, why in checks:
             if not ok:
-                raise ValueError(f"{name} {why}, got {getattr(self, name)!r}")
+                raise EngineError(f"{name} {why}, got {getattr(self, name)!r}", param=name)
         return self
 
     @property
@@ -134,6 +141,9 @@ def choose(logits: torch.Tensor, params: SamplingParams, generator: torch.Genera
     if params.greedy:
         return int(torch.argmax(logits))
     probs = process(logits, params).float().softmax(-1)
+    if not torch.isfinite(probs).all():
+        # Extreme values (temperature or repetition_penalty near 0) overflow to inf/inf; their limit is greedy.
+        return int(torch.argmax(logits))
     return int(torch.multinomial(probs, 1, generator=generator))
 
 
@@ -141,4 +151,5 @@ def top_logprobs(logprobs: torch.Tensor, n: int) -> list[tuple[int, float]]:
     if n <= 0:
         return []
     values, ids = torch.topk(logprobs, n)
-    return [(int(i), float(v)) for i, v in zip(ids, values, strict=True)]
+    # Under an output constraint forbidden tokens sit at -inf: they are not alternatives (nor valid JSON).
+    return [(int(i), float(v)) for i, v in zip(ids, values, strict=True) if v != float("-inf")]

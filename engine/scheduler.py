@@ -1,39 +1,103 @@
-"""Continuous batching for concurrent callers: one engine thread, many asyncio requests.
+"""Admission and queueing: which requests may run, in which order, and the engine thread that runs them.
 
-The engine (and torch) is touched only by its own thread. Callers validate and enqueue from the event loop;
-the thread moves new requests into the engine between decode steps, so a request joins the running batch at
-the next step and leaves it the moment it finishes. Events flow back through `loop.call_soon_threadsafe` into
-one asyncio.Queue per request. A bounded queue turns overload into `QueueFull` (HTTP 429), never into delay
-without limit.
+`admit` refuses a bad request before anything runs (an `EngineError` naming the parameter; a prompt longer than
+the window is a `ContextLengthError`) and clamps `max_new_tokens` to the room left in the window. `WaitingQueue`
+is first come, first served: the head request starts only when the batch has rows for all its sequences, and
+nothing overtakes it (no starvation of wide requests). `Scheduler` serves concurrent asyncio callers from one
+engine thread: the engine (and torch) is touched only by that thread; callers validate and enqueue from the
+event loop; the thread moves new requests into the engine between decode steps, so a request joins the running
+batch at the next step and leaves it the moment it finishes. Events flow back through
+`loop.call_soon_threadsafe` into one asyncio.Queue per request. The bounded queue turns overload into
+`QueueFull` (HTTP 429), never into delay without limit.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from engine.generate import Engine, Event, Request
+from engine.errors import ContextLengthError, EngineError, QueueFull
+from engine.request import Event, Request
 from engine.sampling import SamplingParams
 
+if TYPE_CHECKING:
+    from engine.generate import Engine
 
-class QueueFull(RuntimeError):
-    pass
+DEFAULT_MAX_QUEUE = 64
+log = logging.getLogger(__name__)
+
+__all__ = ["QueueFull", "Scheduler", "WaitingQueue", "admit", "DEFAULT_MAX_QUEUE"]
+
+
+def admit(
+    prompt_ids: list[int], params: SamplingParams, vocab: int, window: int, max_batch: int
+) -> int | None:
+    """Validate a request; returns the clamped max_new_tokens if the window forced a clamp."""
+    params.validate()
+    if len(prompt_ids) == 0:
+        raise EngineError("the prompt is empty", param="prompt")
+    bad = next((t for t in prompt_ids if not 0 <= t < vocab), None)
+    if bad is not None:
+        raise EngineError(f"token id {bad} is outside the vocabulary of {vocab}", param="prompt")
+    bad = next((t for t in params.stop_token_ids if not 0 <= t < vocab), None)
+    if bad is not None:
+        raise EngineError(f"stop token id {bad} is outside the vocabulary of {vocab}", param="stop_token_ids")
+    if len(prompt_ids) > window or (len(prompt_ids) == window and params.max_new_tokens > 0):
+        raise ContextLengthError(len(prompt_ids), window)
+    if params.n > max_batch:
+        raise EngineError(f"n must be at most the engine's batch size {max_batch}, got {params.n}", param="n")
+    room = window - len(prompt_ids)
+    if params.max_new_tokens > room:
+        return room
+    return None
+
+
+class WaitingQueue:
+    """Admitted requests waiting for their prefill, first come first served."""
+
+    def __init__(self) -> None:
+        self.requests: deque[Request] = deque()
+
+    def __len__(self) -> int:
+        return len(self.requests)
+
+    def push(self, request: Request) -> None:
+        self.requests.append(request)
+
+    def next_fitting(self, free_rows: int) -> Request | None:
+        """Pop the head request if the batch has rows for it; cancelled requests are finished on the way."""
+        while self.requests:
+            request = self.requests[0]
+            if request.cancelled:
+                self.requests.popleft()
+                request.finish([])
+                continue
+            need = 0 if request.params.max_new_tokens == 0 else request.params.n
+            if need > free_rows:
+                return None  # wait for rows to free up; nothing overtakes the head
+            return self.requests.popleft()
+        return None
+
+    def clear(self) -> list[Request]:
+        requests = list(self.requests)
+        self.requests.clear()
+        return requests
 
 
 @dataclass
 class Metrics:
     requests_total: int = 0
     requests_rejected: int = 0
-    prompt_tokens_total: int = 0
-    completion_tokens_total: int = 0
     started: float = field(default_factory=time.time)
 
 
 class Scheduler:
-    def __init__(self, engine: Engine, max_queue: int = 64):
+    def __init__(self, engine: Engine, max_queue: int = DEFAULT_MAX_QUEUE):
         self.engine = engine
         self.max_queue = max_queue
         self.metrics = Metrics()
@@ -45,17 +109,15 @@ class Scheduler:
 
     # --- caller side (event loop) ----------------------------------------------------------------------
 
-    def submit(self, prompt_ids: list[int], params: SamplingParams) -> tuple[Request, asyncio.Queue]:
-        """Validate and enqueue; raises ValueError / ContextLengthError / QueueFull before anything runs."""
+    def submit(
+        self, prompt_ids: list[int], params: SamplingParams, constraint: Any | None = None
+    ) -> tuple[Request, asyncio.Queue]:
+        """Validate and enqueue; raises EngineError / ContextLengthError / QueueFull before anything runs."""
         clamp = self.engine.check(prompt_ids, params)
-        if params.n > self.engine.max_batch:
-            raise ValueError(
-                f"n must be at most the engine's batch size {self.engine.max_batch}, got {params.n}"
-            )
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Event] = asyncio.Queue()
         request = Request(
-            prompt_ids, params, lambda event: loop.call_soon_threadsafe(queue.put_nowait, event)
+            prompt_ids, params, lambda event: loop.call_soon_threadsafe(queue.put_nowait, event), constraint
         )
         if clamp is not None:
             request.max_tokens_clamped_to = clamp
@@ -69,7 +131,7 @@ class Scheduler:
         return request, queue
 
     def queued(self) -> int:
-        return len(self._incoming) + len(self.engine.waiting)
+        return len(self._incoming) + len(self.engine.queue)
 
     def snapshot(self) -> dict:
         engine = self.engine
@@ -80,7 +142,7 @@ class Scheduler:
             "completion_tokens_total": engine.stats["completion_tokens"],
             "running_sequences": engine.running,
             "queued_requests": self.queued() + (1 if engine.prefill else 0),
-            "batch_size": engine.last_batch_size,
+            "batch_size": engine.batch.last_size,
             "max_batch": engine.max_batch,
             "decode_steps": engine.stats["decode_steps"],
             "uptime_s": round(time.time() - self.metrics.started, 1),
@@ -107,21 +169,17 @@ class Scheduler:
                 try:
                     self.engine.submit(request)
                 except Exception as exc:  # validated already; anything left is reported to the caller
-                    request.error = exc
-                    request.done = True
-                    request.emit(Event("done", finish_reason="error", text=str(exc)))
+                    self._fail(request, exc)
             try:
                 self.engine.step()
             except Exception as exc:  # a bug must not kill the thread silently: fail the running requests
-                self._fail_all(exc)
+                log.exception("engine step failed; failing every queued and running request")
+                for request in self.engine.abort():
+                    self._fail(request, exc)
 
-    def _fail_all(self, exc: Exception) -> None:
-        for request in {seq.request for seq in self.engine.rows} | set(self.engine.waiting):
-            request.error = exc
-            request.cancel()
-            request.done = True
-            request.emit(Event("done", finish_reason="error", text=str(exc)))
-        self.engine.waiting.clear()
-        self.engine.rows.clear()
-        self.engine.groups.clear()
-        self.engine.prefill = None
+    @staticmethod
+    def _fail(request: Request, exc: Exception) -> None:
+        request.error = exc
+        request.cancel()
+        request.done = True
+        request.emit(Event("done", finish_reason="error", text=str(exc)))

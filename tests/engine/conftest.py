@@ -59,3 +59,30 @@ def tiny_pair():
 def tiny_engine(tiny_pair):
     hf, _ = tiny_pair
     return Engine(build_model(hf.config, hf.state_dict()), ByteTokenizer(), max_batch=8)
+
+
+@pytest.fixture(scope="session")
+def real_tokenizer():
+    """The default model's tokenizer (chat template included) without its weights: fast to load."""
+    from transformers import AutoTokenizer
+
+    from engine.loader import converted_dir
+
+    return AutoTokenizer.from_pretrained(converted_dir("smollm2-135m-instruct"))
+
+
+@pytest.fixture(scope="session")
+def tiny_chat_pair(real_tokenizer):
+    """A tiny random model over the real tokenizer's vocabulary: the server's whole surface, in milliseconds."""
+    config = tiny_config(
+        vocab_size=len(real_tokenizer), eos_token_id=real_tokenizer.eos_token_id, max_position_embeddings=2048
+    )
+    hf = tiny_hf(config, seed=1)
+    return hf, real_tokenizer
+
+
+def tiny_chat_engine(pair, max_batch: int = 8) -> Engine:
+    hf, tokenizer = pair
+    return Engine(
+        build_model(hf.config, hf.state_dict()), tokenizer, max_batch=max_batch, name="tiny", method="none"
+    )

@@ -1,0 +1,220 @@
+"""Continuous-batching decode: the running sequences, one per KV-cache row, advanced together one token a step.
+
+Rows stay contiguous: a finished sequence leaves at once and the last row moves into its hole. Each row picks
+its own next token from its own logits (penalties, bans before `min_tokens`, its sampler and seed), so a row's
+tokens never depend on which other rows share the step. Beam groups (engine/beam.py) live in the same rows and
+are advanced here once per step, all their beams together.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import torch
+
+from engine.beam import BeamGroup
+from engine.model import KVCache, Transformer
+from engine.request import Choice, Event, Request, Sequence, TokenLogprob
+from engine.sampling import SamplingParams, apply_penalties, choose, top_logprobs
+from engine.tokens import TokenText
+
+SEED_MASK = 2**64 - 1  # torch seeds are unsigned 64-bit; any integer seed maps into that range
+
+
+def token_logprob(logprobs: torch.Tensor, token: int, n: int) -> TokenLogprob:
+    """The chosen token's log-probability and the top `n` alternatives, from log-probabilities [V]."""
+    return TokenLogprob(int(token), float(logprobs[token]), top_logprobs(logprobs, n))
+
+
+class DecodeBatch:
+    def __init__(
+        self, model: Transformer, tokenizer: Any, cache: KVCache, eos_ids: set[int], stats: dict[str, int]
+    ):
+        self.model, self.tokenizer, self.cache = model, tokenizer, cache
+        self.eos_ids, self.stats = eos_ids, stats
+        self.rows: list[Sequence] = []  # rows[i] is the sequence in decode row i
+        self.groups: dict[int, BeamGroup] = {}  # request id -> its beams
+        self.last_size = 0
+
+    # --- joining -----------------------------------------------------------------------------------------
+
+    def start(self, request: Request, logits: torch.Tensor, prefill_row: int) -> None:
+        """Copy the prefill row into the request's decode rows and choose each first token. logits: [V]."""
+        params = request.params
+        width = params.n
+        new_rows = list(range(len(self.rows), len(self.rows) + width))
+        self.cache.copy_rows([prefill_row] * width, new_rows, len(request.prompt_ids))
+        seed = params.seed if params.seed is not None else int.from_bytes(os.urandom(8), "little") >> 1
+        sequences = []
+        for index, row in enumerate(new_rows):
+            generator = None
+            if not params.greedy and not params.use_beam_search:
+                generator = torch.Generator().manual_seed((seed + index) & SEED_MASK)
+            matcher = request.constraint.matcher() if request.constraint is not None else None
+            text = TokenText(self.tokenizer, params.skip_special_tokens)
+            sequences.append(Sequence(request, index, row, generator, text, matcher))
+        self.rows.extend(sequences)
+        if params.use_beam_search:
+            group = BeamGroup(request, sequences)
+            self.groups[request.id] = group
+            group.step(self, logits.unsqueeze(0).expand(width, -1))
+        else:
+            for sequence in sequences:
+                self.sample_next(sequence, logits)
+        request.first_token_at = time.time()
+        self.compact()
+
+    # --- one step ----------------------------------------------------------------------------------------
+
+    def decode(self) -> None:
+        """One forward for every running row, then each row (or beam group) picks its next token."""
+        batch = len(self.rows)
+        self.last_size = batch
+        tokens = torch.tensor([[seq.tokens[-1]] for seq in self.rows])  # [B, 1]
+        positions = torch.tensor([[seq.cache_length] for seq in self.rows])  # [B, 1]
+        logits = self.model(tokens, positions, self.cache, slice(0, batch), logits_for="last")  # [B, V]
+        self.stats["decode_steps"] += 1
+        seen_groups = set()
+        for row, sequence in enumerate(list(self.rows)):
+            if sequence.finished:
+                continue
+            if sequence.request.params.use_beam_search:
+                group = self.groups[sequence.request.id]
+                if group.request.id not in seen_groups:
+                    seen_groups.add(group.request.id)
+                    group.step(self, logits[[b.row for b in group.beams]])
+            else:
+                self.sample_next(sequence, logits[row])
+        self.compact()
+
+    def sample_next(self, sequence: Sequence, logits: torch.Tensor) -> None:
+        """Choose one row's next token from its logits [V]."""
+        request, params = sequence.request, sequence.request.params
+        raw = logits.float()
+        if sequence.matcher is not None:
+            raw = sequence.matcher.mask(raw)  # the constrained distribution: sampled and reported alike
+        processed = raw
+        if params.has_penalties:
+            out = torch.tensor(sequence.tokens, dtype=torch.long)
+            seen = torch.tensor(request.prompt_ids + sequence.tokens, dtype=torch.long)
+            processed = apply_penalties(raw, params, seen, out)
+        banned = self.banned(params, len(sequence.tokens))
+        if banned:
+            unbanned = processed
+            processed = processed.clone()
+            processed[banned] = float("-inf")
+            if sequence.matcher is not None and not torch.isfinite(processed).any():
+                processed = unbanned  # the grammar allows only an end here: it wins over min_tokens
+        token = choose(processed, params, sequence.generator)
+        sequence.tokens.append(token)
+        entry = None
+        if params.logprobs is not None:
+            entry = token_logprob(torch.log_softmax(raw, -1), token, params.logprobs)
+        self.stats["completion_tokens"] += 1
+        if sequence.matcher is not None:
+            sequence.matcher.advance(token)
+        self.after_token(sequence, entry)
+
+    # --- stopping ----------------------------------------------------------------------------------------
+
+    def banned(self, params: SamplingParams, generated: int) -> list[int]:
+        """Before min_tokens, neither EOS nor the stop token ids may be chosen."""
+        if generated >= params.min_tokens:
+            return []
+        return sorted(({*self.eos_ids} if not params.ignore_eos else set()) | set(params.stop_token_ids))
+
+    def is_stop_token(self, params: SamplingParams, token: int, generated: int) -> bool:
+        if generated < params.min_tokens:
+            return False
+        return (token in self.eos_ids and not params.ignore_eos) or token in params.stop_token_ids
+
+    def after_token(self, sequence: Sequence, entry: TokenLogprob | None = None) -> None:
+        """Record a sampled token: stop tokens, stop strings and the length limit, then stream the text."""
+        params = sequence.request.params
+        token = sequence.tokens[-1]
+        if self.is_stop_token(params, token, len(sequence.tokens) - 1):
+            sequence.finished = "stop"
+            entry = None  # like OpenAI, logprobs cover the content only, not the end-of-turn token
+        else:
+            sequence.text.append(token)
+            if entry is not None:
+                sequence.logprobs.append(entry)
+            if params.stop and len(sequence.tokens) > params.min_tokens:
+                cut = sequence.text.find_stop(params.stop)
+                if cut is not None:
+                    sequence.text.truncate(cut)
+                    sequence.finished = "stop"
+        if not sequence.finished and sequence.matcher is not None and sequence.matcher.done:
+            sequence.finished = "stop"  # the grammar is complete: nothing but an end could follow
+        if not sequence.finished and len(sequence.tokens) >= params.max_new_tokens:
+            sequence.finished = "length"
+        if entry is not None:
+            sequence.unsent.append(entry)
+        self.emit_delta(sequence)
+
+    def emit_delta(self, sequence: Sequence) -> None:
+        """Send the text that can no longer change (a stop string may still cut the last few characters)."""
+        params = sequence.request.params
+        if params.use_beam_search:
+            return  # beams are rearranged every step; their text is sent once, at the end
+        hold = 0 if sequence.finished else max((len(s) for s in params.stop), default=1) - 1
+        text = sequence.text.stable_text()
+        upto = max(sequence.emitted, len(text) - hold)
+        if sequence.finished:
+            upto = len(sequence.text.text())
+            text = sequence.text.text()
+        delta = text[sequence.emitted : upto]
+        if delta or sequence.finished:
+            sequence.request.emit(
+                Event("delta", sequence.index, delta, [sequence.tokens[-1]], sequence.unsent)
+            )
+            sequence.unsent = []
+            sequence.emitted = upto
+        # "done" is emitted by compact(), once the choice is recorded (usage counts it).
+
+    # --- bookkeeping -------------------------------------------------------------------------------------
+
+    def compact(self) -> None:
+        """Remove finished rows; move the last running row into each hole so rows stay contiguous."""
+        finished = []
+        i = 0
+        while i < len(self.rows):
+            sequence = self.rows[i]
+            if sequence.finished:
+                if not sequence.request.params.use_beam_search:
+                    finished.append(sequence)
+                last = self.rows.pop()
+                if last is not sequence:
+                    self.cache.copy_rows([last.row], [i], last.cache_length + 1)
+                    last.row = i
+                    self.rows[i] = last
+                continue
+            i += 1
+        for sequence in finished:
+            self._record(sequence)
+
+    def _record(self, sequence: Sequence) -> None:
+        request = sequence.request
+        logprobs = sequence.logprobs if request.params.logprobs is not None else None
+        choice = Choice(sequence.index, sequence.tokens, sequence.text.text(), sequence.finished, logprobs)
+        request.choices.append(choice)
+        if len(request.choices) == request.params.n:
+            request.choices.sort(key=lambda c: c.index)
+            request.done = True
+        request.emit(Event("done", sequence.index, finish_reason=sequence.finished))
+
+    def drop_cancelled(self) -> None:
+        for sequence in self.rows:
+            if sequence.request.cancelled and not sequence.finished:
+                sequence.finished = "cancelled"
+                self.groups.pop(sequence.request.id, None)
+        self.compact()
+
+    def clear(self) -> list[Request]:
+        """Forget every running sequence (after an engine failure); returns their requests."""
+        requests = list({sequence.request for sequence in self.rows})
+        self.rows.clear()
+        self.groups.clear()
+        return requests

@@ -1,0 +1,162 @@
+"""Server-sent events: a request's engine events turned into OpenAI's stream chunks, ending with `[DONE]`.
+
+Text deltas are sent as the engine releases them (whole UTF-8 characters, stop strings held back until they
+cannot match). A chat request that may call tools is the exception: its text is only known to be a call or an
+answer once it is complete, so each choice is sent whole at its end — as a `tool_calls` delta (one delta holding
+id, name and the complete arguments, which OpenAI clients accumulate like any other) or as content.
+A client that goes away mid-stream cancels its request, which frees its rows at the next step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi.responses import StreamingResponse
+
+from engine.openai_format import (
+    ApiError,
+    ChatCompletionChunk,
+    ChatDelta,
+    ChunkChoice,
+    Completion,
+    CompletionBody,
+    CompletionChoice,
+    ToolCallDelta,
+    chat_logprobs,
+    legacy_logprobs,
+    usage,
+)
+from engine.request import Event, Request, TokenLogprob
+from engine.tools import ToolPlan
+
+log = logging.getLogger(__name__)
+
+
+def json_text(data: Any) -> str:
+    """JSON with non-ASCII text as is; escaped only when the text is not valid Unicode (a lone surrogate)."""
+    text = json.dumps(data, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(data)
+    return text
+
+
+def sse(chunks: AsyncIterator[dict], request: Request) -> StreamingResponse:
+    async def body():
+        try:
+            async for chunk in chunks:
+                yield f"data: {json_text(chunk)}\n\n"
+        except (
+            Exception
+        ) as exc:  # headers are sent: report it in the stream, as OpenAI does, not by cutting it
+            log.exception("stream failed")
+            yield f"data: {json_text(ApiError(500, f'generation failed: {exc}', 'server_error').body())}\n\n"
+        finally:
+            if not request.done:
+                request.cancel()  # the client went away mid-stream: free its rows at the next step
+        yield "data: [DONE]\n\n"
+
+    return StreamingResponse(body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
+async def events(request: Request, queue: asyncio.Queue) -> AsyncIterator[Event]:
+    open_choices = set(range(request.params.n))
+    while open_choices and not (request.done and queue.empty() and request.error):
+        event: Event = await queue.get()
+        if event.finish_reason == "error":
+            raise RuntimeError(event.text)
+        yield event
+        if event.kind == "done":
+            open_choices.discard(event.index)
+            if request.params.max_new_tokens == 0:
+                open_choices.clear()
+
+
+class ChatChunks:
+    """The chunks of one streamed chat completion."""
+
+    def __init__(self, cid: str, model_id: str, request: Request, include_usage: bool, tokenizer: Any):
+        self.cid, self.model_id, self.request = cid, model_id, request
+        self.include_usage, self.tokenizer = include_usage, tokenizer
+        self.created = int(request.created)
+
+    def chunk(self, choice: ChunkChoice | None, final_usage: Any = None) -> dict:
+        out = ChatCompletionChunk(
+            id=self.cid, created=self.created, model=self.model_id, choices=[choice] if choice else []
+        )
+        if self.include_usage:
+            out.usage = final_usage
+        return out.wire()
+
+    def content(self, index: int, text: str, logprobs: list[TokenLogprob] | None) -> dict:
+        lp = chat_logprobs(self.tokenizer, logprobs) if logprobs else None
+        return self.chunk(ChunkChoice(index=index, delta=ChatDelta(content=text), logprobs=lp))
+
+    def finish(self, index: int, reason: str | None) -> dict:
+        return self.chunk(ChunkChoice(index=index, delta=ChatDelta(), finish_reason=reason))
+
+    def whole(self, index: int, text: str, logprobs: list[TokenLogprob], reason: str | None, plan: ToolPlan):
+        """A tool-enabled choice, sent once complete: its calls, or its content."""
+        content, calls = plan.parse(text)
+        if calls:
+            deltas = [ToolCallDelta(index=i, id=c.id, function=c.function) for i, c in enumerate(calls)]
+            yield self.chunk(ChunkChoice(index=index, delta=ChatDelta(tool_calls=deltas)))
+            yield self.finish(index, "tool_calls")
+            return
+        if content or logprobs:
+            yield self.content(index, content or "", logprobs)
+        yield self.finish(index, reason)
+
+
+async def chat_stream(
+    chunks: ChatChunks, queue: asyncio.Queue, prefix: str, plan: ToolPlan | None
+) -> AsyncIterator[dict]:
+    request = chunks.request
+    held = plan is not None and plan.mode != "none"
+    texts: dict[int, str] = {}
+    logprobs: dict[int, list[TokenLogprob]] = {}
+    for index in range(request.params.n):
+        yield chunks.chunk(ChunkChoice(index=index, delta=ChatDelta(role="assistant", content=prefix)))
+    async for event in events(request, queue):
+        if event.kind == "delta" and held:
+            texts[event.index] = texts.get(event.index, "") + event.text
+            logprobs.setdefault(event.index, []).extend(event.logprobs)
+        elif event.kind == "delta" and (event.text or event.logprobs):
+            yield chunks.content(event.index, event.text, event.logprobs)
+        elif event.kind == "done" and held:
+            text, lps = texts.get(event.index, ""), logprobs.get(event.index, [])
+            for chunk in chunks.whole(event.index, text, lps, event.finish_reason, plan):
+                yield chunk
+        elif event.kind == "done":
+            yield chunks.finish(event.index, event.finish_reason)
+    if chunks.include_usage:
+        yield chunks.chunk(None, usage(request))
+
+
+async def completion_stream(
+    cid: str, model_id: str, request: Request, queue: asyncio.Queue, body: CompletionBody, tokenizer: Any
+) -> AsyncIterator[dict]:
+    created = int(time.time())
+    offset = 0
+
+    def chunk(index: int, text: str, logprobs: Any, finish: str | None) -> dict:
+        choice = CompletionChoice(index=index, text=text, logprobs=logprobs, finish_reason=finish)
+        return Completion(id=cid, created=created, model=model_id, choices=[choice]).wire()
+
+    async for event in events(request, queue):
+        if event.kind == "delta" and event.text:
+            logprobs = None
+            if body.logprobs is not None and event.logprobs:
+                logprobs = legacy_logprobs(tokenizer, event.logprobs, offset)
+            offset += len(event.text)
+            yield chunk(event.index, event.text, logprobs, None)
+        elif event.kind == "done":
+            yield chunk(event.index, "", None, event.finish_reason)
+    if body.stream_options and body.stream_options.include_usage:
+        yield Completion(id=cid, created=created, model=model_id, choices=[], usage=usage(request)).wire()
