@@ -252,55 +252,27 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             proc.terminate()
             proc.wait(timeout=30)
-    rows = []
-    base = report["systems"].get("llama.cpp")
-    for name, m in report["systems"].items():
-        t = m["throughput"]
-        ratio = (
-            f"{m['tokens_per_s'] / base['tokens_per_s']:.2f}x"
-            if base and base["tokens_per_s"] and name != "llama.cpp"
-            else "-"
-        )
-        rows.append(
-            [
-                name,
-                f"{t[1]:.1f}",
-                f"{t[4]:.1f}",
-                f"{t[16]:.1f}",
-                f"{t[16] / t[1]:.2f}x",
-                f"{m['ok']}/{m['requests']}",
-                json.dumps(m["statuses"]),
-                f"{m['tokens_per_s']:.1f}",
-                ratio,
-                f"{m['p50_s']:.2f}",
-                f"{m['p95_s']:.2f}",
-                f"{m['ttft_p50_s']:.2f}",
-                f"{m['rss_before'] / 1e6:.0f}->{m['rss_after'] / 1e6:.0f}",
-            ]
-        )
-    print(f"\nserver benchmark: {MODEL}@{quant}, {args.threads} threads", file=sys.stderr)
-    print_table(
-        [
-            "server",
-            "tok/s c=1",
-            "c=4",
-            "c=16",
-            "16 vs 1",
-            "load ok",
-            "statuses",
-            "load tok/s",
-            "vs llama.cpp",
-            "p50 s",
-            "p95 s",
-            "ttft p50 s",
-            "RSS MB",
-        ],
-        rows,
-    )
+    print_report(report, quant, args.threads)
     save_report("server", report)
     if args.json:
         print(json.dumps(report))
     return 0
+
+
+def print_report(report: dict, quant: str, threads: int) -> None:
+    rows = []
+    base = report["systems"].get("llama.cpp")
+    for name, m in report["systems"].items():
+        t = m["throughput"]
+        usable = base and base["tokens_per_s"] and name != "llama.cpp"
+        ratio = f"{m['tokens_per_s'] / base['tokens_per_s']:.2f}x" if usable else "-"
+        rows.append([name, f"{t[1]:.1f}", f"{t[4]:.1f}", f"{t[16]:.1f}", f"{t[16] / t[1]:.2f}x",
+                     f"{m['ok']}/{m['requests']}", json.dumps(m["statuses"]), f"{m['tokens_per_s']:.1f}", ratio,
+                     f"{m['p50_s']:.2f}", f"{m['p95_s']:.2f}", f"{m['ttft_p50_s']:.2f}",
+                     f"{m['rss_before'] / 1e6:.0f}->{m['rss_after'] / 1e6:.0f}"])  # fmt: skip
+    print(f"\nserver benchmark: {MODEL}@{quant}, {threads} threads", file=sys.stderr)
+    print_table(["server", "tok/s c=1", "c=4", "c=16", "16 vs 1", "load ok", "statuses", "load tok/s", "vs llama.cpp",
+                 "p50 s", "p95 s", "ttft p50 s", "RSS MB"], rows)  # fmt: skip
 
 
 if __name__ == "__main__":
