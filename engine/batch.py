@@ -1,9 +1,12 @@
-"""Continuous-batching decode: the running sequences, one per KV-cache row, advanced together one token a step.
+"""Continuous-batching decode: the running sequences advanced together, one forward a step.
 
-Rows stay contiguous: a finished sequence leaves at once and the last row moves into its hole. Each row picks
-its own next token from its own logits (penalties, bans before `min_tokens`, its sampler and seed), so a row's
-tokens never depend on which other rows share the step. Beam groups (engine/beam.py) live in the same rows and
-are advanced here once per step, all their beams together.
+Each row (a `Sequence`) owns a block table in the paged KV cache; before a step every row gets the slot its
+next token is written to, and when the pool has no block left the engine's `free_memory` preempts someone (the
+newest request first) and the row tries again. A finished row leaves at once and its blocks go back to the pool
+(full ones stay findable by the prefix cache). Each row picks its own next token from its own logits
+(penalties, bans before `min_tokens`, its sampler and seed), so a row's tokens never depend on which other rows
+share the step. Beam groups (engine/beam.py) live in the same rows and are advanced once per step, all their
+beams together.
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ from typing import Any
 
 import torch
 
+from engine.attention import PagedContext, Segment
 from engine.beam import BeamGroup
-from engine.model import KVCache, Transformer
+from engine.kv import BlockManager, BlockTable, KVPool, OutOfBlocks
+from engine.model import Transformer
 from engine.request import Choice, Event, Request, Sequence, TokenLogprob
 from engine.sampling import SamplingParams, apply_penalties, choose, top_logprobs
 from engine.tokens import TokenText
@@ -29,33 +34,35 @@ def token_logprob(logprobs: torch.Tensor, token: int, n: int) -> TokenLogprob:
 
 
 class DecodeBatch:
-    def __init__(
-        self, model: Transformer, tokenizer: Any, cache: KVCache, eos_ids: set[int], stats: dict[str, int]
-    ):
-        self.model, self.tokenizer, self.cache = model, tokenizer, cache
+    def __init__(self, model: Transformer, tokenizer: Any, pool: KVPool, blocks: BlockManager,
+                 eos_ids: set[int], stats: dict[str, int]):  # fmt: skip
+        self.model, self.tokenizer, self.pool, self.blocks = model, tokenizer, pool, blocks
         self.eos_ids, self.stats = eos_ids, stats
-        self.rows: list[Sequence] = []  # rows[i] is the sequence in decode row i
+        self.rows: list[Sequence] = []  # in the order they joined: the oldest first
         self.groups: dict[int, BeamGroup] = {}  # request id -> its beams
         self.last_size = 0
+        self.joined = 0
+        # Set by the engine: frees blocks (preempting someone, perhaps the row's own request) for a row.
+        self.free_memory: Any = None
 
     # --- joining -----------------------------------------------------------------------------------------
 
-    def start(self, request: Request, logits: torch.Tensor, prefill_row: int) -> None:
-        """Copy the prefill row into the request's decode rows and choose each first token. logits: [V]."""
+    def start(self, request: Request, logits: torch.Tensor, table: BlockTable) -> None:
+        """The request's rows share the prefilled `table`, and each chooses its first token. logits: [V]."""
         params = request.params
         width = params.n
-        new_rows = list(range(len(self.rows), len(self.rows) + width))
-        self.cache.copy_rows([prefill_row] * width, new_rows, len(request.prompt_ids))
         seed = params.seed if params.seed is not None else int.from_bytes(os.urandom(8), "little") >> 1
         sequences = []
-        for index, row in enumerate(new_rows):
+        for index in range(width):
             generator = None
             if not params.greedy and not params.use_beam_search:
                 generator = torch.Generator().manual_seed((seed + index) & SEED_MASK)
             matcher = request.constraint.matcher() if request.constraint is not None else None
             text = TokenText(self.tokenizer, params.skip_special_tokens)
-            sequences.append(Sequence(request, index, row, generator, text, matcher))
-        self.rows.extend(sequences)
+            sequence = Sequence(request, index, len(self.rows) + index, generator, text, matcher)
+            sequence.table = table if index == 0 else table.fork(self.blocks)
+            sequences.append(sequence)
+        self._join(request, sequences)
         if params.use_beam_search:
             group = BeamGroup(request, sequences)
             self.groups[request.id] = group
@@ -66,17 +73,45 @@ class DecodeBatch:
         request.first_token_at = time.time()
         self.compact()
 
+    def _join(self, request: Request, sequences: list[Sequence]) -> None:
+        self.joined += 1
+        request.started = self.joined
+        self.rows.extend(sequences)
+
+    def rejoin(self, request: Request, sequences: list[Sequence], tables: list[BlockTable]) -> None:
+        """Preempted sequences come back with their context recomputed into `tables`."""
+        for sequence, table in zip(sequences, tables, strict=True):
+            sequence.table = table
+        self._join(request, sequences)
+
+    def evict(self, request: Request) -> list[Sequence]:
+        """Take a request's rows out of the batch and give their blocks back (full ones stay cached)."""
+        evicted = [s for s in self.rows if s.request is request]
+        self.rows = [s for s in self.rows if s.request is not request]
+        for sequence in evicted:
+            self._commit(sequence)
+            sequence.table.release(self.blocks)
+        self.stats["preemptions"] += 1
+        return evicted
+
     # --- one step ----------------------------------------------------------------------------------------
 
     def decode(self) -> None:
         """One forward for every running row, then each row (or beam group) picks its next token."""
+        slots = self._reserve()
+        if not self.rows:
+            return
         batch = len(self.rows)
         self.last_size = batch
-        tokens = torch.tensor([[seq.tokens[-1]] for seq in self.rows])  # [B, 1]
-        positions = torch.tensor([[seq.cache_length] for seq in self.rows])  # [B, 1]
-        logits = self.model(tokens, positions, self.cache, slice(0, batch), logits_for="last")  # [B, V]
+        tokens = torch.tensor([seq.tokens[-1] for seq in self.rows])  # [B]
+        positions = torch.tensor([seq.cache_length for seq in self.rows])  # [B]
+        segments = [Segment(i, 1, seq.cache_length, seq.table.blocks) for i, seq in enumerate(self.rows)]
+        context = PagedContext(self.pool, segments, torch.cat(slots), positions)
+        logits = self.model(tokens, positions, context)  # [B, V]
         self.stats["decode_steps"] += 1
         seen_groups = set()
+        for row, sequence in enumerate(list(self.rows)):
+            sequence.row = row
         for row, sequence in enumerate(list(self.rows)):
             if sequence.finished:
                 continue
@@ -87,7 +122,29 @@ class DecodeBatch:
                     group.step(self, logits[[b.row for b in group.beams]])
             else:
                 self.sample_next(sequence, logits[row])
+        for sequence in self.rows:
+            self._commit(sequence)
         self.compact()
+
+    def _reserve(self) -> list[torch.Tensor]:
+        """The slot of every row's next token (oldest rows first); rows preempted on the way are gone."""
+        slots: dict[int, torch.Tensor] = {}
+        for sequence in list(self.rows):
+            while sequence in self.rows:
+                try:
+                    slots[id(sequence)] = sequence.table.prepare(
+                        self.blocks, self.pool, sequence.cache_length, 1
+                    )
+                    break
+                except OutOfBlocks:
+                    self.free_memory(sequence)
+        return [slots[id(sequence)] for sequence in self.rows]
+
+    def _commit(self, sequence: Sequence) -> None:
+        """Register the row's blocks that are now full of tokens in cache (the prefix cache may share them)."""
+        in_cache = sequence.cache_length
+        if in_cache // self.blocks.block_size > len(sequence.table.digests):
+            sequence.table.commit(self.blocks, sequence.all_tokens(), in_cache)
 
     def sample_next(self, sequence: Sequence, logits: torch.Tensor) -> None:
         """Choose one row's next token from its logits [V]."""
@@ -177,23 +234,18 @@ class DecodeBatch:
     # --- bookkeeping -------------------------------------------------------------------------------------
 
     def compact(self) -> None:
-        """Remove finished rows; move the last running row into each hole so rows stay contiguous."""
-        finished = []
-        i = 0
-        while i < len(self.rows):
-            sequence = self.rows[i]
-            if sequence.finished:
-                if not sequence.request.params.use_beam_search:
-                    finished.append(sequence)
-                last = self.rows.pop()
-                if last is not sequence:
-                    self.cache.copy_rows([last.row], [i], last.cache_length + 1)
-                    last.row = i
-                    self.rows[i] = last
-                continue
-            i += 1
+        """Remove finished rows and give their blocks back."""
+        finished = [s for s in self.rows if s.finished]
+        if not finished:
+            return
+        self.rows = [s for s in self.rows if not s.finished]
         for sequence in finished:
-            self._record(sequence)
+            if sequence.table is not None:
+                self._commit(sequence)
+                sequence.table.release(self.blocks)
+        for sequence in finished:
+            if not sequence.request.params.use_beam_search:
+                self._record(sequence)
 
     def _record(self, sequence: Sequence) -> None:
         request = sequence.request
@@ -215,6 +267,8 @@ class DecodeBatch:
     def clear(self) -> list[Request]:
         """Forget every running sequence (after an engine failure); returns their requests."""
         requests = list({sequence.request for sequence in self.rows})
+        for sequence in self.rows:
+            sequence.table.release(self.blocks)
         self.rows.clear()
         self.groups.clear()
         return requests

@@ -2,8 +2,8 @@
 
 A group's W beams live in W decode rows of the batch. Every step each beam's log-probabilities (penalised,
 constrained and with bans before `min_tokens`) are added to its score; the best candidates either finish a
-hypothesis (a stop token or the length limit) or become next step's beams, whose KV rows are copied from their
-parents. With an output constraint each beam carries its own matcher, copied from its parent and advanced by the
+hypothesis (a stop token or the length limit) or become next step's beams, which take their parents' KV
+blocks (shared, copied only when written). With an output constraint each beam carries its own matcher, copied from its parent and advanced by the
 chosen token. Text is sent once, when the group finishes, because beams are rearranged every step.
 """
 
@@ -104,10 +104,11 @@ class BeamGroup:
         generated = len(self.beams[0].tokens)
         old_tokens = [list(b.tokens) for b in self.beams]
         old_matchers = [b.matcher for b in self.beams]
-        if generated > 0:
-            src_rows = [self.beams[p].row for p in parents]
-            length = len(self.request.prompt_ids) + generated
-            batch.cache.copy_rows(src_rows, [b.row for b in self.beams], length)
+        if generated > 0:  # each beam takes its parent's blocks (shared until written); at 0 all are one
+            tables = [self.beams[p].table.fork(batch.blocks) for p in parents]
+            for beam, table in zip(self.beams, tables, strict=True):
+                beam.table.release(batch.blocks)
+                beam.table = table
         for beam, parent, token in zip(self.beams, parents, tokens, strict=True):
             beam.tokens = old_tokens[parent] + [token]
             if old_matchers[parent] is not None:

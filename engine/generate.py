@@ -1,17 +1,18 @@
 """The engine: token ids in, token ids, text and log-probabilities out (it never sees chat messages or HTTP).
 
-`Engine` owns the model and one KV cache of `max_batch` decode rows plus one prefill row. Admitted requests
-wait in a first-come queue (engine/scheduler.py); one at a time is prefilled into the prefill row in chunks (so
-a long prompt never blocks the running streams for more than one chunk), then copied into as many decode rows
-as it needs (n samples, or the beam width: one prefill shared by all) of the decode batch (engine/batch.py).
-Every `step()` runs at most one prefill chunk and one decode forward for all running rows together.
+`Engine` owns the model and the paged KV cache (engine/kv.py: a pool of blocks in fp32, bf16 or int8, and the
+prefix cache over them). Admitted requests wait in a first-come queue (engine/scheduler.py); one at a time is
+prefilled in chunks (engine/prefill.py: reusing the cached blocks of its longest known prefix, so a long shared
+system prompt is computed once), so a long prompt never blocks the running streams for more than one chunk; its
+rows then join the decode batch (engine/batch.py), sharing the prompt's blocks (n samples, the beam width).
+Every `step()` runs at most one prefill chunk and one decode forward for all running rows together. When the
+pool runs out of blocks, the newest work is preempted and recomputed later (`free_memory`).
 Single-request helpers (`generate`, `score`, `perplexity`) drive the same loop.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,19 @@ import torch
 from engine.batch import DecodeBatch, token_logprob
 from engine.constraints import ConstraintSpec, Grammar, GrammarTokenizer, compile_grammar
 from engine.errors import ContextLengthError, EngineError
-from engine.model import KVCache, Transformer
+from engine.kv import (
+    DEFAULT_BLOCK_SIZE,
+    DEFAULT_KV_DTYPE,
+    DEFAULT_KV_MEMORY_MB,
+    BlockManager,
+    BlockTable,
+    KVPool,
+)
+from engine.model import Transformer
+from engine.prefill import Prefill, resume_ids, run_chunk, try_start
 from engine.request import Choice, Event, Request, Sequence, TokenLogprob
 from engine.sampling import SamplingParams
-from engine.scheduler import WaitingQueue, admit
+from engine.scheduler import WaitingQueue, admit, fit_memory
 
 __all__ = [
     "Choice", "ContextLengthError", "Engine", "EngineError", "Event", "Request", "Sequence", "TokenLogprob",
@@ -37,13 +47,6 @@ PREFILL_CHUNK = 256
 DEFAULT_MAX_BATCH = 16
 
 
-@dataclass
-class Prefill:
-    request: Request
-    offset: int = 0
-    last_logits: torch.Tensor | None = None
-
-
 class Engine:
     def __init__(
         self,
@@ -53,7 +56,12 @@ class Engine:
         prefill_chunk: int = PREFILL_CHUNK,
         name: str = "model",
         method: str = "none",
-    ):
+        kv_dtype: str = DEFAULT_KV_DTYPE,
+        block_size: int = DEFAULT_BLOCK_SIZE,
+        kv_blocks: int | None = None,
+        kv_memory_mb: int | None = None,
+        prefix_cache: bool = True,
+    ):  # fmt: skip
         self.model, self.tokenizer = model, tokenizer
         self.name, self.method = name, method
         self.max_batch, self.prefill_chunk = max_batch, prefill_chunk
@@ -61,18 +69,15 @@ class Engine:
         self.eos_ids = set(model.args.eos_token_ids)
         if getattr(tokenizer, "eos_token_id", None) is not None:
             self.eos_ids.add(tokenizer.eos_token_id)
-        self.cache = KVCache(model.args, rows=max_batch + 1, capacity=256)
-        self.prefill_row = max_batch
-        self.stats = {
-            "requests": 0,
-            "prompt_tokens": 0,
-            "completion_tokens": 0,
-            "steps": 0,
-            "prefill_chunks": 0,
-            "decode_steps": 0,
-        }
+        self.pool = _pool(model, kv_dtype, block_size, kv_blocks, kv_memory_mb, max_batch)
+        self.blocks = BlockManager(
+            self.pool.num_blocks, block_size, f"{name}@{method}@{kv_dtype}", prefix_cache
+        )
+        self.stats = {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0, "steps": 0,
+                      "prefill_chunks": 0, "decode_steps": 0, "preemptions": 0}  # fmt: skip
         self.queue = WaitingQueue()
-        self.batch = DecodeBatch(model, tokenizer, self.cache, self.eos_ids, self.stats)
+        self.batch = DecodeBatch(model, tokenizer, self.pool, self.blocks, self.eos_ids, self.stats)
+        self.batch.free_memory = self.free_memory
         self.prefill: Prefill | None = None
         self.grammar_tokens = GrammarTokenizer(tokenizer, model.args.vocab_size, self.eos_ids)
 
@@ -108,7 +113,12 @@ class Engine:
             "bits_per_param": weight_bytes * 8 / params,
             "linear_params": params,
             "resident_bytes": resident_weight_bytes(self.model),
-            "kv_bytes_per_token": self.cache.bytes_per_token(),
+            "kv_dtype": self.pool.kv_dtype,
+            "kv_bytes_per_token": self.pool.bytes_per_token(),
+            "kv_block_size": self.pool.block_size,
+            "kv_blocks": self.pool.num_blocks,
+            "kv_cache_bytes": self.pool.num_blocks * self.pool.block_bytes(),
+            "prefix_caching": self.blocks.caching,
             "context_window": self.window,
             "max_batch": self.max_batch,
         }
@@ -117,7 +127,11 @@ class Engine:
 
     def check(self, prompt_ids: list[int], params: SamplingParams) -> int | None:
         """Validate a request (EngineError naming the parameter); returns the clamped max_new_tokens, if any."""
-        return admit(prompt_ids, params, self.model.args.vocab_size, self.window, self.max_batch)
+        clamp = admit(prompt_ids, params, self.model.args.vocab_size, self.window, self.max_batch)
+        wanted = params.max_new_tokens if clamp is None else clamp
+        probe = SamplingParams(max_new_tokens=wanted, n=params.n)
+        memory = fit_memory(len(prompt_ids), probe, self.pool.num_blocks, self.pool.block_size)
+        return memory if memory is not None else clamp
 
     def constrain(self, spec: ConstraintSpec) -> Grammar:
         """Compile an output constraint for requests to this engine (EngineError naming `spec.param`)."""
@@ -150,6 +164,7 @@ class Engine:
         if self.prefill is not None:
             dropped.add(self.prefill.request)
             self.prefill = None
+        self.blocks.reset()
         return list(dropped)
 
     # --- the loop ----------------------------------------------------------------------------------------
@@ -169,54 +184,98 @@ class Engine:
 
     def _prefill_chunk(self) -> None:
         if self.prefill is None:
-            request = self.queue.next_fitting(self.max_batch - len(self.batch.rows))
-            if request is None:
-                return
-            self.prefill = Prefill(request)
-            if request.params.prompt_logprobs is not None:
-                request.prompt_logprobs = [None]
+            self.prefill = self._next_job()
         job = self.prefill
-        request = job.request
-        ids = request.prompt_ids
-        end = min(job.offset + self.prefill_chunk, len(ids))
-        chunk = torch.tensor([ids[job.offset : end]])  # [1, S]
-        positions = torch.arange(job.offset, end)[None]  # [1, S]
-        want_all = request.params.prompt_logprobs is not None
-        row = slice(self.prefill_row, self.prefill_row + 1)
-        logits = self.model(chunk, positions, self.cache, row, logits_for="all" if want_all else "last")
+        if job is None or (not job.table.blocks and not try_start(job, self.blocks, len(self.batch.rows))):
+            return
+        offset = job.offset
+        done = run_chunk(self.model, self.pool, self.blocks, job, self.prefill_chunk)
         self.stats["prefill_chunks"] += 1
-        if want_all:
-            self._prompt_logprobs(job, logits[0])  # logits: [1, S, V]
-            job.last_logits = logits[0, -1]
-        else:
-            job.last_logits = logits[0]  # logits: [1, V]
-        job.offset = end
-        if end == len(ids):
+        if job.want_all_logits:
+            self._prompt_logprobs(job.request, offset, job.last_logits)
+        if done:
             self.prefill = None
-            self._start(request, job.last_logits)
+            self._prefilled(job)
 
-    def _prompt_logprobs(self, job: Prefill, logits: torch.Tensor) -> None:
+    def _next_job(self) -> Prefill | None:
+        """The queue's head as a started job, if the batch has rows and the pool has blocks for it."""
+        item = self.queue.head(self.max_batch - len(self.batch.rows))
+        if item is None:
+            return None
+        job = item if isinstance(item, Prefill) else Prefill(item, item.prompt_ids)
+        if not try_start(job, self.blocks, len(self.batch.rows)):
+            return None
+        self.queue.pop()
+        if job.want_all_logits:
+            job.request.prompt_logprobs = [None]
+        return job
+
+    def _prompt_logprobs(self, request: Request, offset: int, logits: torch.Tensor) -> None:
         """Log-probability of each prompt token given the ones before it. logits: [S, V] for this chunk."""
-        request, ids = job.request, job.request.prompt_ids
+        ids = request.prompt_ids
         logprobs = torch.log_softmax(logits.float(), -1)
         for i in range(logprobs.shape[0]):
-            target = job.offset + i + 1
+            target = offset + i + 1
             if target < len(ids):
                 request.prompt_logprobs.append(
                     token_logprob(logprobs[i], ids[target], request.params.prompt_logprobs)
                 )
 
-    def _start(self, request: Request, logits: torch.Tensor) -> None:
+    def _prefilled(self, job: Prefill) -> None:
+        request = job.request
+        if job.resume is not None:
+            job.done_tables.append(job.table)
+            if len(job.done_tables) < len(job.resume):  # the next preempted sequence of this request
+                job.ids, job.table, job.offset = resume_ids(job.resume[len(job.done_tables)]), BlockTable(), 0
+                self.prefill = job
+            else:
+                self.batch.rejoin(request, job.resume, job.done_tables)
+            return
         if request.params.max_new_tokens == 0:
+            job.table.release(self.blocks)
             request.finish([Choice(i, [], "", "length") for i in range(request.params.n)])
             return
-        self.batch.start(request, logits, self.prefill_row)
+        self.batch.start(request, job.last_logits[-1], job.table)
+
+    def free_memory(self, needy: Sequence) -> None:
+        """Free blocks for a running row: first the job being prefilled, else the newest request (perhaps the
+        row's own); their work goes back to the head of the queue and is recomputed when it fits."""
+        job = self.prefill
+        if job is not None and (job.table.blocks or job.done_tables):
+            for table in [job.table, *job.done_tables]:
+                table.release(self.blocks)
+            self.prefill = None
+            if job.resume is not None:
+                self.queue.push_front(Prefill(job.request, resume_ids(job.resume[0]), resume=job.resume))
+            else:
+                self.queue.push_front(job.request)
+            self.stats["preemptions"] += 1
+            return
+        others = [s.request for s in self.batch.rows if s.request is not needy.request]
+        victim = max(others, key=lambda r: r.started) if others else needy.request
+        sequences = self.batch.evict(victim)
+        self.queue.push_front(Prefill(victim, resume_ids(sequences[0]), resume=sequences))
 
     def _drop_cancelled(self) -> None:
         self.batch.drop_cancelled()
         if self.prefill and self.prefill.request.cancelled:
-            self.prefill.request.finish([])
+            job = self.prefill
+            for table in [job.table, *job.done_tables]:
+                table.release(self.blocks)
+            job.request.finish([])
             self.prefill = None
+
+
+def _pool(model: Transformer, kv_dtype: str, block_size: int, kv_blocks: int | None, kv_memory_mb: int | None,
+          max_batch: int) -> KVPool:  # fmt: skip
+    """The block pool: `kv_blocks` if given, else as many as `kv_memory_mb` holds, never more than max_batch + 1
+    sequences of a full window need."""
+    a = model.args
+    probe = KVPool(a.n_layers, a.n_kv_heads, a.head_dim, 0, block_size, kv_dtype)
+    if kv_blocks is None:
+        budget = (kv_memory_mb or DEFAULT_KV_MEMORY_MB) * 2**20 // probe.block_bytes()
+        kv_blocks = max(1, min(budget, (max_batch + 1) * -(-a.max_seq_len // block_size)))
+    return KVPool(a.n_layers, a.n_kv_heads, a.head_dim, kv_blocks, block_size, kv_dtype)
 
 
 # --- single-request helpers ------------------------------------------------------------------------------

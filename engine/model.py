@@ -1,9 +1,10 @@
-"""The transformer forward of Llama-family models, with a slot-based KV cache. Token ids in, logits out.
+"""The transformer forward of Llama-family models. Token ids in, logits out.
 
-One forward serves prefill and decode: every call takes `rows` (which cache rows the batch writes to),
-`positions` [B, S] (where each token sits in its sequence) and attends over each row's own cache. Rows of one
-batch may hold sequences of different lengths; the mask is built from `positions`, so padding never leaks in.
-Weights use transformers' layout (HF rotate-half RoPE), with q/k/v and gate/up fused into single matmuls.
+One forward serves prefill, decode and speculative verification alike: it takes T query tokens flattened across
+sequences (`tokens [T]`, `positions [T]`) and an attention context (engine/attention.py) that stores each token's
+keys and values and attends each token over its own sequence. There is no padding: rows of different lengths
+never see each other. Weights use transformers' layout (HF rotate-half RoPE), with q/k/v and gate/up fused into
+single matmuls.
 """
 
 from __future__ import annotations
@@ -64,49 +65,6 @@ class ModelArgs:
         )
 
 
-class KVCache:
-    """Keys and values per layer, `[rows, kv_heads, capacity, head_dim]`; capacity grows by doubling."""
-
-    def __init__(self, args: ModelArgs, rows: int, capacity: int = 256, dtype: torch.dtype = torch.float32):
-        self.args, self.rows, self.dtype = args, rows, dtype
-        self.capacity = min(capacity, args.max_seq_len)
-        shape = (rows, args.n_kv_heads, self.capacity, args.head_dim)
-        self.k = [torch.zeros(shape, dtype=dtype) for _ in range(args.n_layers)]
-        self.v = [torch.zeros(shape, dtype=dtype) for _ in range(args.n_layers)]
-
-    @torch.inference_mode()
-    def ensure(self, length: int) -> None:
-        if length <= self.capacity:
-            return
-        if length > self.args.max_seq_len:
-            raise ValueError(
-                f"sequence of {length} tokens exceeds the context window of {self.args.max_seq_len}"
-            )
-        new = self.capacity
-        while new < length:
-            new *= 2
-        new = min(new, self.args.max_seq_len)
-        for store in (self.k, self.v):
-            for i, old in enumerate(store):
-                grown = torch.zeros(old.shape[0], old.shape[1], new, old.shape[3], dtype=self.dtype)
-                grown[:, :, : self.capacity] = old
-                store[i] = grown
-        self.capacity = new
-
-    @torch.inference_mode()
-    def copy_rows(self, src: torch.Tensor | list[int], dst: torch.Tensor | list[int], length: int) -> None:
-        """Copy the first `length` positions of rows `src` into rows `dst` (shared prefill, beam reordering)."""
-        src_t = torch.as_tensor(src, dtype=torch.long)
-        dst_t = torch.as_tensor(dst, dtype=torch.long)
-        for store in (self.k, self.v):
-            for layer in store:
-                layer[dst_t, :, :length] = layer[src_t, :, :length]
-
-    def bytes_per_token(self) -> int:
-        element = torch.finfo(self.dtype).bits // 8
-        return 2 * self.args.n_layers * self.args.n_kv_heads * self.args.head_dim * element
-
-
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float):
         super().__init__()
@@ -127,58 +85,30 @@ def rope_tables(head_dim: int, length: int, theta: float) -> tuple[torch.Tensor,
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    # x: [B, H, S, hd]; cos/sin: [B, 1, S, hd]
+    # x: [T, H, hd]; cos/sin: [T, 1, hd]
     half = x.shape[-1] // 2
     rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
     return x * cos + rotated * sin
 
 
 class Attention(nn.Module):
-    def __init__(self, args: ModelArgs):
+    def __init__(self, args: ModelArgs, layer: int):
         super().__init__()
-        self.args = args
+        self.args, self.layer = args, layer
         q_out, kv_out = args.n_heads * args.head_dim, args.n_kv_heads * args.head_dim
         self.wqkv = nn.Linear(args.dim, q_out + 2 * kv_out, bias=args.qkv_bias)
         self.wo = nn.Linear(q_out, args.dim, bias=False)
         self.split = (q_out, kv_out, kv_out)
 
-    def forward(self, x, cos, sin, k_cache, v_cache, rows, positions, mask) -> torch.Tensor:
-        # x: [B, S, D]; positions: [B, S]; mask: [B, 1, S, L]
-        B, S, _ = x.shape
-        a = self.args
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, context: Any) -> torch.Tensor:
+        # x: [T, D]
+        T, a = x.shape[0], self.args
         q, k, v = self.wqkv(x).split(self.split, dim=-1)
-        q = q.view(B, S, a.n_heads, a.head_dim).transpose(1, 2)
-        k = k.view(B, S, a.n_kv_heads, a.head_dim).transpose(1, 2)
-        v = v.view(B, S, a.n_kv_heads, a.head_dim)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        L = mask.shape[-1]
-        if isinstance(rows, slice):
-            # Contiguous rows: write in place and read views, no gather.
-            k_cache[rows].transpose(1, 2)[torch.arange(B)[:, None], positions] = k.transpose(1, 2).to(
-                k_cache.dtype
-            )
-            v_cache[rows].transpose(1, 2)[torch.arange(B)[:, None], positions] = v.to(v_cache.dtype)
-            keys, values = k_cache[rows, :, :L], v_cache[rows, :, :L]
-        else:
-            k_cache.transpose(1, 2)[rows[:, None], positions] = k.transpose(1, 2).to(k_cache.dtype)
-            v_cache.transpose(1, 2)[rows[:, None], positions] = v.to(v_cache.dtype)
-            keys, values = k_cache[rows, :, :L], v_cache[rows, :, :L]
-        gqa = a.n_heads != a.n_kv_heads
-        if S == 1:
-            # Decode: attend row by row over exactly each row's own length. A padded, masked batch would change
-            # the order of the softmax and value reductions, so a sequence's tokens would depend on its
-            # neighbours; this way a greedy request gets the same tokens alone or in any batch.
-            lengths = (positions[:, 0] + 1).tolist()
-            out = torch.cat([
-                F.scaled_dot_product_attention(q[b : b + 1], keys[b : b + 1, :, :n].to(q.dtype),
-                                               values[b : b + 1, :, :n].to(q.dtype), enable_gqa=gqa)
-                for b, n in enumerate(lengths)
-            ])  # fmt: skip
-        else:
-            out = F.scaled_dot_product_attention(
-                q, keys.to(q.dtype), values.to(q.dtype), attn_mask=mask, enable_gqa=gqa
-            )
-        return self.wo(out.transpose(1, 2).reshape(B, S, a.n_heads * a.head_dim))
+        q = apply_rope(q.view(T, a.n_heads, a.head_dim), cos, sin)
+        k = apply_rope(k.view(T, a.n_kv_heads, a.head_dim), cos, sin)
+        context.write(self.layer, k, v.view(T, a.n_kv_heads, a.head_dim))
+        out = context.attend(self.layer, q)  # [T, H, hd]
+        return self.wo(out.reshape(T, a.n_heads * a.head_dim))
 
 
 class FeedForward(nn.Module):
@@ -194,15 +124,15 @@ class FeedForward(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, args: ModelArgs):
+    def __init__(self, args: ModelArgs, layer: int):
         super().__init__()
         self.attention_norm = RMSNorm(args.dim, args.norm_eps)
-        self.attention = Attention(args)
+        self.attention = Attention(args, layer)
         self.ffn_norm = RMSNorm(args.dim, args.norm_eps)
         self.feed_forward = FeedForward(args)
 
-    def forward(self, x, cos, sin, k_cache, v_cache, rows, positions, mask):
-        x = x + self.attention(self.attention_norm(x), cos, sin, k_cache, v_cache, rows, positions, mask)
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, context: Any) -> torch.Tensor:
+        x = x + self.attention(self.attention_norm(x), cos, sin, context)
         return x + self.feed_forward(self.ffn_norm(x))
 
 
@@ -211,7 +141,7 @@ class Transformer(nn.Module):
         super().__init__()
         self.args = args
         self.tok_embeddings = nn.Embedding(args.vocab_size, args.dim)
-        self.layers = nn.ModuleList(Block(args) for _ in range(args.n_layers))
+        self.layers = nn.ModuleList(Block(args, i) for i in range(args.n_layers))
         self.norm = RMSNorm(args.dim, args.norm_eps)
         self.output = nn.Linear(args.dim, args.vocab_size, bias=False)
         cos, sin = rope_tables(args.head_dim, args.max_seq_len, args.rope_theta)
@@ -225,24 +155,25 @@ class Transformer(nn.Module):
         self,
         tokens: torch.Tensor,
         positions: torch.Tensor,
-        cache: KVCache,
-        rows: slice | torch.Tensor,
-        logits_for: str = "all",
+        context: Any,
+        logits_at: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """tokens, positions: [B, S]. Returns logits [B, S, V] ("all") or [B, V] for each row's last token ("last")."""
-        B, S = tokens.shape
-        L = int(positions.max()) + 1
-        cache.ensure(L)
-        x = self.tok_embeddings(tokens).to(self.compute_dtype)
-        cos = self.rope_cos[positions].unsqueeze(1).to(self.compute_dtype)  # [B, 1, S, hd]
+        """tokens, positions: [T]. Returns logits [T, V], or [len(logits_at), V] for the tokens `logits_at`."""
+        x = self.tok_embeddings(tokens).to(self.compute_dtype)  # [T, D]
+        cos = self.rope_cos[positions].unsqueeze(1).to(self.compute_dtype)  # [T, 1, hd]
         sin = self.rope_sin[positions].unsqueeze(1).to(self.compute_dtype)
-        key_pos = torch.arange(L)
-        mask = (key_pos[None, None, :] <= positions[:, :, None]).unsqueeze(1)  # [B, 1, S, L]
-        for i, layer in enumerate(self.layers):
-            x = layer(x, cos, sin, cache.k[i], cache.v[i], rows, positions, mask)
-        if logits_for == "last":
-            x = x[:, -1]
+        for layer in self.layers:
+            x = layer(x, cos, sin, context)
+        if logits_at is not None:
+            x = x[logits_at]
         return self.output(self.norm(x)).float()
+
+    def forward_sequence(self, ids: torch.Tensor) -> torch.Tensor:
+        """Logits [S, V] of one whole sequence ids [S] (a contiguous cache): calibration and references."""
+        from engine.attention import ContiguousContext
+
+        positions = torch.arange(ids.shape[0])
+        return self(ids, positions, ContiguousContext(self.args.n_layers).at(positions))
 
 
 def fuse_hf_state_dict(state: dict[str, torch.Tensor], args: ModelArgs) -> dict[str, torch.Tensor]:

@@ -394,8 +394,6 @@ class Int8Embedding(nn.Module):
 
 def calibrate_activation_max(model: nn.Module, calibration_ids: torch.Tensor) -> dict[str, torch.Tensor]:
     """max |x| per input feature of every Linear, over a forward pass of the calibration tokens (fp32)."""
-    from engine.model import KVCache
-
     stats: dict[str, torch.Tensor] = {}
     hooks = []
     for name, module in model.named_modules():
@@ -407,9 +405,7 @@ def calibrate_activation_max(model: nn.Module, calibration_ids: torch.Tensor) ->
 
             hooks.append(module.register_forward_pre_hook(hook))
     try:
-        ids = calibration_ids.reshape(1, -1)[:, : model.args.max_seq_len]
-        cache = KVCache(model.args, rows=1, capacity=ids.shape[1])
-        model(ids, torch.arange(ids.shape[1])[None], cache, slice(0, 1), logits_for="last")
+        model.forward_sequence(calibration_ids.reshape(-1)[: model.args.max_seq_len])
     finally:
         for h in hooks:
             h.remove()

@@ -73,6 +73,7 @@ class Request:
         self.error: BaseException | None = None
         self.created = time.time()
         self.first_token_at: float | None = None
+        self.started = 0  # order in which requests joined the batch: the newest is preempted first
 
     def emit(self, event: Event) -> None:
         if self.listener is not None:
@@ -90,7 +91,7 @@ class Request:
 
 
 class Sequence:
-    """One sampled continuation (or one beam) living in one decode row."""
+    """One sampled continuation (or one beam) living in one decode row, its KV in the blocks of `table`."""
 
     def __init__(
         self,
@@ -102,6 +103,7 @@ class Sequence:
         matcher: Any | None = None,
     ):
         self.request, self.index, self.row = request, index, row
+        self.table: Any = None  # engine.kv.BlockTable
         self.generator = generator
         self.matcher = matcher  # this row's own constraint state (None: unconstrained)
         self.tokens: list[int] = []
@@ -115,3 +117,6 @@ class Sequence:
     def cache_length(self) -> int:
         """Tokens in this row's cache; the last generated token is fed at this position."""
         return len(self.request.prompt_ids) + len(self.tokens) - 1
+
+    def all_tokens(self) -> list[int]:
+        return self.request.prompt_ids + self.tokens

@@ -1,9 +1,11 @@
 """Admission and queueing: which requests may run, in which order, and the engine thread that runs them.
 
 `admit` refuses a bad request before anything runs (an `EngineError` naming the parameter; a prompt longer than
-the window is a `ContextLengthError`) and clamps `max_new_tokens` to the room left in the window. `WaitingQueue`
-is first come, first served: the head request starts only when the batch has rows for all its sequences, and
-nothing overtakes it (no starvation of wide requests). `Scheduler` serves concurrent asyncio callers from one
+the window is a `ContextLengthError`) and clamps `max_new_tokens` to the room left in the window; `fit_memory`
+does the same against the KV cache's blocks. `WaitingQueue` is first come, first served: the head request
+starts only when the batch has rows for all its sequences and the pool has blocks for its prompt (see
+engine/prefill.py), and nothing overtakes it (no starvation of wide requests); preempted requests go back to
+its head. `Scheduler` serves concurrent asyncio callers from one
 engine thread: the engine (and torch) is touched only by that thread; callers validate and enqueue from the
 event loop; the thread moves new requests into the engine between decode steps, so a request joins the running
 batch at the next step and leaves it the moment it finishes. Events flow back through
@@ -31,7 +33,7 @@ if TYPE_CHECKING:
 DEFAULT_MAX_QUEUE = 64
 log = logging.getLogger(__name__)
 
-__all__ = ["QueueFull", "Scheduler", "WaitingQueue", "admit", "DEFAULT_MAX_QUEUE"]
+__all__ = ["QueueFull", "Scheduler", "WaitingQueue", "admit", "fit_memory", "DEFAULT_MAX_QUEUE"]
 
 
 def admit(
@@ -57,36 +59,78 @@ def admit(
     return None
 
 
+def fit_memory(prompt_tokens: int, params: SamplingParams, blocks: int, block_size: int) -> int | None:
+    """A request must fit the KV cache alone: its prompt, else a 400 naming `prompt`; its output, else clamped
+    (returns the clamped max_new_tokens). Each of its n rows may grow apart from the others."""
+    capacity = blocks * block_size
+    if prompt_tokens + 1 > capacity:
+        raise EngineError(
+            f"the prompt has {prompt_tokens} tokens but the KV cache holds {capacity} ({blocks} blocks of "
+            f"{block_size}); start the engine with more KV memory", param="prompt", code="kv_cache_exceeded",
+        )  # fmt: skip
+    shared = (prompt_tokens // block_size) * block_size  # full prompt blocks are shared by the n rows
+    room = block_size * ((blocks - shared // block_size) // params.n) - (prompt_tokens - shared)
+    if room < 1:
+        raise EngineError(
+            f"{params.n} sequences of a {prompt_tokens}-token prompt do not fit the KV cache ({blocks} blocks of "
+            f"{block_size})", param="n", code="kv_cache_exceeded",
+        )  # fmt: skip
+    if params.max_new_tokens > room:
+        return room
+    return None
+
+
 class WaitingQueue:
-    """Admitted requests waiting for their prefill, first come first served."""
+    """Work waiting for its prefill, first come first served: new requests, and (at the head) preempted ones."""
 
     def __init__(self) -> None:
-        self.requests: deque[Request] = deque()
+        self.items: deque[Any] = deque()  # Request, or engine.prefill.Prefill for a preempted request
 
     def __len__(self) -> int:
-        return len(self.requests)
+        return len(self.items)
 
     def push(self, request: Request) -> None:
-        self.requests.append(request)
+        self.items.append(request)
 
-    def next_fitting(self, free_rows: int) -> Request | None:
-        """Pop the head request if the batch has rows for it; cancelled requests are finished on the way."""
-        while self.requests:
-            request = self.requests[0]
+    def push_front(self, job: Any) -> None:
+        self.items.appendleft(job)
+
+    def head(self, free_rows: int) -> Any | None:
+        """The head item if the batch has rows for it (it stays queued); cancelled ones are finished on the way."""
+        while self.items:
+            item = self.items[0]
+            request = item if isinstance(item, Request) else item.request
             if request.cancelled:
-                self.requests.popleft()
-                request.finish([])
+                self.items.popleft()
+                if isinstance(item, Request):
+                    request.finish([])
+                else:
+                    _end_preempted(item)
                 continue
-            need = 0 if request.params.max_new_tokens == 0 else request.params.n
+            if isinstance(item, Request):
+                need = 0 if request.params.max_new_tokens == 0 else request.params.n
+            else:
+                need = len(item.resume)
             if need > free_rows:
                 return None  # wait for rows to free up; nothing overtakes the head
-            return self.requests.popleft()
+            return item
         return None
 
+    def pop(self) -> Any:
+        return self.items.popleft()
+
     def clear(self) -> list[Request]:
-        requests = list(self.requests)
-        self.requests.clear()
+        requests = [item if isinstance(item, Request) else item.request for item in self.items]
+        self.items.clear()
         return requests
+
+
+def _end_preempted(job: Any) -> None:
+    """A preempted request cancelled while it waited: its sequences end as cancelled."""
+    request = job.request
+    request.done = True
+    for sequence in job.resume:
+        request.emit(Event("done", sequence.index, finish_reason="cancelled"))
 
 
 @dataclass
@@ -145,6 +189,8 @@ class Scheduler:
             "batch_size": engine.batch.last_size,
             "max_batch": engine.max_batch,
             "decode_steps": engine.stats["decode_steps"],
+            "preemptions": engine.stats["preemptions"],
+            **engine.blocks.snapshot(),
             "uptime_s": round(time.time() - self.metrics.started, 1),
         }
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 from transformers import MistralConfig, MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
-from engine.model import KVCache, build_model
+from engine.attention import ContiguousContext
+from engine.model import build_model
 
 from .conftest import tiny_config, tiny_hf
 
@@ -20,43 +21,23 @@ def hf_logits(hf, ids: list[int]) -> torch.Tensor:
 
 def test_prefill_logits_match_transformers(tiny_pair):
     hf, ours = tiny_pair
-    ids = torch.randint(0, 256, (1, 40), generator=torch.Generator().manual_seed(1))
-    cache = KVCache(ours.args, rows=1)
-    logits = ours(ids, torch.arange(40)[None], cache, slice(0, 1))
-    assert (logits[0] - hf_logits(hf, ids[0].tolist())).abs().max() <= TOL
+    ids = torch.randint(0, 256, (40,), generator=torch.Generator().manual_seed(1))
+    assert (ours.forward_sequence(ids) - hf_logits(hf, ids.tolist())).abs().max() <= TOL
 
 
 def test_decode_with_cache_matches_full_forward(tiny_pair):
     hf, ours = tiny_pair
     ids = list(range(10, 40))
-    cache = KVCache(ours.args, rows=2, capacity=8)  # forces the cache to grow twice
-    steps = [ours(torch.tensor([ids[:12]]), torch.arange(12)[None], cache, slice(1, 2))[0]]
+    context = ContiguousContext(ours.args.n_layers)
+    steps = [ours(torch.tensor(ids[:12]), *_at(context, 0, 12))]
     for t in range(12, len(ids)):
-        steps.append(ours(torch.tensor([[ids[t]]]), torch.tensor([[t]]), cache, slice(1, 2))[0])
+        steps.append(ours(torch.tensor([ids[t]]), *_at(context, t, 1)))
     assert (torch.cat(steps) - hf_logits(hf, ids)).abs().max() <= TOL
 
 
-def test_batched_rows_of_different_lengths(tiny_pair):
-    hf, ours = tiny_pair
-    a, b, c = list(range(5, 30)), list(range(100, 107)), list(range(50, 63))
-    cache = KVCache(ours.args, rows=3)
-    for row, seq in enumerate((a, b, c)):
-        ours(torch.tensor([seq[:-1]]), torch.arange(len(seq) - 1)[None], cache, slice(row, row + 1))
-    last = torch.tensor([[a[-1]], [b[-1]], [c[-1]]])
-    pos = torch.tensor([[len(a) - 1], [len(b) - 1], [len(c) - 1]])
-    batched = ours(last, pos, cache, slice(0, 3), logits_for="last")
-    for row, seq in enumerate((a, b, c)):
-        assert (batched[row] - hf_logits(hf, seq)[-1]).abs().max() <= TOL
-    # Non-contiguous rows take the gather path and agree too.
-    rows = torch.tensor([2, 0])
-    cache2 = KVCache(ours.args, rows=3)
-    for row, seq in ((2, a), (0, b)):
-        ours(torch.tensor([seq[:-1]]), torch.arange(len(seq) - 1)[None], cache2, slice(row, row + 1))
-    out = ours(
-        torch.tensor([[a[-1]], [b[-1]]]), torch.tensor([[len(a) - 1], [len(b) - 1]]), cache2, rows, "last"
-    )
-    assert (out[0] - hf_logits(hf, a)[-1]).abs().max() <= TOL
-    assert (out[1] - hf_logits(hf, b)[-1]).abs().max() <= TOL
+def _at(context: ContiguousContext, first: int, count: int):
+    positions = torch.arange(first, first + count)
+    return positions, context.at(positions)
 
 
 @pytest.mark.parametrize(
@@ -71,9 +52,7 @@ def test_other_llama_shaped_architectures(config_cls, model_cls):
     hf = model_cls(config_cls(**base)).eval()
     ours = build_model(hf.config, hf.state_dict())
     ids = list(range(3, 33))
-    cache = KVCache(ours.args, rows=1)
-    logits = ours(torch.tensor([ids]), torch.arange(len(ids))[None], cache, slice(0, 1))
-    assert (logits[0] - hf_logits(hf, ids)).abs().max() <= TOL
+    assert (ours.forward_sequence(torch.tensor(ids)) - hf_logits(hf, ids)).abs().max() <= TOL
 
 
 def test_untied_head():
@@ -81,13 +60,11 @@ def test_untied_head():
     ours = build_model(hf.config, hf.state_dict())
     assert ours.output.weight.data_ptr() != ours.tok_embeddings.weight.data_ptr()
     ids = list(range(20))
-    logits = ours(torch.tensor([ids]), torch.arange(20)[None], KVCache(ours.args, rows=1), slice(0, 1))
-    assert (logits[0] - hf_logits(hf, ids)).abs().max() <= TOL
+    assert (ours.forward_sequence(torch.tensor(ids)) - hf_logits(hf, ids)).abs().max() <= TOL
 
 
 @pytest.mark.slow
 def test_default_model_logits_match_transformers(default_model, default_hf):
     ours = build_model(default_model.config, dict(default_model.state_dict))
     ids = default_model.tokenizer("The quick brown fox jumps over the lazy dog. " * 4)["input_ids"]
-    logits = ours(torch.tensor([ids]), torch.arange(len(ids))[None], KVCache(ours.args, rows=1), slice(0, 1))
-    assert (logits[0] - hf_logits(default_hf, ids)).abs().max() <= TOL
+    assert (ours.forward_sequence(torch.tensor(ids)) - hf_logits(default_hf, ids)).abs().max() <= TOL

@@ -1,0 +1,118 @@
+"""Where a forward's tokens write their keys and values, and what they attend over.
+
+A forward takes T query tokens, flattened across sequences (`tokens [T]`, `positions [T]`). Its context says,
+for every layer, where each token's K/V go (`write`) and computes attention (`attend`), each token over its own
+sequence's positions up to and including its own. Two contexts:
+
+- `PagedContext`: sequences in the paged pool (engine/kv.py). A segment is one sequence's run of consecutive
+  query tokens. Short segments (decode rows, speculative verification) go through the C++ kernel when it is
+  built (engine/native.py), one call for all of them; its arithmetic per token is independent of the other
+  tokens, so a greedy row decodes the same tokens alone or in any batch. Long segments (prefill chunks), and
+  everything when the kernel is absent, gather the sequence's K/V and use torch's SDPA per segment.
+- `ContiguousContext`: one sequence in plain tensors; the reference the paged cache is tested against, and what
+  calibration passes (SmoothQuant, GPTQ, AWQ) run on.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from engine.kv import KVPool
+from engine.native import kernels
+
+KERNEL_MAX_QUERIES = 32  # segments longer than this (prefill chunks) use SDPA, which is faster for them
+
+
+@dataclass
+class Segment:
+    """Query tokens [start, start + count) of one sequence, at positions [first, first + count)."""
+
+    start: int
+    count: int
+    first: int
+    blocks: list[int]
+
+
+class PagedContext:
+    def __init__(self, pool: KVPool, segments: list[Segment], slots: torch.Tensor, positions: torch.Tensor):
+        # slots, positions: [T]; segments cover the T tokens in order
+        self.pool, self.segments = pool, segments
+        self.slots, self.positions = slots, positions
+        native = kernels()
+        self.native = (
+            native if native is not None and all(s.count <= KERNEL_MAX_QUERIES for s in segments) else None
+        )
+        if self.native is not None:
+            width = max(len(s.blocks) for s in segments)
+            self.tables = torch.tensor(
+                [s.blocks + [0] * (width - len(s.blocks)) for s in segments], dtype=torch.int32
+            )
+            self.row_of = torch.repeat_interleave(
+                torch.arange(len(segments), dtype=torch.int32), torch.tensor([s.count for s in segments])
+            )
+            self.lengths = (positions + 1).to(torch.int32)
+        else:
+            bs = pool.block_size
+            self.context_slots = []
+            for s in segments:
+                pos = torch.arange(s.first + s.count)
+                self.context_slots.append(torch.tensor(s.blocks, dtype=torch.long)[pos // bs] * bs + pos % bs)
+
+    def write(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> None:
+        self.pool.write(layer, self.slots, k, v)
+
+    def attend(self, layer: int, q: torch.Tensor) -> torch.Tensor:
+        """q: [T, H, D] -> [T, H, D]."""
+        pool = self.pool
+        if self.native is not None:
+            return self.native.paged_attention(
+                q.float().contiguous(), pool.k[layer], pool.v[layer], pool.k_scale[layer], pool.v_scale[layer],
+                self.tables, self.row_of, self.lengths, pool.block_size, 1.0 / math.sqrt(q.shape[-1]),
+            ).to(q.dtype)  # fmt: skip
+        outs = []
+        for segment, slots in zip(self.segments, self.context_slots, strict=True):
+            k, v = pool.read(layer, slots, q.dtype)  # [L, KVH, D]
+            query = q[segment.start : segment.start + segment.count]
+            outs.append(sdpa(query, k, v, segment.first))
+        return torch.cat(outs) if len(outs) > 1 else outs[0]
+
+
+def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, first: int) -> torch.Tensor:
+    """Query tokens at positions [first, first + S) over keys at positions [0, L): q [S, H, D], k/v [L, KVH, D]."""
+    S, L = q.shape[0], k.shape[0]
+    mask = None
+    if S > 1:
+        mask = torch.arange(L)[None, :] <= torch.arange(first, first + S)[:, None]  # [S, L]
+    out = F.scaled_dot_product_attention(
+        q.transpose(0, 1).unsqueeze(0), k.transpose(0, 1).unsqueeze(0), v.transpose(0, 1).unsqueeze(0),
+        attn_mask=mask, enable_gqa=q.shape[1] != k.shape[1],
+    )  # fmt: skip
+    return out[0].transpose(0, 1)  # [S, H, D]
+
+
+class ContiguousContext:
+    """One sequence in contiguous per-layer tensors that grow as needed; call `at(positions)` before a forward."""
+
+    def __init__(self, n_layers: int, dtype: torch.dtype = torch.float32):
+        self.k: list[torch.Tensor | None] = [None] * n_layers
+        self.v: list[torch.Tensor | None] = [None] * n_layers
+        self.dtype = dtype
+        self.first = 0
+
+    def at(self, positions: torch.Tensor) -> ContiguousContext:
+        self.positions = positions
+        self.first = int(positions[0])
+        return self
+
+    def write(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> None:
+        old_k, old_v = self.k[layer], self.v[layer]
+        kept = self.first
+        self.k[layer] = k.to(self.dtype) if old_k is None else torch.cat([old_k[:kept], k.to(self.dtype)])
+        self.v[layer] = v.to(self.dtype) if old_v is None else torch.cat([old_v[:kept], v.to(self.dtype)])
+
+    def attend(self, layer: int, q: torch.Tensor) -> torch.Tensor:
+        return sdpa(q, self.k[layer].to(q.dtype), self.v[layer].to(q.dtype), self.first)

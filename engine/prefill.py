@@ -1,0 +1,72 @@
+"""Prefill jobs: a prompt (or a preempted sequence's context) computed into its own KV blocks, chunk by chunk.
+
+A job starts only when the pool can give it every block its tokens need beyond the cached prefix it reuses
+(plus one block of headroom per running row, so decoding rows are not preempted at once). A new request first
+takes the cached blocks of its longest prefix (`BlockManager.match`) and computes only the rest; requests that
+ask for prompt log-probabilities compute everything. A *resume* job recomputes the context of sequences that
+were preempted to free memory (prompt plus the tokens they had generated, all but the last, which is fed by
+their next decode step); they rejoin the batch together, with their sampling, grammar and beam state intact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from engine.attention import PagedContext, Segment
+from engine.kv import BlockManager, BlockTable, KVPool
+from engine.request import Request, Sequence
+
+
+@dataclass
+class Prefill:
+    """One job: `ids` to compute into `table`, from `offset` on."""
+
+    request: Request
+    ids: list[int]
+    table: BlockTable = field(default_factory=BlockTable)
+    offset: int = 0
+    last_logits: torch.Tensor | None = None
+    resume: list[Sequence] | None = None  # preempted sequences, recomputed one after the other
+    done_tables: list[BlockTable] = field(default_factory=list)  # resumed sequences' tables, ready
+
+    @property
+    def want_all_logits(self) -> bool:
+        return self.resume is None and self.request.params.prompt_logprobs is not None
+
+
+def resume_ids(sequence: Sequence) -> list[int]:
+    """The context a preempted sequence must have in cache before its next decode step."""
+    return sequence.request.prompt_ids + sequence.tokens[:-1]
+
+
+def try_start(job: Prefill, blocks: BlockManager, headroom: int) -> bool:
+    """Reuse the cached prefix and allocate the rest of the job's blocks; False (nothing held) if they do not fit."""
+    ids = job.ids
+    reusable = 0 if job.want_all_logits else (len(ids) - 1) // blocks.block_size  # the last token is computed
+    cached, digests = blocks.match(ids, reusable)
+    need = blocks.blocks_for(len(ids)) - len(cached)
+    if blocks.available() < need + headroom:
+        blocks.release(cached)
+        return False
+    job.table = BlockTable(cached, digests)
+    job.offset = len(cached) * blocks.block_size
+    for _ in range(need):
+        job.table.blocks.append(blocks.allocate())
+    return True
+
+
+def run_chunk(model, pool: KVPool, blocks: BlockManager, job: Prefill, chunk: int) -> bool:
+    """Compute the next chunk of `job`; returns True when its ids are all in cache (logits in `last_logits`)."""
+    start, end = job.offset, min(job.offset + chunk, len(job.ids))
+    tokens = torch.tensor(job.ids[start:end])  # [S]
+    positions = torch.arange(start, end)  # [S]
+    slots = job.table.slots(end, blocks.block_size)[start:end]
+    context = PagedContext(pool, [Segment(0, end - start, start, job.table.blocks)], slots, positions)
+    want_all = job.want_all_logits
+    logits = model(tokens, positions, context, None if want_all else torch.tensor([end - start - 1]))
+    job.last_logits = logits  # [S, V] or [1, V]
+    job.offset = end
+    job.table.commit(blocks, job.ids, end)
+    return end == len(job.ids)
