@@ -5,10 +5,13 @@ for every layer, where each token's K/V go (`write`) and computes attention (`at
 sequence's positions up to and including its own. Two contexts:
 
 - `PagedContext`: sequences in the paged pool (engine/kv.py). A segment is one sequence's run of consecutive
-  query tokens. Short segments (decode rows, speculative verification) go through the C++ kernel when it is
-  built (engine/native.py), one call for all of them; its arithmetic per token is independent of the other
-  tokens, so a greedy row decodes the same tokens alone or in any batch. Long segments (prefill chunks), and
-  everything when the kernel is absent, gather the sequence's K/V and use torch's SDPA per segment.
+  query tokens (a decode row: one; a prefill chunk; a row being verified speculatively: 1 + draft). With the C++
+  kernel built (engine/native.py) every segment goes through it in one call: its arithmetic per query token is
+  independent of every other token and of the chunking, so a token's attention is bit-identical whether it is
+  decoded, prefilled in any chunk, reused from the prefix cache or verified speculatively. This matters more
+  than it seems: the int8/int4 kernels round activations to bf16, so a last-bit difference anywhere can move a
+  logit by ~0.1 and flip a near-tie. Without the kernel each segment gathers its K/V and uses torch's SDPA per
+  segment: the same result up to rounding.
 - `ContiguousContext`: one sequence in plain tensors; the reference the paged cache is tested against, and what
   calibration passes (SmoothQuant, GPTQ, AWQ) run on.
 """
@@ -23,8 +26,6 @@ import torch.nn.functional as F
 
 from engine.kv import KVPool
 from engine.native import kernels
-
-KERNEL_MAX_QUERIES = 32  # segments longer than this (prefill chunks) use SDPA, which is faster for them
 
 
 @dataclass
@@ -42,10 +43,7 @@ class PagedContext:
         # slots, positions: [T]; segments cover the T tokens in order
         self.pool, self.segments = pool, segments
         self.slots, self.positions = slots, positions
-        native = kernels()
-        self.native = (
-            native if native is not None and all(s.count <= KERNEL_MAX_QUERIES for s in segments) else None
-        )
+        self.native = kernels()
         if self.native is not None:
             width = max(len(s.blocks) for s in segments)
             self.tables = torch.tensor(

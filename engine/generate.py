@@ -22,6 +22,7 @@ from engine.batch import DecodeBatch, token_logprob
 from engine.constraints import ConstraintSpec, Grammar, GrammarTokenizer, compile_grammar
 from engine.errors import ContextLengthError, EngineError
 from engine.kv import (
+    BLOCK_SIZES,
     DEFAULT_BLOCK_SIZE,
     DEFAULT_KV_DTYPE,
     DEFAULT_KV_MEMORY_MB,
@@ -62,6 +63,8 @@ class Engine:
         kv_memory_mb: int | None = None,
         prefix_cache: bool = True,
     ):  # fmt: skip
+        if block_size not in BLOCK_SIZES:
+            raise ValueError(f"KV block size must be one of {BLOCK_SIZES}, got {block_size}")
         self.model, self.tokenizer = model, tokenizer
         self.name, self.method = name, method
         self.max_batch, self.prefill_chunk = max_batch, prefill_chunk

@@ -1,8 +1,8 @@
 """The paged KV cache: every sequence's keys and values live in fixed-size blocks of one pool, and full blocks are
 shared between sequences whose tokens agree (automatic prefix caching).
 
-Contract. `KVPool` holds the tensors: per layer, `[blocks * block_size, kv_heads, head_dim]` slots in fp32, bf16
-or int8 (int8 with one fp32 scale per token and head). `BlockManager` hands out block numbers: a block is owned
+Contract. `KVPool` holds the tensors: per layer, `blocks * block_size` slots of `[kv_heads, head_dim]` in fp32,
+bf16 or int8 (int8 with one fp32 scale per token and head). `BlockManager` hands out block numbers: a block is owned
 by the sequences that reference it (a reference count); a block whose tokens are all committed is registered
 under a digest of its content chained to its predecessors' (so equal digests mean equal prefixes, computed by
 this model and method: the namespace is part of the root digest). A registered block no sequence references
@@ -23,7 +23,7 @@ import torch
 KV_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "int8": torch.int8}
 DEFAULT_KV_DTYPE = "fp32"
 DEFAULT_BLOCK_SIZE = 16
-BLOCK_SIZES = (8, 16, 32, 64)
+BLOCK_SIZES = (16, 32, 64)  # what the C++ kernel is built for
 # The KV memory the engine may use when not told otherwise; the pool is never larger than max_batch + 1
 # sequences of a full context window would need. Pages of the pool are touched only as blocks are used.
 DEFAULT_KV_MEMORY_MB = 2048
@@ -34,7 +34,12 @@ class OutOfBlocks(RuntimeError):
 
 
 class KVPool:
-    """The K/V tensors of all layers; slot s of layer l holds the token at `blocks[s // bs] ...` (see BlockTable)."""
+    """The K/V tensors of all layers. Slot s is position s % block_size of block s // block_size.
+
+    Keys are stored transposed within a block, `[blocks, kv_heads, head_dim, block_size]`, so attention computes
+    a block's scores as block_size-wide vector FMAs with no transpose at run time; values are slot-major,
+    `[slots, kv_heads, head_dim]`, so the weighted sum runs along head_dim. int8 keeps one fp32 scale per token
+    and head for each (`[slots, kv_heads]`)."""
 
     def __init__(self, n_layers: int, kv_heads: int, head_dim: int, num_blocks: int, block_size: int,
                  kv_dtype: str = DEFAULT_KV_DTYPE):  # fmt: skip
@@ -45,7 +50,7 @@ class KVPool:
         self.n_layers, self.kv_heads, self.head_dim = n_layers, kv_heads, head_dim
         slots = num_blocks * block_size
         # torch.empty: pages become resident only when a block is first written.
-        self.k = torch.empty(n_layers, slots, kv_heads, head_dim, dtype=self.dtype)
+        self.k = torch.empty(n_layers, num_blocks, kv_heads, head_dim, block_size, dtype=self.dtype)
         self.v = torch.empty(n_layers, slots, kv_heads, head_dim, dtype=self.dtype)
         self.quantized = kv_dtype == "int8"
         if self.quantized:
@@ -62,20 +67,28 @@ class KVPool:
     def block_bytes(self) -> int:
         return self.bytes_per_token() * self.block_size
 
+    def _keys(self, layer: int) -> torch.Tensor:
+        """Layer `layer`'s keys as a [blocks, block_size, kv_heads, head_dim] view."""
+        return self.k[layer].permute(0, 3, 1, 2)
+
     def write(self, layer: int, slots: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
         """Store k, v [T, kv_heads, head_dim] at `slots` [T]."""
+        where = (slots // self.block_size, slots % self.block_size)
         if self.quantized:
-            for src, store, scales in ((k, self.k, self.k_scale), (v, self.v, self.v_scale)):
-                q, scale = quantize_int8(src)
-                store[layer].index_copy_(0, slots, q)
-                scales[layer].index_copy_(0, slots, scale)
+            qk, k_scale = quantize_int8(k)
+            qv, v_scale = quantize_int8(v)
+            self._keys(layer).index_put_(where, qk)
+            self.v[layer].index_copy_(0, slots, qv)
+            self.k_scale[layer].index_copy_(0, slots, k_scale)
+            self.v_scale[layer].index_copy_(0, slots, v_scale)
         else:
-            self.k[layer].index_copy_(0, slots, k.to(self.dtype))
+            self._keys(layer).index_put_(where, k.to(self.dtype))
             self.v[layer].index_copy_(0, slots, v.to(self.dtype))
 
     def read(self, layer: int, slots: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """K, V [n, kv_heads, head_dim] of `slots` [n], dequantized to `dtype`."""
-        k, v = self.k[layer].index_select(0, slots), self.v[layer].index_select(0, slots)
+        k = self._keys(layer)[slots // self.block_size, slots % self.block_size]
+        v = self.v[layer].index_select(0, slots)
         if self.quantized:
             k = k.to(dtype) * self.k_scale[layer].index_select(0, slots).unsqueeze(-1).to(dtype)
             v = v.to(dtype) * self.v_scale[layer].index_select(0, slots).unsqueeze(-1).to(dtype)
@@ -84,7 +97,8 @@ class KVPool:
 
     def copy_block(self, src: int, dst: int) -> None:
         bs = self.block_size
-        for store in (self.k, self.v) + ((self.k_scale, self.v_scale) if self.quantized else ()):
+        self.k[:, dst] = self.k[:, src]
+        for store in (self.v,) + ((self.k_scale, self.v_scale) if self.quantized else ()):
             store[:, dst * bs : (dst + 1) * bs] = store[:, src * bs : (src + 1) * bs]
 
 

@@ -1,84 +1,244 @@
 // Paged attention for the engine's query tokens: each query token attends over the first `lengths[t]`
 // positions of its own sequence, whose keys and values sit in the blocks listed in `tables[row_of[t]]`.
-// The arithmetic for one token never depends on the other tokens of the call (fixed 16-lane partial sums,
-// positions in order), which is what keeps greedy decoding batch-invariant bit for bit.
+//
+// The arithmetic for one query never depends on the other queries of the call, nor on how they are tiled:
+// a score is a dot product summed in order over the head dimension, the softmax and the weighted sum of
+// values run over the query's own positions in order. So a token gets bit-identical attention whether it is
+// decoded alone, in a batch, prefilled in any chunk, or verified speculatively; with row-independent matmuls
+// (the int8/int4 kernels) a greedy sequence's tokens then never depend on batching, chunking or cache hits.
+// Work is split by (segment, kv head, tile of queries). Keys are stored transposed per block, so a block's scores
+// are block_size-wide vector FMAs; each key column is loaded once for four query rows (the GQA group's heads
+// and the tile's tokens), and the group's heads share each value load.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <vector>
 
 namespace {
 
+constexpr int64_t QUERY_TILE = 32;
+
+// 16 floats: GCC/Clang vector extensions keep them in registers (one AVX-512 register, two AVX ones) and
+// every lane does the same IEEE operations, so vector width never changes a result.
+typedef float vf __attribute__((vector_size(64)));
+typedef int32_t vi __attribute__((vector_size(64)));
+typedef int8_t vb __attribute__((vector_size(16)));
+typedef uint16_t vh __attribute__((vector_size(32)));
+typedef uint32_t vu __attribute__((vector_size(64)));
 constexpr int LANES = 16;
 
-inline float as_float(float x) { return x; }
-inline float as_float(at::BFloat16 x) { return static_cast<float>(x); }
-inline float as_float(int8_t x) { return static_cast<float>(x); }
+inline vf load16(const float* p) {
+  vf out;
+  std::memcpy(&out, p, sizeof(out));
+  return out;
+}
+inline vf load16(const int8_t* p) {
+  vb raw;
+  std::memcpy(&raw, p, sizeof(raw));
+  return __builtin_convertvector(__builtin_convertvector(raw, vi), vf);
+}
+inline vf load16(const at::BFloat16* p) {
+  vh raw;
+  std::memcpy(&raw, p, sizeof(raw));
+  vu wide = __builtin_convertvector(raw, vu) << 16;
+  vf out;
+  std::memcpy(&out, &wide, sizeof(out));
+  return out;
+}
+inline vf splat(float x) { return vf{} + x; }
 
-template <typename T>
-inline float dot(const float* q, const T* k, int dim) {
-  float acc[LANES] = {0.f};
-  int d = 0;
-  for (; d + LANES <= dim; d += LANES) {
-    for (int l = 0; l < LANES; ++l) acc[l] += q[d + l] * as_float(k[d + l]);
-  }
-  for (int l = 0; d < dim; ++d, ++l) acc[l] += q[d] * as_float(k[d]);
+// exp for x <= 0, 16 at a time (Cody-Waite range reduction and Cephes' polynomial, ~1 ulp).
+inline vf exp_neg(vf x) {
+  x = x < splat(-87.f) ? splat(-87.f) : x;
+  const vf y = x * 1.44269504088896341f + 0.5f;
+  vf n = __builtin_convertvector(__builtin_convertvector(y, vi), vf);  // truncation...
+  n = n > y ? n - 1.f : n;                                                   // ...to floor
+  const vf r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  vf p = splat(1.9875691500e-4f);
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  const vf e = p * r * r + r + 1.f;
+  const vi bits = (__builtin_convertvector(n, vi) + 127) << 23;
+  vf scale;
+  std::memcpy(&scale, &bits, sizeof(scale));
+  return e * scale;
+}
+
+inline float lane_sum(vf v) {
   float s = 0.f;
-  for (int l = 0; l < LANES; ++l) s += acc[l];
+  for (int l = 0; l < LANES; ++l) s += v[l];
   return s;
 }
 
-template <typename T>
-void attend(const float* q, const T* k, const T* v, const float* k_scale, const float* v_scale,
-            const int32_t* tables, const int32_t* row_of, const int32_t* lengths, float* out,
-            int64_t tokens, int64_t heads, int64_t kv_heads, int64_t dim, int64_t max_blocks,
-            int64_t block_size, float scale) {
-  const int64_t group = heads / kv_heads;
-  at::parallel_for(0, tokens * heads, 1, [&](int64_t begin, int64_t end) {
+struct Args {
+  const float* q;
+  const float* k_scale;
+  const float* v_scale;
+  const int32_t* tables;
+  const int32_t* lengths;
+  float* out;
+  int64_t heads, kv_heads, dim, max_blocks;
+  float scale;
+};
+
+constexpr int ROWS = 4;  // query rows scored together: they share each key column load
+
+// Scores of four query rows against one key block (keys transposed: kt[d * BS + l]), summed over d in order.
+// Rows past the tile are zero queries, so every row takes exactly the same path.
+template <int BS, typename T>
+inline void score_block(const float* const* qrows, const T* kt, int64_t dim, vf (*out)[BS / LANES]) {
+  constexpr int C = BS / LANES;
+  vf lane[ROWS][C] = {};
+  for (int64_t d = 0; d < dim; ++d) {
+    vf col[C];
+    for (int c = 0; c < C; ++c) col[c] = load16(kt + d * BS + c * LANES);
+    for (int r = 0; r < ROWS; ++r) {
+      const vf qd = splat(qrows[r][d]);
+      for (int c = 0; c < C; ++c) lane[r][c] += qd * col[c];
+    }
+  }
+  for (int r = 0; r < ROWS; ++r)
+    for (int c = 0; c < C; ++c) out[r][c] = lane[r][c];
+}
+
+// Softmax of one row of scores in place (n valid, padded to whole vectors); returns the sum of the weights.
+inline float softmax_row(float* s, int64_t n) {
+  const int64_t padded = (n + LANES - 1) / LANES * LANES;
+  for (int64_t j = n; j < padded; ++j) s[j] = -std::numeric_limits<float>::infinity();
+  vf top = splat(-std::numeric_limits<float>::infinity());
+  for (int64_t j = 0; j < padded; j += LANES) {
+    const vf v = load16(s + j);
+    top = v > top ? v : top;
+  }
+  float m = top[0];
+  for (int l = 1; l < LANES; ++l) m = std::max(m, top[l]);
+  vf total = {};
+  for (int64_t j = 0; j < padded; j += LANES) {
+    const vf v = load16(s + j);
+    vf e = exp_neg(v - m);
+    e = v == splat(-std::numeric_limits<float>::infinity()) ? splat(0.f) : e;
+    std::memcpy(s + j, &e, sizeof(e));
+    total += e;
+  }
+  return lane_sum(total);
+}
+
+// out[0:dim] = sum_j w[j] * V[j] / total over the row's positions, in order; C = dim / 16 accumulators.
+template <int BS, int C, typename T>
+inline void weighted_values(const Args& a, const T* v, const int32_t* table, int64_t kvh, const float* w,
+                            int64_t n, float total, float* out) {
+  vf acc[C] = {};
+  for (int64_t j = 0; j < n; ++j) {
+    const int64_t at = (static_cast<int64_t>(table[j / BS]) * BS + j % BS) * a.kv_heads + kvh;
+    const vf p = splat(a.v_scale ? w[j] * a.v_scale[at] : w[j]);
+    const T* vp = v + at * a.dim;
+    for (int c = 0; c < C; ++c) acc[c] += p * load16(vp + c * LANES);
+  }
+  const float inv = 1.f / total;
+  for (int c = 0; c < C; ++c) {
+    const vf o = acc[c] * inv;
+    std::memcpy(out + c * LANES, &o, sizeof(o));
+  }
+}
+
+// One tile: queries [t0, t1) of one segment (block table `table`), every head of kv head `kvh`.
+template <int BS, int C, typename T>
+void attend_tile(const Args& a, const T* k, const T* v, const int32_t* table, int64_t t0, int64_t t1,
+                 int64_t kvh, std::vector<float>& scores) {
+  const int64_t group = a.heads / a.kv_heads, dim = a.dim, rows = (t1 - t0) * group;
+  int64_t longest = 0;
+  for (int64_t t = t0; t < t1; ++t) longest = std::max<int64_t>(longest, a.lengths[t]);
+  const int64_t stride = (longest + BS - 1) / BS * BS;
+  scores.assign(rows * stride, 0.f);
+  std::vector<float> zeros(dim, 0.f);
+  for (int64_t blk = 0; blk * BS < longest; ++blk) {
+    const int64_t phys = table[blk], filled = std::min<int64_t>(BS, longest - blk * BS);
+    const T* kt = k + (phys * a.kv_heads + kvh) * dim * BS;
+    for (int64_t r0 = 0; r0 < rows; r0 += ROWS) {
+      const float* qrows[ROWS];
+      for (int r = 0; r < ROWS; ++r) {
+        const int64_t row = r0 + r, t = t0 + row / group, h = kvh * group + row % group;
+        qrows[r] = row < rows ? a.q + (t * a.heads + h) * dim : zeros.data();
+      }
+      vf block[ROWS][BS / LANES];
+      score_block<BS>(qrows, kt, dim, block);
+      for (int r = 0; r < ROWS && r0 + r < rows; ++r) {
+        const int64_t row = r0 + r, t = t0 + row / group;
+        const int64_t valid = std::min<int64_t>(filled, a.lengths[t] - blk * BS);
+        float* dst = scores.data() + row * stride + blk * BS;
+        const float* src = reinterpret_cast<const float*>(block[r]);
+        for (int64_t l = 0; l < valid; ++l) {
+          float x = src[l] * a.scale;
+          if (a.k_scale) x *= a.k_scale[(phys * BS + l) * a.kv_heads + kvh];
+          dst[l] = x;
+        }
+      }
+    }
+  }
+  for (int64_t row = 0; row < rows; ++row) {
+    const int64_t t = t0 + row / group, h = kvh * group + row % group, n = a.lengths[t];
+    float* w = scores.data() + row * stride;
+    const float total = softmax_row(w, n);
+    weighted_values<BS, C>(a, v, table, kvh, w, n, total, a.out + (t * a.heads + h) * dim);
+  }
+}
+
+struct Tile {
+  int64_t row, t0, t1, kvh;
+};
+
+template <int BS, int C, typename T>
+void attend(const Args& a, const T* k, const T* v, const int32_t* row_of, int64_t tokens) {
+  std::vector<Tile> tiles;  // consecutive tokens of one segment, cut every QUERY_TILE, times kv heads
+  for (int64_t t0 = 0; t0 < tokens;) {
+    int64_t t1 = t0 + 1;
+    while (t1 < tokens && row_of[t1] == row_of[t0] && t1 - t0 < QUERY_TILE) ++t1;
+    for (int64_t kvh = 0; kvh < a.kv_heads; ++kvh) tiles.push_back({row_of[t0], t0, t1, kvh});
+    t0 = t1;
+  }
+  at::parallel_for(0, static_cast<int64_t>(tiles.size()), 1, [&](int64_t begin, int64_t end) {
     std::vector<float> scores;
-    std::vector<float> acc(dim);
-    for (int64_t item = begin; item < end; ++item) {
-      const int64_t t = item / heads, h = item % heads, kvh = h / group;
-      const int64_t n = lengths[t];
-      const int32_t* table = tables + static_cast<int64_t>(row_of[t]) * max_blocks;
-      const float* qp = q + (t * heads + h) * dim;
-      scores.resize(n);
-      float top = -std::numeric_limits<float>::infinity();
-      for (int64_t j = 0; j < n; ++j) {
-        const int64_t slot = static_cast<int64_t>(table[j / block_size]) * block_size + j % block_size;
-        const int64_t at = slot * kv_heads + kvh;
-        float s = dot(qp, k + at * dim, static_cast<int>(dim)) * scale;
-        if (k_scale) s *= k_scale[at];
-        scores[j] = s;
-        top = s > top ? s : top;
-      }
-      float total = 0.f;
-      for (int64_t j = 0; j < n; ++j) {
-        scores[j] = std::exp(scores[j] - top);
-        total += scores[j];
-      }
-      std::fill(acc.begin(), acc.end(), 0.f);
-      for (int64_t j = 0; j < n; ++j) {
-        const int64_t slot = static_cast<int64_t>(table[j / block_size]) * block_size + j % block_size;
-        const int64_t at = slot * kv_heads + kvh;
-        const float p = v_scale ? scores[j] * v_scale[at] : scores[j];
-        const T* vp = v + at * dim;
-        for (int64_t d = 0; d < dim; ++d) acc[d] += p * as_float(vp[d]);
-      }
-      float* op = out + (t * heads + h) * dim;
-      const float inv = 1.f / total;
-      for (int64_t d = 0; d < dim; ++d) op[d] = acc[d] * inv;
+    for (int64_t i = begin; i < end; ++i) {
+      const Tile& tile = tiles[i];
+      attend_tile<BS, C>(a, k, v, a.tables + tile.row * a.max_blocks, tile.t0, tile.t1, tile.kvh, scores);
     }
   });
 }
 
+template <int BS, typename T>
+void by_dim(const Args& a, const T* k, const T* v, const int32_t* row_of, int64_t tokens) {
+  switch (a.dim) {
+    case 16: return attend<BS, 1>(a, k, v, row_of, tokens);
+    case 32: return attend<BS, 2>(a, k, v, row_of, tokens);
+    case 64: return attend<BS, 4>(a, k, v, row_of, tokens);
+    case 128: return attend<BS, 8>(a, k, v, row_of, tokens);
+    default: TORCH_CHECK(false, "head_dim must be 16, 32, 64 or 128");
+  }
+}
+
+template <typename T>
+void dispatch(const Args& a, const T* k, const T* v, const int32_t* row_of, int64_t tokens, int64_t bs) {
+  switch (bs) {
+    case 16: return by_dim<16>(a, k, v, row_of, tokens);
+    case 32: return by_dim<32>(a, k, v, row_of, tokens);
+    case 64: return by_dim<64>(a, k, v, row_of, tokens);
+    default: TORCH_CHECK(false, "block size must be 16, 32 or 64");
+  }
+}
+
 }  // namespace
 
-// q: [T, H, D] fp32; k, v: [slots, KVH, D] fp32|bf16|int8; k_scale, v_scale: [slots, KVH] fp32 (int8) or empty;
-// tables: [R, max_blocks] int32; row_of, lengths: [T] int32. Returns [T, H, D] fp32.
+// q: [T, H, D] fp32; k: [blocks, KVH, D, block_size] and v: [slots, KVH, D], fp32|bf16|int8; k_scale, v_scale:
+// [slots, KVH] fp32 (int8) or empty; tables: [R, max_blocks] int32; row_of, lengths: [T] int32 (a segment's
+// tokens are consecutive). Returns [T, H, D] fp32.
 torch::Tensor paged_attention(torch::Tensor q, torch::Tensor k, torch::Tensor v, torch::Tensor k_scale,
                               torch::Tensor v_scale, torch::Tensor tables, torch::Tensor row_of,
                               torch::Tensor lengths, int64_t block_size, double scale) {
@@ -86,24 +246,21 @@ torch::Tensor paged_attention(torch::Tensor q, torch::Tensor k, torch::Tensor v,
   TORCH_CHECK(k.is_contiguous() && v.is_contiguous(), "k and v must be contiguous");
   TORCH_CHECK(tables.dtype() == torch::kInt32 && row_of.dtype() == torch::kInt32 &&
               lengths.dtype() == torch::kInt32, "tables, row_of and lengths must be int32");
-  const int64_t tokens = q.size(0), heads = q.size(1), dim = q.size(2), kv_heads = k.size(1);
   auto out = torch::empty_like(q);
-  const bool quantized = k.dtype() == torch::kInt8;
-  const float* ks = quantized ? k_scale.data_ptr<float>() : nullptr;
-  const float* vs = quantized ? v_scale.data_ptr<float>() : nullptr;
   auto tables_c = tables.contiguous();
-  const int64_t max_blocks = tables_c.size(1);
-  auto run = [&](auto* kp, auto* vp) {
-    attend(q.data_ptr<float>(), kp, vp, ks, vs, tables_c.data_ptr<int32_t>(), row_of.data_ptr<int32_t>(),
-           lengths.data_ptr<int32_t>(), out.data_ptr<float>(), tokens, heads, kv_heads, dim, max_blocks,
-           block_size, static_cast<float>(scale));
-  };
+  const bool quantized = k.dtype() == torch::kInt8;
+  Args a{q.data_ptr<float>(), quantized ? k_scale.data_ptr<float>() : nullptr,
+         quantized ? v_scale.data_ptr<float>() : nullptr, tables_c.data_ptr<int32_t>(),
+         lengths.data_ptr<int32_t>(), out.data_ptr<float>(), q.size(1), v.size(1), q.size(2),
+         tables_c.size(1), static_cast<float>(scale)};
+  const int32_t* rows = row_of.data_ptr<int32_t>();
+  const int64_t tokens = q.size(0);
   if (k.dtype() == torch::kFloat32) {
-    run(k.data_ptr<float>(), v.data_ptr<float>());
+    dispatch(a, k.data_ptr<float>(), v.data_ptr<float>(), rows, tokens, block_size);
   } else if (k.dtype() == torch::kBFloat16) {
-    run(k.data_ptr<at::BFloat16>(), v.data_ptr<at::BFloat16>());
+    dispatch(a, k.data_ptr<at::BFloat16>(), v.data_ptr<at::BFloat16>(), rows, tokens, block_size);
   } else if (quantized) {
-    run(k.data_ptr<int8_t>(), v.data_ptr<int8_t>());
+    dispatch(a, k.data_ptr<int8_t>(), v.data_ptr<int8_t>(), rows, tokens, block_size);
   } else {
     TORCH_CHECK(false, "unsupported KV dtype");
   }

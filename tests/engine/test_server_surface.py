@@ -92,3 +92,21 @@ def test_openapi_publishes_the_request_bodies(tiny_server):
     chat = schema["components"]["schemas"]["ChatBody"]
     assert {"messages", "model"} <= set(chat["required"])
     assert {"temperature", "top_k", "use_beam_search", "logprobs"} <= set(chat["properties"])
+
+
+def test_models_and_metrics_report_the_kv_cache(tiny_server, client):
+    card = httpx.get(f"{tiny_server.url}/v1/models", headers={"Authorization": f"Bearer {KEY}"}).json()[
+        "data"
+    ][0]
+    assert card["kv_dtype"] == "fp32" and card["kv_block_size"] == 16
+    assert (
+        card["kv_bytes_per_token"] > 0
+        and card["kv_blocks"] * 16 * card["kv_bytes_per_token"] == card["kv_cache_bytes"]
+    )
+    client.completions.create(model="tiny", prompt="hello there", max_tokens=3)
+    metrics = httpx.get(f"{tiny_server.url}/metrics").json()
+    assert metrics["kv_blocks_used"] == 0  # the request finished: its blocks went back
+    assert (
+        metrics["kv_blocks_used"] + metrics["kv_blocks_free"] + metrics["kv_blocks_cached"]
+        == card["kv_blocks"]
+    )
