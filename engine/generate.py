@@ -96,12 +96,10 @@ class Engine:
         method = parse_method(quant)  # a wrong method name fails before the slow load
         loaded = load(name_or_path)
         model = build_model(loaded.config, loaded.state_dict)
-        calibration = None
-        if method.name == "smoothquant":
-            calibration = torch.tensor(
-                loaded.tokenizer(CALIBRATION_TEXT.read_text(encoding="utf-8"))["input_ids"]
-            )
-        quantize(model, method, calibration_ids=calibration)
+        calibration = (
+            calibration_ids(loaded.tokenizer) if method.name in ("smoothquant", "gptq", "awq") else None
+        )
+        quantize(model, method, calibration_ids=calibration, cache_key=loaded.name)
         return cls(
             model, loaded.tokenizer, max_batch=max_batch, name=loaded.name, method=method.label, **kwargs
         )
@@ -267,6 +265,11 @@ class Engine:
                 table.release(self.blocks)
             job.request.finish([])
             self.prefill = None
+
+
+def calibration_ids(tokenizer: Any) -> torch.Tensor:
+    """The shipped calibration text's tokens (SmoothQuant's statistics, GPTQ's Hessians, AWQ's scales)."""
+    return torch.tensor(tokenizer(CALIBRATION_TEXT.read_text(encoding="utf-8"))["input_ids"])
 
 
 def _pool(model: Transformer, kv_dtype: str, block_size: int, kv_blocks: int | None, kv_memory_mb: int | None,

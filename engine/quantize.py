@@ -23,31 +23,21 @@ up in an int8 per-row table.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 import quant_methods
+from engine.calibrated import Codes, load_or_calibrate, rtn
 
 # Methods whose output head stays at int8 (see the module docstring).
-HEAD_AT_INT8 = ("int4", "nf4")
+HEAD_AT_INT8 = ("int4", "nf4", "gptq", "awq", "rtn")
 METHODS = quant_methods.METHODS
 INT4_GROUPS = quant_methods.INT4_GROUPS
 LLM_INT8_THRESHOLD = 6.0
 SMOOTHQUANT_ALPHA = 0.5
-
-# The 16 NF4 levels of QLoRA (quantiles of N(0, 1), normalised to [-1, 1]).
-NF4_CODE_BOOK = torch.tensor([
-    -1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453, -0.28444138169288635,
-    -0.18477343022823334, -0.09105003625154495, 0.0, 0.07958029955625534, 0.16093020141124725,
-    0.24611230194568634, 0.33791524171829224, 0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0,
-])  # fmt: skip
-NF4_BLOCK = 64
-NF4_ABSMAX_BLOCK = 256
 
 
 class QuantError(ValueError):
@@ -58,20 +48,27 @@ class QuantError(ValueError):
 class Method:
     name: str
     group_size: int = 32
+    bits: int = 4  # gptq, awq, rtn: 3 or 4
 
     @property
     def label(self) -> str:
-        return self.name if self.name != "int4" or self.group_size == 32 else f"int4-g{self.group_size}"
+        if self.name == "int4":
+            return "int4" if self.group_size == 32 else f"int4-g{self.group_size}"
+        if self.name in quant_methods.CALIBRATED:
+            bits = "" if self.bits == quant_methods.CALIBRATED_DEFAULT[0] else f"-{self.bits}b"
+            group = "" if self.group_size == quant_methods.CALIBRATED_DEFAULT[1] else f"-g{self.group_size}"
+            return f"{self.name}{bits}{group}"
+        return self.name
 
 
 def parse_method(spec: str) -> Method:
-    """`int4`, `int4-g64`, `nf4` ... -> Method; anything else names what is supported (quant_methods.py holds
-    the one list of names, shared with the app)."""
+    """`int4`, `int4-g64`, `nf4`, `gptq-3b-g64` ... -> Method; anything else names what is supported
+    (quant_methods.py holds the one list of names, shared with the app)."""
     try:
-        name, group = quant_methods.parse(spec)
+        name, group, bits = quant_methods.parse_bits(spec)
     except quant_methods.UnknownMethod as exc:
         raise QuantError(str(exc)) from None
-    return Method(name, group) if group else Method(name)
+    return Method(name, group or 32, bits or 4)
 
 
 # --- reference-free building blocks ------------------------------------------------------------------------
@@ -161,17 +158,24 @@ def int4_groups(w: torch.Tensor, group: int) -> tuple[torch.Tensor, torch.Tensor
 
 
 class Int4Linear(QuantLinear):
-    def __init__(self, linear: nn.Linear, group: int = 32):
+    """4-bit codes in the CPU int4 kernel's packing. Without `codes`, group-wise min-max round-to-nearest (the
+    `int4` method); with them (engine/calibrated.py: GPTQ, AWQ, RTN at 3 or 4 bits), those codes. Where
+    in_features is not a multiple of the group (576 with groups of 128), the weight is padded with zero-activation
+    columns to the kernel's shape and the activations with zeros at run time."""
+
+    def __init__(self, linear: nn.Linear, group: int = 32, codes: Codes | None = None):
         super().__init__()
         self._init(linear)
         w = linear.weight.detach().float()
         n, k = w.shape
-        if k % group:
-            raise QuantError(f"int4 needs in_features divisible by the group size {group}, got {k}")
-        self.group = group
-        q, scale, lo = int4_groups(w, group)
-        # The kernel's convention is w = (q - 8) * scale + zero, so zero sits at the group's midpoint.
-        zero = lo + 8 * scale
+        self.group, self.padded = group, -(-k // group) * group
+        if codes is None and k % group == 0:
+            q, scale, lo = int4_groups(w, group)
+            zero = lo + 8 * scale  # the kernel's convention is w = (q - 8) * scale + zero
+        else:
+            codes = codes or rtn(w, 4, group)
+            q, scale, zero = codes.q, codes.scale, codes.zero
+        q = F.pad(q, (0, self.padded - k), value=8)
         packed = None
         if n % 16 == 0:  # the CPU packing kernel refuses other shapes
             try:
@@ -194,122 +198,27 @@ class Int4Linear(QuantLinear):
         return sz[..., 0], sz[..., 1]
 
     def dequantize(self) -> torch.Tensor:
-        n, k, g = self.out_features, self.in_features, self.group
+        n, k, g, kp = self.out_features, self.in_features, self.group, self.padded
         if self.use_kernel:
             # Ask the kernel itself (fp32 path) for W^T: exactly what the runtime multiplies by.
-            eye = torch.eye(k, dtype=torch.float32)
+            eye = torch.eye(kp, dtype=torch.float32)
             sz = self.scales_zeros.float()
-            return torch.ops.aten._weight_int4pack_mm_for_cpu(eye, self.packed, g, sz).t().contiguous()
-        q = _unpack_nibbles(self.packed, n * k).reshape(n, k // g, g).float()
+            return torch.ops.aten._weight_int4pack_mm_for_cpu(eye, self.packed, g, sz).t()[:, :k].contiguous()
+        q = _unpack_nibbles(self.packed, n * kp).reshape(n, kp // g, g).float()
         scale, zero = self._scale_zero()
-        return ((q - 8) * scale[..., None] + zero[..., None]).reshape(n, k)
+        return ((q - 8) * scale[..., None] + zero[..., None]).reshape(n, kp)[:, :k]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         flat = x.reshape(-1, shape[-1])
+        if self.padded != self.in_features:
+            flat = F.pad(flat, (0, self.padded - self.in_features))
         if self.use_kernel:
             y = torch.ops.aten._weight_int4pack_mm_for_cpu(
                 flat.to(torch.bfloat16), self.packed, self.group, self.scales_zeros
             ).float()
         else:
-            y = flat @ self.dequantize().t()
-        return self._add_bias(y.reshape(*shape[:-1], self.out_features))
-
-
-def nf4_quantize(w: torch.Tensor) -> dict[str, torch.Tensor]:
-    """NF4 with double quantization; returns the quantized state (codes packed two per byte)."""
-    flat = w.reshape(-1).float()
-    if flat.numel() % NF4_BLOCK:
-        raise QuantError(f"nf4 needs a multiple of {NF4_BLOCK} weights, got {flat.numel()}")
-    blocks = flat.reshape(-1, NF4_BLOCK)
-    absmax = blocks.abs().amax(-1).clamp(min=1e-12)
-    normalised = blocks / absmax[:, None]
-    codes = (normalised[..., None] - NF4_CODE_BOOK).abs().argmin(-1).to(torch.uint8)
-    # Double quantization of the absmax constants: subtract their mean, int8 per block of 256.
-    mean = absmax.mean()
-    centred = absmax - mean
-    pad = (-centred.numel()) % NF4_ABSMAX_BLOCK
-    padded = F.pad(centred, (0, pad)).reshape(-1, NF4_ABSMAX_BLOCK)
-    q_absmax, absmax_scale = absmax_int8(padded, dim=1)
-    return {
-        "codes": _pack_nibbles(codes),
-        "absmax_q": q_absmax.reshape(-1)[: absmax.numel()].contiguous(),
-        "absmax_scale": absmax_scale.float(),
-        "absmax_mean": mean.reshape(1).float(),
-    }
-
-
-@lru_cache(maxsize=1)
-def _nf4_byte_table() -> torch.Tensor:
-    """Both code-book values of every possible packed byte: one gather decodes two weights."""
-    byte = torch.arange(256)
-    return torch.stack([NF4_CODE_BOOK[byte & 0x0F], NF4_CODE_BOOK[byte >> 4]], dim=1)  # [256, 2]
-
-
-def nf4_dequantize(state: dict[str, torch.Tensor], shape: tuple[int, ...]) -> torch.Tensor:
-    numel = math.prod(shape)
-    n_blocks = numel // NF4_BLOCK
-    absmax_q = F.pad(state["absmax_q"].float(), (0, (-n_blocks) % NF4_ABSMAX_BLOCK)).reshape(
-        -1, NF4_ABSMAX_BLOCK
-    )
-    absmax = (absmax_q * state["absmax_scale"][:, None]).reshape(-1)[:n_blocks] + state["absmax_mean"]
-    values = _nf4_byte_table().index_select(0, state["codes"].int()).reshape(n_blocks, NF4_BLOCK)
-    return (values * absmax[:, None]).reshape(shape)
-
-
-class NF4Linear(QuantLinear):
-    """NF4 has no CPU kernel. For a few rows (decode) we never build the weight: per row of activations, a table
-    P[j, byte] = x[2j] * code(low nibble) + x[2j+1] * code(high nibble) is gathered by the packed codes, summed
-    per block and scaled by the block's absmax. Larger batches (prefill) dequantize the layer once and matmul."""
-
-    TABLE_ROWS = 4
-
-    def __init__(self, linear: nn.Linear):
-        super().__init__()
-        self._init(linear)
-        if linear.in_features % NF4_BLOCK:
-            raise QuantError(f"nf4 needs in_features divisible by {NF4_BLOCK}, got {linear.in_features}")
-        for key, value in nf4_quantize(linear.weight.detach()).items():
-            self.register_buffer(key, value)
-        self.register_buffer(
-            "byte_offsets", torch.arange(linear.in_features // 2, dtype=torch.int32) * 256, persistent=False
-        )
-
-    def weight_bytes(self) -> int:
-        return sum(
-            getattr(self, k).numel() * getattr(self, k).element_size()
-            for k in ("codes", "absmax_q", "absmax_scale", "absmax_mean")
-        )
-
-    def _state(self) -> dict[str, torch.Tensor]:
-        return {k: getattr(self, k) for k in ("codes", "absmax_q", "absmax_scale", "absmax_mean")}
-
-    def dequantize(self) -> torch.Tensor:
-        return nf4_dequantize(self._state(), (self.out_features, self.in_features))
-
-    def _absmax(self) -> torch.Tensor:
-        n_blocks = self.out_features * self.in_features // NF4_BLOCK
-        q = F.pad(self.absmax_q.float(), (0, (-n_blocks) % NF4_ABSMAX_BLOCK)).reshape(-1, NF4_ABSMAX_BLOCK)
-        absmax = (q * self.absmax_scale[:, None]).reshape(-1)[:n_blocks] + self.absmax_mean
-        return absmax.reshape(self.out_features, self.in_features // NF4_BLOCK)
-
-    def _table_matvec(self, x: torch.Tensor) -> torch.Tensor:
-        # x: [K] -> y: [N]. One bag per NF4 block (32 bytes): embedding_bag gathers and sums without
-        # materialising the weights.
-        table = _nf4_byte_table()
-        pairs = x.float().reshape(-1, 2)
-        products = pairs[:, :1] * table[:, 0][None, :] + pairs[:, 1:] * table[:, 1][None, :]  # [K/2, 256]
-        index = self.codes.reshape(self.out_features, -1).int() + self.byte_offsets
-        per_block = F.embedding_bag(index.reshape(-1, NF4_BLOCK // 2), products.reshape(-1, 1), mode="sum")
-        return (per_block.reshape(self.out_features, -1) * self._absmax()).sum(-1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shape = x.shape
-        flat = x.reshape(-1, shape[-1])
-        if flat.shape[0] <= self.TABLE_ROWS:
-            y = torch.stack([self._table_matvec(row) for row in flat])
-        else:
-            y = F.linear(flat.float(), self.dequantize())
+            y = flat[:, : self.in_features] @ self.dequantize().t()
         return self._add_bias(y.reshape(*shape[:-1], self.out_features))
 
 
@@ -412,37 +321,57 @@ def calibrate_activation_max(model: nn.Module, calibration_ids: torch.Tensor) ->
     return stats
 
 
-def quantize(model: nn.Module, spec: str | Method, calibration_ids: torch.Tensor | None = None) -> nn.Module:
-    """Swap every Linear (the output head included) for the method's runtime module, in place."""
+def _runtime_module(
+    method: Method, name: str, linear: nn.Linear, act_max: dict | None, codes: dict
+) -> nn.Module:
+    """The runtime module of one Linear under `method`."""
+    if name == "output" and method.name in HEAD_AT_INT8:
+        return Int8Linear(linear)
+    if name in codes:
+        return Int4Linear(linear, method.group_size, codes[name])
+    if method.name == "bf16":
+        return Bf16Linear(linear)
+    if method.name == "int8":
+        return Int8Linear(linear)
+    if method.name == "int4":
+        return Int4Linear(linear, method.group_size)
+    if method.name == "nf4":
+        from engine.nf4 import NF4Linear
+
+        return NF4Linear(linear)
+    if method.name == "llm_int8":
+        return LLMInt8Linear(linear)
+    return SmoothQuantLinear(linear, act_max[name])
+
+
+def quantize(
+    model: nn.Module,
+    spec: str | Method,
+    calibration_ids: torch.Tensor | None = None,
+    cache_key: str | None = None,
+) -> nn.Module:
+    """Swap every Linear (the output head included) for the method's runtime module, in place. Calibrated
+    methods (smoothquant, gptq, awq) need `calibration_ids`; gptq/awq/rtn results are cached on disk under
+    `cache_key` (the model's name) when it is given."""
     method = spec if isinstance(spec, Method) else parse_method(spec)
     if method.name == "none":
         return model
-    act_max = None
+    act_max, codes = None, {}
+    if method.name in ("smoothquant", "gptq", "awq") and calibration_ids is None:
+        raise QuantError(f"{method.name} needs calibration tokens")
     if method.name == "smoothquant":
-        if calibration_ids is None:
-            raise QuantError("smoothquant needs calibration tokens")
         act_max = calibrate_activation_max(model, calibration_ids)
-
-    def build(name: str, linear: nn.Linear) -> nn.Module:
-        if name == "output" and method.name in HEAD_AT_INT8:
-            return Int8Linear(linear)
-        if method.name == "bf16":
-            return Bf16Linear(linear)
-        if method.name == "int8":
-            return Int8Linear(linear)
-        if method.name == "int4":
-            return Int4Linear(linear, method.group_size)
-        if method.name == "nf4":
-            return NF4Linear(linear)
-        if method.name == "llm_int8":
-            return LLMInt8Linear(linear)
-        return SmoothQuantLinear(linear, act_max[name])
+    if method.name in quant_methods.CALIBRATED:
+        ids = calibration_ids if calibration_ids is not None else torch.zeros(0, dtype=torch.long)
+        codes = load_or_calibrate(
+            model, method.name, method.bits, method.group_size, ids, method.label, cache_key
+        )
 
     replacements = [(name, mod) for name, mod in model.named_modules() if isinstance(mod, nn.Linear)]
     for name, linear in replacements:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, build(name, linear))
+        setattr(parent, child, _runtime_module(method, name, linear, act_max, codes))
 
     embedding = model.tok_embeddings
     if method.name == "bf16":

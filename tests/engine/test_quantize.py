@@ -10,13 +10,12 @@ from torch import nn
 
 from engine.generate import Engine, generate
 from engine.model import build_model
+from engine.nf4 import NF4_CODE_BOOK, NF4Linear
 from engine.quantize import (
-    NF4_CODE_BOOK,
     Int4Linear,
     Int8Embedding,
     Int8Linear,
     LLMInt8Linear,
-    NF4Linear,
     QuantError,
     SmoothQuantLinear,
     linear_weight_bytes,

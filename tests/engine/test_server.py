@@ -342,7 +342,9 @@ def test_workbench_serve_rejects_a_bad_method():
 
 def test_logprobs_cover_the_content_only(client):
     # a short answer that ends with the end-of-turn token: that token is not part of the content's logprobs
-    response = ask(client, "What is the capital of France?", max_tokens=40, logprobs=True, top_logprobs=1)
+    # (a prompt whose greedy answer has a clear margin at every token: int4's bf16 activations make near-ties
+    # of other prompts depend on the last bit of any arithmetic change)
+    response = ask(client, "What is 2 + 2?", max_tokens=40, logprobs=True, top_logprobs=1)
     choice = response.choices[0]
     assert choice.finish_reason == "stop"
     assert "".join(i.token for i in choice.logprobs.content) == choice.message.content
