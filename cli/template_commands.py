@@ -73,7 +73,8 @@ def read_guardrails(path: Path | None):
 @var_option
 @vars_file_option
 @click.option(
-    "--delimiter", type=click.Choice(["hash", "equals", "angle", "xml"]), default="hash", show_default=True
+    "--delimiter", type=click.Choice(["hash", "equals", "angle", "xml"]), default=None,
+    help="Section delimiter style [default: what an exported version bound, else hash]."
 )
 @click.option("--stage", default=None, help="Stage of a multi-stage template (default: its first).")
 @click.option("--guardrails", "guardrails_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),

@@ -109,12 +109,36 @@ def _prompt(entry: Any, base: Path, where: Where, index: int) -> SuitePrompt:
             return SuitePrompt(label or template.name, template, entry)
         if entry in library_names():
             return SuitePrompt(label or entry, load(entry), entry)
-        template = Template.from_source(entry, name=label or f"prompt{index + 1}")
+        chat = chat_messages(entry)  # promptfoo's chat format: a JSON list of messages
+        template = Template.from_source(
+            messages_source(chat) if chat else entry, name=label or f"prompt{index + 1}"
+        )
         return SuitePrompt(label or template.name, template, "inline")
     except SuiteError:
         raise
     except PromptingError as exc:
         raise where.error(str(exc), "prompts", index) from None
+
+
+def chat_messages(text: str) -> list[dict] | None:
+    """The messages of a prompt written as a JSON list of {role, content}, else None."""
+    if not text.lstrip().startswith("["):
+        return None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    ok = (
+        isinstance(data, list)
+        and data
+        and all(isinstance(m, dict) and {"role", "content"} <= set(m) for m in data)
+    )
+    return data if ok else None
+
+
+def messages_source(messages: list[dict]) -> str:
+    """Chat messages (with {{ vars }}) as a template: one message block per message."""
+    return "\n".join(f'{{% message "{m["role"]}" %}}{m["content"]}{{% endmessage %}}' for m in messages)
 
 
 def _messages_json_to_source(path: Path, where: Where, index: int) -> str:
@@ -129,7 +153,7 @@ def _messages_json_to_source(path: Path, where: Where, index: int) -> str:
         isinstance(m, dict) and "role" in m and "content" in m for m in messages
     ):
         raise where.error(f"{path.name} must be a JSON list of {{role, content}} messages", "prompts", index)
-    return "\n".join(f'{{% message "{m["role"]}" %}}{m["content"]}{{% endmessage %}}' for m in messages)
+    return messages_source(messages)
 
 
 def _provider(entry: Any, where: Where, index: int) -> ProviderSpec:
