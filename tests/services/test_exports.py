@@ -6,13 +6,9 @@ HTML report that opens with the network blocked."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
 from click.testing import CliRunner
 
 from cli import main
