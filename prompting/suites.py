@@ -55,6 +55,9 @@ class SuitePrompt:
     values: dict[str, Any] = field(default_factory=dict)
     delimiter: str | None = None
     guardrails: Guardrails | None = None
+    params: dict[str, Any] = field(
+        default_factory=dict
+    )  # this prompt's request fields (`config:`), e.g. tools
 
     @property
     def library_ref(self) -> str | None:
@@ -85,9 +88,13 @@ class Suite:
 
 
 def _prompt(entry: Any, base: Path, where: Where, index: int) -> SuitePrompt:
-    label = None
+    label, params = None, {}
     if isinstance(entry, dict):
-        label = entry.get("label")
+        label, params = entry.get("label"), entry.get("config") or {}
+        if not isinstance(params, dict):
+            raise where.error(
+                "a prompt's config must be a mapping (response_format, tools...)", "prompts", index, "config"
+            )
         entry = entry.get("raw") or entry.get("id")
     if not isinstance(entry, str) or not entry.strip():
         raise where.error(
@@ -106,14 +113,14 @@ def _prompt(entry: Any, base: Path, where: Where, index: int) -> SuitePrompt:
                 raise where.error(
                     f"prompt files must be .j2, .txt or .json, got {path.name}", "prompts", index
                 )
-            return SuitePrompt(label or template.name, template, entry)
+            return SuitePrompt(label or template.name, template, entry, params=params)
         if entry in library_names():
-            return SuitePrompt(label or entry, load(entry), entry)
+            return SuitePrompt(label or entry, load(entry), entry, params=params)
         chat = chat_messages(entry)  # promptfoo's chat format: a JSON list of messages
         template = Template.from_source(
             messages_source(chat) if chat else entry, name=label or f"prompt{index + 1}"
         )
-        return SuitePrompt(label or template.name, template, "inline")
+        return SuitePrompt(label or template.name, template, "inline", params=params)
     except SuiteError:
         raise
     except PromptingError as exc:

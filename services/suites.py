@@ -55,7 +55,7 @@ def _save_prompt(store: Store, suite: SuiteFile, prompt):
     return store.save_version(prompt.label, prompt.template.source, variables=values,
                               delimiter=prompt.delimiter or prompt.template.bound.get("delimiter") or suite.delimiter,
                               guardrails=guardrails.to_dict() if guardrails else None, library_ref=prompt.library_ref,
-                              note=f"from {suite.name}")  # fmt: skip
+                              note=f"from {suite.name}", options={"params": prompt.params} if prompt.params else None)  # fmt: skip
 
 
 def import_file(store: Store, path: str | Path, name: str | None = None) -> ImportedSuite:

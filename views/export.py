@@ -27,7 +27,9 @@ def pick() -> str | None:
             st.info("No stored version yet: save one on the Build page, or export a library template.")
             return None
         newest = versions_service.newest_label(db)
-        return st.selectbox("Version", labels, index=labels.index(newest) if newest in labels else 0, key="export_ref")
+        return st.selectbox(
+            "Version", labels, index=labels.index(newest) if newest in labels else 0, key="export_ref"
+        )
     return "library:" + st.selectbox("Library template", library_names(), key="export_library")
 
 
@@ -39,7 +41,9 @@ def j2_tab(ref: str) -> None:
     text, note = exports.export_j2(db, ref)
     if note:
         st.caption(note)
-    st.download_button(".j2 template", text, file_name=f"{stem(ref)}.j2", mime="text/plain", icon=":material/download:")
+    st.download_button(
+        ".j2 template", text, file_name=f"{stem(ref)}.j2", mime="text/plain", icon=":material/download:"
+    )
     st.code(text, language="jinja")
 
 
@@ -68,19 +72,23 @@ def request_tab(ref: str) -> None:
     st.download_button("Request body", text, file_name=f"{stem(ref)}-request.json", mime="application/json",
                        icon=":material/download:")  # fmt: skip
     st.code(text, language="json")
-    st.markdown("**Copy as curl** (for a remote API add `-H \"Authorization: Bearer $KEY\"`)")
+    st.markdown('**Copy as curl** (for a remote API add `-H "Authorization: Bearer $KEY"`)')
     st.code(exports.curl(body), language="bash")
 
 
 def promptfoo_tab(ref: str) -> None:
     suites = [s.name for s, _ in db.list_suites()]
-    suite = st.selectbox("Tests (their providers come along)", ["(none: one example test)", *suites], key="export_suite")
+    suite = st.selectbox(
+        "Tests (their providers come along)", ["(none: one example test)", *suites], key="export_suite"
+    )
     text, warnings = export_promptfoo(db, ref, None if suite.startswith("(none") else suite)
     for warning in warnings:
         st.warning(warning, icon=":material/info:")
     st.download_button("promptfooconfig.yaml", text, file_name="promptfooconfig.yaml", mime="text/yaml",
                        icon=":material/download:")  # fmt: skip
-    st.caption("Run it with `npx promptfoo@0.123.1 eval -c promptfooconfig.yaml` while `make run` serves the engine.")
+    st.caption(
+        "Run it with `npx promptfoo@0.123.1 eval -c promptfooconfig.yaml` while `make run` serves the engine."
+    )
     st.code(text, language="yaml")
 
 
