@@ -102,7 +102,7 @@ def constraint() -> dict:
         }
     if kind == "regex":
         return {
-            "guided_regex": st.text_input("Regex the answer must match", r"(yes|no)\\.", key="play_regex")
+            "guided_regex": st.text_input("Regex the answer must match", r"(yes|no)\.", key="play_regex")
         }
     if kind == "choices":
         choices = [
