@@ -24,12 +24,16 @@ def stats_table(report: dict) -> str:
 
 
 def techniques_table(report: dict) -> str:
-    rows = ["| example (`examples/NAME.yaml`) | what it shows | strategy run | passed | pass rate [95 % interval] |",
-            "|---|---|---|---|---|"]
+    rows = [
+        "| example (`examples/NAME.yaml`) | what it shows | strategy run | passed | pass rate [95 % interval] |",
+        "|---|---|---|---|---|",
+    ]
     for r in report["results"]:
         ci = f" [{r['ci'][0]:.0%}, {r['ci'][1]:.0%}]" if r.get("ci") else ""
         rate = "–" if r["pass_rate"] is None else f"{r['pass_rate']:.0%}{ci}"
-        rows.append(f"| {r['example']} | {r['shows']} | {r['strategy']} | {r['passed']} of {r['cases']} | {rate} |")
+        rows.append(
+            f"| {r['example']} | {r['shows']} | {r['strategy']} | {r['passed']} of {r['cases']} | {rate} |"
+        )
     return "\n".join(rows)
 
 

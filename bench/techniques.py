@@ -42,7 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.techniques", description=__doc__)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    os.environ["WORKBENCH_HOME"] = tempfile.mkdtemp(prefix="workbench-techniques-")  # a fresh cache: real calls
+    os.environ["WORKBENCH_HOME"] = tempfile.mkdtemp(
+        prefix="workbench-techniques-"
+    )  # a fresh cache: real calls
     from services.engines import engines
 
     try:

@@ -17,7 +17,13 @@ from tests.browser import App, chromium, go, new_page, settle  # noqa: E402
 
 OUT = ROOT / "docs" / "screenshots"
 MODEL = "smollm2-135m-instruct"
-CAPITALS = [("France", "Paris"), ("Japan", "Tokyo"), ("Italy", "Rome"), ("Germany", "Berlin"), ("Spain", "Madrid")]
+CAPITALS = [
+    ("France", "Paris"),
+    ("Japan", "Tokyo"),
+    ("Italy", "Rome"),
+    ("Germany", "Berlin"),
+    ("Spain", "Madrid"),
+]
 
 
 def demo(store) -> None:
@@ -27,7 +33,9 @@ def demo(store) -> None:
     from services import runs
     from services.specs import save_provider
 
-    store.save_version("co_star", load("co_star").source, variables={v.name: v.example for v in load("co_star").variables})
+    store.save_version(
+        "co_star", load("co_star").source, variables={v.name: v.example for v in load("co_star").variables}
+    )
     version = store.save_version("zero_shot", load("zero_shot").source,
                                  variables={"instruction": "Answer with the capital city only."})  # fmt: skip
     suite = store.save_suite("capitals", [{"description": country, "vars": {"input": f"Capital of {country}?"},

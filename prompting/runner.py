@@ -260,15 +260,11 @@ class Runner:
         versions, providers, cases = self._lookup
         return versions[cell.version_id], providers[cell.provider_id], cases[cell.case_id]
 
-    def run_cell(self, cell: Cell, version: VersionSpec, provider: Provider, case: CaseSpec) -> CellResult:
-        result = CellResult(cell)
-        strategy = effective_strategy(self.strategy, version.prompt.template)
-        params = constrained(
-            {**self.params, **version.params, **strategy.get("params", {})}, version.prompt, provider
-        )
+    def cached_call(self, provider: Provider, repeat_index: int) -> Callable[..., Completion]:
+        """The call strategies make: through the cache (keyed by the repeat, so repeats differ), then the model."""
 
         def call(messages: list[dict[str, str]], call_params: dict[str, Any]) -> Completion:
-            key = cache_key(provider, messages, call_params, cell.repeat_index)
+            key = cache_key(provider, messages, call_params, repeat_index)
             if self.cache is not None and self.use_cache:
                 hit = self.cache.get(key)
                 if hit is not None:
@@ -278,6 +274,16 @@ class Runner:
                 self.cache.put(key, completion.to_dict())
             return completion
 
+        return call
+
+    def run_cell(self, cell: Cell, version: VersionSpec, provider: Provider, case: CaseSpec) -> CellResult:
+        result = CellResult(cell)
+        strategy = effective_strategy(self.strategy, version.prompt.template)
+        params = constrained(
+            {**self.params, **version.params, **strategy.get("params", {})}, version.prompt, provider
+        )
+
+        call = self.cached_call(provider, cell.repeat_index)
         needs_logprobs = any(base_type(str(a.get("type", "")))[0] == "perplexity" for a in case.assertions)
         if needs_logprobs and provider.capabilities.logprobs:
             params.setdefault("logprobs", True)
@@ -298,21 +304,7 @@ class Runner:
         except Exception as exc:  # a bug or an unexpected response must cost one cell, not the run
             result.error = f"{type(exc).__name__}: {exc}"
             return result
-        result.messages, result.output, result.answer, result.detail = (
-            out.messages,
-            out.output,
-            out.answer,
-            out.detail,
-        )
-        result.usage, result.cached = out.usage, out.cached
-        if out.logprobs:
-            result.logprobs = {
-                "tokens": len(out.logprobs),
-                "sum": sum(out.logprobs),
-                "mean": sum(out.logprobs) / len(out.logprobs),
-            }
-        if "response_format" in params or "tools" in params:
-            result.detail = out.detail = {**out.detail, "constrained": constraint_kind(params)}
+        fill_result(result, out, params)
         ctx = Context(vars=case.vars, latency_ms=out.usage.latency_ms, cost=out.usage.cost, logprobs=out.logprobs,
                       answer_pattern=version.prompt.template.answer_pattern, answer=out.answer, embed=self.embed,
                       judge=self.judge, tools=params.get("tools"), tool_calls=out.detail.get("tool_calls"))  # fmt: skip
@@ -323,6 +315,17 @@ class Runner:
             return result
         result.passed, result.score = case_score(result.assertions, case.threshold)
         return result
+
+
+def fill_result(result: CellResult, out: StrategyOutput, params: dict[str, Any]) -> None:
+    """Copies what a strategy produced onto the cell's result."""
+    result.messages, result.output, result.answer = out.messages, out.output, out.answer
+    result.detail, result.usage, result.cached = out.detail, out.usage, out.cached
+    if out.logprobs:
+        total = sum(out.logprobs)
+        result.logprobs = {"tokens": len(out.logprobs), "sum": total, "mean": total / len(out.logprobs)}
+    if "response_format" in params or "tools" in params:
+        result.detail = out.detail = {**out.detail, "constrained": constraint_kind(params)}
 
 
 # --- section ablation and the quantization sweep --------------------------------------------------------

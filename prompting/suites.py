@@ -8,6 +8,8 @@ Our own options live under one namespaced key, `workbench:` (strategy, delimiter
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,9 +57,9 @@ class SuitePrompt:
     values: dict[str, Any] = field(default_factory=dict)
     delimiter: str | None = None
     guardrails: Guardrails | None = None
-    params: dict[str, Any] = field(
-        default_factory=dict
-    )  # this prompt's request fields (`config:`), e.g. tools
+    # this prompt's request fields (`config:`), e.g. response_format, tools
+    params: dict[str, Any] = field(default_factory=dict)
+    version_id: int | None = None  # a stored version named as NAME@vN or NAME@LABEL
 
     @property
     def library_ref(self) -> str | None:
@@ -87,7 +89,12 @@ class Suite:
 # --- the pieces -------------------------------------------------------------------------------------------
 
 
-def _prompt(entry: Any, base: Path, where: Where, index: int) -> SuitePrompt:
+STORED_REF = re.compile(r"[A-Za-z_][\w.-]*@[\w.-]+")  # NAME@vN, NAME@latest, NAME@production
+
+
+def _prompt(
+    entry: Any, base: Path, where: Where, index: int, stored: StoredResolver | None = None
+) -> SuitePrompt:
     label, params = None, {}
     if isinstance(entry, dict):
         label, params = entry.get("label"), entry.get("config") or {}
@@ -100,6 +107,14 @@ def _prompt(entry: Any, base: Path, where: Where, index: int) -> SuitePrompt:
         raise where.error(
             "each prompt must be a library template name, a file:// path or a prompt string", "prompts", index
         )
+    if stored is not None and STORED_REF.fullmatch(entry.strip()):
+        try:
+            found = stored(entry.strip())
+        except (PromptingError, ValueError) as exc:  # the store's lookup errors are ValueErrors
+            raise where.error(str(exc), "prompts", index) from None
+        found.params = params or found.params
+        found.label = label or found.label
+        return found
     try:
         if entry.startswith("file://"):
             path = resolve_path(base, entry)
@@ -230,8 +245,12 @@ def _workbench_options(raw: Any, suite: Suite, where: Where) -> None:
     suite.judge = raw.get("judge")
 
 
-def load_suite(path: str | Path) -> Suite:
-    """Parse and validate a suite file completely; raises SuiteError naming the first problem's place."""
+StoredResolver = Callable[[str], SuitePrompt]
+
+
+def load_suite(path: str | Path, stored: StoredResolver | None = None) -> Suite:
+    """Parse and validate a suite file completely; raises SuiteError naming the first problem's place. `stored`
+    resolves prompts written as NAME@vN or NAME@LABEL to stored versions (the caller has the store)."""
     path = Path(path)
     if not path.is_file():
         raise SuiteError(str(path), "", "no such file")
@@ -249,7 +268,8 @@ def load_suite(path: str | Path) -> Suite:
             f"unknown keys: {', '.join(sorted(unknown))}; supported: {', '.join(sorted(TOP_LEVEL_KEYS))}"
         )
     suite = Suite(path=path, description=str(data.get("description") or ""))
-    suite.prompts = [_prompt(p, path.parent, where, i) for i, p in enumerate(_listed(data, "prompts", where))]
+    prompts = _listed(data, "prompts", where)
+    suite.prompts = [_prompt(p, path.parent, where, i, stored) for i, p in enumerate(prompts)]
     exported = (
         (data.get("workbench") or {}).get("prompts") if isinstance(data.get("workbench"), dict) else None
     )

@@ -41,7 +41,9 @@ def connect(url: str) -> SqlEngine:
     else:
         sql = create_engine(url, pool_pre_ping=True)
     with _migration_lock(url), sql.begin() as conn:
-        if sql.dialect.name == "postgresql":  # processes starting together (UI, worker, CLI) migrate one at a time
+        if (
+            sql.dialect.name == "postgresql"
+        ):  # processes starting together (UI, worker, CLI) migrate one at a time
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         migrate(conn)
     return sql

@@ -64,7 +64,11 @@ class VersionQueries:
             return list(s.exec(query))
 
     def get_version(self, ref: str | int) -> TemplateVersion:
-        """By id, `name@vN`, or `name` (its latest version)."""
+        """By id, `name@vN`, `name@LABEL` (a version label such as production), or `name` (its latest)."""
+        text = str(ref)
+        if "@" in text and not text.rpartition("@")[2].removeprefix("v").isdigit():
+            name, _, label = text.rpartition("@")
+            return self.labelled_version(name, label)
         with self.session() as s:
             if isinstance(ref, int) or str(ref).isdigit():
                 row = s.get(TemplateVersion, int(ref))

@@ -18,7 +18,13 @@ from tests.browser import App, chromium, go, new_page, require_chromium, run_for
 
 pytestmark = pytest.mark.slow
 MODEL = "smollm2-135m-instruct"
-CAPITALS = [("France", "Paris"), ("Japan", "Tokyo"), ("Italy", "Rome"), ("Germany", "Berlin"), ("Spain", "Madrid")]
+CAPITALS = [
+    ("France", "Paris"),
+    ("Japan", "Tokyo"),
+    ("Italy", "Rome"),
+    ("Germany", "Berlin"),
+    ("Spain", "Madrid"),
+]
 
 
 @pytest.fixture(scope="module")

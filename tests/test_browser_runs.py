@@ -50,7 +50,9 @@ def start_run(page, provider: str) -> None:
     form = run_form(page)
     providers = form.locator("[data-testid='stMultiSelect']").nth(1)
     providers.locator("button[aria-label^='Remove']").first.click()  # drop the default local model
-    providers.locator("button[aria-label^='Remove']").first.wait_for(state="detached")  # the rerun has redrawn it
+    providers.locator("button[aria-label^='Remove']").first.wait_for(
+        state="detached"
+    )  # the rerun has redrawn it
     page.wait_for_function("() => !document.querySelector(\"[data-testid='stStatusWidget']\")")
     providers.locator("input").fill("fake")
     page.get_by_role("option", name=provider).click()

@@ -165,3 +165,31 @@ else:
     second = b.selectbox("To", list(labels), index=len(labels) - 1, key="diff_b")
     diff = versions.diff(store(), labels[first], labels[second])
     st.code(diff or "(identical)", language="diff")
+
+st.divider()
+st.subheader("Labels")
+db = store()
+own = [v for v in db.list_versions(template.name)]
+for row in db.labels(template.name):
+    st.markdown(f"`{row.name}@{row.label}` → **{db.get_version(row.version_id).label}**")
+if not own:
+    st.caption("Save a version of this template to label it (production, staging, …): `NAME@LABEL` then names it "
+               "everywhere a version is named.")  # fmt: skip
+else:
+    c1, c2, c3 = st.columns([2, 2, 1])
+    target = c1.selectbox("Version", [v.label for v in own][::-1], key="label_version")
+    name = c2.text_input("Label", "production", key="label_name")
+    if c3.button("Move label", key="do_label_move", icon=":material/sell:") and name.strip():
+        from services.reviews import reviewer
+
+        move = db.set_label(db.get_version(target).id, name.strip(), reviewer())
+        st.success(
+            f"{template.name}@{name.strip()} → {target}" + (" (moved)" if move.from_version_id else "")
+        )
+    history = db.label_history(template.name)
+    if history:
+        with st.expander(f"History ({len(history)} moves)"):
+            for move in history:
+                before = db.get_version(move.from_version_id).label if move.from_version_id else "(new)"
+                st.caption(f"{move.at:%Y-%m-%d %H:%M} {move.who}: @{move.label} {before} → "
+                           f"{db.get_version(move.to_version_id).label}")  # fmt: skip

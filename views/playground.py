@@ -101,9 +101,7 @@ def constraint() -> dict:
             "response_format": {"type": "json_schema", "json_schema": {"name": "output", "schema": schema}}
         }
     if kind == "regex":
-        return {
-            "guided_regex": st.text_input("Regex the answer must match", r"(yes|no)\.", key="play_regex")
-        }
+        return {"guided_regex": st.text_input("Regex the answer must match", r"(yes|no)\.", key="play_regex")}
     if kind == "choices":
         choices = [
             c.strip()

@@ -19,13 +19,17 @@ WEATHER = {"type": "function", "function": {"name": "weather", "parameters": {
 
 
 def fake(kind: str, structured: bool = True, **params) -> FakeProvider:
-    provider = FakeProvider(lambda m, p: '{"city": "Paris"}', capabilities=Capabilities(structured_output=structured))
+    provider = FakeProvider(
+        lambda m, p: '{"city": "Paris"}', capabilities=Capabilities(structured_output=structured)
+    )
     provider.spec = ProviderSpec(label=f"{kind}:x", kind=kind, model="x", quant="int4", params=params)
     return provider
 
 
 def run(provider: FakeProvider, version_params: dict | None = None) -> tuple[dict, dict]:
-    prompt = Prompt(Template.from_source("Capital of {{ c }}?", name="q"), guardrails=Guardrails(json_schema=SCHEMA))
+    prompt = Prompt(
+        Template.from_source("Capital of {{ c }}?", name="q"), guardrails=Guardrails(json_schema=SCHEMA)
+    )
     runner = Runner([VersionSpec(1, prompt, "q", version_params or {})], [ProviderHandle(1, provider)],
                     [CaseSpec(1, {"c": "France"}, [{"type": "is-json", "value": SCHEMA}])])  # fmt: skip
     results = []
@@ -50,7 +54,11 @@ def test_the_switch_and_the_capability_decide():
 
 
 def test_tool_call_assertions():
-    call = {"id": "c1", "type": "function", "function": {"name": "weather", "arguments": json.dumps({"city": "Oslo"})}}
+    call = {
+        "id": "c1",
+        "type": "function",
+        "function": {"name": "weather", "arguments": json.dumps({"city": "Oslo"})},
+    }
     ctx = Context(tools=[WEATHER], tool_calls=[call])
     assert evaluate({"type": "is-valid-openai-tools-call"}, "", ctx).passed
     assert evaluate({"type": "tool-call-f1", "value": "weather"}, "", ctx).score == 1.0
@@ -61,4 +69,6 @@ def test_tool_call_assertions():
     assert abs(other.score - 2 / 3) < 1e-9 and not other.passed
     assert not evaluate({"type": "is-valid-openai-tools-call"}, "just text", Context(tools=[WEATHER])).passed
     # as promptfoo sees them: the output is the JSON list of calls
-    assert evaluate({"type": "is-valid-openai-tools-call"}, json.dumps([call]), Context(tools=[WEATHER])).passed
+    assert evaluate(
+        {"type": "is-valid-openai-tools-call"}, json.dumps([call]), Context(tools=[WEATHER])
+    ).passed

@@ -153,7 +153,10 @@ def test_promptfoo_is_json_passes_on_every_case_with_response_format(live, tmp_p
     from bench.structured import SCHEMAS, TEXTS
 
     schema = SCHEMAS["person"]
-    tests = [{"vars": {"text": text}, "assert": [{"type": "is-json", "value": schema}]} for text in TEXTS["person"][:6]]
+    tests = [
+        {"vars": {"text": text}, "assert": [{"type": "is-json", "value": schema}]}
+        for text in TEXTS["person"][:6]
+    ]
     config = {"prompts": ['[{"role": "user", "content": "Extract the person as JSON: {{ text }}"}]'],
               "providers": [{"id": "openai:chat:smollm2-135m-instruct@int4", "config": {
                   "apiBaseUrl": live, "apiKeyRequired": False, "temperature": 0, "max_tokens": 80,
@@ -172,21 +175,21 @@ def test_a_suite_with_tools_gets_valid_calls_from_the_engine(live, tmp_path):
     from cli import main
 
     suite = tmp_path / "tools.yaml"
-    suite.write_text(f"""\
+    suite.write_text("""\
 prompts:
-  - raw: "What is the weather in {{{{ city }}}}?"
+  - raw: "What is the weather in {{ city }}?"
     config:
-      tools: [{{type: function, function: {{name: weather, parameters: {{type: object,
-               properties: {{city: {{type: string, maxLength: 30}}}}, required: [city],
-               additionalProperties: false}}}}}}]
+      tools: [{type: function, function: {name: weather, parameters: {type: object,
+               properties: {city: {type: string, maxLength: 30}}, required: [city],
+               additionalProperties: false}}}]
       tool_choice: required
 providers: [local:smollm2-135m-instruct@int4]
 tests:
-  - {{vars: {{city: Oslo}}, assert: [{{type: is-valid-openai-tools-call}}, {{type: tool-call-f1, value: weather}}]}}
-  - {{vars: {{city: Lima}}, assert: [{{type: is-valid-openai-tools-call}}]}}
-  - {{vars: {{city: Cairo}}, assert: [{{type: is-valid-openai-tools-call}}]}}
+  - {vars: {city: Oslo}, assert: [{type: is-valid-openai-tools-call}, {type: tool-call-f1, value: weather}]}
+  - {vars: {city: Lima}, assert: [{type: is-valid-openai-tools-call}]}
+  - {vars: {city: Cairo}, assert: [{type: is-valid-openai-tools-call}]}
 workbench:
-  params: {{temperature: 0, max_tokens: 48}}
+  params: {temperature: 0, max_tokens: 48}
 """)  # fmt: skip
     result = CliRunner().invoke(main, ["run", str(suite), "--run-id", "tools"])
     assert result.exit_code == 0, result.stderr[-2000:]
