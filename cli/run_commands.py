@@ -295,7 +295,7 @@ def describe_agreement(judge: dict) -> str:
     """How an automatic judge agrees with the reviewers' ratings on the same cells."""
     head = f"{judge['assertion']} vs reviewers on {judge['cells']} rated cells: "
     if judge["kappa"] is None:
-        return head + "Cohen's κ needs at least 15 rated cells"
+        return head + f"Cohen's κ needs at least {MIN_RATED_FOR_AGREEMENT} rated cells"
     ci = f" [{judge['kappa_ci'][0]:.2f}, {judge['kappa_ci'][1]:.2f}]" if judge["kappa_ci"] else ""
     return (
         head

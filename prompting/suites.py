@@ -79,7 +79,7 @@ class Suite:
     delimiter: str = "hash"
     guardrails: Guardrails | None = None
     params: dict[str, Any] = field(default_factory=dict)
-    judge: str | None = None
+    judge: str | dict | None = None  # a provider id, or {id, config} like a suite's providers
 
     @property
     def name(self) -> str:
@@ -242,7 +242,10 @@ def _workbench_options(raw: Any, suite: Suite, where: Where) -> None:
     if not isinstance(params, dict):
         raise where.error("params must be a mapping", "workbench", "params")
     suite.params = params
-    suite.judge = raw.get("judge")
+    judge = raw.get("judge")
+    if judge is not None and not isinstance(judge, str) and not (isinstance(judge, dict) and "id" in judge):
+        raise where.error("judge must be a provider id or a mapping with id (and config)", "workbench", "judge")
+    suite.judge = judge
 
 
 StoredResolver = Callable[[str], SuitePrompt]

@@ -171,3 +171,52 @@ def test_the_review_page_keeps_progress_and_ratings(tmp_path, fake_api):
     store = open_store()
     rated = [i for i in reviews.items(store, "one") if i.rated]
     assert sorted(i.ratings[0].passed for i in rated) == [False, True, True]
+
+
+JUDGED_SUITE = """\
+prompts: ["Say {{{{ word }}}}"]
+providers:
+  - id: openai:chat:fake-model
+    config: {{apiBaseUrl: "{url}/v1", apiKeyEnvar: FAKE_KEY}}
+tests:
+{tests}
+workbench:
+  judge: {{id: "openai:chat:fake-model", config: {{apiBaseUrl: "{url}/v1", apiKeyEnvar: FAKE_KEY}}}}
+"""
+
+
+def grade(text: str) -> str:
+    """The stand-in judge: passes an answer whose number is not a multiple of 3; echoes anything else."""
+    if "grading an answer" not in text:
+        return text
+    number = int(text.split("Say w", 1)[1].split()[0].strip('".'))
+    return json.dumps({"pass": number % 3 != 0, "reason": "stand-in"})
+
+
+def test_judge_agreement_shows_kappa_in_runs_show_and_on_compare(tmp_path, fake_api):
+    fake_api.script.transform = grade
+    tests = "\n".join(
+        f"  - {{vars: {{word: w{n}}}, assert: [{{type: llm-rubric, value: says it}}]}}" for n in range(16)
+    )
+    path = tmp_path / "judged.yaml"
+    path.write_text(JUDGED_SUITE.format(url=fake_api.url, tests=tests))
+    first = invoke("run", str(path), "--run-id", "one")
+    assert first.exit_code == 1 and "judge did not answer" not in first.output  # the judge fails 6 of 16
+    store = open_store()
+    judge, human = [], []
+    for item in reviews.items(store, "one"):
+        number = int(item.result.output.split("Say w")[1])
+        reviews.rate(store, item.result.id, number % 4 != 0)
+        judge.append(number % 3 != 0)
+        human.append(number % 4 != 0)
+    expected = cohen_kappa_score(judge, human)
+    shown = invoke("runs", "show", "one")
+    assert f"Cohen's κ {expected:.2f}" in shown.output, shown.output
+    second = invoke("run", str(path), "--run-id", "two")  # cached: the same outputs keep their ratings
+    assert second.exit_code == 1
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.run()
+    at.switch_page("views/compare.py").run()
+    assert not at.exception, at.exception
+    text = " ".join(m.value for m in at.markdown)
+    assert f"Cohen's κ **{expected:.2f}**" in text, text
