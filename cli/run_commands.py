@@ -293,6 +293,8 @@ def describe_stats(group: dict) -> str:
 
 def describe_agreement(judge: dict) -> str:
     """How an automatic judge agrees with the reviewers' ratings on the same cells."""
+    from services.reviews import MIN_RATED_FOR_AGREEMENT
+
     head = f"{judge['assertion']} vs reviewers on {judge['cells']} rated cells: "
     if judge["kappa"] is None:
         return head + f"Cohen's κ needs at least {MIN_RATED_FOR_AGREEMENT} rated cells"
