@@ -161,8 +161,11 @@ if len(labels) < 2:
     st.caption("Save at least two versions to compare them.")
 else:
     a, b = st.columns(2)
-    first = a.selectbox("From", list(labels), key="diff_a")
-    second = b.selectbox("To", list(labels), index=len(labels) - 1, key="diff_b")
+    keys = list(labels)
+    own_keys = [k for k in keys if k.startswith(f"{template.name}@")]  # default: this template's last two
+    pair = own_keys[-2:] if len(own_keys) >= 2 else [keys[0], keys[-1]]
+    first = a.selectbox("From", keys, index=keys.index(pair[0]), key="diff_a")
+    second = b.selectbox("To", keys, index=keys.index(pair[1]), key="diff_b")
     diff = versions.diff(store(), labels[first], labels[second])
     st.code(diff or "(identical)", language="diff")
 
@@ -178,14 +181,12 @@ if not own:
 else:
     c1, c2, c3 = st.columns([2, 2, 1])
     target = c1.selectbox("Version", [v.label for v in own][::-1], key="label_version")
-    name = c2.text_input("Label", "production", key="label_name")
-    if c3.button("Move label", key="do_label_move", icon=":material/sell:") and name.strip():
+    label_name = c2.text_input("Label", "production", key="label_name").strip()
+    if c3.button("Move label", key="do_label_move", icon=":material/sell:") and label_name:
         from services.reviews import reviewer
 
-        move = db.set_label(db.get_version(target).id, name.strip(), reviewer())
-        st.success(
-            f"{template.name}@{name.strip()} → {target}" + (" (moved)" if move.from_version_id else "")
-        )
+        move = db.set_label(db.get_version(target).id, label_name, reviewer())
+        st.success(f"{template.name}@{label_name} → {target}" + (" (moved)" if move.from_version_id else ""))
     history = db.label_history(template.name)
     if history:
         with st.expander(f"History ({len(history)} moves)"):
