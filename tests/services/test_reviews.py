@@ -164,6 +164,8 @@ def test_the_review_page_keeps_progress_and_ratings(tmp_path, fake_api):
         at.button(key=f"do_review_{verdict}").click().run()
         assert not at.exception, at.exception
     at.switch_page("views/runs.py").run()
+    [grid] = [d.value for d in at.dataframe if "review" in d.value.columns]
+    assert sorted(grid["review"]) == ["", "bad", "good", "good"]  # the Runs page shows the ratings too
     at.switch_page("views/review.py").run()
     assert any("3 of 4 reviewed" in p.proto.text for p in at.get("progress")) or "3 of 4 reviewed" in str(
         at.main
