@@ -271,6 +271,12 @@ class HttpProvider:
                                              max_retries=0)  # fmt: skip
             return self._client
 
+    def _relocate(self) -> None:
+        """Forget the client of a located endpoint (a local engine): the engine may have been stopped (idle, the
+        engine cap) or restarted on another port, so the next attempt asks where, or for a new one, again."""
+        with self._lock:
+            self._client = None
+
     def request_body(self, messages: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
         """The Chat Completions body for these messages: OpenAI fields at the top, extras in `extra_body`."""
         if not self.capabilities.system_role:
@@ -398,6 +404,8 @@ class HttpProvider:
                         f"provider {self.label}: HTTP {exc.status_code}: {_message(exc)}"
                     ) from None
             except (openai.APIConnectionError, openai.APITimeoutError) as exc:
+                if isinstance(exc, openai.APIConnectionError) and callable(self._base_url):
+                    self._relocate()
                 if attempt == self.max_retries:
                     raise ProviderError(f"provider {self.label}: {type(exc).__name__}: {exc}") from None
             time.sleep(delay * (1 + random.random() * 0.25))

@@ -244,7 +244,9 @@ def _workbench_options(raw: Any, suite: Suite, where: Where) -> None:
     suite.params = params
     judge = raw.get("judge")
     if judge is not None and not isinstance(judge, str) and not (isinstance(judge, dict) and "id" in judge):
-        raise where.error("judge must be a provider id or a mapping with id (and config)", "workbench", "judge")
+        raise where.error(
+            "judge must be a provider id or a mapping with id (and config)", "workbench", "judge"
+        )
     suite.judge = judge
 
 
