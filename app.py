@@ -17,6 +17,7 @@ PAGES = [
     st.Page("views/test_cases.py", title="Test cases", icon=":material/checklist:"),
     st.Page("views/runs.py", title="Runs", icon=":material/play_circle:"),
     st.Page("views/compare.py", title="Compare", icon=":material/compare_arrows:"),
+    st.Page("views/review.py", title="Review", icon=":material/rate_review:"),
     st.Page("views/engine.py", title="Engine", icon=":material/memory:"),
     st.Page("views/export.py", title="Export", icon=":material/ios_share:"),
 ]

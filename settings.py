@@ -25,8 +25,13 @@ class Settings(BaseSettings):
     )
     default_model: str = DEFAULT_MODEL
     default_quant: str = "int4"  # measured: +0.37 % perplexity, 3.7x transformers fp32 decode (README)
-    engine_idle_s: float = Field(default=600.0, description="stop an on-demand engine idle this long (seconds)")
+    engine_idle_s: float = Field(
+        default=600.0, description="stop an on-demand engine idle this long (seconds)"
+    )
     max_engines: int = Field(default=2, ge=1, description="on-demand engines at once; one more stops the LRU")
+    reviewer: str | None = Field(
+        default=None, description="the name ratings and label moves are recorded under"
+    )
     render_max_chars: int = Field(default=1_000_000, ge=1_000, description="largest rendered prompt or value")
     render_max_steps: int = Field(default=2_000_000, ge=10_000, description="most work one render may do")
 

@@ -23,13 +23,29 @@ def stats_table(report: dict) -> str:
             "| ≤ 2 s |")  # fmt: skip
 
 
+def example_description(name: str) -> str:
+    """The leading comment of examples/NAME.yaml, as one line (words, not measurements: read at render time)."""
+    path = README.parent / "examples" / f"{name}.yaml"
+    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+    comment = []
+    for line in lines:
+        if not line.startswith("#"):
+            break
+        comment.append(line.lstrip("# ").strip())
+    return " ".join(comment).replace("|", "\\|")
+
+
 def techniques_table(report: dict) -> str:
-    rows = ["| example (`examples/NAME.yaml`) | what it shows | strategy run | passed | pass rate [95 % interval] |",
-            "|---|---|---|---|---|"]
+    rows = [
+        "| example (`examples/NAME.yaml`) | what it shows | strategy run | passed | pass rate [95 % interval] |",
+        "|---|---|---|---|---|",
+    ]
     for r in report["results"]:
         ci = f" [{r['ci'][0]:.0%}, {r['ci'][1]:.0%}]" if r.get("ci") else ""
         rate = "–" if r["pass_rate"] is None else f"{r['pass_rate']:.0%}{ci}"
-        rows.append(f"| {r['example']} | {r['shows']} | {r['strategy']} | {r['passed']} of {r['cases']} | {rate} |")
+        rows.append(
+            f"| {r['example']} | {example_description(r['example'])} | {r['strategy']} | {r['passed']} of {r['cases']} | {rate} |"
+        )
     return "\n".join(rows)
 
 

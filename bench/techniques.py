@@ -35,14 +35,16 @@ def measure(name: str) -> dict:
     return {"example": name, "strategy": "; ".join(runs.strategy_text(s) for s in strategies.values()),
             "cases": total.cells, "passed": total.passed, "errors": total.errors, "pass_rate": total.pass_rate,
             "ci": [stats.pass_ci.low, stats.pass_ci.high] if stats.pass_ci else None,
-            "latency_ms": total.mean_latency_ms, "shows": path.read_text().splitlines()[0].lstrip("# ")}  # fmt: skip
+            "latency_ms": total.mean_latency_ms}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.techniques", description=__doc__)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    os.environ["WORKBENCH_HOME"] = tempfile.mkdtemp(prefix="workbench-techniques-")  # a fresh cache: real calls
+    os.environ["WORKBENCH_HOME"] = tempfile.mkdtemp(
+        prefix="workbench-techniques-"
+    )  # a fresh cache: real calls
     from services.engines import engines
 
     try:

@@ -35,7 +35,7 @@ def main() -> None:
     """
 
 
-from cli import engine_commands, io_commands, run_commands, template_commands  # noqa: E402
+from cli import engine_commands, io_commands, review_commands, run_commands, template_commands  # noqa: E402
 
-for module in (template_commands, engine_commands, run_commands, io_commands):
+for module in (template_commands, engine_commands, run_commands, io_commands, review_commands):
     module.register(main)

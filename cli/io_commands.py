@@ -67,9 +67,15 @@ def export(name_or_version: str, fmt: str, var_items: tuple[str, ...], vars_file
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--name", default=None, help="Suite name (default: the file name).")
 def import_(file: Path, name: str | None) -> None:
-    """Import a promptfooconfig YAML, CSV or JSONL suite. Validated completely first; on any error nothing is written."""
+    """Import a promptfooconfig YAML, CSV or JSONL suite (validated completely first; on any error nothing is
+    written), or promptfoo's own results (`promptfoo eval -o results.json`) as a run to compare with ours."""
     from services import suites
+    from services.promptfoo_results import import_results, is_promptfoo_output
 
+    if is_promptfoo_output(file):
+        run_id = import_results(store(), file, name)
+        click.echo(f"imported promptfoo results as run {run_id}")
+        return
     imported = suites.import_file(store(), file, name)
     click.echo(f"imported suite {name or file.stem} (id {imported.suite_id}): {imported.cases} tests, "
                f"{len(imported.version_ids)} prompts, {len(imported.provider_ids)} providers")  # fmt: skip

@@ -55,7 +55,7 @@ def prepare_run(
     """Validate the suite (and overrides) and return the run id to execute: a new run, or one to resume."""
     from services import runs, suites
 
-    suite = suites.load_file(suite_file)
+    suite = suites.load_file(suite_file, db)
     suites.override(suite, suite_file, providers=providers, strategy=strategy)
     if run_id and db.has_run(run_id):
         if retry_errored:
@@ -260,6 +260,8 @@ def runs_show(run_id: str, as_json: bool) -> None:
         click.echo(f"strategy for {label}: {strategy_text(strategy)}")
     for group in payload["groups"]:
         click.echo(f"{group['version']} × {group['provider']}: {describe_stats(group)}")
+    for judge in payload["agreement"]:
+        click.echo(describe_agreement(judge))
     for r in payload["results"]:
         mark = "ERROR" if r["error"] else ("PASS" if r["pass"] else "FAIL")
         score = "-" if r["score"] is None else f"{r['score']:.2f}"
@@ -287,6 +289,21 @@ def describe_stats(group: dict) -> str:
     if stats["flaky_cases"]:
         text += f", {stats['flaky_cases']} flaky case(s)"
     return text
+
+
+def describe_agreement(judge: dict) -> str:
+    """How an automatic judge agrees with the reviewers' ratings on the same cells."""
+    from services.reviews import MIN_RATED_FOR_AGREEMENT
+
+    head = f"{judge['assertion']} vs reviewers on {judge['cells']} rated cells: "
+    if judge["kappa"] is None:
+        return head + f"Cohen's κ needs at least {MIN_RATED_FOR_AGREEMENT} rated cells"
+    ci = f" [{judge['kappa_ci'][0]:.2f}, {judge['kappa_ci'][1]:.2f}]" if judge["kappa_ci"] else ""
+    return (
+        head
+        + f"Cohen's κ {judge['kappa']:.2f}{ci}; "
+        + ", ".join(f"{k} {v}" for k, v in judge["matrix"].items())
+    )
 
 
 @runs.command("compare")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from cli.common import gather_vars, var_option, vars_file_option
+from cli.common import gather_vars, store, var_option, vars_file_option
 
 
 @click.group()
@@ -73,7 +73,10 @@ def read_guardrails(path: Path | None):
 @var_option
 @vars_file_option
 @click.option(
-    "--delimiter", type=click.Choice(["hash", "equals", "angle", "xml"]), default="hash", show_default=True
+    "--delimiter",
+    type=click.Choice(["hash", "equals", "angle", "xml"]),
+    default=None,
+    help="Section delimiter style [default: what an exported version bound, else hash].",
 )
 @click.option("--stage", default=None, help="Stage of a multi-stage template (default: its first).")
 @click.option("--guardrails", "guardrails_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -86,9 +89,31 @@ def render(name_or_path: str, var_items: tuple[str, ...], vars_file: Path | None
     from prompting.templates import render as render_template
 
     values = gather_vars(vars_file, var_items)
+    if "@" in name_or_path and not name_or_path.endswith(
+        (".j2", ".txt")
+    ):  # a stored version: NAME@vN, NAME@LABEL
+        click.echo(format_output(render_stored(name_or_path, values, delimiter, fold_system), fmt))
+        return
     messages = render_template(name_or_path, values, delimiter=delimiter, stage=stage,
                                guardrails=read_guardrails(guardrails_file), fold_system=fold_system)  # fmt: skip
     click.echo(
+        json.dumps(messages, indent=2, ensure_ascii=False)
+        if fmt == "json"
+        else format_messages_text(messages)
+    )
+
+
+def render_stored(ref: str, values: dict, delimiter: str | None, fold_system: bool) -> list[dict[str, str]]:
+    from prompting.guardrails import fold_system_into_user
+    from services.exports import resolve
+    from services.versions import render_version
+
+    messages = render_version(resolve(store(), ref).prompt, values, delimiter)
+    return fold_system_into_user(messages) if fold_system else messages
+
+
+def format_output(messages: list[dict[str, str]], fmt: str) -> str:
+    return (
         json.dumps(messages, indent=2, ensure_ascii=False)
         if fmt == "json"
         else format_messages_text(messages)

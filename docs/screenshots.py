@@ -1,6 +1,6 @@
 """Regenerate the README's screenshots: `python docs/screenshots.py` starts the processes of `make run` on free
 ports with a fresh data folder, stores a small demo (a CO-STAR version, a capitals suite run on the local model
-under int4 and int8), opens every page in Debian's Chromium and writes docs/screenshots/<page>.png."""
+under int4 and int8, three ratings, a production label), opens every page in Debian's Chromium and writes docs/screenshots/<page>.png."""
 
 from __future__ import annotations
 
@@ -17,7 +17,13 @@ from tests.browser import App, chromium, go, new_page, settle  # noqa: E402
 
 OUT = ROOT / "docs" / "screenshots"
 MODEL = "smollm2-135m-instruct"
-CAPITALS = [("France", "Paris"), ("Japan", "Tokyo"), ("Italy", "Rome"), ("Germany", "Berlin"), ("Spain", "Madrid")]
+CAPITALS = [
+    ("France", "Paris"),
+    ("Japan", "Tokyo"),
+    ("Italy", "Rome"),
+    ("Germany", "Berlin"),
+    ("Spain", "Madrid"),
+]
 
 
 def demo(store) -> None:
@@ -27,7 +33,9 @@ def demo(store) -> None:
     from services import runs
     from services.specs import save_provider
 
-    store.save_version("co_star", load("co_star").source, variables={v.name: v.example for v in load("co_star").variables})
+    store.save_version(
+        "co_star", load("co_star").source, variables={v.name: v.example for v in load("co_star").variables}
+    )
     version = store.save_version("zero_shot", load("zero_shot").source,
                                  variables={"instruction": "Answer with the capital city only."})  # fmt: skip
     suite = store.save_suite("capitals", [{"description": country, "vars": {"input": f"Capital of {country}?"},
@@ -41,10 +49,32 @@ def demo(store) -> None:
     deadline = time.time() + 600
     while time.time() < deadline and not all(store.get_run(i).status == "completed" for i in ids):
         time.sleep(1)
+    store.set_label(version.id, "production", "demo")
+    from services import reviews
+
+    for (result, _), good in zip(store.run_results(ids[0]), (True, True, False), strict=False):
+        reviews.rate(
+            store, result.id, good, score=4 if good else 2, comment="" if good else "not just the city"
+        )
+
+
+def quiet(page, still_s: float = 2.0, timeout_s: float = 120.0) -> None:
+    """Wait until nothing runs (no status widget, no spinner) and the page has not changed for `still_s`: a
+    script still loading the tokenizer would otherwise be photographed half drawn."""
+    busy = "[data-testid='stStatusWidget'], [data-testid='stSpinner'], [data-testid='stSkeleton']"
+    last, since, deadline = None, time.time(), time.time() + timeout_s
+    while time.time() < deadline:
+        state = page.evaluate(f'() => [!!document.querySelector("{busy}"), document.body.innerHTML.length]')
+        if state != last or state[0]:
+            last, since = state, time.time()
+        elif time.time() - since >= still_s:
+            return
+        page.wait_for_timeout(250)
 
 
 def shoot(page, name: str) -> None:
     settle(page)
+    quiet(page)
     page.screenshot(path=str(OUT / f"{name}.png"), full_page=True)
     print(f"wrote docs/screenshots/{name}.png", file=sys.stderr)
 
@@ -61,7 +91,7 @@ def main() -> int:
         page = new_page(browser, app.url)
         page.set_viewport_size({"width": 1400, "height": 2000})  # Streamlit scrolls inside: show more at once
         shoot(page, "build")
-        for name in ("Playground", "Test cases", "Runs", "Compare", "Engine", "Export"):
+        for name in ("Playground", "Test cases", "Runs", "Compare", "Review", "Engine", "Export"):
             go(page, name)
             shoot(page, name.lower().replace(" ", "_"))
     return 0

@@ -41,6 +41,8 @@ class Context:
     answer: str | None = None  # a strategy's final answer (vote winner, verbalizer class), when there is one
     embed: Callable[[list[str]], list[list[float]]] | None = None
     judge: Callable[[str], str] | None = None  # sends a prompt to the judge model, returns its reply
+    tools: list[dict[str, Any]] | None = None  # the tools the request offered (OpenAI's shape)
+    tool_calls: list[dict[str, Any]] | None = None  # the calls the answer made
 
 
 @dataclass
@@ -361,6 +363,57 @@ def perplexity(output: str, value: Any, threshold: float | None, ctx: Context) -
     return Outcome(ppl <= limit, 1.0 / ppl, f"perplexity {ppl:.2f} {'<=' if ppl <= limit else '>'} {limit:g}")
 
 
+def _calls(output: str, ctx: Context) -> list[dict[str, Any]]:
+    """The answer's tool calls: from the response, else parsed from an output that is a JSON list of them."""
+    if ctx.tool_calls:
+        return ctx.tool_calls
+    found = [c for c in extract_json(output) if isinstance(c, list)]
+    return [c for c in found[0] if isinstance(c, dict)] if found else []
+
+
+@handler("is-valid-openai-tools-call")
+def valid_tools_call(output: str, value: Any, threshold: float | None, ctx: Context) -> Outcome:
+    calls = _calls(output, ctx)
+    if not calls:
+        return Outcome(False, 0.0, f"no tool call in {_short(output)!r}")
+    offered = {
+        t["function"]["name"]: t["function"].get("parameters") or {}
+        for t in ctx.tools or []
+        if "function" in t
+    }
+    for call in calls:
+        function = call.get("function") or {}
+        name = function.get("name")
+        if offered and name not in offered:
+            return Outcome(
+                False, 0.0, f"tool call to {name!r}, which the request did not offer ({', '.join(offered)})"
+            )
+        try:
+            arguments = json.loads(function.get("arguments") or "{}")
+        except json.JSONDecodeError as exc:
+            return Outcome(False, 0.0, f"the arguments of {name!r} are not JSON: {exc.msg}")
+        problem = _check_schema(arguments, offered.get(name)) if offered else None
+        if problem:
+            return Outcome(False, 0.0, f"{name}: {problem}")
+    return Outcome(
+        True, 1.0, f"{len(calls)} valid tool call(s): {', '.join(c['function']['name'] for c in calls)}"
+    )
+
+
+@handler("tool-call-f1")
+def tool_call_f1(output: str, value: Any, threshold: float | None, ctx: Context) -> Outcome:
+    expected = set(_values(value))
+    called = {(c.get("function") or {}).get("name") for c in _calls(output, ctx)} - {None}
+    both = len(expected & called)
+    precision = both / len(called) if called else 0.0
+    recall = both / len(expected) if expected else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    limit = 1.0 if threshold is None else threshold
+    return Outcome(
+        f1 >= limit, f1, f"tool-call F1 {f1:.2f} (called {sorted(called)}, expected {sorted(expected)})"
+    )
+
+
 ASSERTION_TYPES = sorted(HANDLERS)
 # Types whose `value` is the thing compared against (suite validation requires one).
 NEEDS_VALUE = {
@@ -377,6 +430,7 @@ NEEDS_VALUE = {
     "similar",
     "llm-rubric",
     "answer-equals",
+    "tool-call-f1",
 }
 # Types measured against a threshold (or a value standing for it).
 NEEDS_THRESHOLD = {"latency", "cost", "perplexity"}

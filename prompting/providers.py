@@ -12,6 +12,7 @@ time, and are never stored or logged.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import random
@@ -25,7 +26,8 @@ from prompting.errors import PromptingError
 
 EXTRA_BODY_FIELDS = (
     "top_k", "min_p", "repetition_penalty", "length_penalty", "use_beam_search", "min_tokens", "ignore_eos",
-    "stop_token_ids", "skip_special_tokens", "echo", "prompt_logprobs",
+    "stop_token_ids", "skip_special_tokens", "echo", "prompt_logprobs", "guided_json", "guided_regex",
+    "guided_choice", "guided_grammar",
 )  # fmt: skip
 OPENAI_FIELDS = (
     "temperature", "top_p", "max_tokens", "n", "stop", "seed", "presence_penalty", "frequency_penalty",
@@ -59,10 +61,13 @@ class Capabilities:
     continuation_scoring: bool = False
     system_role: bool = True
     n: bool = True
-    structured_output: bool = False
+    structured_output: bool = (
+        False  # decoding constrained to a JSON schema, regex or choices (and tool calls)
+    )
 
 
-LOCAL_CAPABILITIES = Capabilities(logprobs=True, top_k=True, beam_search=True, continuation_scoring=True)
+LOCAL_CAPABILITIES = Capabilities(logprobs=True, top_k=True, beam_search=True, continuation_scoring=True,
+                                  structured_output=True)  # fmt: skip
 REMOTE_CAPABILITIES = Capabilities()
 
 
@@ -88,6 +93,9 @@ class Completion:
     logprobs: list[list[dict[str, Any]]] | None = None  # per choice: [{token, logprob, bytes, top: [...]}]
     finish_reasons: list[str | None] = field(default_factory=list)
     cached: bool = False
+    tool_calls: list[list[dict[str, Any]]] | None = (
+        None  # per choice: [{id, type, function: {name, arguments}}]
+    )
 
     @property
     def text(self) -> str:
@@ -97,14 +105,14 @@ class Completion:
         u = self.usage
         return {"texts": self.texts, "tokens_in": u.tokens_in, "tokens_out": u.tokens_out,
                 "latency_ms": u.latency_ms, "cost": u.cost, "logprobs": self.logprobs,
-                "finish_reasons": self.finish_reasons}  # fmt: skip
+                "finish_reasons": self.finish_reasons, "tool_calls": self.tool_calls}  # fmt: skip
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], cached: bool = False) -> Completion:
         usage = Usage(data.get("tokens_in", 0), data.get("tokens_out", 0), data.get("latency_ms", 0.0),
                       data.get("cost", 0.0), 1)  # fmt: skip
         return cls(list(data["texts"]), usage, data.get("logprobs"), list(data.get("finish_reasons") or []),
-                   cached)  # fmt: skip
+                   cached, data.get("tool_calls"))  # fmt: skip
 
 
 @dataclass
@@ -263,6 +271,12 @@ class HttpProvider:
                                              max_retries=0)  # fmt: skip
             return self._client
 
+    def _relocate(self) -> None:
+        """Forget the client of a located endpoint (a local engine): the engine may have been stopped (idle, the
+        engine cap) or restarted on another port, so the next attempt asks where, or for a new one, again."""
+        with self._lock:
+            self._client = None
+
     def request_body(self, messages: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
         """The Chat Completions body for these messages: OpenAI fields at the top, extras in `extra_body`."""
         if not self.capabilities.system_role:
@@ -304,8 +318,13 @@ class HttpProvider:
         tokens_out = response.usage.completion_tokens if response.usage else 0
         usage = Usage(tokens_in, tokens_out, latency, self.cost(tokens_in, tokens_out), 1)
         logprobs = [token_entries(c.logprobs) for c in response.choices] if body.get("logprobs") else None
-        return Completion([c.message.content or "" for c in response.choices], usage, logprobs,
-                          [c.finish_reason for c in response.choices])  # fmt: skip
+        calls = [[t.model_dump() for t in c.message.tool_calls or []] for c in response.choices]
+        texts = [
+            c.message.content or (json.dumps(calls[i]) if calls[i] else "")
+            for i, c in enumerate(response.choices)
+        ]
+        return Completion(texts, usage, logprobs, [c.finish_reason for c in response.choices],
+                          tool_calls=calls if any(calls) else None)  # fmt: skip
 
     def stream(self, messages: list[dict[str, Any]], **params: Any) -> Iterator[StreamChunk]:
         """The answer as it is generated (one choice); the last chunk has the finish reason and the usage."""
@@ -385,6 +404,8 @@ class HttpProvider:
                         f"provider {self.label}: HTTP {exc.status_code}: {_message(exc)}"
                     ) from None
             except (openai.APIConnectionError, openai.APITimeoutError) as exc:
+                if isinstance(exc, openai.APIConnectionError) and callable(self._base_url):
+                    self._relocate()
                 if attempt == self.max_retries:
                     raise ProviderError(f"provider {self.label}: {type(exc).__name__}: {exc}") from None
             time.sleep(delay * (1 + random.random() * 0.25))

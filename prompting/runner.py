@@ -48,6 +48,9 @@ class VersionSpec:
     id: int
     prompt: Prompt
     label: str = ""
+    params: dict[str, Any] = field(
+        default_factory=dict
+    )  # a prompt's own request fields (response_format, tools)
 
 
 @dataclass
@@ -133,6 +136,28 @@ def effective_strategy(override: dict[str, Any] | None, template) -> dict[str, A
     declared = dict(template.strategy or {"name": "single"})
     # a technique that is not a per-cell strategy (APE proposes instructions over a whole suite) runs as one call
     return declared if declared.get("name") in STRATEGIES else {"name": "single"}
+
+
+def constrained(params: dict[str, Any], prompt: Prompt, provider: Provider) -> dict[str, Any]:
+    """A version whose guardrails carry a JSON schema asks a provider that constrains decoding for it
+    (`response_format`), unless the request already sets one or the provider is switched off (`constrain: false`
+    in its configuration; on by default for the local engine)."""
+    schema = prompt.guardrails.json_schema if prompt.guardrails else None
+    if not schema or "response_format" in params or not constrains(provider):
+        return params
+    return {**params, "response_format": {"type": "json_schema",
+                                          "json_schema": {"name": "output", "schema": schema, "strict": True}}}  # fmt: skip
+
+
+def constrains(provider: Provider) -> bool:
+    default = provider.spec.kind == "local"
+    return bool(provider.capabilities.structured_output and provider.spec.params.get("constrain", default))
+
+
+def constraint_kind(params: dict[str, Any]) -> str:
+    if "tools" in params:
+        return f"tools ({params.get('tool_choice', 'auto')})"
+    return str((params.get("response_format") or {}).get("type", "response_format"))
 
 
 def cache_key(
@@ -235,13 +260,11 @@ class Runner:
         versions, providers, cases = self._lookup
         return versions[cell.version_id], providers[cell.provider_id], cases[cell.case_id]
 
-    def run_cell(self, cell: Cell, version: VersionSpec, provider: Provider, case: CaseSpec) -> CellResult:
-        result = CellResult(cell)
-        strategy = effective_strategy(self.strategy, version.prompt.template)
-        params = {**self.params, **strategy.get("params", {})}
+    def cached_call(self, provider: Provider, repeat_index: int) -> Callable[..., Completion]:
+        """The call strategies make: through the cache (keyed by the repeat, so repeats differ), then the model."""
 
         def call(messages: list[dict[str, str]], call_params: dict[str, Any]) -> Completion:
-            key = cache_key(provider, messages, call_params, cell.repeat_index)
+            key = cache_key(provider, messages, call_params, repeat_index)
             if self.cache is not None and self.use_cache:
                 hit = self.cache.get(key)
                 if hit is not None:
@@ -251,6 +274,16 @@ class Runner:
                 self.cache.put(key, completion.to_dict())
             return completion
 
+        return call
+
+    def run_cell(self, cell: Cell, version: VersionSpec, provider: Provider, case: CaseSpec) -> CellResult:
+        result = CellResult(cell)
+        strategy = effective_strategy(self.strategy, version.prompt.template)
+        params = constrained(
+            {**self.params, **version.params, **strategy.get("params", {})}, version.prompt, provider
+        )
+
+        call = self.cached_call(provider, cell.repeat_index)
         needs_logprobs = any(base_type(str(a.get("type", "")))[0] == "perplexity" for a in case.assertions)
         if needs_logprobs and provider.capabilities.logprobs:
             params.setdefault("logprobs", True)
@@ -271,22 +304,10 @@ class Runner:
         except Exception as exc:  # a bug or an unexpected response must cost one cell, not the run
             result.error = f"{type(exc).__name__}: {exc}"
             return result
-        result.messages, result.output, result.answer, result.detail = (
-            out.messages,
-            out.output,
-            out.answer,
-            out.detail,
-        )
-        result.usage, result.cached = out.usage, out.cached
-        if out.logprobs:
-            result.logprobs = {
-                "tokens": len(out.logprobs),
-                "sum": sum(out.logprobs),
-                "mean": sum(out.logprobs) / len(out.logprobs),
-            }
+        fill_result(result, out, params)
         ctx = Context(vars=case.vars, latency_ms=out.usage.latency_ms, cost=out.usage.cost, logprobs=out.logprobs,
                       answer_pattern=version.prompt.template.answer_pattern, answer=out.answer, embed=self.embed,
-                      judge=self.judge)  # fmt: skip
+                      judge=self.judge, tools=params.get("tools"), tool_calls=out.detail.get("tool_calls"))  # fmt: skip
         try:
             result.assertions = [evaluate(a, out.output, ctx) for a in case.assertions]
         except PromptingError as exc:
@@ -294,6 +315,17 @@ class Runner:
             return result
         result.passed, result.score = case_score(result.assertions, case.threshold)
         return result
+
+
+def fill_result(result: CellResult, out: StrategyOutput, params: dict[str, Any]) -> None:
+    """Copies what a strategy produced onto the cell's result."""
+    result.messages, result.output, result.answer = out.messages, out.output, out.answer
+    result.detail, result.usage, result.cached = out.detail, out.usage, out.cached
+    if out.logprobs:
+        total = sum(out.logprobs)
+        result.logprobs = {"tokens": len(out.logprobs), "sum": total, "mean": total / len(out.logprobs)}
+    if "response_format" in params or "tools" in params:
+        result.detail = out.detail = {**out.detail, "constrained": constraint_kind(params)}
 
 
 # --- section ablation and the quantization sweep --------------------------------------------------------

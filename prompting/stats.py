@@ -304,3 +304,32 @@ def cases_needed(detect: float, baseline: float = 0.7, power: float = POWER, alp
         + zb * math.sqrt(baseline * (1 - baseline) + other * (1 - other))
     ) ** 2
     return math.ceil(n / detect**2)
+
+
+def cohen_kappa(a: Sequence[bool], b: Sequence[bool]) -> float:
+    """Cohen's κ of two raters' pass/fail verdicts on the same items (1 = perfect agreement, 0 = chance)."""
+    x, y = np.asarray(a, dtype=bool), np.asarray(b, dtype=bool)
+    observed = float(np.mean(x == y))
+    expected = float(np.mean(x) * np.mean(y) + np.mean(~x) * np.mean(~y))
+    return 1.0 if expected == 1.0 else (observed - expected) / (1.0 - expected)
+
+
+def kappa_interval(
+    a: Sequence[bool], b: Sequence[bool], seed: int = 0, resamples: int = RESAMPLES
+) -> Interval | None:
+    """Percentile bootstrap interval of κ over the rated items (scipy's bootstrap, paired)."""
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if x.size < 2 or (np.all(x == x[0]) and np.all(y == y[0])):
+        return None
+
+    def kappa(p, q, axis=-1):
+        po = np.mean(p == q, axis=axis)
+        pe = np.mean(p, axis=axis) * np.mean(q, axis=axis) + np.mean(1 - p, axis=axis) * np.mean(
+            1 - q, axis=axis
+        )
+        return np.where(pe == 1.0, 1.0, (po - pe) / np.where(pe == 1.0, 1.0, 1.0 - pe))
+
+    result = stats.bootstrap((x, y), kappa, paired=True, vectorized=True, n_resamples=resamples, method="percentile",
+                             rng=np.random.default_rng(seed))  # fmt: skip
+    low, high = result.confidence_interval
+    return Interval(float(low), float(high))

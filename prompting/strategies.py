@@ -137,6 +137,8 @@ def single(prompt: Prompt, case_vars: dict, call: Call, params: dict, options: d
     if completion.logprobs:
         out.logprobs = [t["logprob"] for t in completion.logprobs[0]]
         out.detail["tokens"] = completion.logprobs[0]
+    if completion.tool_calls and completion.tool_calls[0]:
+        out.detail["tool_calls"] = completion.tool_calls[0]
     return out
 
 

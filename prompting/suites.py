@@ -8,6 +8,8 @@ Our own options live under one namespaced key, `workbench:` (strategy, delimiter
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +57,9 @@ class SuitePrompt:
     values: dict[str, Any] = field(default_factory=dict)
     delimiter: str | None = None
     guardrails: Guardrails | None = None
+    # this prompt's request fields (`config:`), e.g. response_format, tools
+    params: dict[str, Any] = field(default_factory=dict)
+    version_id: int | None = None  # a stored version named as NAME@vN or NAME@LABEL
 
     @property
     def library_ref(self) -> str | None:
@@ -74,7 +79,7 @@ class Suite:
     delimiter: str = "hash"
     guardrails: Guardrails | None = None
     params: dict[str, Any] = field(default_factory=dict)
-    judge: str | None = None
+    judge: str | dict | None = None  # a provider id, or {id, config} like a suite's providers
 
     @property
     def name(self) -> str:
@@ -84,15 +89,32 @@ class Suite:
 # --- the pieces -------------------------------------------------------------------------------------------
 
 
-def _prompt(entry: Any, base: Path, where: Where, index: int) -> SuitePrompt:
-    label = None
+STORED_REF = re.compile(r"[A-Za-z_][\w.-]*@[\w.-]+")  # NAME@vN, NAME@latest, NAME@production
+
+
+def _prompt(
+    entry: Any, base: Path, where: Where, index: int, stored: StoredResolver | None = None
+) -> SuitePrompt:
+    label, params = None, {}
     if isinstance(entry, dict):
-        label = entry.get("label")
+        label, params = entry.get("label"), entry.get("config") or {}
+        if not isinstance(params, dict):
+            raise where.error(
+                "a prompt's config must be a mapping (response_format, tools...)", "prompts", index, "config"
+            )
         entry = entry.get("raw") or entry.get("id")
     if not isinstance(entry, str) or not entry.strip():
         raise where.error(
             "each prompt must be a library template name, a file:// path or a prompt string", "prompts", index
         )
+    if stored is not None and STORED_REF.fullmatch(entry.strip()):
+        try:
+            found = stored(entry.strip())
+        except (PromptingError, ValueError) as exc:  # the store's lookup errors are ValueErrors
+            raise where.error(str(exc), "prompts", index) from None
+        found.params = params or found.params
+        found.label = label or found.label
+        return found
     try:
         if entry.startswith("file://"):
             path = resolve_path(base, entry)
@@ -106,15 +128,39 @@ def _prompt(entry: Any, base: Path, where: Where, index: int) -> SuitePrompt:
                 raise where.error(
                     f"prompt files must be .j2, .txt or .json, got {path.name}", "prompts", index
                 )
-            return SuitePrompt(label or template.name, template, entry)
+            return SuitePrompt(label or template.name, template, entry, params=params)
         if entry in library_names():
-            return SuitePrompt(label or entry, load(entry), entry)
-        template = Template.from_source(entry, name=label or f"prompt{index + 1}")
-        return SuitePrompt(label or template.name, template, "inline")
+            return SuitePrompt(label or entry, load(entry), entry, params=params)
+        chat = chat_messages(entry)  # promptfoo's chat format: a JSON list of messages
+        template = Template.from_source(
+            messages_source(chat) if chat else entry, name=label or f"prompt{index + 1}"
+        )
+        return SuitePrompt(label or template.name, template, "inline", params=params)
     except SuiteError:
         raise
     except PromptingError as exc:
         raise where.error(str(exc), "prompts", index) from None
+
+
+def chat_messages(text: str) -> list[dict] | None:
+    """The messages of a prompt written as a JSON list of {role, content}, else None."""
+    if not text.lstrip().startswith("["):
+        return None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    ok = (
+        isinstance(data, list)
+        and data
+        and all(isinstance(m, dict) and {"role", "content"} <= set(m) for m in data)
+    )
+    return data if ok else None
+
+
+def messages_source(messages: list[dict]) -> str:
+    """Chat messages (with {{ vars }}) as a template: one message block per message."""
+    return "\n".join(f'{{% message "{m["role"]}" %}}{m["content"]}{{% endmessage %}}' for m in messages)
 
 
 def _messages_json_to_source(path: Path, where: Where, index: int) -> str:
@@ -129,7 +175,7 @@ def _messages_json_to_source(path: Path, where: Where, index: int) -> str:
         isinstance(m, dict) and "role" in m and "content" in m for m in messages
     ):
         raise where.error(f"{path.name} must be a JSON list of {{role, content}} messages", "prompts", index)
-    return "\n".join(f'{{% message "{m["role"]}" %}}{m["content"]}{{% endmessage %}}' for m in messages)
+    return messages_source(messages)
 
 
 def _provider(entry: Any, where: Where, index: int) -> ProviderSpec:
@@ -196,11 +242,20 @@ def _workbench_options(raw: Any, suite: Suite, where: Where) -> None:
     if not isinstance(params, dict):
         raise where.error("params must be a mapping", "workbench", "params")
     suite.params = params
-    suite.judge = raw.get("judge")
+    judge = raw.get("judge")
+    if judge is not None and not isinstance(judge, str) and not (isinstance(judge, dict) and "id" in judge):
+        raise where.error(
+            "judge must be a provider id or a mapping with id (and config)", "workbench", "judge"
+        )
+    suite.judge = judge
 
 
-def load_suite(path: str | Path) -> Suite:
-    """Parse and validate a suite file completely; raises SuiteError naming the first problem's place."""
+StoredResolver = Callable[[str], SuitePrompt]
+
+
+def load_suite(path: str | Path, stored: StoredResolver | None = None) -> Suite:
+    """Parse and validate a suite file completely; raises SuiteError naming the first problem's place. `stored`
+    resolves prompts written as NAME@vN or NAME@LABEL to stored versions (the caller has the store)."""
     path = Path(path)
     if not path.is_file():
         raise SuiteError(str(path), "", "no such file")
@@ -218,7 +273,8 @@ def load_suite(path: str | Path) -> Suite:
             f"unknown keys: {', '.join(sorted(unknown))}; supported: {', '.join(sorted(TOP_LEVEL_KEYS))}"
         )
     suite = Suite(path=path, description=str(data.get("description") or ""))
-    suite.prompts = [_prompt(p, path.parent, where, i) for i, p in enumerate(_listed(data, "prompts", where))]
+    prompts = _listed(data, "prompts", where)
+    suite.prompts = [_prompt(p, path.parent, where, i, stored) for i, p in enumerate(prompts)]
     exported = (
         (data.get("workbench") or {}).get("prompts") if isinstance(data.get("workbench"), dict) else None
     )

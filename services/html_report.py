@@ -93,6 +93,11 @@ def cell_row(r: dict[str, Any]) -> str:
     checks = "".join(f"<li>{'✔' if a['pass'] else '✘'} <code>{esc(a['type'])}</code> ({a['score']:.2f}): "
                      f"{esc(a['reason'])}</li>" for a in r["assertions"])  # fmt: skip
     output = esc(r["error"] or r["output"])
+    rating = r.get("rating")
+    if rating:
+        checks += (f"<li class='rating'>reviewer {esc(rating['reviewer'])}: {'good' if rating['passed'] else 'bad'}"
+                   + (f", {rating['score']}/5" if rating.get("score") else "")
+                   + (f" — {esc(rating['comment'])}" if rating.get("comment") else "") + "</li>")  # fmt: skip
     return (f"<tr class='{kind}' data-cell='1'><td>{esc(r['case'] or r['case_id'])}</td><td>{esc(r['version'])}</td>"
             f"<td>{esc(r['provider'])}</td><td>{r['repeat']}</td><td>{kind}</td>"
             f"<td>{'' if r['score'] is None else format(r['score'], '.2f')}</td>"

@@ -59,8 +59,7 @@ def export_promptfoo(store: Store, ref: str, suite_name: str | None = None) -> t
                         "(the strategy is kept under the workbench key)")  # fmt: skip
     exported = as_template(prompt)
     defaults = {v["name"]: v["default"] for v in exported.variables if v["default"] not in (None, "")}
-    tests = [promptfoo.test_entry(SuiteCase(c.description, {**defaults, **c.vars}, c.assertions, c.threshold, c.tags),
-                                  prompt.template.answer_pattern) for c in cases]  # fmt: skip
+    tests = [promptfoo.test_entry(c, prompt.template.answer_pattern) for c in cases]
     engine_url = get_settings().engine_url
     workbench = {"prompts": [{"label": found.label, "source": prompt.template.source, "delimiter": prompt.delimiter,
                               "values": prompt.variables,
@@ -70,6 +69,8 @@ def export_promptfoo(store: Store, ref: str, suite_name: str | None = None) -> t
                             [promptfoo.provider_entry(spec, engine_url, params) for spec in providers], tests,
                             repeat=int(config.get("repeat") or 1), concurrency=config.get("max_concurrency"),
                             workbench=workbench)  # fmt: skip
+    if defaults:  # a version's bound values fill its placeholders unless a test sets them
+        data["defaultTest"] = {"vars": defaults}
     return promptfoo.to_yaml(data), warnings
 
 

@@ -29,11 +29,15 @@ def provider_for(spec: ProviderSpec) -> Provider:
         return _providers[key]
 
 
-def judge_for(ident: str | None):
-    """The `llm-rubric` judge: a function prompt -> reply on the named provider, or None."""
+def judge_for(ident: str | dict | None):
+    """The `llm-rubric` judge: a function prompt -> reply on the named provider (an id, or {id, config} as in a
+    suite's providers), or None."""
     if not ident:
         return None
-    judge = provider_for(ProviderSpec.parse(ident))
+    if isinstance(ident, dict):
+        judge = provider_for(ProviderSpec.parse(ident["id"], ident.get("config")))
+    else:
+        judge = provider_for(ProviderSpec.parse(ident))
 
     def ask(prompt: str) -> str:
         return judge.chat([{"role": "user", "content": prompt}], temperature=0, max_tokens=256).text

@@ -20,6 +20,9 @@ def payload(store: Store, run_id: str) -> dict[str, Any]:
     run = store.get_run(run_id)
     versions, providers = labels(store)
     cases = {c.id: c for c in store.suite_cases(run.suite_id)} if run.suite_id else {}
+    from services.reviews import agreement, items
+
+    rated = {i.result.id: i.ratings[0] for i in items(store, run_id) if i.rated}
     results = []
     for result, scores in store.run_results(run_id):
         case = cases.get(result.case_id)
@@ -29,14 +32,25 @@ def payload(store: Store, run_id: str) -> dict[str, Any]:
             "repeat": result.repeat_index, "output": result.output, "answer": result.answer, "pass": result.passed,
             "score": result.score, "error": result.error, "latency_ms": result.latency_ms,
             "tokens_in": result.tokens_in, "tokens_out": result.tokens_out, "cost": result.cost,
-            "cached": result.cached, "messages": result.messages,
+            "cached": result.cached, "messages": result.messages, "result_id": result.id,
+            "rating": _rating(rated.get(result.id)),
             "assertions": [{"type": s.type, "pass": s.passed, "score": s.score, "reason": s.reason} for s in scores],
         })  # fmt: skip
     return {"id": run.id, "status": run.status, "created_at": run.created_at.isoformat(),
             "description": run.description, "strategy": run.strategy, "repeats": run.repeats,
             "strategies": (run.options or {}).get("strategies") or {},
+            "agreement": [{"assertion": a.assertion, "cells": a.cells, "matrix": a.matrix, "kappa": a.kappa,
+                           "kappa_ci": None if a.interval is None else [a.interval.low, a.interval.high]}
+                          for a in agreement(store, run_id)],
             "summary": overall(store, run_id).to_dict(), "groups": _groups(store, run_id),
             "results": results}  # fmt: skip
+
+
+def _rating(rating) -> dict[str, Any] | None:
+    if rating is None:
+        return None
+    return {"passed": rating.passed, "score": rating.score, "tags": rating.tags, "comment": rating.comment,
+            "reviewer": rating.reviewer}  # fmt: skip
 
 
 def _groups(store: Store, run_id: str) -> list[dict[str, Any]]:

@@ -92,7 +92,10 @@ def build_runner(store: Store, run, *, concurrency: int = 4, use_cache: bool = T
     """The runner for a stored run: its versions, providers (`providers` overrides how a configuration is
     reached) and cases."""
     versions = [store.get_version(v) for v in run.version_ids]
-    specs = [VersionSpec(v.id, prompt_of(v), v.label) for v in versions]
+    specs = [
+        VersionSpec(v.id, prompt_of(v), v.label, dict((v.options or {}).get("params") or {}))
+        for v in versions
+    ]
     handles = [ProviderHandle(pid, (providers or {}).get(pid) or provider_for(spec_of(store.get_provider(pid))))
                for pid in run.provider_ids]  # fmt: skip
     cases = [case_of(c) for c in store.suite_cases(run.suite_id)]

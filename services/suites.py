@@ -25,9 +25,22 @@ class ImportedSuite:
     cases: int
 
 
-def load_file(path: str | Path) -> SuiteFile:
-    """Parse and validate a suite file completely (SuiteError names the file, line and field)."""
-    return load_suite(path)
+def load_file(path: str | Path, store: Store | None = None) -> SuiteFile:
+    """Parse and validate a suite file completely (SuiteError names the file, line and field); with a store,
+    prompts may name stored versions (NAME@vN, NAME@latest, NAME@LABEL)."""
+    return load_suite(path, (lambda ref: stored_prompt(store, ref)) if store is not None else None)
+
+
+def stored_prompt(store: Store, ref: str):
+    """A stored version as a suite prompt: its template, bound values, delimiter and guardrails."""
+    from prompting.suites import SuitePrompt
+    from prompting.templates import Template
+
+    name, _, which = ref.partition("@")
+    version = store.get_version(name if which == "latest" else ref)
+    guardrails = Guardrails.from_dict(version.guardrails) if version.guardrails else None
+    return SuitePrompt(version.label, Template.from_source(version.source, name=version.name), f"stored:{version.label}",
+                       dict(version.variables), version.delimiter, guardrails, version_id=version.id)  # fmt: skip
 
 
 def import_suite(store: Store, suite: SuiteFile, name: str | None = None) -> ImportedSuite:
@@ -38,7 +51,7 @@ def import_suite(store: Store, suite: SuiteFile, name: str | None = None) -> Imp
     digest = hashlib.sha256(json.dumps([cases, config, suite.description], sort_keys=True, default=str)
                             .encode()).hexdigest()  # fmt: skip
     stored = _store_cases(store, name or suite.name, digest, cases, suite.description, config)
-    versions = [_save_prompt(store, suite, p).id for p in suite.prompts]
+    versions = [p.version_id or _save_prompt(store, suite, p).id for p in suite.prompts]
     providers = [save_provider(store, spec).id for spec in suite.providers]
     return ImportedSuite(stored.id, stored.name, versions, providers, len(cases))
 
@@ -55,11 +68,11 @@ def _save_prompt(store: Store, suite: SuiteFile, prompt):
     return store.save_version(prompt.label, prompt.template.source, variables=values,
                               delimiter=prompt.delimiter or prompt.template.bound.get("delimiter") or suite.delimiter,
                               guardrails=guardrails.to_dict() if guardrails else None, library_ref=prompt.library_ref,
-                              note=f"from {suite.name}")  # fmt: skip
+                              note=f"from {suite.name}", options={"params": prompt.params} if prompt.params else None)  # fmt: skip
 
 
 def import_file(store: Store, path: str | Path, name: str | None = None) -> ImportedSuite:
-    return import_suite(store, load_file(path), name)
+    return import_suite(store, load_file(path, store), name)
 
 
 def _store_cases(store: Store, base: str, digest: str, cases: list[dict], description: str, config: dict):

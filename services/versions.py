@@ -55,3 +55,13 @@ def newest_label(store: Store) -> str | None:
     """The most recently saved user version (what a picker should offer first)."""
     versions = store.list_versions()
     return max(versions, key=lambda v: (v.created_at, v.id)).label if versions else None
+
+
+def render_version(
+    prompt: Prompt, values: dict[str, Any], delimiter: str | None = None
+) -> list[dict[str, str]]:
+    """A stored version rendered with these values (its bound values as defaults), in its delimiter style unless
+    another is given."""
+    if delimiter and delimiter != prompt.delimiter:
+        prompt = Prompt(prompt.template, prompt.variables, delimiter, prompt.guardrails, prompt.drop_sections)
+    return prompt.render(values)

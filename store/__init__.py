@@ -8,11 +8,12 @@ from store.cache import ResponseCache
 from store.db import Database, StoreError, open_store, redact_url
 from store.jobs import JobQueries
 from store.results import ResultQueries
+from store.reviews import ReviewQueries
 from store.suites import SuiteQueries
 from store.versions import VersionQueries
 
 
-class Store(Database, VersionQueries, SuiteQueries, ResultQueries, JobQueries):
+class Store(Database, VersionQueries, SuiteQueries, ResultQueries, JobQueries, ReviewQueries):
     """A database with every query of the workbench."""
 
     def cache(self) -> ResponseCache:

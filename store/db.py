@@ -10,19 +10,42 @@ from __future__ import annotations
 
 import fcntl
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import Engine as SqlEngine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, create_engine
 
 from store.migrations import migrate
 
+T = TypeVar("T")
+
 
 class StoreError(ValueError):
     """A lookup or write the store refuses; the message names what was asked for."""
+
+
+WRITE_RACE_ATTEMPTS = 5
+
+
+def retry_write_race(write: Callable[[], T], what: str) -> T:
+    """Run a read-then-insert `write` again when another process inserted the same unique key between our read
+    and our insert (two `workbench run` processes importing zero_shot@v1 at once): the retry reads the winner."""
+    for _attempt in range(WRITE_RACE_ATTEMPTS - 1):
+        try:
+            return write()
+        except IntegrityError:
+            continue
+    try:
+        return write()
+    except IntegrityError as exc:
+        raise StoreError(
+            f"{what}: still conflicting after {WRITE_RACE_ATTEMPTS} attempts ({exc.orig})"
+        ) from exc
 
 
 def connect(url: str) -> SqlEngine:
@@ -41,7 +64,9 @@ def connect(url: str) -> SqlEngine:
     else:
         sql = create_engine(url, pool_pre_ping=True)
     with _migration_lock(url), sql.begin() as conn:
-        if sql.dialect.name == "postgresql":  # processes starting together (UI, worker, CLI) migrate one at a time
+        if (
+            sql.dialect.name == "postgresql"
+        ):  # processes starting together (UI, worker, CLI) migrate one at a time
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         migrate(conn)
     return sql

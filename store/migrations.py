@@ -44,6 +44,13 @@ def m003_version_variants(conn: Connection) -> None:
     add_column(conn, "template_versions", "parent_id", "INTEGER")
 
 
+@migration
+def m004_reviews_and_labels(conn: Connection) -> None:
+    """Human ratings of outputs, and version labels with their history."""
+    tables = [models.Rating.__table__, models.VersionLabel.__table__, models.LabelMove.__table__]
+    SQLModel.metadata.create_all(conn, tables=tables)
+
+
 def add_column(conn: Connection, table: str, column: str, ddl_type: str) -> None:
     """ALTER TABLE ADD COLUMN, unless the column exists (m001 creates tables from today's models, so a fresh
     database already has the columns that later steps add to older ones)."""

@@ -184,3 +184,50 @@ class Worker(SQLModel, table=True):
     only_run: str | None = None  # set when the worker serves one run (a CLI run), None for `workbench worker`
     started_at: datetime = Field(default_factory=utcnow)
     heartbeat_at: datetime = Field(default_factory=utcnow)
+
+
+class Rating(SQLModel, table=True):
+    """A person's judgement of one output: it belongs to (case, rendered messages, output) — the `subject` hash —
+    so it reappears wherever the same output appears again, and never on a different one."""
+
+    __tablename__ = "ratings"
+    __table_args__ = (UniqueConstraint("subject", "reviewer"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    subject: str = Field(index=True)
+    reviewer: str
+    passed: bool
+    score: int | None = None  # 1..5
+    tags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    comment: str = Field(default="", sa_column=Column(Text, nullable=False))
+    result_id: int | None = (
+        None  # the cell it was first given on (for the record; the subject is what counts)
+    )
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class VersionLabel(SQLModel, table=True):
+    """A label (production, staging, ...) pointing at one version of a template name."""
+
+    __tablename__ = "version_labels"
+    __table_args__ = (UniqueConstraint("name", "label"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True)
+    label: str
+    version_id: int = Field(foreign_key="template_versions.id")
+
+
+class LabelMove(SQLModel, table=True):
+    """Every move of a label: who moved it, when, from which version to which."""
+
+    __tablename__ = "label_moves"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True)
+    label: str
+    from_version_id: int | None = None
+    to_version_id: int
+    who: str
+    at: datetime = Field(default_factory=utcnow)

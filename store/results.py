@@ -147,7 +147,9 @@ class ResultQueries:
                     scores[score.result_id].append(score)
             return [(r, scores[r.id]) for r in results]
 
-    def result_outcomes(self, run_id: str) -> list[tuple[int, int, int, int, bool | None, float | None, bool]]:
+    def result_outcomes(
+        self, run_id: str
+    ) -> list[tuple[int, int, int, int, bool | None, float | None, bool]]:
         """(case, version, provider, repeat, passed, score, errored) of every result of a run: what statistics
         need, without outputs, messages or scores."""
         query = (select(Result.case_id, Result.version_id, Result.provider_id, Result.repeat_index, Result.passed,
@@ -158,9 +160,17 @@ class ResultQueries:
     def result_group_counts(self) -> dict[tuple[str, int, int], int]:
         """Stored results per (run, version, provider)."""
         query = select(Result.run_id, Result.version_id, Result.provider_id, func.count()).group_by(
-            Result.run_id, Result.version_id, Result.provider_id)
+            Result.run_id, Result.version_id, Result.provider_id
+        )
         with self.session() as s:
             return {(r, v, p): n for r, v, p, n in s.exec(query)}
+
+    def get_result(self, result_id: int) -> Result:
+        with self.session() as s:
+            row = s.get(Result, result_id)
+            if row is None:
+                raise StoreError(f"no result with id {result_id}")
+            return row
 
     def count_results(self, run_id: str) -> int:
         with self.session() as s:

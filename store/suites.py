@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import delete, func
 from sqlmodel import select
 
-from store.db import StoreError
+from store.db import StoreError, retry_write_race
 from store.models import ProviderConfig, Suite, TestCase
 
 
@@ -88,15 +88,19 @@ class SuiteQueries:
             raise StoreError(
                 "provider parameters must not hold keys; name the environment variable in api_key_env"
             )
-        with self.session() as s:
-            row = s.exec(select(ProviderConfig).where(ProviderConfig.label == label)).first()
-            if row is None:
-                row = ProviderConfig(label=label, kind=kind, model=model)
-                s.add(row)
-            row.kind, row.model, row.base_url, row.quant = kind, model, base_url, quant
-            row.api_key_env, row.params = api_key_env, params or {}
-            s.flush()
-            return row
+
+        def write() -> ProviderConfig:
+            with self.session() as s:
+                row = s.exec(select(ProviderConfig).where(ProviderConfig.label == label)).first()
+                if row is None:
+                    row = ProviderConfig(label=label, kind=kind, model=model)
+                    s.add(row)
+                row.kind, row.model, row.base_url, row.quant = kind, model, base_url, quant
+                row.api_key_env, row.params = api_key_env, params or {}
+                s.flush()
+                return row
+
+        return retry_write_race(write, f"saving provider '{label}'")
 
     def list_providers(self) -> list[ProviderConfig]:
         with self.session() as s:

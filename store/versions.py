@@ -7,7 +7,7 @@ import json
 
 from sqlmodel import select
 
-from store.db import StoreError
+from store.db import StoreError, retry_write_race
 from store.models import TemplateVersion
 
 
@@ -40,18 +40,22 @@ class VersionQueries:
         `parent_id` it is a variant of that version (its name should say which), hidden from version pickers."""
         variables = variables or {}
         digest = content_hash(source, variables, delimiter, guardrails, options)
-        with self.session() as s:
-            latest = s.exec(select(TemplateVersion).where(TemplateVersion.name == name)
-                            .order_by(TemplateVersion.version.desc())).first()  # fmt: skip
-            if latest is not None and latest.content_hash == digest:
-                return latest
-            row = TemplateVersion(name=name, version=(latest.version + 1) if latest else 1, source=source,
-                                  variables=variables, delimiter=delimiter, guardrails=guardrails, note=note,
-                                  library_ref=library_ref, options=options or {}, content_hash=digest,
-                                  kind="variant" if parent_id else "user", parent_id=parent_id)  # fmt: skip
-            s.add(row)
-            s.flush()
-            return row
+
+        def write() -> TemplateVersion:
+            with self.session() as s:
+                latest = s.exec(select(TemplateVersion).where(TemplateVersion.name == name)
+                                .order_by(TemplateVersion.version.desc())).first()  # fmt: skip
+                if latest is not None and latest.content_hash == digest:
+                    return latest
+                row = TemplateVersion(name=name, version=(latest.version + 1) if latest else 1, source=source,
+                                      variables=variables, delimiter=delimiter, guardrails=guardrails, note=note,
+                                      library_ref=library_ref, options=options or {}, content_hash=digest,
+                                      kind="variant" if parent_id else "user", parent_id=parent_id)  # fmt: skip
+                s.add(row)
+                s.flush()
+                return row
+
+        return retry_write_race(write, f"saving a version of '{name}'")
 
     def list_versions(self, name: str | None = None, include_variants: bool = False) -> list[TemplateVersion]:
         """Versions by name and number; variants (made by the workbench) only when asked for."""
@@ -64,7 +68,11 @@ class VersionQueries:
             return list(s.exec(query))
 
     def get_version(self, ref: str | int) -> TemplateVersion:
-        """By id, `name@vN`, or `name` (its latest version)."""
+        """By id, `name@vN`, `name@LABEL` (a version label such as production), or `name` (its latest)."""
+        text = str(ref)
+        if "@" in text and not text.rpartition("@")[2].removeprefix("v").isdigit():
+            name, _, label = text.rpartition("@")
+            return self.labelled_version(name, label)
         with self.session() as s:
             if isinstance(ref, int) or str(ref).isdigit():
                 row = s.get(TemplateVersion, int(ref))

@@ -119,7 +119,9 @@ def go(page, name: str) -> None:
 def settle(page, timeout_ms: int = 120_000) -> None:
     """Wait until the page script has drawn its title and stopped running (the status widget is gone)."""
     page.locator("[data-testid='stMain'] h1").first.wait_for(timeout=timeout_ms)
-    page.wait_for_function("() => !document.querySelector(\"[data-testid='stStatusWidget']\")", timeout=timeout_ms)
+    page.wait_for_function(
+        "() => !document.querySelector(\"[data-testid='stStatusWidget']\")", timeout=timeout_ms
+    )
     page.wait_for_timeout(500)
 
 

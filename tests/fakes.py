@@ -82,7 +82,11 @@ class FakeProvider:
             self.score_calls.append((messages, continuation))
         if not self.capabilities.continuation_scoring:
             raise CannotScore(f"provider {self.label} cannot score a given continuation")
-        value = self._scores(messages, continuation) if callable(self._scores) else self._scores[continuation.strip().lower()]
+        value = (
+            self._scores(messages, continuation)
+            if callable(self._scores)
+            else self._scores[continuation.strip().lower()]
+        )
         usage = Usage(len(messages), 0, self.latency_ms, 0.0005, 1)
         with self._lock:
             self.usages.append(usage)

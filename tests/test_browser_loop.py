@@ -18,7 +18,13 @@ from tests.browser import App, chromium, go, new_page, require_chromium, run_for
 
 pytestmark = pytest.mark.slow
 MODEL = "smollm2-135m-instruct"
-CAPITALS = [("France", "Paris"), ("Japan", "Tokyo"), ("Italy", "Rome"), ("Germany", "Berlin"), ("Spain", "Madrid")]
+CAPITALS = [
+    ("France", "Paris"),
+    ("Japan", "Tokyo"),
+    ("Italy", "Rome"),
+    ("Germany", "Berlin"),
+    ("Spain", "Madrid"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +72,8 @@ def test_an_int4_run_compared_with_an_int8_run(app, tmp_path):
         banner = page.get_by_text("shared cases").first.inner_text()
         assert "exact McNemar over 5 shared cases" in banner
         page.locator("[data-testid='stDataFrame']").last.wait_for()  # the per-case table (a canvas grid)
-        counts = page.get_by_text("Per case").first.inner_text()
+        # the paragraph, not its bold title
+        counts = page.locator("p", has_text="Per case").first.inner_text()
         page.screenshot(path=str(tmp_path / "compare.png"), full_page=True)
     fixed, broke, same = (int(n) for n in re.findall(r"\d+", counts))
     assert fixed + broke + same == len(CAPITALS)  # every case, A against B

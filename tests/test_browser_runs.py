@@ -8,6 +8,7 @@ import signal
 import time
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from prompting.providers import ProviderSpec
 from services import open_store
@@ -50,10 +51,19 @@ def start_run(page, provider: str) -> None:
     form = run_form(page)
     providers = form.locator("[data-testid='stMultiSelect']").nth(1)
     providers.locator("button[aria-label^='Remove']").first.click()  # drop the default local model
-    providers.locator("button[aria-label^='Remove']").first.wait_for(state="detached")  # the rerun has redrawn it
+    providers.locator("button[aria-label^='Remove']").first.wait_for(
+        state="detached"
+    )  # the rerun has redrawn it
     page.wait_for_function("() => !document.querySelector(\"[data-testid='stStatusWidget']\")")
-    providers.locator("input").fill("fake")
-    page.get_by_role("option", name=provider).click()
+    option = page.get_by_role("option", name=provider)
+    for _attempt in range(3):  # a rerun landing while typing redraws the box and drops what was typed
+        providers.locator("input").fill("fake")
+        try:
+            option.wait_for(timeout=20_000)
+            break
+        except PlaywrightTimeout:
+            page.keyboard.press("Escape")
+    option.click()
     page.keyboard.press("Escape")
     form.get_by_role("button", name="Start run").click()
 

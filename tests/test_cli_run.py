@@ -254,12 +254,17 @@ def test_runs_show_and_compare_report_intervals_and_a_verdict(tmp_path, fake_api
     path = suite_file(tmp_path, fake_api.url, [f"w{i}" for i in range(10)])
     assert invoke("run", str(path), "--run-id", "one", "--repeat", "2").exit_code == 0
     shown = invoke("runs", "show", "one")
-    assert "pass rate 100% [72%, 100%] over 10 cases, mean score 1.00 [1.00, 1.00], pass@2 100%, pass^2 100%" in shown.output
+    assert (
+        "pass rate 100% [72%, 100%] over 10 cases, mean score 1.00 [1.00, 1.00], pass@2 100%, pass^2 100%"
+        in shown.output
+    )
     data = json.loads(invoke("runs", "show", "one", "--json").output)
     assert data["groups"][0]["stats"]["pass_rate_ci"][0] == pytest.approx(0.7225, abs=1e-3)
     fake_api.script.transform = lambda text: "nothing" if text.endswith("w3") else text
     assert invoke("run", str(path), "--run-id", "two", "--repeat", "2", "--no-cache").exit_code == 1
     compared = json.loads(invoke("runs", "compare", "one", "two", "--json").output)
-    assert compared["cases"] == 10 and compared["delta"] == pytest.approx(-0.1) and not compared["significant"]
+    assert (
+        compared["cases"] == 10 and compared["delta"] == pytest.approx(-0.1) and not compared["significant"]
+    )
     assert compared["test"] == "sign-flip permutation test over cases"
     assert compared["verdict"].startswith("no detectable difference: [")

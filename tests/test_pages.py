@@ -18,6 +18,7 @@ PAGES = [
     "views/test_cases.py",
     "views/runs.py",
     "views/compare.py",
+    "views/review.py",
     "views/engine.py",
     "views/export.py",
 ]

@@ -24,11 +24,15 @@ def app(page: str) -> AppTest:
 
 def test_a_csv_with_a_typo_is_refused_naming_the_column_and_an_import_is_selected():
     at = app("views/test_cases.py")
-    at.file_uploader(key="upload_cases").set_value(("caps.csv", b"country,__expectd\nFrance,Paris\n", "text/csv")).run()
+    at.file_uploader(key="upload_cases").set_value(
+        ("caps.csv", b"country,__expectd\nFrance,Paris\n", "text/csv")
+    ).run()
     at.button(key="do_cases_import").click().run()
     assert any("unknown special columns: __expectd" in e.value for e in at.error)
     assert open_store().list_suites() == []
-    at.file_uploader(key="upload_cases").set_value(("caps.csv", b"country,__expected\nFrance,Paris\n", "text/csv")).run()
+    at.file_uploader(key="upload_cases").set_value(
+        ("caps.csv", b"country,__expected\nFrance,Paris\n", "text/csv")
+    ).run()
     at.button(key="do_cases_import").click().run()
     assert any("as suite caps" in s.value for s in at.success)
     assert at.selectbox(key="cases_suite").value == "caps"  # the imported suite is shown
@@ -43,7 +47,9 @@ def test_ablation_variants_are_absent_from_version_pickers():
     fake = FakeProvider()
     run_id = runs.ablation_submit(store, suite.id, version.id, fake.spec)
     runs.execute(store, run_id, providers={save_provider(store, fake.spec).id: fake})
-    assert len(store.list_versions(include_variants=True)) == 7 and [v.label for v in store.list_versions()] == ["co_star@v1"]
+    assert len(store.list_versions(include_variants=True)) == 7 and [
+        v.label for v in store.list_versions()
+    ] == ["co_star@v1"]
     at = app("views/runs.py")
     assert at.multiselect(key="runs_versions").options == ["co_star@v1"]
     assert at.multiselect(key="runs_versions").value == ["co_star@v1"]

@@ -161,7 +161,36 @@ if len(labels) < 2:
     st.caption("Save at least two versions to compare them.")
 else:
     a, b = st.columns(2)
-    first = a.selectbox("From", list(labels), key="diff_a")
-    second = b.selectbox("To", list(labels), index=len(labels) - 1, key="diff_b")
+    keys = list(labels)
+    own_keys = [k for k in keys if k.startswith(f"{template.name}@")]  # default: this template's last two
+    pair = own_keys[-2:] if len(own_keys) >= 2 else [keys[0], keys[-1]]
+    first = a.selectbox("From", keys, index=keys.index(pair[0]), key="diff_a")
+    second = b.selectbox("To", keys, index=keys.index(pair[1]), key="diff_b")
     diff = versions.diff(store(), labels[first], labels[second])
     st.code(diff or "(identical)", language="diff")
+
+st.divider()
+st.subheader("Labels")
+db = store()
+own = [v for v in db.list_versions(template.name)]
+for row in db.labels(template.name):
+    st.markdown(f"`{row.name}@{row.label}` → **{db.get_version(row.version_id).label}**")
+if not own:
+    st.caption("Save a version of this template to label it (production, staging, …): `NAME@LABEL` then names it "
+               "everywhere a version is named.")  # fmt: skip
+else:
+    c1, c2, c3 = st.columns([2, 2, 1])
+    target = c1.selectbox("Version", [v.label for v in own][::-1], key="label_version")
+    label_name = c2.text_input("Label", "production", key="label_name").strip()
+    if c3.button("Move label", key="do_label_move", icon=":material/sell:") and label_name:
+        from services.reviews import reviewer
+
+        move = db.set_label(db.get_version(target).id, label_name, reviewer())
+        st.success(f"{template.name}@{label_name} → {target}" + (" (moved)" if move.from_version_id else ""))
+    history = db.label_history(template.name)
+    if history:
+        with st.expander(f"History ({len(history)} moves)"):
+            for move in history:
+                before = db.get_version(move.from_version_id).label if move.from_version_id else "(new)"
+                st.caption(f"{move.at:%Y-%m-%d %H:%M} {move.who}: @{move.label} {before} → "
+                           f"{db.get_version(move.to_version_id).label}")  # fmt: skip

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from services import compare
+from services import compare, reviews
 from services.errors import PromptingError, StoreError
 from views.charts import draw, forest, rates
 from views.common import store
@@ -88,6 +88,26 @@ def flips(result: compare.Comparison) -> None:
                                 "B passed": st.column_config.NumberColumn(format="percent")})  # fmt: skip
 
 
+def judge_agreement(result: compare.Comparison) -> None:
+    """Model-graded and similarity assertions checked against the reviewers' ratings on the same cells."""
+    run_ids = list(dict.fromkeys([result.a.ref.run_id, result.b.ref.run_id]))
+    found = [(run_id, judge) for run_id in run_ids for judge in reviews.agreement(db, run_id)]
+    with st.expander(f"Judges vs reviewers ({len(found)})", icon=":material/rate_review:"):
+        if not found:
+            st.caption("No rated cells with a model-graded or similarity assertion yet (Review page).")
+        for run_id, judge in found:
+            head = f"**{judge.assertion}** in run `{run_id[:8]}` — {judge.cells} rated cells"
+            if judge.kappa is None:
+                st.markdown(f"{head}: Cohen's κ needs at least {reviews.MIN_RATED_FOR_AGREEMENT} rated cells")
+            else:
+                ci = f" [{judge.interval.low:.2f}, {judge.interval.high:.2f}]" if judge.interval else ""
+                st.markdown(f"{head}: Cohen's κ **{judge.kappa:.2f}**{ci}")
+            matrix = pd.DataFrame(
+                [[judge.matrix[f"judge {j} / human {h}"] for h in ("pass", "fail")] for j in ("pass", "fail")],
+                index=["judge pass", "judge fail"], columns=["human pass", "human fail"])  # fmt: skip
+            st.dataframe(matrix)
+
+
 tab_groups, tab_sweep, tab_ablation = st.tabs(["Two groups", "Quantization sweep", "Section ablation"])
 with tab_groups:
     groups = compare.groups(db)
@@ -102,6 +122,7 @@ with tab_groups:
             if result.paired.cases:
                 figures(result)
             flips(result)
+            judge_agreement(result)
         except (PromptingError, StoreError) as exc:
             st.error(str(exc))
 with tab_sweep:

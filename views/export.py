@@ -1,60 +1,119 @@
-"""Export: any stored version (or library template) as `.j2`, OpenAI messages JSON or promptfoo YAML."""
+"""Export: a stored version or a library template as a `.j2` template (a version's settings included), an OpenAI
+chat prompt template with placeholders, a Chat Completions request body (with a curl line), a promptfoo config;
+and a run as a self-contained HTML report. Each with a preview and a download."""
 
 from __future__ import annotations
+
+import json
 
 import streamlit as st
 
 from prompting.templates import library_names
-from services import exports
+from services import exports, reports
+from services import versions as versions_service
 from services.errors import PromptingError, StoreError
-from views.common import store, version_labels
+from services.promptfoo_export import export_promptfoo
+from views.common import run_label, store, version_labels
 
 st.title(":material/ios_share: Export")
-labels = list(version_labels())
-choices = labels + [n for n in library_names() if n not in labels]
-if not choices:
-    st.info("Nothing to export yet.")
-    st.stop()
-ref = st.selectbox(
-    "Version or library template",
-    choices,
-    key="export_ref",
-    help="Stored versions first (name@vN), then the library.",
-)
 db = store()
-suites = [s.name for s, _ in db.list_suites()]
-suite = st.selectbox("Tests to include in the promptfoo file", ["(none)", *suites], key="export_suite")
-stem = ref.replace("@", "_")
-try:
-    j2 = exports.export_j2(db, ref)
-    promptfoo = exports.export_promptfoo(db, ref, None if suite == "(none)" else suite)
-except (PromptingError, StoreError) as exc:
-    st.error(str(exc))
-    st.stop()
-col1, col2, col3 = st.columns(3)
-col1.download_button(
-    ".j2 template", j2, file_name=f"{stem}.j2", mime="text/plain", icon=":material/download:"
-)
-try:
-    openai_json = exports.export_openai(db, ref, {})
-    col2.download_button(
-        "OpenAI messages",
-        openai_json,
-        file_name=f"{stem}.json",
-        mime="application/json",
-        icon=":material/download:",
+
+
+def pick() -> str | None:
+    kind = st.radio("Export", ["Stored version", "Library template"], horizontal=True, key="export_kind")
+    if kind == "Stored version":
+        labels = list(version_labels())
+        if not labels:
+            st.info("No stored version yet: save one on the Build page, or export a library template.")
+            return None
+        newest = versions_service.newest_label(db)
+        return st.selectbox(
+            "Version", labels, index=labels.index(newest) if newest in labels else 0, key="export_ref"
+        )
+    return "library:" + st.selectbox("Library template", library_names(), key="export_library")
+
+
+def stem(ref: str) -> str:
+    return ref.removeprefix("library:").replace("@", "_")
+
+
+def j2_tab(ref: str) -> None:
+    text, note = exports.export_j2(db, ref)
+    if note:
+        st.caption(note)
+    st.download_button(
+        ".j2 template", text, file_name=f"{stem(ref)}.j2", mime="text/plain", icon=":material/download:"
     )
-except PromptingError as exc:
-    openai_json = None
-    col2.warning(f"OpenAI messages need every variable bound: {exc}")
-col3.download_button(
-    "promptfooconfig.yaml",
-    promptfoo,
-    file_name="promptfooconfig.yaml",
-    mime="text/yaml",
-    icon=":material/download:",
-)
-tab1, tab2, tab3 = st.tabs([".j2", "OpenAI JSON", "promptfoo YAML"])
-tab1.code(j2, language="jinja")
-tab2.code(openai_json or "(variables missing)", language="json")
-tab3.code(promptfoo, language="yaml")
+    st.code(text, language="jinja")
+
+
+def openai_tab(ref: str) -> None:
+    text, _ = exports.export_openai(db, ref)
+    st.caption("The messages with each free variable as a `{{ name }}` placeholder (delimiters and guardrails "
+               "applied), the variables with their descriptions, and the values fixed in the structure.")  # fmt: skip
+    st.download_button("OpenAI prompt template", text, file_name=f"{stem(ref)}.json", mime="application/json",
+                       icon=":material/download:")  # fmt: skip
+    st.code(text, language="json")
+
+
+def request_tab(ref: str) -> None:
+    template = json.loads(exports.export_openai(db, ref)[0])
+    values = {}
+    for var in template["variables"]:
+        default = "" if var.get("default") is None else str(var["default"])
+        values[var["name"]] = st.text_input(var["name"], default or str(var.get("example") or ""),
+                                            key=f"export_var_{var['name']}", help=var.get("description"))  # fmt: skip
+    try:
+        body = exports.request_body(db, ref, values)
+    except PromptingError as exc:
+        st.error(str(exc))
+        return
+    text = json.dumps(body, indent=2, ensure_ascii=False)
+    st.download_button("Request body", text, file_name=f"{stem(ref)}-request.json", mime="application/json",
+                       icon=":material/download:")  # fmt: skip
+    st.code(text, language="json")
+    st.markdown('**Copy as curl** (for a remote API add `-H "Authorization: Bearer $KEY"`)')
+    st.code(exports.curl(body), language="bash")
+
+
+def promptfoo_tab(ref: str) -> None:
+    suites = [s.name for s, _ in db.list_suites()]
+    suite = st.selectbox(
+        "Tests (their providers come along)", ["(none: one example test)", *suites], key="export_suite"
+    )
+    text, warnings = export_promptfoo(db, ref, None if suite.startswith("(none") else suite)
+    for warning in warnings:
+        st.warning(warning, icon=":material/info:")
+    st.download_button("promptfooconfig.yaml", text, file_name="promptfooconfig.yaml", mime="text/yaml",
+                       icon=":material/download:")  # fmt: skip
+    st.caption(
+        "Run it with `npx promptfoo@0.123.1 eval -c promptfooconfig.yaml` while `make run` serves the engine."
+    )
+    st.code(text, language="yaml")
+
+
+def report_section() -> None:
+    st.subheader("Run report")
+    all_runs = db.list_runs()
+    if not all_runs:
+        st.caption("No run yet.")
+        return
+    labels = {r.id: run_label(r) for r in all_runs}
+    run_id = st.selectbox("Run", list(labels), format_func=labels.get, key="export_run")
+    with st.spinner("Writing the report…"):
+        page = reports.html_report(reports.payload(db, run_id))
+    st.download_button("HTML report (one self-contained file)", page, file_name=f"{run_id}.html", mime="text/html",
+                       icon=":material/download:")  # fmt: skip
+
+
+ref = pick()
+if ref:
+    tabs = st.tabs([".j2", "OpenAI template", "Request body", "promptfoo"])
+    for tab, draw in zip(tabs, (j2_tab, openai_tab, request_tab, promptfoo_tab), strict=True):
+        with tab:
+            try:
+                draw(ref)
+            except (PromptingError, StoreError) as exc:
+                st.error(str(exc))
+st.divider()
+report_section()

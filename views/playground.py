@@ -4,6 +4,8 @@ tokens, latency and finish reason under every answer."""
 
 from __future__ import annotations
 
+import json
+
 import streamlit as st
 
 from prompting.strategies import Prompt, self_consistency, tree_of_thoughts
@@ -78,7 +80,45 @@ def decoding() -> dict:
             beams = st.number_input("beam width (1 = off)", 1, 8, 1, key="play_beams")
             if beams > 1:
                 params.update({"use_beam_search": True, "n": int(beams)})
+        if caps.structured_output:
+            params.update(constraint())
     return params
+
+
+def constraint() -> dict:
+    """The "constrain output" control: decoding limited to a JSON schema, a regex or a list of choices."""
+    kind = st.selectbox("Constrain output", ["no", "JSON schema", "regex", "choices"], key="play_constrain",
+                        help="The engine masks every token that would break the constraint.")  # fmt: skip
+    if kind == "JSON schema":
+        text = st.text_area("JSON schema", '{"type": "object", "properties": {"answer": {"type": "string"}}, '
+                            '"required": ["answer"]}', key="play_schema")  # fmt: skip
+        try:
+            schema = json.loads(text)
+        except json.JSONDecodeError as exc:
+            st.error(f"JSON schema: line {exc.lineno}, column {exc.colno}: {exc.msg}")
+            return {}
+        return {
+            "response_format": {"type": "json_schema", "json_schema": {"name": "output", "schema": schema}}
+        }
+    if kind == "regex":
+        return {"guided_regex": st.text_input("Regex the answer must match", r"(yes|no)\.", key="play_regex")}
+    if kind == "choices":
+        choices = [
+            c.strip()
+            for c in st.text_input(
+                "Choices, comma separated", "positive, negative", key="play_choices"
+            ).split(",")
+        ]
+        return {"guided_choice": [c for c in choices if c]}
+    return {}
+
+
+def constraint_caption() -> None:
+    keys = [k for k in ("response_format", "guided_regex", "guided_choice") if k in params]
+    if keys:
+        st.caption(
+            f":material/rule: constrained by {keys[0].replace('_', ' ')}: every token was allowed by it"
+        )
 
 
 messages, prompt_obj = prompt_source()
@@ -115,6 +155,7 @@ def run_stream() -> None:
     with st.container(key="play_answer"):
         st.session_state["play_output"] = st.write_stream(text())
     usage_caption(last.get("usage"), last.get("finish"))
+    constraint_caption()
 
 
 def run_samples() -> None:
@@ -125,6 +166,7 @@ def run_samples() -> None:
         st.text(text)
         st.caption(f"finish: {finish}" if finish else "")
     usage_caption(completion.usage)
+    constraint_caption()
 
 
 def run_heatmap() -> None:

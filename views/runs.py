@@ -10,7 +10,7 @@ import streamlit as st
 from prompting.checks import case_label
 from prompting.strategies import STRATEGIES
 from prompting.summary import percent
-from services import compare, runs
+from services import compare, reviews, runs
 from services import suites as suites_service
 from services import versions as versions_service
 from services.errors import PromptingError, StoreError
@@ -132,12 +132,14 @@ def results(run_id: str) -> None:
         return
     cases = {c.id: c for c in db.suite_cases(run.suite_id)} if run.suite_id else {}
     versions, providers = runs.labels(db)
+    rated = {item.result.id: item.ratings[0] for item in reviews.items(db, run_id) if item.rated}
     grid = pd.DataFrame([{
         "case": case_label(cases[r.case_id].description, cases[r.case_id].vars, cases[r.case_id].position)
         if r.case_id in cases else r.case_id,
         "version": versions.get(r.version_id), "provider": providers.get(r.provider_id), "repeat": r.repeat_index,
         "result": "error" if r.error else ("pass" if r.passed else "fail"), "score": r.score,
         "output": (r.error or r.output or "")[:120], "latency ms": round(r.latency_ms), "cached": r.cached,
+        "review": review_text(rated.get(r.id)),
     } for r, _ in stored])  # fmt: skip
     st.subheader("Results")
     st.dataframe(grid.style.apply(colour, axis=1), hide_index=True, width="stretch")
@@ -147,6 +149,17 @@ def results(run_id: str) -> None:
             f"{row['result'].upper()} · {row['case']} · {row['version']} · {row['provider']} #{row['repeat']}"
         ):
             cell_detail(result, scores)
+            if result.id in rated:
+                rating = rated[result.id]
+                st.caption(f"Reviewed by {rating.reviewer}: {review_text(rating)}"
+                           + (f" — {rating.comment}" if rating.comment else ""))  # fmt: skip
+
+
+def review_text(rating) -> str:
+    """A rating in a word (and its 1–5 score): the same output rated elsewhere shows here too."""
+    if rating is None:
+        return ""
+    return ("good" if rating.passed else "bad") + (f" ({rating.score}/5)" if rating.score else "")
 
 
 def cell_detail(result, scores) -> None:

@@ -46,7 +46,9 @@ def test_a_cell_reports_the_sum_of_its_calls(strategy):
     total = sum(fake.usages, Usage())
     assert cell.usage.calls == total.calls == len(fake.usages) > 0
     assert (cell.usage.tokens_in, cell.usage.tokens_out) == (total.tokens_in, total.tokens_out)
-    assert cell.usage.latency_ms == pytest.approx(total.latency_ms) and cell.usage.cost == pytest.approx(total.cost)
+    assert cell.usage.latency_ms == pytest.approx(total.latency_ms) and cell.usage.cost == pytest.approx(
+        total.cost
+    )
     if strategy in ("tree_of_thoughts", "generate_knowledge", "verbalizer"):
         assert total.calls > 1  # every call the technique made is counted, not just the first
     if strategy == "self_consistency":  # one request for n = 5 samples: all five answers' tokens count

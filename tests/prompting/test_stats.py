@@ -70,7 +70,11 @@ def test_the_verdict_reads_like_a_decision():
     a = CaseOutcomes.from_cells([(i, i % 10 >= 5, float(i % 10 >= 5), False) for i in range(200)])
     b = CaseOutcomes.from_cells([(i, i % 10 >= 2, float(i % 10 >= 2), False) for i in range(200)])
     better = paired(a, b)
-    assert better.verdict.startswith("B better: +30 pts [") and better.significant and better.test == "exact McNemar"
+    assert (
+        better.verdict.startswith("B better: +30 pts [")
+        and better.significant
+        and better.test == "exact McNemar"
+    )
     same = paired(a, a)
     assert same.verdict.startswith("no detectable difference: [+0, +0]; this suite detects ≥ ")
     assert paired(a, CaseOutcomes.from_cells([("x", True, 1.0, False)])).cases == 0
@@ -123,7 +127,9 @@ def simulate(seed: int, shift: float, n: int = 100, repeats: int = 1, rewrite: f
 @pytest.mark.slow
 def test_paired_intervals_cover_the_true_difference():
     truth = true_delta(-0.10)
-    covered = sum(paired(*simulate(seed, -0.10)[2:], seed=seed).delta_ci.contains(truth) for seed in range(1000))
+    covered = sum(
+        paired(*simulate(seed, -0.10)[2:], seed=seed).delta_ci.contains(truth) for seed in range(1000)
+    )
     print(f"coverage of the 95 % interval over 1000 suites of 100 cases: {covered / 10:.1f} %")
     assert 930 <= covered <= 970
 
@@ -143,7 +149,11 @@ def test_repeats_need_the_clustered_interval():
 
 @pytest.mark.slow
 def test_the_gate_rarely_fails_on_noise_and_catches_a_real_drop():
-    noise = sum(regression(paired(*simulate(10_000 + s, 0.0, rewrite=0)[2:], seed=s), 0.0) for s in range(200))
-    drop = sum(regression(paired(*simulate(20_000 + s, -0.15, rewrite=0)[2:], seed=s), 0.0) for s in range(200))
+    noise = sum(
+        regression(paired(*simulate(10_000 + s, 0.0, rewrite=0)[2:], seed=s), 0.0) for s in range(200)
+    )
+    drop = sum(
+        regression(paired(*simulate(20_000 + s, -0.15, rewrite=0)[2:], seed=s), 0.0) for s in range(200)
+    )
     print(f"gate: A-vs-A fails {noise / 2:.1f} % of 200; a 15-point drop caught in {drop / 2:.1f} %")
     assert noise <= 10 and drop >= 160

@@ -96,7 +96,9 @@ def test_verbalizer_normalises_label_probabilities():
     assert out.answer == "positive" and abs(sum(probs.values()) - 1) < 1e-9
     assert probs["positive"] > probs["neutral"] > probs["negative"]
     # every label word scored whole, with its usual variants
-    assert {c for _, c in fake.score_calls} == {f for w in scores for f in (w, f" {w}", w.capitalize(), f" {w.capitalize()}")}
+    assert {c for _, c in fake.score_calls} == {
+        f for w in scores for f in (w, f" {w}", w.capitalize(), f" {w.capitalize()}")
+    }
     assert out.usage.calls == len(fake.score_calls) == 20
 
 
@@ -112,14 +114,19 @@ def test_calibration_divides_out_the_label_prior():
         return base + (1.0 if "awful" in text and word == "negative" else 0.0)
 
     fake = FakeProvider(scores=score)
-    prompt, labels = Prompt(load("verbalizer")), {"labels": {"positive": ["positive"], "negative": ["negative"]}}
+    prompt, labels = (
+        Prompt(load("verbalizer")),
+        {"labels": {"positive": ["positive"], "negative": ["negative"]}},
+    )
     raw = verbalizer(prompt, {"text": "awful service"}, fake, {}, {**labels, "calibrate": False})
     calibrated = verbalizer(prompt, {"text": "awful service"}, fake, {}, labels)
     happy = verbalizer(prompt, {"text": "lovely"}, fake, {}, labels)
     assert raw.answer == "positive" and calibrated.answer == "negative" and happy.answer == "positive"
     prior = calibrated.detail["prior"]
     assert prior["positive"] > 0.8 and abs(sum(prior.values()) - 1) < 1e-9
-    assert calibrated.detail["uncalibrated"]["positive"] > 0.5 > calibrated.detail["probabilities"]["positive"]
+    assert (
+        calibrated.detail["uncalibrated"]["positive"] > 0.5 > calibrated.detail["probabilities"]["positive"]
+    )
     # the prior (3 content-free inputs x 2 labels x 4 forms) was computed once, by the first cell that needed it
     assert calibrated.usage.calls == 8 + 24 and happy.usage.calls == 8
 

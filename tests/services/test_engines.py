@@ -49,3 +49,24 @@ def test_idle_engines_stop_and_a_cap_evicts_the_least_recently_used(monkeypatch)
         assert engine_rows(at) == [] and engines.running() == []
     finally:
         engines.stop_all()
+
+
+def test_a_provider_follows_its_engine_when_it_is_stopped_and_started_again(monkeypatch):
+    """A long-lived process (the worker, the UI) keeps one provider per spec; when its engine is stopped (idle,
+    the cap, another test module's teardown) the next request finds or starts one instead of failing."""
+    from prompting.providers import ProviderSpec
+    from services.engines import engines
+    from services.providers import provider_for
+
+    monkeypatch.setenv("WORKBENCH_ENGINE_URL", f"http://127.0.0.1:{free_port()}/v1")
+    provider = provider_for(ProviderSpec.parse(f"local:{MODEL}@int8"))
+    question = [{"role": "user", "content": "What is the capital of France?"}]
+    try:
+        first = provider.chat(question, temperature=0, max_tokens=4)
+        (before,) = [r.pid for r in engines.running()]
+        engines.stop_all()
+        again = provider.chat(question, temperature=0, max_tokens=4)
+        (after,) = [r.pid for r in engines.running()]
+    finally:
+        engines.stop_all()
+    assert again.text == first.text and after != before

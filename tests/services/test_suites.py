@@ -32,10 +32,30 @@ def test_importing_identical_content_reuses_the_suite_and_changed_content_gets_a
 
 def test_tables_become_cases_and_every_problem_names_table_row_and_column():
     case_rows = [
-        {"Description": "ok", "country": "France", "examples": '[{"input": "a"}]', "Expected": "Paris",
-         "Threshold": None, "Tags": "geo, easy"},
-        {"Description": "", "country": "Spain", "examples": "[oops", "Expected": "", "Threshold": "high", "Tags": ""},
-        {"Description": None, "country": None, "examples": None, "Expected": None, "Threshold": None, "Tags": None},
+        {
+            "Description": "ok",
+            "country": "France",
+            "examples": '[{"input": "a"}]',
+            "Expected": "Paris",
+            "Threshold": None,
+            "Tags": "geo, easy",
+        },
+        {
+            "Description": "",
+            "country": "Spain",
+            "examples": "[oops",
+            "Expected": "",
+            "Threshold": "high",
+            "Tags": "",
+        },
+        {
+            "Description": None,
+            "country": None,
+            "examples": None,
+            "Expected": None,
+            "Threshold": None,
+            "Tags": None,
+        },
     ]
     assertion_rows = [
         {"Case": 1, "Type": "icontains", "Value": "paris", "Threshold": None, "Weight": 2.0},

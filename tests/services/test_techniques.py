@@ -66,7 +66,9 @@ workbench:
 """, engine_url, monkeypatch)  # fmt: skip
     by_version = {store.get_version(r.version_id).name: r for r, _ in store.run_results(declared)}
     sc, vb = by_version["self_consistency"], by_version["verbalizer"]
-    assert sc.error is None and len(sc.detail["samples"]) == 5 and sc.detail["n"] == 5 and "votes" in sc.detail
+    assert (
+        sc.error is None and len(sc.detail["samples"]) == 5 and sc.detail["n"] == 5 and "votes" in sc.detail
+    )
     assert vb.error is None and vb.output in ("positive", "negative", "neutral") and vb.tokens_out == 0
     assert set(vb.detail["probabilities"]) == {"positive", "negative", "neutral"} and "prior" in vb.detail
     recorded = store.get_run(declared).options["strategies"]
@@ -99,17 +101,21 @@ workbench:
 """, engine_url, monkeypatch)  # fmt: skip
     results = [r for r, _ in open_store().run_results(run_id)]
     truth = {t: "positive" for t in POSITIVE} | {t: "negative" for t in NEGATIVE}
-    cases_by_id = {c.id: c.vars["text"] for c in open_store().suite_cases(open_store().get_run(run_id).suite_id)}
+    cases_by_id = {
+        c.id: c.vars["text"] for c in open_store().suite_cases(open_store().get_run(run_id).suite_id)
+    }
     calibrated = [r.output for r in results]
     raw = [max(r.detail["uncalibrated"], key=r.detail["uncalibrated"].get) for r in results]
     expected = [truth[cases_by_id[r.case_id]] for r in results]
     accuracy = sum(p == e for p, e in zip(calibrated, expected, strict=True)) / len(results)
     raw_accuracy = sum(p == e for p, e in zip(raw, expected, strict=True)) / len(results)
     shares = {label: calibrated.count(label) / len(results) for label in ("positive", "negative")}
-    print(f"verbalizer on {len(results)} balanced cases: calibrated accuracy {accuracy:.0%} "
-          f"(predicts positive {shares['positive']:.0%}, negative {shares['negative']:.0%}); "
-          f"uncalibrated {raw_accuracy:.0%} (predicts positive {raw.count('positive') / len(raw):.0%}); "
-          f"prior {results[0].detail['prior']}")
+    print(
+        f"verbalizer on {len(results)} balanced cases: calibrated accuracy {accuracy:.0%} "
+        f"(predicts positive {shares['positive']:.0%}, negative {shares['negative']:.0%}); "
+        f"uncalibrated {raw_accuracy:.0%} (predicts positive {raw.count('positive') / len(raw):.0%}); "
+        f"prior {results[0].detail['prior']}"
+    )
     assert len(results) == 20 and all(r.error is None for r in results)
     assert min(shares.values()) >= 0.2 and accuracy >= raw_accuracy
 
@@ -124,4 +130,6 @@ def test_every_example_suite_runs_and_says_its_strategy(engine_url, isolated_hom
     for name, proc in procs.items():
         out, err = proc.communicate(timeout=900)
         assert proc.returncode == 0, f"{name}: {err[-2000:]}"
-        assert "strategy for " in err and " errored" not in err.split("pass rate")[-1], f"{name}: {err[-800:]}"
+        assert "strategy for " in err and " errored" not in err.split("pass rate")[-1], (
+            f"{name}: {err[-800:]}"
+        )

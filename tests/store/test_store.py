@@ -152,3 +152,34 @@ def test_response_cache_tolerates_concurrent_writers_of_one_key(db):
     for t in threads:
         t.join()
     assert errors == [] and cache.get("same")["texts"][0] in {str(i) for i in range(8)}
+
+
+def test_processes_saving_the_same_version_at_once_agree_on_one_row(db):
+    """Several `workbench run` processes importing the same template together (the CI failure: UNIQUE constraint
+    on template_versions): each has its own connection; all get the one row, none fails."""
+    import threading
+
+    from store import Store
+
+    stores = [Store(db.url) for _ in range(6)]
+    barrier = threading.Barrier(len(stores))
+    got, failures = [], []
+
+    def save(store):
+        barrier.wait()
+        try:
+            got.append(
+                (store.save_version("race", "{{ x }}").id, store.upsert_provider("p@race", "local", "m").id)
+            )
+        except Exception as exc:  # noqa: BLE001 - the assertion below names any failure
+            failures.append(repr(exc))
+
+    threads = [threading.Thread(target=save, args=(s,)) for s in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == [] and len(got) == len(stores) and len(set(got)) == 1
+    assert [v.version for v in db.list_versions("race")] == [1]
+    for store in stores:
+        store.dispose()
