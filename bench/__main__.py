@@ -1,6 +1,6 @@
 """`make bench`: every benchmark in one run, each printing its table of ratios against the reference.
 
-`python -m bench` runs engine, server, runner and structured-output benchmarks in turn; `python -m bench engine --json` runs one.
+`python -m bench` runs every benchmark below in turn; `python -m bench engine --json` runs one.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHES = ("engine", "server", "runner", "structured", "stats", "idle", "techniques")
+from bench import BENCHES
 
 
 def main(argv: list[str]) -> int:

@@ -22,6 +22,7 @@ MODEL = "smollm2-135m-instruct"
 CHAT_PROMPT = "Explain in a few sentences why the sky looks blue during the day and red at sunset."
 PREFILL_TOKENS = 512
 LLAMA_CPP_PIN = "llama-cpp-python==0.3.36"
+KLD_TOKENS = 1024  # of the perplexity text: two [tokens, vocab] log-probability tables fit in memory at once
 
 
 def _setup(threads: int):
@@ -48,26 +49,21 @@ NEW_TOKENS_OVERRIDE = {"nf4": 24}
 
 
 def measure_ours(method: str, threads: int, repeats: int, new_tokens: int) -> dict:
-    from engine.generate import Engine, generate, perplexity
+    from engine.generate import Engine, calibration_ids, generate, perplexity
     from engine.model import build_model
-    from engine.quantize import linear_weight_bytes, quantize
+    from engine.quantize import linear_weight_bytes, parse_method, quantize
     from engine.sampling import SamplingParams
 
     new_tokens = NEW_TOKENS_OVERRIDE.get(method, new_tokens)
     loaded, chat, text_ids = _setup(threads)
     model = build_model(loaded.config, dict(loaded.state_dict))
-    calibration = None
-    if method == "smoothquant":
-        import torch
-
-        from engine.generate import CALIBRATION_TEXT
-
-        calibration = torch.tensor(
-            loaded.tokenizer(CALIBRATION_TEXT.read_text(encoding="utf-8"))["input_ids"]
-        )
-    quantize(model, method, calibration_ids=calibration)
+    parsed = parse_method(method)
+    calibration = calibration_ids(loaded.tokenizer) if parsed.name in ("smoothquant", "gptq", "awq") else None
+    quantize(model, parsed, calibration_ids=calibration, cache_key=loaded.name)
     del loaded.state_dict
-    engine = Engine(model, loaded.tokenizer, max_batch=4)
+    engine = Engine(
+        model, loaded.tokenizer, max_batch=4, prefix_cache=False
+    )  # prefill repeats: no cache hits
     params = SamplingParams(max_new_tokens=new_tokens, temperature=0, min_tokens=new_tokens)
     generate(engine, chat, SamplingParams(max_new_tokens=4, temperature=0))  # warm-up
 
@@ -81,14 +77,33 @@ def measure_ours(method: str, threads: int, repeats: int, new_tokens: int) -> di
         return PREFILL_TOKENS / (time.perf_counter() - start)
 
     weight_bytes, params_count = linear_weight_bytes(model)
-    return {
+    result = {
         "system": "ours", "method": method,
         "decode_tok_s": median_of(repeats, decode), "prefill_tok_s": median_of(repeats, prefill),
         "ppl": perplexity(engine, text_ids), "weight_bytes": weight_bytes,
         "bits_per_param": weight_bytes * 8 / params_count,
-        "kv_bytes_per_token": engine.cache.bytes_per_token(), "peak_rss_bytes": peak_rss_bytes(),
+        "kv_bytes_per_token": engine.pool.bytes_per_token(), "peak_rss_bytes": peak_rss_bytes(),
         "decode_tokens": new_tokens,
     }  # fmt: skip
+    # after the peak memory was read: the reference model below is the measurement's, not the method's
+    result["kld"] = kl_divergence(model, text_ids[:KLD_TOKENS]) if parsed.name != "none" else 0.0
+    return result
+
+
+def kl_divergence(model, ids: list[int]) -> float:
+    """Mean over positions of KL(P_none || P_method) of the next-token distributions on the perplexity text."""
+    import torch
+
+    from engine.loader import load
+    from engine.model import build_model
+
+    loaded = load(MODEL)
+    reference = build_model(loaded.config, dict(loaded.state_dict))
+    tokens = torch.tensor(ids)
+    expected = torch.log_softmax(reference.forward_sequence(tokens), -1)
+    del reference
+    got = torch.log_softmax(model.forward_sequence(tokens), -1)
+    return float((expected.exp() * (expected - got)).sum(-1).mean())
 
 
 def measure_transformers(threads: int, repeats: int, new_tokens: int) -> dict:
@@ -244,6 +259,7 @@ def print_report(report: dict) -> None:
             fmt(r["decode_tok_s"] / hf["decode_tok_s"], ".2f") + "x" if hf else "-",
             fmt(r["decode_tok_s"] / cpp["decode_tok_s"], ".2f") + "x" if cpp else "-",
             fmt(r["prefill_tok_s"], ".0f"), fmt(r["ppl"], ".3f"), fmt(r.get("ppl_delta_pct"), "+.2f"),
+            fmt(r.get("kld"), ".4f"),
             fmt(r["weight_bytes"] / 1e6, ".1f"), fmt(r["bits_per_param"], ".2f"), fmt(r["peak_rss_bytes"] / 1e6, ".0f"),
         ])  # fmt: skip
     print(
@@ -260,6 +276,7 @@ def print_report(report: dict) -> None:
             "prefill tok/s",
             "ppl",
             "ppl Δ%",
+            "KLD",
             "linear MB",
             "bits/param",
             "peak RSS MB",
@@ -274,11 +291,13 @@ def print_report(report: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     from engine.quantize import METHODS
 
+    # gptq, awq and their round-to-nearest baseline also at 3 bits, group 64 (the plain names are 4-bit, group 128)
+    methods = [*METHODS, "rtn-3b-g64", "gptq-3b-g64", "awq-3b-g64"]
     parser = argparse.ArgumentParser(prog="bench.engine", description=__doc__)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--new-tokens", type=int, default=128)
-    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--methods", default=",".join(methods))
     parser.add_argument("--no-llama-cpp", action="store_true")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--one", help=argparse.SUPPRESS)

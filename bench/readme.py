@@ -49,7 +49,79 @@ def techniques_table(report: dict) -> str:
     return "\n".join(rows)
 
 
-RENDERERS = {"idle": idle_table, "stats": stats_table, "techniques": techniques_table}
+def _ratio(value: float | None, base: dict | None, key: str) -> str:
+    return f"{value / base[key]:.2f}×" if value and base and base.get(key) else "—"
+
+
+def _num(value: float | None, spec: str) -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def engine_table(report: dict) -> str:
+    results = report["results"]
+    hf = next((r for r in results if r["system"] == "transformers"), None)
+    cpp = next((r for r in results if r["system"] == "llama.cpp"), None)
+    names = {"transformers": "none (fp32 `generate`)", "llama.cpp": "GGUF Q4_1"}
+    rows = ["| system | method | decode tok/s | vs HF | vs llama.cpp | prefill tok/s | ppl | ppl Δ | KLD | linear MB | "
+            "bits/param | peak RSS MB |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in results:
+        method = names.get(r["system"], r["method"])
+        if r["system"] == "ours" and r["method"] == report.get("default_method"):
+            method = f"**{method}** (default)"
+        delta = r.get("ppl_delta_pct")
+        rows.append(f"| {r['system']} | {method} | {_num(r['decode_tok_s'], '.1f')} | "
+                    f"{_ratio(r['decode_tok_s'], hf, 'decode_tok_s')} | {_ratio(r['decode_tok_s'], cpp, 'decode_tok_s')} | "
+                    f"{_num(r['prefill_tok_s'], '.0f')} | {_num(r['ppl'], '.3f')} | "
+                    f"{'—' if delta is None else f'{delta:+.2f} %'} | {_num(r.get('kld'), '.4f')} | "
+                    f"{_num(r['weight_bytes'] / 1e6, '.1f')} | "
+                    f"{_num(r.get('bits_per_param'), '.2f')} | {_num(r['peak_rss_bytes'] / 1e6, '.0f')} |")  # fmt: skip
+    return "\n".join(rows) + "\n\n" + calibrated_table(results)
+
+
+def calibrated_table(results: list[dict]) -> str:
+    """GPTQ and AWQ beside round-to-nearest on the same grid (bits, group): perplexity and bits per parameter."""
+    import quant_methods
+
+    by_setting: dict[tuple[int, int], dict[str, dict]] = {}
+    for r in results:
+        if r["system"] != "ours":
+            continue
+        name, group, bits = quant_methods.parse_bits(r["method"])
+        if name in quant_methods.CALIBRATED:
+            by_setting.setdefault((bits, group), {})[name] = r
+    rows = [
+        "| bits, group | ppl rtn / gptq / awq | KLD rtn / gptq / awq | bits/param (each) |",
+        "|---|---|---|---|",
+    ]
+    for (bits, group), found in sorted(by_setting.items(), reverse=True):
+        ppl = [_num(found[m]["ppl"], ".3f") if m in found else "—" for m in ("rtn", "gptq", "awq")]
+        kld = [_num(found[m].get("kld"), ".4f") if m in found else "—" for m in ("rtn", "gptq", "awq")]
+        size = next((f["bits_per_param"] for f in found.values() if f.get("bits_per_param")), None)
+        rows.append(
+            f"| {bits}-bit, group {group} | {' / '.join(ppl)} | {' / '.join(kld)} | {_num(size, '.2f')} |"
+        )
+    return "\n".join(rows)
+
+
+def memory_table(report: dict) -> str:
+    p, m = report["prefix"], report["peak"]
+    rows = ["| measure | value | target |", "|---|---|---|",
+            f"| time to first token, {p.get('cases', 50)} cases after a {p.get('prefix_tokens', 1000):,}-token shared "
+            f"prefix: no prefix cache / prefix cache | {p['ttft_plain_s'] * 1000:.0f} ms / {p['ttft_cached_s'] * 1000:.0f}"
+            f" ms = **{p['ttft_ratio']:.1f}×** | ≥ 5× |",
+            f"| peak KV blocks' bytes of {m['requests']} concurrent requests ({min(m['lengths']):,}–{max(m['lengths']):,} "
+            f"tokens) / their tokens × bytes per token | **{m['peak_ratio']:.3f}×** ({m['peak_kv_bytes'] / 1e6:,.0f} MB) "
+            "| ≤ 1.2× |",
+            f"| the same, had every row grown to the longest sequence | {m['grow_to_longest_ratio']:.2f}× | — |",
+            "", "| KV dtype | bytes per token | smaller than fp32 | perplexity | Δ vs fp32 KV |", "|---|---|---|---|---|"]  # fmt: skip
+    for r in report["kv"]:
+        rows.append(f"| {r['kv_dtype']} | {r['kv_bytes_per_token']:,} | {r['bytes_ratio']:.2f}× | {r['ppl']:.3f} | "
+                    f"{r['ppl_delta_pct']:+.2f} % |")  # fmt: skip
+    return "\n".join(rows)
+
+
+RENDERERS = {"idle": idle_table, "stats": stats_table, "techniques": techniques_table, "engine": engine_table,
+             "memory": memory_table}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,6 +7,13 @@ import sys
 import click
 
 from cli.common import EXIT_INVALID
+from engine.kv_options import (
+    BLOCK_SIZES,
+    DEFAULT_BLOCK_SIZE,
+    DEFAULT_KV_DTYPE,
+    DEFAULT_KV_MEMORY_MB,
+    KV_DTYPE_NAMES,
+)
 
 
 @click.group()
@@ -42,7 +49,10 @@ def models_fetch(name: str | None) -> None:
     "--model", default=None, help="Model name or path (HF folder or .gguf). Default: the default model."
 )
 @click.option(
-    "--quant", default=None, help="none, bf16, int8, int4 (int4-g64, int4-g128), nf4, llm_int8, smoothquant."
+    "--quant",
+    default=None,
+    help="none, bf16, int8, int4 (int4-g64, int4-g128), nf4, llm_int8, smoothquant, gptq, awq, rtn "
+    "(these three take -3b/-4b and -g32/-g64/-g128, e.g. gptq-3b-g64).",
 )
 @click.option(
     "--host",
@@ -64,9 +74,41 @@ def models_fetch(name: str | None) -> None:
 @click.option("--api-key", envvar="WORKBENCH_API_KEY", default=None,
               help="Require 'Authorization: Bearer KEY' (or set WORKBENCH_API_KEY).")  # fmt: skip
 @click.option("--threads", type=int, default=None, help="Torch threads (default: all cores).")
+@click.option(
+    "--kv-dtype",
+    type=click.Choice(KV_DTYPE_NAMES),
+    default=DEFAULT_KV_DTYPE,
+    show_default=True,
+    help="KV cache element type; int8 keeps a scale per token and head (about 1/4 of fp32's bytes).",
+)
+@click.option(
+    "--kv-block-size",
+    type=click.Choice([str(b) for b in BLOCK_SIZES]),
+    default=str(DEFAULT_BLOCK_SIZE),
+    show_default=True,
+    help="Tokens per KV cache block (the unit of allocation and prefix sharing).",
+)
+@click.option(
+    "--kv-memory-mb",
+    type=click.IntRange(1),
+    default=DEFAULT_KV_MEMORY_MB,
+    show_default=True,
+    help="Memory for the KV block pool; requests beyond what it holds wait in the queue (429 when full).",
+)
+@click.option(
+    "--prefix-cache/--no-prefix-cache",
+    default=True,
+    show_default=True,
+    help="Reuse the cached blocks of a prompt's longest already-seen prefix (a suite's shared system "
+    "prompt is computed once).",
+)
 def serve(model: str | None, quant: str | None, host: str, port: int, max_batch: int, max_queue: int,
-          api_key: str | None, threads: int | None) -> None:  # fmt: skip
-    """Serve a local model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions)."""
+          api_key: str | None, threads: int | None, kv_dtype: str, kv_block_size: str, kv_memory_mb: int,
+          prefix_cache: bool) -> None:  # fmt: skip
+    """Serve a local model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions).
+
+    The KV cache is paged: blocks are allocated as a sequence grows and freed when it ends, so memory holds only
+    the tokens in flight; /metrics reports blocks used and free, /v1/models the KV dtype and bytes per token."""
     import uvicorn
 
     from engine.generate import Engine
@@ -94,7 +136,9 @@ def serve(model: str | None, quant: str | None, host: str, port: int, max_batch:
                    f"(max batch {max_batch}, queue {max_queue})", err=True)  # fmt: skip
 
     name, _ = resolve(model)  # an unknown model fails here, before the server starts
-    app = create_app(lambda: Engine.load(model, method.label, max_batch=max_batch), name, method.label,
+    kv = {"kv_dtype": kv_dtype, "block_size": int(kv_block_size), "kv_memory_mb": kv_memory_mb,
+          "prefix_cache": prefix_cache}  # fmt: skip
+    app = create_app(lambda: Engine.load(model, method.label, max_batch=max_batch, **kv), name, method.label,
                      max_queue=max_queue, api_key=api_key, on_ready=on_ready)  # fmt: skip
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
     server.run()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from bench import BENCHES
 from cli.common import gather_vars, store, var_option, vars_file_option
 
 FORMATS = ["j2", "openai", "openai-request", "promptfoo"]
@@ -82,7 +83,7 @@ def import_(file: Path, name: str | None) -> None:
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-@click.argument("which", type=click.Choice(["engine", "server", "runner"]))
+@click.argument("which", type=click.Choice(BENCHES))
 @click.pass_context
 def bench(ctx: click.Context, which: str) -> None:
     """Benchmarks against the reference, printed as ratios (options: --json, --threads, --repeats ...)."""

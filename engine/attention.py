@@ -27,6 +27,10 @@ import torch.nn.functional as F
 from engine.kv import KVPool
 from engine.native import kernels
 
+# What the C++ kernel is compiled for (engine/csrc/paged_attention.cpp); other shapes take the torch path.
+NATIVE_HEAD_DIMS = (16, 32, 64, 128)
+NATIVE_BLOCK_SIZES = (16, 32, 64)
+
 
 @dataclass
 class Segment:
@@ -43,7 +47,8 @@ class PagedContext:
         # slots, positions: [T]; segments cover the T tokens in order
         self.pool, self.segments = pool, segments
         self.slots, self.positions = slots, positions
-        self.native = kernels()
+        supported = pool.head_dim in NATIVE_HEAD_DIMS and pool.block_size in NATIVE_BLOCK_SIZES
+        self.native = kernels() if supported else None
         if self.native is not None:
             width = max(len(s.blocks) for s in segments)
             self.tables = torch.tensor(

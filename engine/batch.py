@@ -262,6 +262,9 @@ class DecodeBatch:
             if sequence.request.cancelled and not sequence.finished:
                 sequence.finished = "cancelled"
                 self.groups.pop(sequence.request.id, None)
+        # beams of a preempted request cancelled while it waited or was being recomputed: it ended with no rows
+        for request_id in [rid for rid, group in self.groups.items() if group.request.done]:
+            del self.groups[request_id]
         self.compact()
 
     def clear(self) -> list[Request]:

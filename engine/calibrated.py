@@ -22,6 +22,7 @@ The calibration text is engine/data/calibration.txt; results are cached on disk 
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -183,12 +184,26 @@ def calibrate(model: nn.Module, name: str, bits: int, group: int, ids: torch.Ten
     return codes
 
 
-def cache_path(cache_key: str, label: str, ids: torch.Tensor) -> Path:
-    """Where a calibration result lives: keyed by model, method label, calibration tokens and this code."""
+def weights_fingerprint(model: nn.Module) -> bytes:
+    """A cheap digest of the weights (names, shapes, a strided sample of values): a model re-converted or swapped
+    under the same name never meets another one's calibration."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        flat = tensor.detach().reshape(-1)
+        digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
+        digest.update(flat[:: max(1, flat.numel() // 512)].float().numpy().tobytes())
+    return digest.digest()
+
+
+def cache_path(cache_key: str, label: str, ids: torch.Tensor, model: nn.Module) -> Path:
+    """Where a calibration result lives: keyed by model name and weights, method label, calibration tokens and
+    the code that computes it (this module and the forward pass it calibrates through)."""
     from settings import get_settings
 
     digest = hashlib.sha256(ids.reshape(-1).to(torch.int64).numpy().tobytes())
-    digest.update(Path(__file__).read_bytes())
+    digest.update(weights_fingerprint(model))
+    for module in ("calibrated.py", "model.py", "attention.py"):
+        digest.update((Path(__file__).parent / module).read_bytes())
     return (
         get_settings().models_dir
         / ".calibration"
@@ -201,7 +216,7 @@ def load_or_calibrate(model: nn.Module, name: str, bits: int, group: int, ids: t
     """`calibrate`, or its result from disk (codes, and the norm weights AWQ changed) when computed before."""
     from safetensors.torch import load_file, save_file
 
-    path = cache_path(cache_key, label, ids) if cache_key else None
+    path = cache_path(cache_key, label, ids, model) if cache_key else None
     if path is not None and path.is_file():
         stored = load_file(str(path))
         with torch.no_grad():
@@ -221,7 +236,7 @@ def load_or_calibrate(model: nn.Module, name: str, bits: int, group: int, ids: t
             {k: v.detach().clone() for k, v in model.state_dict().items() if k.endswith("norm.weight")}
         )
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".partial")
+        partial = path.with_suffix(f".{os.getpid()}.partial")  # concurrent writers never share a file
         save_file(state, str(partial))
         partial.replace(path)
     return codes

@@ -21,14 +21,13 @@ import torch
 from engine.batch import DecodeBatch, token_logprob
 from engine.constraints import ConstraintSpec, Grammar, GrammarTokenizer, compile_grammar
 from engine.errors import ContextLengthError, EngineError
-from engine.kv import (
+from engine.kv import BlockManager, BlockTable, KVPool
+from engine.kv_options import (
     BLOCK_SIZES,
     DEFAULT_BLOCK_SIZE,
     DEFAULT_KV_DTYPE,
     DEFAULT_KV_MEMORY_MB,
-    BlockManager,
-    BlockTable,
-    KVPool,
+    KV_DTYPE_NAMES,
 )
 from engine.model import Transformer
 from engine.prefill import Prefill, resume_ids, run_chunk, try_start
@@ -116,6 +115,7 @@ class Engine:
             "resident_bytes": resident_weight_bytes(self.model),
             "kv_dtype": self.pool.kv_dtype,
             "kv_bytes_per_token": self.pool.bytes_per_token(),
+            "kv_bytes_per_token_by_dtype": kv_bytes_by_dtype(self.model),
             "kv_block_size": self.pool.block_size,
             "kv_blocks": self.pool.num_blocks,
             "kv_cache_bytes": self.pool.num_blocks * self.pool.block_bytes(),
@@ -270,6 +270,13 @@ class Engine:
 def calibration_ids(tokenizer: Any) -> torch.Tensor:
     """The shipped calibration text's tokens (SmoothQuant's statistics, GPTQ's Hessians, AWQ's scales)."""
     return torch.tensor(tokenizer(CALIBRATION_TEXT.read_text(encoding="utf-8"))["input_ids"])
+
+
+def kv_bytes_by_dtype(model: Transformer) -> dict[str, int]:
+    """Bytes per cached token under each KV dtype (what `--kv-dtype` would give), for memory planning."""
+    a = model.args
+    return {name: KVPool(a.n_layers, a.n_kv_heads, a.head_dim, 0, DEFAULT_BLOCK_SIZE, name).bytes_per_token()
+            for name in KV_DTYPE_NAMES}  # fmt: skip
 
 
 def _pool(model: Transformer, kv_dtype: str, block_size: int, kv_blocks: int | None, kv_memory_mb: int | None,

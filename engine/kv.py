@@ -20,13 +20,9 @@ from collections import OrderedDict
 
 import torch
 
-KV_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "int8": torch.int8}
-DEFAULT_KV_DTYPE = "fp32"
-DEFAULT_BLOCK_SIZE = 16
-BLOCK_SIZES = (16, 32, 64)  # what the C++ kernel is built for
-# The KV memory the engine may use when not told otherwise; the pool is never larger than max_batch + 1
-# sequences of a full context window would need. Pages of the pool are touched only as blocks are used.
-DEFAULT_KV_MEMORY_MB = 2048
+from engine.kv_options import DEFAULT_KV_DTYPE, KV_DTYPE_NAMES
+
+KV_DTYPES = dict(zip(KV_DTYPE_NAMES, (torch.float32, torch.bfloat16, torch.int8), strict=True))
 
 
 class OutOfBlocks(RuntimeError):
@@ -180,10 +176,10 @@ class BlockManager:
         return hashlib.blake2b(data, digest_size=16).digest()
 
     def match(self, tokens: list[int], max_blocks: int) -> tuple[list[int], list[bytes]]:
-        """The cached blocks of the longest prefix of `tokens` (at most `max_blocks`), now referenced by the caller."""
+        """The cached blocks of the longest prefix of `tokens` (at most `max_blocks`), now referenced by the caller.
+        The hit statistics are the caller's to count (`count_lookup`), once the request really starts."""
         blocks: list[int] = []
         digests: list[bytes] = []
-        self.stats["queried_tokens"] += len(tokens)
         if not self.caching:
             return blocks, digests
         bs = self.block_size
@@ -195,8 +191,11 @@ class BlockManager:
             blocks.append(block)
             digests.append(digest)
         self.share(blocks)  # referenced again: no longer evictable
-        self.stats["hit_tokens"] += len(blocks) * bs
         return blocks, digests
+
+    def count_lookup(self, tokens: int, hit_blocks: int) -> None:
+        self.stats["queried_tokens"] += tokens
+        self.stats["hit_tokens"] += hit_blocks * self.block_size
 
     def register(self, block: int, digest: bytes) -> None:
         """A full block of committed tokens becomes findable by its digest (the first block with it wins)."""

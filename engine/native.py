@@ -14,12 +14,15 @@ import logging
 import os
 import platform
 import shutil
+import sysconfig
+import time
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 SOURCES = [Path(__file__).resolve().parent / "csrc" / "paged_attention.cpp"]
 log = logging.getLogger(__name__)
+STALE_LOCK_S = 600
 
 
 def _cpu_flags() -> str:
@@ -41,6 +44,7 @@ def build_dir() -> Path:
     for source in SOURCES:
         key.update(source.read_bytes())
     key.update(torch.__version__.encode())
+    key.update(str(sysconfig.get_config_var("EXT_SUFFIX")).encode())  # the Python ABI the module is built for
     key.update(_cpu_flags().encode())
     return get_settings().models_dir / ".native" / key.hexdigest()[:16]
 
@@ -58,6 +62,18 @@ def why_unavailable() -> str | None:
     return None
 
 
+def _clear_stale_lock(folder: Path) -> None:
+    """torch waits on the build folder's lock file while another process builds; a build that was killed leaves
+    it behind, and every later start would wait forever. No build takes STALE_LOCK_S."""
+    lock = folder / "lock"
+    try:
+        if time.time() - lock.stat().st_mtime > STALE_LOCK_S:
+            lock.unlink(missing_ok=True)
+            log.warning("removed a stale native build lock: %s", lock)
+    except FileNotFoundError:
+        pass
+
+
 @lru_cache(maxsize=1)
 def kernels() -> Any | None:
     """The compiled kernels, or None (the reason is logged once)."""
@@ -72,6 +88,7 @@ def kernels() -> Any | None:
         os.environ["PATH"] = f"{ninja.BIN_DIR}{os.pathsep}{os.environ.get('PATH', '')}"
         folder = build_dir()
         folder.mkdir(parents=True, exist_ok=True)
+        _clear_stale_lock(folder)
         return cpp_extension.load(
             name="workbench_native", sources=[str(s) for s in SOURCES], build_directory=str(folder),
             extra_cflags=["-O3", "-march=native", "-fno-math-errno"], verbose=False,

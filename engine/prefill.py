@@ -45,16 +45,35 @@ def try_start(job: Prefill, blocks: BlockManager, headroom: int) -> bool:
     """Reuse the cached prefix and allocate the rest of the job's blocks; False (nothing held) if they do not fit."""
     ids = job.ids
     reusable = 0 if job.want_all_logits else (len(ids) - 1) // blocks.block_size  # the last token is computed
-    cached, digests = blocks.match(ids, reusable)
+    if job.done_tables and not blocks.caching:
+        cached, digests = _sibling_prefix(job, blocks, reusable)
+    else:
+        cached, digests = blocks.match(ids, reusable)
     need = blocks.blocks_for(len(ids)) - len(cached)
     if blocks.available() < need + headroom:
         blocks.release(cached)
         return False
+    if not job.done_tables:  # a request's lookup (its later resumed rows only share its first one's blocks)
+        blocks.count_lookup(len(ids), len(cached))
     job.table = BlockTable(cached, digests)
     job.offset = len(cached) * blocks.block_size
     for _ in range(need):
         job.table.blocks.append(blocks.allocate())
     return True
+
+
+def _sibling_prefix(job: Prefill, blocks: BlockManager, reusable: int) -> tuple[list[int], list[bytes]]:
+    """A resumed request's later rows share the full blocks their context has in common with its first row, as
+    they did before preemption (admission counted the prompt once), even with the prefix cache off."""
+    first, reference, bs = job.done_tables[0], resume_ids(job.resume[0]), blocks.block_size
+    count = 0
+    while count < min(reusable, len(first.digests)) and (
+        job.ids[count * bs : (count + 1) * bs] == reference[count * bs : (count + 1) * bs]
+    ):
+        count += 1
+    shared = first.blocks[:count]
+    blocks.share(shared)
+    return list(shared), list(first.digests[:count])
 
 
 def run_chunk(model, pool: KVPool, blocks: BlockManager, job: Prefill, chunk: int) -> bool:

@@ -327,6 +327,36 @@ def published_cards() -> list[dict]:
     return cards
 
 
+@dataclass
+class KVPlan:
+    """The paged KV cache's memory for a planned load under one KV dtype (Engine page's calculator)."""
+
+    kv_dtype: str
+    bytes_per_token: int
+    blocks_per_sequence: int
+    shared_blocks: int  # full blocks of the shared prefix: held once, whatever the number of sequences
+    bytes_shared: int  # with prefix caching
+    bytes_unshared: int  # every sequence its own copy of the prefix
+    fits: int | None  # sequences of this shape a pool of `pool_bytes` holds at once (None: no pool given)
+
+
+def kv_plan(kv_dtype: str, bytes_per_token: int, block_size: int, tokens: int, sequences: int, shared_prefix: int,
+            pool_bytes: int | None = None) -> KVPlan:  # fmt: skip
+    """Blocks are whole: a sequence of `tokens` holds ceil(tokens / block_size) blocks; only full blocks of the
+    prefix are shared (the engine keys a block by its complete content)."""
+    per_sequence = -(-tokens // block_size)
+    shared = min(shared_prefix, tokens) // block_size
+    block_bytes = bytes_per_token * block_size
+    blocks_shared = shared + sequences * (per_sequence - shared) if sequences else 0
+    fits = None
+    if pool_bytes is not None:
+        # a sequence writes at least one block of its own (its next token), even when its prompt is all shared
+        pool_blocks, own = pool_bytes // block_bytes, max(per_sequence - shared, 1)
+        fits = 0 if pool_blocks < per_sequence else (pool_blocks - shared) // own
+    return KVPlan(kv_dtype, bytes_per_token, per_sequence, shared, blocks_shared * block_bytes,
+                  sequences * per_sequence * block_bytes, fits)  # fmt: skip
+
+
 def bench_report(name: str) -> dict | None:
     """The last `make bench` report of that name, if any."""
     path = get_settings().home_dir / "bench" / f"{name}.json"

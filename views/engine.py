@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 import quant_methods
-from services.engines import bench_report, engines, published_cards
+from services.engines import bench_report, engines, kv_plan, published_cards
 from services.errors import PromptingError
 from settings import get_settings
 from views.common import engine_status
@@ -114,18 +114,49 @@ def memory() -> None:
         x=alt.X("weights MB:Q", title="weights (MB)"), y=alt.Y("method:N", title="quantization method", sort="x"),
         tooltip=["method", alt.Tooltip("weights MB:Q", format=".1f"), alt.Tooltip("bits:Q", format=".2f")]),
         use_container_width=True)  # fmt: skip
-    kv_cache(frame)
+    kv_cache()
 
 
-def kv_cache(frame: pd.DataFrame) -> None:
-    kv = frame["kv"].dropna().iloc[0] if "kv" in frame and frame["kv"].notna().any() else None
-    if kv is None:
+def kv_cache() -> None:
+    """The KV cache arithmetic from the bytes per token a running engine publishes for each KV dtype."""
+    card = next((c for c in published_cards() if c.get("kv_bytes_per_token_by_dtype")), None)
+    if card is None:
         return
-    c1, c2 = st.columns(2)
-    context = c1.number_input("Context length (tokens)", 1, 131072, 2048, step=256, key="engine_context")
+    st.markdown("**KV cache** — paged: a sequence holds whole blocks of its own tokens only; full blocks of a prefix "
+                "that sequences share (a suite's system prompt and examples) are held once.")  # fmt: skip
+    c1, c2, c3, c4 = st.columns(4)
+    tokens = c1.number_input("Tokens per sequence", 1, 131072, 1030, step=64, key="engine_tokens",
+                             help="Prompt and answer together.")  # fmt: skip
     batch = c2.number_input("Sequences at once", 1, 256, 16, key="engine_batch")
-    st.markdown(f"KV cache: **{human(kv)} per token** (published by the engine); for {context:,} tokens × {batch} "
-                f"sequences: **{human(kv * context * batch)}**.")  # fmt: skip
+    shared = c3.number_input("Shared prefix (tokens)", 0, 131072, 1000, step=64, key="engine_shared",
+                             help="Tokens every sequence starts with: the part of a suite's prompt before the case.")  # fmt: skip
+    sizes_offered = [16, 32, 64]
+    block = c4.selectbox("Block size", sizes_offered, index=sizes_offered.index(card.get("kv_block_size", 16))
+                         if card.get("kv_block_size", 16) in sizes_offered else 0, key="engine_block")  # fmt: skip
+    pool = card.get("kv_cache_bytes")
+    per_dtype = card["kv_bytes_per_token_by_dtype"].items()
+    plans = [kv_plan(dtype, per_token, block, tokens, batch, shared) for dtype, per_token in per_dtype]
+    # what the running pool holds: sharing counts only where the engine caches prefixes
+    reused = shared if card.get("prefix_caching") else 0
+    fits = [
+        kv_plan(dtype, per_token, block, tokens, batch, reused, pool).fits for dtype, per_token in per_dtype
+    ]
+    table = pd.DataFrame([{"KV dtype": p.kv_dtype + (" (running)" if p.kv_dtype == card.get("kv_dtype") else ""),
+                           "per token": human(p.bytes_per_token), "without prefix sharing": human(p.bytes_unshared),
+                           "with prefix sharing": human(p.bytes_shared),
+                           f"sequences that fit {human(pool)}": fit} for p, fit in zip(plans, fits, strict=True)])  # fmt: skip
+    st.dataframe(table, hide_index=True)
+    chart = pd.DataFrame([{"KV dtype": p.kv_dtype, "prefix": label, "MB": value / 1e6} for p in plans
+                          for label, value in (("not shared", p.bytes_unshared), ("shared", p.bytes_shared))])  # fmt: skip
+    st.altair_chart(alt.Chart(chart).mark_bar().encode(
+        x=alt.X("MB:Q", title="KV cache (MB)"), y=alt.Y("KV dtype:N", title=None), yOffset="prefix:N",
+        color=alt.Color("prefix:N", title="prefix"), tooltip=["KV dtype", "prefix", alt.Tooltip("MB:Q", format=",.1f")]),
+        use_container_width=True)  # fmt: skip
+    st.caption(f"Bytes per token as the engine publishes them in /v1/models; the running engine uses "
+               f"{card.get('kv_dtype')} KV in blocks of {card.get('kv_block_size')} tokens, a pool of "
+               f"{card.get('kv_blocks', 0):,} blocks ({human(pool)}), prefix caching "
+               f"{'on' if card.get('prefix_caching') else 'off'} (`workbench serve --kv-dtype --kv-block-size "
+               "--kv-memory-mb --no-prefix-cache`).")  # fmt: skip
 
 
 def training() -> None:

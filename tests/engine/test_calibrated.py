@@ -77,7 +77,12 @@ def test_calibrated_model_is_cached_on_disk(tiny_pair, method, tmp_path, monkeyp
     hf, reference = tiny_pair
     ids = torch.randint(0, 256, (200,), generator=torch.Generator().manual_seed(4))
     first = quantize(build_model(hf.config, hf.state_dict()), method, ids, cache_key="tiny")
-    assert cache_path("tiny", parse_method(method).label, ids).is_file()
+    fresh = build_model(hf.config, hf.state_dict())
+    assert cache_path("tiny", parse_method(method).label, ids, fresh).is_file()
+    changed = build_model(hf.config, {k: v + 0.01 for k, v in hf.state_dict().items()})
+    assert not cache_path(
+        "tiny", parse_method(method).label, ids, changed
+    ).is_file()  # other weights, same name
     again = quantize(build_model(hf.config, hf.state_dict()), method, ids, cache_key="tiny")
     probe = torch.arange(30)
     assert torch.equal(first.forward_sequence(probe), again.forward_sequence(probe))

@@ -318,17 +318,24 @@ def test_workbench_serve_prints_a_ready_line_and_serves():
     port = free_port()
     exe = Path(sys.executable).parent / "workbench"
     proc = subprocess.Popen(
-        [str(exe), "serve", "--port", str(port), "--quant", "int8", "--max-batch", "4"],
+        [str(exe), "serve", "--port", str(port), "--quant", "int8", "--max-batch", "4", "--kv-dtype", "int8",
+         "--kv-block-size", "32", "--kv-memory-mb", "64", "--no-prefix-cache"],
         stderr=subprocess.PIPE,
         text=True,
-    )
+    )  # fmt: skip
     try:
         line = proc.stderr.readline()
         assert line.startswith(
             f"workbench engine ready: smollm2-135m-instruct@int8 on http://127.0.0.1:{port}/v1"
         )
-        models = httpx.get(f"http://127.0.0.1:{port}/v1/models").json()
-        assert models["data"][0]["id"] == "smollm2-135m-instruct@int8"
+        card = httpx.get(f"http://127.0.0.1:{port}/v1/models").json()["data"][0]
+        assert card["id"] == "smollm2-135m-instruct@int8"
+        by_dtype = card["kv_bytes_per_token_by_dtype"]
+        assert (card["kv_dtype"], card["kv_block_size"], card["prefix_caching"]) == ("int8", 32, False)
+        assert card["kv_bytes_per_token"] == by_dtype["int8"] and by_dtype["fp32"] / by_dtype["int8"] >= 3.5
+        assert card["kv_cache_bytes"] <= 64 * 2**20 and card["kv_blocks"] == 64 * 2**20 // (
+            32 * by_dtype["int8"]
+        )
     finally:
         proc.terminate()
         proc.wait(timeout=30)
