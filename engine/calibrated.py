@@ -217,6 +217,9 @@ def load_or_calibrate(model: nn.Module, name: str, bits: int, group: int, ids: t
     from safetensors.torch import load_file, save_file
 
     path = cache_path(cache_key, label, ids, model) if cache_key else None
+    with torch.no_grad():  # GPTQ and AWQ change block weights in place: never the caller's loaded tensors
+        for parameter in model.layers.parameters():
+            parameter.data = parameter.data.clone()
     if path is not None and path.is_file():
         stored = load_file(str(path))
         with torch.no_grad():

@@ -89,3 +89,14 @@ def test_calibrated_model_is_cached_on_disk(tiny_pair, method, tmp_path, monkeyp
     fp = reference.forward_sequence(probe).softmax(-1)
     ours = first.forward_sequence(probe).softmax(-1)
     assert (ours - fp).abs().max() < 0.2  # still the same model, roughly
+
+
+@pytest.mark.parametrize("method", ["gptq-g32", "awq-g32"])
+def test_calibrating_leaves_the_loaded_weights_alone(tiny_pair, method):
+    """The model is built on the loader's tensors; calibration rewrites block weights as it goes and must not
+    reach back into them (a reference model built from the same load would silently be the quantized one)."""
+    hf, _ = tiny_pair
+    before = {k: v.clone() for k, v in hf.state_dict().items()}
+    ids = torch.randint(0, 256, (200,), generator=torch.Generator().manual_seed(5))
+    quantize(build_model(hf.config, hf.state_dict()), method, ids)
+    assert [k for k, v in hf.state_dict().items() if not torch.equal(v, before[k])] == []
