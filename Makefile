@@ -8,9 +8,9 @@ HOST ?= 127.0.0.1
 ENGINE_PORT ?= 8000
 UI_PORT ?= 8501
 
-.PHONY: setup model run test bench lint browser promptfoo clean-venv
+.PHONY: setup model native run test bench lint browser promptfoo clean-venv
 
-setup: $(STAMP) model
+setup: $(STAMP) model native
 
 # Re-installs only when the pinned requirements or the project metadata change.
 $(STAMP): requirements.txt pyproject.toml
@@ -22,6 +22,11 @@ $(STAMP): requirements.txt pyproject.toml
 # Fetches the default model once into $$WORKBENCH_HOME/models (a no-op when it is already there).
 model: $(STAMP)
 	$(BIN)/workbench models fetch
+
+# Builds the engine's C++ paged-attention kernel once per machine and torch version (cached next to the models;
+# a no-op when built; without a compiler it says so and the engine takes its torch path).
+native: $(STAMP)
+	$(BIN)/python -m engine.native
 
 # Starts the engine, the run worker and the UI together; Ctrl-C stops all three.
 run: setup
