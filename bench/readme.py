@@ -120,8 +120,28 @@ def memory_table(report: dict) -> str:
     return "\n".join(rows)
 
 
+def server_table(report: dict) -> str:
+    rows = ["| server | tok/s at concurrency 1 | 4 | 16 | 16 vs 1 | load: requests at concurrency 32 | load tok/s | "
+            "p50 / p95 latency | TTFT p50 | RSS before → after |", "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    systems = report["systems"]
+    base = systems.get("llama.cpp")
+    for name, m in systems.items():
+        t = {int(k): v for k, v in m["throughput"].items()}
+        versus = (
+            f" (**{m['tokens_per_s'] / base['tokens_per_s']:.2f}×** llama.cpp)"
+            if base and name != "llama.cpp"
+            else ""
+        )
+        errors = m["requests"] - m["ok"]
+        rows.append(f"| {'llama-cpp-python server' if name == 'llama.cpp' else name} | {t[1]:.1f} | {t[4]:.1f} | "
+                    f"{t[16]:.1f} | {t[16] / t[1]:.2f}× | {m['requests']} requests: {m['ok']} OK, {errors} errors | "
+                    f"{m['tokens_per_s']:.1f}{versus} | {m['p50_s']:.2f} s / {m['p95_s']:.2f} s | {m['ttft_p50_s']:.2f} s | "
+                    f"{m['rss_before'] / 1e6:.0f} → {m['rss_after'] / 1e6:.0f} MB |")  # fmt: skip
+    return "\n".join(rows)
+
+
 RENDERERS = {"idle": idle_table, "stats": stats_table, "techniques": techniques_table, "engine": engine_table,
-             "memory": memory_table}  # fmt: skip
+             "memory": memory_table, "server": server_table}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
