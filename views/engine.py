@@ -68,7 +68,7 @@ def engines_list() -> None:
     if not rows:
         st.caption("None.")
     for row in rows:
-        c1, c2, c3, c4, c5 = st.columns([3, 3, 2, 2, 1])
+        c1, c2, c3, c4, c5 = st.columns([3, 3, 2, 2, 1.5])
         c1.markdown(f"**{row.model_id}**")
         c2.caption(f"{row.url}" + ("" if row.on_demand else " (configured)"))
         c3.caption("–" if row.rss_mb is None else f"{human(row.rss_mb * 1e6)} resident")
@@ -105,9 +105,15 @@ def memory() -> None:
     frame["weights MB"] = frame["weights"] / 1e6
     shown = frame[["method", "weights", "bits", "perplexity", "decode tok/s", "source"]].copy()
     shown["weights"] = shown["weights"].map(human)
-    st.dataframe(shown, hide_index=True, column_config={"bits": st.column_config.NumberColumn("bits / parameter", format="%.2f"),
-                                                        "perplexity": st.column_config.NumberColumn(format="%.2f"),
-                                                        "decode tok/s": st.column_config.NumberColumn(format="%.1f")})  # fmt: skip
+    measured = [c for c in ("perplexity", "decode tok/s") if shown[c].notna().any()]
+    shown = shown.drop(columns=[c for c in ("perplexity", "decode tok/s") if c not in measured])
+    for column, spec in (("perplexity", ".2f"), ("decode tok/s", ".1f")):
+        if column in measured:  # a method the bench did not measure shows a dash, not "None"
+            shown[column] = shown[column].map(lambda v, spec=spec: "–" if pd.isna(v) else format(v, spec))
+    if not measured:
+        st.caption("Perplexity and decode speed per method come from `make bench` (none has run here yet).")
+    st.dataframe(shown, hide_index=True,
+                 column_config={"bits": st.column_config.NumberColumn("bits / parameter", format="%.2f")})  # fmt: skip
     st.caption("Weights of the linear layers and the output head, scales included (what the engine publishes in "
                "/v1/models; the bench measures the same).")  # fmt: skip
     st.altair_chart(alt.Chart(frame.dropna(subset=["weights MB"])).mark_bar().encode(
@@ -149,7 +155,8 @@ def kv_cache() -> None:
     chart = pd.DataFrame([{"KV dtype": p.kv_dtype, "prefix": label, "MB": value / 1e6} for p in plans
                           for label, value in (("not shared", p.bytes_unshared), ("shared", p.bytes_shared))])  # fmt: skip
     st.altair_chart(alt.Chart(chart).mark_bar().encode(
-        x=alt.X("MB:Q", title="KV cache (MB)"), y=alt.Y("KV dtype:N", title=None), yOffset="prefix:N",
+        x=alt.X("MB:Q", title="KV cache (MB)"), y=alt.Y("KV dtype:N", title=None, sort=[p.kv_dtype for p in plans]),
+        yOffset="prefix:N",
         color=alt.Color("prefix:N", title="prefix"), tooltip=["KV dtype", "prefix", alt.Tooltip("MB:Q", format=",.1f")]),
         use_container_width=True)  # fmt: skip
     st.caption(f"Bytes per token as the engine publishes them in /v1/models; the running engine uses "
