@@ -13,42 +13,21 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.browser import App, chromium, go, new_page, settle  # noqa: E402
+from tests.browser import App, chromium, go, new_page, settle, submit_capitals_runs  # noqa: E402
+from tests.conftest import wait_until  # noqa: E402
 
 OUT = ROOT / "docs" / "screenshots"
-MODEL = "smollm2-135m-instruct"
-CAPITALS = [
-    ("France", "Paris"),
-    ("Japan", "Tokyo"),
-    ("Italy", "Rome"),
-    ("Germany", "Berlin"),
-    ("Spain", "Madrid"),
-]
 
 
 def demo(store) -> None:
     """A version, a suite and two finished runs of it (int4, int8) for the pages to show."""
-    from prompting.providers import ProviderSpec
     from prompting.templates import load
-    from services import runs
-    from services.specs import save_provider
 
     store.save_version(
         "co_star", load("co_star").source, variables={v.name: v.example for v in load("co_star").variables}
     )
-    version = store.save_version("zero_shot", load("zero_shot").source,
-                                 variables={"instruction": "Answer with the capital city only."})  # fmt: skip
-    suite = store.save_suite("capitals", [{"description": country, "vars": {"input": f"Capital of {country}?"},
-                                           "assertions": [{"type": "icontains", "value": city}]}
-                                          for country, city in CAPITALS])  # fmt: skip
-    ids = []
-    for method in ("int4", "int8"):
-        config = save_provider(store, ProviderSpec.parse(f"local:{MODEL}@{method}"))
-        plan = runs.RunPlan(suite.id, [version.id], [config.id], params={"temperature": 0, "max_tokens": 12})
-        ids.append(runs.submit(store, plan).id)
-    deadline = time.time() + 600
-    while time.time() < deadline and not all(store.get_run(i).status == "completed" for i in ids):
-        time.sleep(1)
+    version, ids = submit_capitals_runs(store)
+    wait_until(lambda: all(store.get_run(i).status == "completed" for i in ids), timeout=600, interval=1)
     store.set_label(version.id, "production", "demo")
     from services import reviews
 

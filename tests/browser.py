@@ -133,3 +133,34 @@ def run_form(page):
         page.get_by_text("Start a run").first.click()
     form.wait_for()
     return form
+
+
+CAPITALS = [
+    ("France", "Paris"),
+    ("Japan", "Tokyo"),
+    ("Italy", "Rome"),
+    ("Germany", "Berlin"),
+    ("Spain", "Madrid"),
+]
+
+
+def submit_capitals_runs(store, methods=("int4", "int8")):
+    """A zero-shot version and a capitals suite, queued on the local model under each method (the workers run
+    them): what the Compare test and the README screenshots look at. Returns the version and the run ids."""
+    from prompting.providers import ProviderSpec
+    from prompting.templates import load
+    from services import runs
+    from services.specs import save_provider
+    from settings import get_settings
+
+    version = store.save_version("zero_shot", load("zero_shot").source,
+                                 variables={"instruction": "Answer with the capital city only."})  # fmt: skip
+    suite = store.save_suite("capitals", [{"description": country, "vars": {"input": f"Capital of {country}?"},
+                                           "assertions": [{"type": "icontains", "value": city}]}
+                                          for country, city in CAPITALS])  # fmt: skip
+    ids = []
+    for method in methods:
+        config = save_provider(store, ProviderSpec.parse(f"local:{get_settings().default_model}@{method}"))
+        plan = runs.RunPlan(suite.id, [version.id], [config.id], params={"temperature": 0, "max_tokens": 12})
+        ids.append(runs.submit(store, plan).id)
+    return version, ids

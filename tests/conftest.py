@@ -41,6 +41,18 @@ def default_hf(default_model):
     return model.eval()
 
 
+def wait_until(predicate, timeout: float = 60.0, interval: float = 0.05) -> bool:
+    """Poll `predicate` until it holds (True) or `timeout` seconds pass (False): tests assert on the result."""
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
+
+
 def free_port() -> int:
     import socket
 

@@ -6,25 +6,23 @@ that shows characters spread over several tokens whole."""
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 
-from prompting.providers import ProviderSpec
-from prompting.templates import load
-from services import open_store, runs
-from services.specs import save_provider
-from tests.browser import App, chromium, go, new_page, require_chromium, run_form
+from services import open_store
+from tests.browser import (
+    CAPITALS,
+    App,
+    chromium,
+    go,
+    new_page,
+    require_chromium,
+    run_form,
+    submit_capitals_runs,
+)
+from tests.conftest import wait_until
 
 pytestmark = pytest.mark.slow
-MODEL = "smollm2-135m-instruct"
-CAPITALS = [
-    ("France", "Paris"),
-    ("Japan", "Tokyo"),
-    ("Italy", "Rome"),
-    ("Germany", "Berlin"),
-    ("Spain", "Madrid"),
-]
 
 
 @pytest.fixture(scope="module")
@@ -43,28 +41,10 @@ def app(loop_app, monkeypatch):
     return loop_app
 
 
-def wait(predicate, timeout: float = 180.0) -> bool:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.3)
-    return False
-
-
 def test_an_int4_run_compared_with_an_int8_run(app, tmp_path):
     store = open_store()
-    version = store.save_version("zero_shot", load("zero_shot").source,
-                                 variables={"instruction": "Answer with the capital city only."})  # fmt: skip
-    suite = store.save_suite("capitals", [{"description": country, "vars": {"input": f"Capital of {country}?"},
-                                           "assertions": [{"type": "icontains", "value": city}]}
-                                          for country, city in CAPITALS])  # fmt: skip
-    ids = []
-    for method in ("int4", "int8"):
-        config = save_provider(store, ProviderSpec.parse(f"local:{MODEL}@{method}"))
-        plan = runs.RunPlan(suite.id, [version.id], [config.id], params={"temperature": 0, "max_tokens": 12})
-        ids.append(runs.submit(store, plan).id)
-    assert wait(lambda: all(store.get_run(i).status == "completed" for i in ids))
+    _, ids = submit_capitals_runs(store)
+    assert wait_until(lambda: all(store.get_run(i).status == "completed" for i in ids), timeout=180)
     with chromium() as browser:
         page = new_page(browser, app.url)
         go(page, "Compare")

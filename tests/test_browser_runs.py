@@ -5,7 +5,6 @@ and pressing Enter in the run form starts nothing."""
 from __future__ import annotations
 
 import signal
-import time
 
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
@@ -14,6 +13,7 @@ from prompting.providers import ProviderSpec
 from services import open_store
 from services.specs import save_provider
 from tests.browser import App, chromium, go, new_page, require_chromium, run_form
+from tests.conftest import wait_until
 
 pytestmark = pytest.mark.slow
 CELLS = 12
@@ -34,15 +34,6 @@ def app(isolated_home, fake_api):
     with App(isolated_home, engine=False) as running:
         running.store, running.fake, running.provider = store, fake_api, spec.label
         yield running
-
-
-def wait(predicate, timeout: float = 60.0) -> bool:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def start_run(page, provider: str) -> None:
@@ -77,21 +68,21 @@ def test_runs_survive_page_switches_closed_browsers_and_a_killed_worker(app, tmp
     with chromium() as browser:
         page = new_page(browser, app.url)
         start_run(page, app.provider)
-        assert wait(lambda: len(runs_of(store)) == 1)
+        assert wait_until(lambda: len(runs_of(store)) == 1)
         go(page, "Build")
         go(page, "Engine")
         go(page, "Runs")
         first = runs_of(store)[0]
-        assert wait(lambda: store.get_run(first.id).status == "completed")
+        assert wait_until(lambda: store.get_run(first.id).status == "completed")
         assert store.count_results(first.id) == CELLS
         page.get_by_text("completed").first.wait_for()
         page.screenshot(path=str(tmp_path / "runs-completed.png"), full_page=True)
 
         start_run(page, app.provider)
-        assert wait(lambda: len(runs_of(store)) == 2)
+        assert wait_until(lambda: len(runs_of(store)) == 2)
         second = runs_of(store)[0]
         page.context.close()
-        assert wait(lambda: store.get_run(second.id).status == "completed")
+        assert wait_until(lambda: store.get_run(second.id).status == "completed")
         assert store.count_results(second.id) == CELLS
 
         page = new_page(browser, app.url)
@@ -107,16 +98,16 @@ def test_runs_survive_page_switches_closed_browsers_and_a_killed_worker(app, tmp
         )  # a new version: nothing of it is in the response cache
         page.reload()
         start_run(page, app.provider)
-        assert wait(lambda: len(runs_of(store)) == 3)
+        assert wait_until(lambda: len(runs_of(store)) == 3)
         third = runs_of(store)[0]
-        assert wait(lambda: store.count_results(third.id) >= 3)
+        assert wait_until(lambda: store.count_results(third.id) >= 3)
         worker = app.procs["worker"]
         worker.send_signal(signal.SIGKILL)
         worker.wait()
         stored, requests_before = store.count_results(third.id), len(app.fake.script.requests)
         assert stored < CELLS * 2  # killed mid-run (repeats 2 from the field above)
         app.start_worker()
-        assert wait(lambda: store.get_run(third.id).status == "completed", timeout=90)
+        assert wait_until(lambda: store.get_run(third.id).status == "completed", timeout=90)
         planned = CELLS * store.get_run(third.id).repeats
         assert store.count_results(third.id) == planned and len(store.finished_cells(third.id)) == planned
         # cells stored before the kill were not requested again (those in flight at the kill were)

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from click.testing import CliRunner
 
 from cli import main
 from services import open_store
+from tests.conftest import wait_until
 
 SUITE = """\
 description: echo suite
@@ -135,15 +135,6 @@ def _workbench() -> str:
     return str(Path(sys.executable).parent / "workbench")
 
 
-def _wait_for(predicate, timeout=60.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 @pytest.mark.slow
 def test_kill_and_resume_completes_only_missing_cells(tmp_path, fake_api, isolated_home):
     fake_api.script.delay_s = 0.15
@@ -156,7 +147,7 @@ def test_kill_and_resume_completes_only_missing_cells(tmp_path, fake_api, isolat
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    assert _wait_for(lambda: _count("killme") >= 6)
+    assert wait_until(lambda: _count("killme") >= 6)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     before = _count("killme")
@@ -199,7 +190,7 @@ def test_ctrl_c_stops_cleanly_and_prints_the_run_id(tmp_path, fake_api, isolated
         stderr=subprocess.PIPE,
         text=True,
     )
-    assert _wait_for(lambda: _count("ctrlc") >= 2)
+    assert wait_until(lambda: _count("ctrlc") >= 2)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130

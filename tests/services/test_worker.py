@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from sqlalchemy import create_engine, text
 from prompting.providers import ProviderSpec
 from services import open_store, runs, suites
 from services.specs import save_provider
+from tests.conftest import wait_until
 
 PG_URL = os.environ.get("WORKBENCH_TEST_PG_URL")
 SUITE = """\
@@ -47,15 +47,6 @@ def start_worker(env: dict) -> subprocess.Popen:
                             stderr=subprocess.DEVNULL)  # fmt: skip
 
 
-def wait_for(predicate, timeout: float = 60.0) -> bool:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def test_in_process_cancel_and_resume(tmp_path, fake_api):
     fake_api.script.delay_s = 0.05
     store = open_store()
@@ -81,7 +72,7 @@ def test_a_killed_worker_run_resumes_with_only_its_missing_cells(tmp_path, fake_
     run_id = submit_echo_run(tmp_path, fake_api.url, 12, concurrency=2)
     env = {**os.environ, "WORKBENCH_HOME": str(isolated_home)}
     first = start_worker(env)
-    assert wait_for(lambda: store.count_results(run_id) >= 3)
+    assert wait_until(lambda: store.count_results(run_id) >= 3)
     first.send_signal(signal.SIGKILL)
     first.wait()
     stored = store.count_results(run_id)
@@ -89,7 +80,7 @@ def test_a_killed_worker_run_resumes_with_only_its_missing_cells(tmp_path, fake_
     assert 3 <= stored < 12 and store.get_run(run_id).status == "running"
     second = start_worker(env)
     try:
-        assert wait_for(lambda: store.get_run(run_id).status == "completed", timeout=60)
+        assert wait_until(lambda: store.get_run(run_id).status == "completed", timeout=60)
     finally:
         second.terminate()
         second.wait(timeout=30)
@@ -115,11 +106,11 @@ def test_two_workers_on_postgresql_share_one_run_without_duplicates(tmp_path, fa
         store = open_store(url)
         env = {**os.environ, "WORKBENCH_DB_URL": url}
         workers = [start_worker(env), start_worker(env)]
-        assert wait_for(
+        assert wait_until(
             lambda: len(store.list_workers()) == 2
         )  # both wait on the queue before the run arrives
         run_id = submit_echo_run(tmp_path, fake_api.url, 40, concurrency=3)
-        assert wait_for(lambda: store.get_run(run_id).status == "completed", timeout=90)
+        assert wait_until(lambda: store.get_run(run_id).status == "completed", timeout=90)
         assert store.count_results(run_id) == 40 and len(store.finished_cells(run_id)) == 40
         assert len(fake_api.script.requests) == 40  # no cell was requested twice
         with store.sql.connect() as conn:
