@@ -78,7 +78,7 @@ def engines_list() -> None:
             st.rerun()
 
 
-def sizes() -> pd.DataFrame:
+def sizes(cards: list[dict]) -> pd.DataFrame:
     """Per method: published by a running engine, else measured by the last bench."""
     rows = {}
     report = bench_report("engine") or {}
@@ -87,7 +87,7 @@ def sizes() -> pd.DataFrame:
             rows[r["method"]] = {"method": r["method"], "weights": r.get("weight_bytes"), "bits": r.get("bits_per_param"),
                                  "perplexity": r.get("ppl"), "decode tok/s": r.get("decode_tok_s"),
                                  "source": "last make bench"}  # fmt: skip
-    for card in published_cards():
+    for card in cards:
         method = card.get("quant") or card["id"].split("@")[-1]
         rows[method] = {**rows.get(method, {"perplexity": None, "decode tok/s": None}), "method": method,
                         "weights": card.get("weight_bytes"), "bits": card.get("bits_per_param"),
@@ -97,7 +97,8 @@ def sizes() -> pd.DataFrame:
 
 def memory() -> None:
     st.subheader("Memory")
-    frame = sizes()
+    cards = published_cards()  # one /v1/models request per running engine, for both sections
+    frame = sizes(cards)
     if frame.empty:
         st.info("No engine runs and no bench report exists: start an engine above, or run `make bench` to measure "
                 "every method.")  # fmt: skip
@@ -120,12 +121,12 @@ def memory() -> None:
         x=alt.X("weights MB:Q", title="weights (MB)"), y=alt.Y("method:N", title="quantization method", sort="x"),
         tooltip=["method", alt.Tooltip("weights MB:Q", format=".1f"), alt.Tooltip("bits:Q", format=".2f")]),
         use_container_width=True)  # fmt: skip
-    kv_cache()
+    kv_cache(cards)
 
 
-def kv_cache() -> None:
+def kv_cache(cards: list[dict]) -> None:
     """The KV cache arithmetic from the bytes per token a running engine publishes for each KV dtype."""
-    card = next((c for c in published_cards() if c.get("kv_bytes_per_token_by_dtype")), None)
+    card = next((c for c in cards if c.get("kv_bytes_per_token_by_dtype")), None)
     if card is None:
         return
     st.markdown("**KV cache** — paged: a sequence holds whole blocks of its own tokens only; full blocks of a prefix "
