@@ -61,9 +61,8 @@ def measure_ours(method: str, threads: int, repeats: int, new_tokens: int) -> di
     calibration = calibration_ids(loaded.tokenizer) if parsed.name in ("smoothquant", "gptq", "awq") else None
     quantize(model, parsed, calibration_ids=calibration, cache_key=loaded.name)
     del loaded.state_dict
-    engine = Engine(
-        model, loaded.tokenizer, max_batch=4, prefix_cache=False
-    )  # prefill repeats: no cache hits
+    # prefill repeats: no cache hits; decode: plain greedy decoding (the speculative bench measures drafting)
+    engine = Engine(model, loaded.tokenizer, max_batch=4, prefix_cache=False, draft_tokens=0)
     params = SamplingParams(max_new_tokens=new_tokens, temperature=0, min_tokens=new_tokens)
     generate(engine, chat, SamplingParams(max_new_tokens=4, temperature=0))  # warm-up
 

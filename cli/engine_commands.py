@@ -10,9 +10,11 @@ from cli.common import EXIT_INVALID
 from engine.kv_options import (
     BLOCK_SIZES,
     DEFAULT_BLOCK_SIZE,
+    DEFAULT_DRAFT_TOKENS,
     DEFAULT_KV_DTYPE,
     DEFAULT_KV_MEMORY_MB,
     KV_DTYPE_NAMES,
+    MAX_DRAFT_TOKENS,
 )
 
 
@@ -102,9 +104,17 @@ def models_fetch(name: str | None) -> None:
     help="Reuse the cached blocks of a prompt's longest already-seen prefix (a suite's shared system "
     "prompt is computed once).",
 )
+@click.option(
+    "--draft-tokens",
+    type=click.IntRange(0, MAX_DRAFT_TOKENS),
+    default=None,
+    help=f"Prompt-lookup speculative decoding of greedy requests: at most N tokens copied from the context "
+    f"are verified per step (0: off). Default: {DEFAULT_DRAFT_TOKENS} where the output stays token for token "
+    "plain greedy decoding's (int8/int4/GPTQ/AWQ/RTN/SmoothQuant with the native kernel), else off.",
+)
 def serve(model: str | None, quant: str | None, host: str, port: int, max_batch: int, max_queue: int,
           api_key: str | None, threads: int | None, kv_dtype: str, kv_block_size: str, kv_memory_mb: int,
-          prefix_cache: bool) -> None:  # fmt: skip
+          prefix_cache: bool, draft_tokens: int | None) -> None:  # fmt: skip
     """Serve a local model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions).
 
     The KV cache is paged: blocks are allocated as a sequence grows and freed when it ends, so memory holds only
@@ -137,7 +147,7 @@ def serve(model: str | None, quant: str | None, host: str, port: int, max_batch:
 
     name, _ = resolve(model)  # an unknown model fails here, before the server starts
     kv = {"kv_dtype": kv_dtype, "block_size": int(kv_block_size), "kv_memory_mb": kv_memory_mb,
-          "prefix_cache": prefix_cache}  # fmt: skip
+          "prefix_cache": prefix_cache, "draft_tokens": draft_tokens}  # fmt: skip
     app = create_app(lambda: Engine.load(model, method.label, max_batch=max_batch, **kv), name, method.label,
                      max_queue=max_queue, api_key=api_key, on_ready=on_ready)  # fmt: skip
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))

@@ -42,13 +42,18 @@ class Segment:
     blocks: list[int]
 
 
+def native_for(pool: KVPool):
+    """The C++ kernels, when built and compiled for this pool's head size and block size; else None."""
+    supported = pool.head_dim in NATIVE_HEAD_DIMS and pool.block_size in NATIVE_BLOCK_SIZES
+    return kernels() if supported else None
+
+
 class PagedContext:
     def __init__(self, pool: KVPool, segments: list[Segment], slots: torch.Tensor, positions: torch.Tensor):
         # slots, positions: [T]; segments cover the T tokens in order
         self.pool, self.segments = pool, segments
         self.slots, self.positions = slots, positions
-        supported = pool.head_dim in NATIVE_HEAD_DIMS and pool.block_size in NATIVE_BLOCK_SIZES
-        self.native = kernels() if supported else None
+        self.native = native_for(pool)
         if self.native is not None:
             width = max(len(s.blocks) for s in segments)
             self.tables = torch.tensor(

@@ -23,6 +23,7 @@ from engine.kv import BlockManager, BlockTable, KVPool, OutOfBlocks
 from engine.model import Transformer
 from engine.request import Choice, Event, Request, Sequence, TokenLogprob
 from engine.sampling import SamplingParams, apply_penalties, choose, top_logprobs
+from engine.speculative import MAX_SPECULATING_ROWS, PromptLookup, speculates
 from engine.tokens import TokenText
 
 SEED_MASK = 2**64 - 1  # torch seeds are unsigned 64-bit; any integer seed maps into that range
@@ -35,8 +36,9 @@ def token_logprob(logprobs: torch.Tensor, token: int, n: int) -> TokenLogprob:
 
 class DecodeBatch:
     def __init__(self, model: Transformer, tokenizer: Any, pool: KVPool, blocks: BlockManager,
-                 eos_ids: set[int], stats: dict[str, int]):  # fmt: skip
+                 eos_ids: set[int], stats: dict[str, int], draft_tokens: int = 0):  # fmt: skip
         self.model, self.tokenizer, self.pool, self.blocks = model, tokenizer, pool, blocks
+        self.draft_tokens = draft_tokens  # the longest prompt-lookup draft a row verifies per step; 0: none
         self.eos_ids, self.stats = eos_ids, stats
         self.rows: list[Sequence] = []  # in the order they joined: the oldest first
         self.groups: dict[int, BeamGroup] = {}  # request id -> its beams
@@ -97,22 +99,29 @@ class DecodeBatch:
     # --- one step ----------------------------------------------------------------------------------------
 
     def decode(self) -> None:
-        """One forward for every running row, then each row (or beam group) picks its next token."""
-        slots = self._reserve()
+        """One forward for every running row (with its draft, if it speculates: engine/speculative.py), then each
+        row (or beam group) picks its next token, or its next tokens up to the first draft token it rejects."""
+        drafts = self._drafts()
+        slots = self._reserve(drafts)
         if not self.rows:
             return
-        batch = len(self.rows)
-        self.last_size = batch
-        tokens = torch.tensor([seq.tokens[-1] for seq in self.rows])  # [B]
-        positions = torch.tensor([seq.cache_length for seq in self.rows])  # [B]
-        segments = [Segment(i, 1, seq.cache_length, seq.table.blocks) for i, seq in enumerate(self.rows)]
+        self.last_size = len(self.rows)
+        tokens: list[int] = []
+        segments = []
+        for sequence in self.rows:
+            draft = drafts.get(id(sequence), [])
+            segments.append(
+                Segment(len(tokens), 1 + len(draft), sequence.cache_length, sequence.table.blocks)
+            )
+            tokens += [sequence.tokens[-1], *draft]
+        positions = torch.cat([torch.arange(s.first, s.first + s.count) for s in segments])  # [T]
         context = PagedContext(self.pool, segments, torch.cat(slots), positions)
-        logits = self.model(tokens, positions, context)  # [B, V]
+        logits = self.model(torch.tensor(tokens), positions, context)  # [T, V]
         self.stats["decode_steps"] += 1
+        for sequence, segment in zip(self.rows, segments, strict=True):
+            sequence.row = segment.start  # where the row's logits are
         seen_groups = set()
-        for row, sequence in enumerate(list(self.rows)):
-            sequence.row = row
-        for row, sequence in enumerate(list(self.rows)):
+        for sequence, segment in zip(list(self.rows), segments, strict=True):
             if sequence.finished:
                 continue
             if sequence.request.params.use_beam_search:
@@ -120,24 +129,64 @@ class DecodeBatch:
                 if group.request.id not in seen_groups:
                     seen_groups.add(group.request.id)
                     group.step(self, logits[[b.row for b in group.beams]])
+            elif segment.count > 1:
+                self._verify(sequence, logits[segment.start : segment.start + segment.count], tokens)
             else:
-                self.sample_next(sequence, logits[row])
-        for sequence in self.rows:
+                self.sample_next(sequence, logits[segment.start])
+        for sequence, segment in zip(self.rows, segments, strict=True):
+            if segment.count > 1:  # blocks reserved for rejected draft tokens go back to the pool
+                sequence.table.truncate(self.blocks, sequence.cache_length)
             self._commit(sequence)
         self.compact()
 
-    def _reserve(self) -> list[torch.Tensor]:
-        """The slot of every row's next token (oldest rows first); rows preempted on the way are gone."""
+    def _drafts(self) -> dict[int, list[int]]:
+        """Each speculating row's draft (keyed by id of the row), when the batch is narrow enough to gain."""
+        if self.draft_tokens == 0 or len(self.rows) > MAX_SPECULATING_ROWS:
+            return {}
+        drafts = {}
+        for sequence in self.rows:
+            if not speculates(sequence):
+                continue
+            if sequence.lookup is None:
+                sequence.lookup = PromptLookup(sequence, self.draft_tokens)
+            left = sequence.request.params.max_new_tokens - len(sequence.tokens) - 1
+            draft = sequence.lookup.propose(left)
+            if draft:
+                drafts[id(sequence)] = draft
+        return drafts
+
+    def _verify(self, sequence: Sequence, logits: torch.Tensor, tokens: list[int]) -> None:
+        """Choose the row's tokens position by position, exactly as plain decoding would, while they equal its
+        draft (the fed tokens after the row's first). logits: [1 + draft, V]."""
+        draft = tokens[sequence.row + 1 : sequence.row + logits.shape[0]]
+        accepted = 0
+        for position in range(logits.shape[0]):
+            self.sample_next(sequence, logits[position])
+            if sequence.finished or position == len(draft) or sequence.tokens[-1] != draft[position]:
+                break
+            accepted += 1
+        sequence.lookup.record(len(draft), accepted)
+        self.stats["draft_tokens"] += len(draft)
+        self.stats["accepted_tokens"] += accepted
+
+    def _reserve(self, drafts: dict[int, list[int]]) -> list[torch.Tensor]:
+        """The slots of every row's next token and draft (oldest rows first); rows preempted on the way are gone.
+        A row that cannot get blocks for its draft drops the draft before anyone is preempted."""
         slots: dict[int, torch.Tensor] = {}
         for sequence in list(self.rows):
             while sequence in self.rows:
+                count = 1 + len(drafts.get(id(sequence), []))
                 try:
                     slots[id(sequence)] = sequence.table.prepare(
-                        self.blocks, self.pool, sequence.cache_length, 1
+                        self.blocks, self.pool, sequence.cache_length, count
                     )
                     break
                 except OutOfBlocks:
-                    self.free_memory(sequence)
+                    if count > 1:
+                        del drafts[id(sequence)]
+                        sequence.table.truncate(self.blocks, sequence.cache_length)
+                    else:
+                        self.free_memory(sequence)
         return [slots[id(sequence)] for sequence in self.rows]
 
     def _commit(self, sequence: Sequence) -> None:

@@ -34,6 +34,7 @@ from engine.prefill import Prefill, resume_ids, run_chunk, try_start
 from engine.request import Choice, Event, Request, Sequence, TokenLogprob
 from engine.sampling import SamplingParams
 from engine.scheduler import WaitingQueue, admit, fit_memory
+from engine.speculative import exact_draft_tokens
 
 __all__ = [
     "Choice", "ContextLengthError", "Engine", "EngineError", "Event", "Request", "Sequence", "TokenLogprob",
@@ -61,6 +62,7 @@ class Engine:
         kv_blocks: int | None = None,
         kv_memory_mb: int | None = None,
         prefix_cache: bool = True,
+        draft_tokens: int | None = None,
     ):  # fmt: skip
         if block_size not in BLOCK_SIZES:
             raise ValueError(f"KV block size must be one of {BLOCK_SIZES}, got {block_size}")
@@ -76,9 +78,14 @@ class Engine:
             self.pool.num_blocks, block_size, f"{name}@{method}@{kv_dtype}", prefix_cache
         )
         self.stats = {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0, "steps": 0,
-                      "prefill_chunks": 0, "decode_steps": 0, "preemptions": 0}  # fmt: skip
+                      "prefill_chunks": 0, "decode_steps": 0, "preemptions": 0, "draft_tokens": 0,
+                      "accepted_tokens": 0}  # fmt: skip
         self.queue = WaitingQueue()
-        self.batch = DecodeBatch(model, tokenizer, self.pool, self.blocks, self.eos_ids, self.stats)
+        if draft_tokens is None:  # speculate by default wherever the output stays exactly plain greedy's
+            draft_tokens = exact_draft_tokens(model, self.pool)
+        self.batch = DecodeBatch(
+            model, tokenizer, self.pool, self.blocks, self.eos_ids, self.stats, draft_tokens
+        )
         self.batch.free_memory = self.free_memory
         self.prefill: Prefill | None = None
         self.grammar_tokens = GrammarTokenizer(tokenizer, model.args.vocab_size, self.eos_ids)
@@ -122,6 +129,7 @@ class Engine:
             "prefix_caching": self.blocks.caching,
             "context_window": self.window,
             "max_batch": self.max_batch,
+            "draft_tokens": self.batch.draft_tokens,
         }
 
     # --- admission ---------------------------------------------------------------------------------------

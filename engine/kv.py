@@ -230,6 +230,13 @@ class BlockTable:
         manager.release(self.blocks)
         self.blocks, self.digests = [], []
 
+    def truncate(self, manager: BlockManager, length: int) -> None:
+        """Give back the blocks past the one position `length` is written to (a rejected draft's blocks)."""
+        keep = length // manager.block_size + 1
+        if len(self.blocks) > keep:
+            manager.release(self.blocks[keep:])
+            del self.blocks[keep:]
+
     def prepare(self, manager: BlockManager, pool: KVPool, start: int, count: int) -> torch.Tensor:
         """Make positions [start, start + count) writable (new blocks, copy on write); returns their slots [count].
 

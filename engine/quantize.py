@@ -98,6 +98,9 @@ class QuantLinear(nn.Module):
 
     in_features: int
     out_features: int
+    # Whether a row's output is bit-identical however many rows are multiplied with it (checked per class in
+    # tests/engine/test_quantize.py); speculative decoding is exact only when every linear is (engine/speculative.py).
+    rows_independent = False
 
     def dequantize(self) -> torch.Tensor:
         raise NotImplementedError
@@ -128,6 +131,8 @@ class Bf16Linear(QuantLinear):
 
 class Int8Linear(QuantLinear):
     """Weight-only int8; activations go to the kernel in bf16 (it has no fast fp32 path on CPU)."""
+
+    rows_independent = True
 
     def __init__(self, linear: nn.Linear):
         super().__init__()
@@ -183,6 +188,9 @@ class Int4Linear(QuantLinear):
             except RuntimeError:
                 packed = None
         self.use_kernel = packed is not None
+        self.rows_independent = (
+            self.use_kernel
+        )  # the fallback is an fp32 matmul, whose blocking depends on rows
         if self.use_kernel:
             self.register_buffer("packed", packed)
             sz = torch.stack([scale, zero], dim=-1).transpose(0, 1).contiguous()  # [k/group, n, 2]
@@ -262,6 +270,8 @@ class LLMInt8Linear(QuantLinear):
 
 
 class SmoothQuantLinear(QuantLinear):
+    rows_independent = True  # per-token activation scales, an integer matmul
+
     def __init__(self, linear: nn.Linear, act_max: torch.Tensor, alpha: float = SMOOTHQUANT_ALPHA):
         super().__init__()
         self._init(linear)
@@ -383,6 +393,12 @@ def quantize(
         model.tok_embeddings = Int8Embedding(q, scale)
     model.quant_method = method
     return model
+
+
+def rows_independent(model: nn.Module) -> bool:
+    """Every linear computes each row independently of the others in its call (bit for bit)."""
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear | QuantLinear)]
+    return all(isinstance(m, QuantLinear) and m.rows_independent for m in linears)
 
 
 def linear_weight_bytes(model: nn.Module) -> tuple[int, int]:

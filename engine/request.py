@@ -112,6 +112,7 @@ class Sequence:
         self.emitted = 0  # characters of text already sent to the listener
         self.unsent: list[TokenLogprob] = []  # logprobs of tokens whose text is still held back
         self.finished: str | None = None
+        self.lookup: Any = None  # engine.speculative.PromptLookup, once the row drafts
 
     @property
     def cache_length(self) -> int:

@@ -190,6 +190,8 @@ class Scheduler:
             "max_batch": engine.max_batch,
             "decode_steps": engine.stats["decode_steps"],
             "preemptions": engine.stats["preemptions"],
+            "draft_tokens_total": engine.stats["draft_tokens"],
+            "accepted_draft_tokens_total": engine.stats["accepted_tokens"],
             **engine.blocks.snapshot(),
             "uptime_s": round(time.time() - self.metrics.started, 1),
         }

@@ -1,0 +1,93 @@
+"""Prompt-lookup speculative decoding: draft tokens copied from the context, verified in the row's next forward.
+
+A greedy row whose last few tokens (an n-gram of NGRAM_SIZES tokens, the longest first) occurred earlier in its
+prompt or its own output proposes the tokens that followed that occurrence as a draft. The decode step feeds the
+row's last token and the draft as one segment (engine/attention.py) and gets logits at every position; the row
+then chooses its tokens one position at a time exactly as plain decoding would (`DecodeBatch.sample_next`) and
+stops at the first choice that differs from the draft. So the output is the plain greedy output, token for token,
+while a run of k correct draft tokens costs one forward instead of k + 1. That holds because every op of the
+forward computes a token's row independently of the others in the step (the int4/int8 matmuls, the paged
+attention kernel, the norms); tests assert the identity.
+
+It pays where outputs copy their input (extraction, classification into given labels, rewriting, quoting a
+document), which is most of what a suite runs. Where it does not, a wrong draft costs a wider forward: a row's
+draft shrinks after each miss and grows back after hits, and rows stop drafting when the batch is wide (there the
+step is bound by arithmetic, not by its per-op overhead, and extra positions are not free).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.kv_options import DEFAULT_DRAFT_TOKENS
+from engine.request import Sequence
+
+NGRAM_SIZES = (3, 2)  # suffix lengths looked up, longest first
+MAX_SPECULATING_ROWS = 4  # above this many running rows, nobody drafts
+
+
+class PromptLookup:
+    """One row's index of the n-grams in its context (prompt + output), the latest occurrence of each, kept up
+    to date as tokens are appended; and its adaptive draft length."""
+
+    def __init__(self, sequence: Sequence, max_draft: int):
+        self.sequence = sequence
+        self.prompt = sequence.request.prompt_ids
+        self.max_draft = self.draft_length = max_draft
+        self.seen: dict[int, dict[tuple[int, ...], int]] = {n: {} for n in NGRAM_SIZES}
+        self.indexed = 0  # context positions whose preceding n-grams are in `seen`
+
+    def _context(self) -> list[int]:
+        return self.prompt + self.sequence.tokens
+
+    def _index(self, context: list[int]) -> None:
+        """Record, for each position i, the n-grams ending just before it: a later match proposes context[i:]."""
+        for i in range(max(self.indexed, 1), len(context)):
+            for n in NGRAM_SIZES:
+                if i >= n:
+                    self.seen[n][tuple(context[i - n : i])] = i
+        self.indexed = len(context)
+
+    def propose(self, limit: int) -> list[int]:
+        """Up to min(limit, the current draft length) tokens that followed the latest earlier occurrence of the
+        context's longest matching suffix; [] when nothing matches."""
+        budget = min(limit, self.draft_length)
+        if budget <= 0:
+            return []
+        context = self._context()
+        self._index(context)
+        for n in NGRAM_SIZES:
+            if len(context) <= n:
+                continue
+            start = self.seen[n].get(tuple(context[-n:]))
+            if start is not None and start < len(context):
+                return context[start : start + budget]
+        return []
+
+    def record(self, drafted: int, accepted: int) -> None:
+        """Adapt the draft length: all accepted grows it by one, a miss shrinks it to what was accepted + 1."""
+        if accepted == drafted:
+            self.draft_length = min(self.max_draft, self.draft_length + 1)
+        else:
+            self.draft_length = max(1, accepted + 1)
+
+
+def exact_draft_tokens(model: Any, pool: Any) -> int:
+    """The default draft length: DEFAULT_DRAFT_TOKENS where verification is exact, else 0 (off).
+
+    Exact means every op computes a token's row alone: the method's linears (int8, int4, GPTQ/AWQ/RTN,
+    SmoothQuant; fp32/bf16 GEMMs and NF4's dequantize-and-matmul change blocking with the row count, and
+    LLM.int8() picks outlier columns over all rows) and the C++ attention kernel (the torch fallback masks a
+    multi-token segment, which rounds differently from a single token's attention)."""
+    from engine.attention import native_for
+    from engine.quantize import rows_independent
+
+    if rows_independent(model) and native_for(pool) is not None:
+        return DEFAULT_DRAFT_TOKENS
+    return 0
+
+
+def speculates(sequence: Sequence) -> bool:
+    """Greedy rows without a grammar or beams: their choice at every position is the argmax of known logits."""
+    params = sequence.request.params
+    return params.greedy and not params.use_beam_search and sequence.matcher is None

@@ -1,0 +1,148 @@
+"""Prompt-lookup speculative decoding: the output is plain greedy decoding's, token for token, and it really
+speculates (fewer forwards for the same tokens); it is on by default only where that identity holds."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+from torch import nn
+
+from engine.attention import native_for
+from engine.generate import Engine, Request, generate
+from engine.kv_options import DEFAULT_DRAFT_TOKENS
+from engine.model import build_model
+from engine.quantize import _runtime_module, parse_method, quantize, rows_independent
+from engine.request import Sequence
+from engine.sampling import SamplingParams
+from engine.speculative import PromptLookup
+
+from .conftest import ByteTokenizer
+
+REPEATING = list(b"the cat sat on the mat; the cat sat on the mat; the cat sat on the ")
+
+
+def needs_native(engine: Engine) -> None:
+    if native_for(engine.pool) is None:
+        pytest.skip("the native attention kernel is not built here: verification would not be exact")
+
+
+def tiny_engine_with(pair, method: str, **kwargs) -> Engine:
+    hf, _ = pair
+    model = build_model(hf.config, hf.state_dict())
+    quantize(model, method)
+    return Engine(model, ByteTokenizer(), method=method, prefix_cache=False, **kwargs)
+
+
+def outcome(request: Request) -> list[tuple]:
+    return [
+        (c.token_ids, c.text, c.finish_reason, [(lp.token_id, lp.logprob, lp.top) for lp in c.logprobs or []])
+        for c in request.choices
+    ]
+
+
+PARAMS = [
+    dict(max_new_tokens=40, temperature=0, ignore_eos=True, logprobs=2),
+    dict(max_new_tokens=40, temperature=0, stop=["mat;"], min_tokens=3),
+    dict(max_new_tokens=7, temperature=0, ignore_eos=True),  # the length limit inside a draft
+    dict(max_new_tokens=30, temperature=0, ignore_eos=True, repetition_penalty=1.3, n=2),
+    dict(max_new_tokens=30, temperature=0.8, seed=5, ignore_eos=True),  # sampled: never drafts
+]
+
+
+@pytest.mark.parametrize("method", ["int8", "int4"])
+def test_speculative_output_equals_plain_greedy_decoding(tiny_pair, method):
+    plain = tiny_engine_with(tiny_pair, method, draft_tokens=0)
+    fast = tiny_engine_with(tiny_pair, method)
+    needs_native(fast)
+    assert fast.batch.draft_tokens == DEFAULT_DRAFT_TOKENS  # on by default for this method
+    # the tiny model repeats one token; drafts from the repeating text are accepted, those from the prompts of
+    # a four-letter alphabet (each bigram followed by different letters) often rejected
+    rng = random.Random(0)
+    prompts = [REPEATING, list(range(40, 90)) * 2] + [
+        [rng.choice(b"abcd") for _ in range(60)] for _ in range(2)
+    ]
+    for params in PARAMS:
+        for prompt in prompts:  # alone, then all four together in one batch
+            expected = outcome(generate(plain, prompt, SamplingParams(**params)))
+            assert outcome(generate(fast, prompt, SamplingParams(**params))) == expected, (params, prompt)
+        together = [fast.submit(Request(p, SamplingParams(**params))) for p in prompts]
+        fast.run()
+        solo = [outcome(generate(plain, p, SamplingParams(**params))) for p in prompts]
+        assert [outcome(r) for r in together] == solo, params
+    assert fast.stats["completion_tokens"] == plain.stats["completion_tokens"]  # the same tokens...
+    assert fast.stats["accepted_tokens"] > 100  # ...speculated...
+    assert fast.stats["draft_tokens"] - fast.stats["accepted_tokens"] > 20  # ...rejected wrong drafts...
+    assert fast.stats["decode_steps"] < plain.stats["decode_steps"] * 2 // 3  # ...in fewer forwards
+    assert fast.blocks.used() == 0  # rejected drafts' blocks all came back
+
+
+def test_speculation_is_off_by_default_where_it_would_not_be_exact(tiny_pair):
+    """fp32 and bf16 GEMMs and NF4 change their blocking with the row count; LLM.int8() picks outlier columns over
+    all rows of a call: a wider verification forward could round a near-tie differently."""
+    for method in ("none", "bf16", "nf4", "llm_int8"):
+        engine = tiny_engine_with(tiny_pair, method)
+        assert engine.batch.draft_tokens == 0, method
+        assert not rows_independent(engine.model), method
+    forced = tiny_engine_with(tiny_pair, "none", draft_tokens=3)  # a caller may still ask for it
+    generate(forced, REPEATING, SamplingParams(max_new_tokens=20, temperature=0, ignore_eos=True))
+    assert forced.stats["accepted_tokens"] > 0
+
+
+@pytest.mark.parametrize("method", ["int8", "int4", "int4-g128", "smoothquant"])
+def test_linears_that_claim_row_independence_compute_each_row_alone(method):
+    """The claim speculation rests on: a row's output is bit-identical whether it is multiplied alone or among
+    up to 8 others (the model's real shapes, where the kernels pick their blocking)."""
+    torch.manual_seed(0)
+    for in_features, out_features in [(576, 1728), (1536, 576), (576, 49152)]:
+        linear = nn.Linear(in_features, out_features, bias=False)
+        act_max = {"x": torch.rand(in_features) * 3}
+        module = _runtime_module(parse_method(method), "x", linear, act_max, {})
+        assert module.rows_independent
+        x = torch.randn(9, in_features)
+        with torch.inference_mode():
+            alone = torch.cat([module(x[i : i + 1]) for i in range(9)])
+            for rows in range(2, 10):
+                assert torch.equal(module(x[:rows]), alone[:rows]), (method, in_features, rows)
+
+
+def test_prompt_lookup_proposes_what_followed_the_latest_occurrence():
+    request = Request(list(b"xx abcd yy abce zz ab"), SamplingParams(max_new_tokens=50, temperature=0))
+    sequence = Sequence(request, 0, 0, None, None)
+    lookup = PromptLookup(sequence, max_draft=4)
+    # the suffix " ab" last occurred before "ce zz"; the longest n-gram (3) wins over the 2-gram "ab"
+    assert bytes(lookup.propose(10)) == b"ce z"
+    assert bytes(lookup.propose(2)) == b"ce"  # never more than asked (the length limit)
+    sequence.tokens = list(b"q")  # " abq": no earlier occurrence of "abq" or "bq"
+    assert lookup.propose(10) == []
+    sequence.tokens = list(b"qq ab")  # the output is indexed too: "b" + "q" now has a continuation
+    lookup.record(drafted=4, accepted=1)
+    assert lookup.draft_length == 2  # a miss shrinks the next draft to what was accepted + 1
+    assert bytes(lookup.propose(10)) == b"qq"
+    lookup.record(drafted=2, accepted=2)
+    assert lookup.draft_length == 3  # all accepted: it grows back, up to max_draft
+
+
+def test_grounded_prompts_on_the_real_model_decode_identically(default_model):
+    """The default model (int4) copying from its prompt: same tokens with and without speculation, fewer steps."""
+    model = build_model(default_model.config, dict(default_model.state_dict))
+    quantize(model, "int4")
+    tokenizer = default_model.tokenizer
+    plain = Engine(model, tokenizer, method="int4", prefix_cache=False, draft_tokens=0)
+    fast = Engine(model, tokenizer, method="int4", prefix_cache=False)
+    needs_native(fast)
+    paragraph = (
+        "Marie Curie was born in Warsaw in 1867. She won the Nobel Prize in Physics in 1903 and the Nobel "
+        "Prize in Chemistry in 1911. She died in 1934."
+    )
+    for task in ("Copy the following text exactly.", "Extract the sentences that mention a Nobel Prize."):
+        messages = [{"role": "user", "content": f"{task}\n\n{paragraph}"}]
+        ids = tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=True, return_dict=False
+        )
+        params = dict(max_new_tokens=48, temperature=0)
+        expected = generate(plain, ids, SamplingParams(**params)).choices[0].token_ids
+        assert generate(fast, ids, SamplingParams(**params)).choices[0].token_ids == expected, task
+    assert fast.stats["accepted_tokens"] > 20
+    assert fast.stats["decode_steps"] < plain.stats["decode_steps"]
