@@ -140,8 +140,19 @@ def server_table(report: dict) -> str:
     return "\n".join(rows)
 
 
+def speculative_table(report: dict) -> str:
+    rows = ["| prompts | decode tok/s plain → speculative | speedup (median of passes) | draft tokens accepted "
+            "| identical tokens | target |", "|---|---|---|---|---|---|"]  # fmt: skip
+    for key, label, target in (("grounded", "grounded: copy, extract, rewrite", "≥ 1.5×"), ("open", "open-ended", "—")):
+        r = report[key]
+        accepted = "—" if r["acceptance"] is None else f"{r['acceptance']:.0%}"
+        rows.append(f"| {label} ({r['prompts']}) | {r['plain_tok_s']:.1f} → {r['fast_tok_s']:.1f} | "
+                    f"**{r['speedup']:.2f}×** | {accepted} | {'yes' if r['identical'] else 'NO'} | {target} |")  # fmt: skip
+    return "\n".join(rows)
+
+
 RENDERERS = {"idle": idle_table, "stats": stats_table, "techniques": techniques_table, "engine": engine_table,
-             "memory": memory_table, "server": server_table}  # fmt: skip
+             "memory": memory_table, "server": server_table, "speculative": speculative_table}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
