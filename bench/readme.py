@@ -143,7 +143,10 @@ def server_table(report: dict) -> str:
 def speculative_table(report: dict) -> str:
     rows = ["| prompts | decode tok/s plain → speculative | speedup (median of passes) | draft tokens accepted "
             "| identical tokens | target |", "|---|---|---|---|---|---|"]  # fmt: skip
-    for key, label, target in (("grounded", "grounded: copy, extract, rewrite", "≥ 1.5×"), ("open", "open-ended", "—")):
+    for key, label, target in (
+        ("grounded", "grounded: copy, extract, rewrite", "≥ 1.5×"),
+        ("open", "open-ended", "—"),
+    ):
         r = report[key]
         accepted = "—" if r["acceptance"] is None else f"{r['acceptance']:.0%}"
         rows.append(f"| {label} ({r['prompts']}) | {r['plain_tok_s']:.1f} → {r['fast_tok_s']:.1f} | "

@@ -21,6 +21,7 @@ import torch
 from engine.batch import DecodeBatch, token_logprob
 from engine.constraints import ConstraintSpec, Grammar, GrammarTokenizer, compile_grammar
 from engine.errors import ContextLengthError, EngineError
+from engine.fused import fuse
 from engine.kv import BlockManager, BlockTable, KVPool
 from engine.kv_options import (
     BLOCK_SIZES,
@@ -67,6 +68,8 @@ class Engine:
         if block_size not in BLOCK_SIZES:
             raise ValueError(f"KV block size must be one of {BLOCK_SIZES}, got {block_size}")
         self.model, self.tokenizer = model, tokenizer
+        if model.fused is None:
+            model.fused = fuse(model)
         self.name, self.method = name, method
         self.max_batch, self.prefill_chunk = max_batch, prefill_chunk
         self.window = model.args.max_seq_len

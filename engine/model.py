@@ -149,6 +149,9 @@ class Transformer(nn.Module):
         self.register_buffer("rope_sin", sin, persistent=False)
         # Activations' dtype: fp32 by default; quantized runtimes may set bf16 (see quantize.py).
         self.compute_dtype = torch.float32
+        # All layers in one C++ call (engine/fused.py), set by the engine where the method and kernels allow it;
+        # used for contexts in the paged pool with the native attention kernel.
+        self.fused: Any = None
 
     @torch.inference_mode()
     def forward(
@@ -162,8 +165,11 @@ class Transformer(nn.Module):
         x = self.tok_embeddings(tokens).to(self.compute_dtype)  # [T, D]
         cos = self.rope_cos[positions].unsqueeze(1).to(self.compute_dtype)  # [T, 1, hd]
         sin = self.rope_sin[positions].unsqueeze(1).to(self.compute_dtype)
-        for layer in self.layers:
-            x = layer(x, cos, sin, context)
+        if self.fused is not None and getattr(context, "native", None) is not None:
+            x = self.fused(x, cos, sin, context)
+        else:
+            for layer in self.layers:
+                x = layer(x, cos, sin, context)
         if logits_at is not None:
             x = x[logits_at]
         return self.output(self.norm(x)).float()

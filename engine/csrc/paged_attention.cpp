@@ -267,6 +267,17 @@ torch::Tensor paged_attention(torch::Tensor q, torch::Tensor k, torch::Tensor v,
   return out;
 }
 
+// engine/csrc/decoder.cpp
+torch::Tensor decoder_layers(torch::Tensor x, torch::Tensor cos, torch::Tensor sin, std::vector<torch::Tensor> norms,
+                             std::vector<torch::Tensor> linears, std::vector<int64_t> sizes,
+                             std::vector<int64_t> shape, double eps, torch::Tensor k_pool, torch::Tensor v_pool,
+                             torch::Tensor k_scales, torch::Tensor v_scales, torch::Tensor slots,
+                             torch::Tensor tables, torch::Tensor row_of, torch::Tensor lengths, int64_t block_size);
+
+// Both release the GIL: the server's event loop keeps answering while the engine thread computes.
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("paged_attention", &paged_attention, "paged attention over per-token block tables");
+  m.def("paged_attention", &paged_attention, "paged attention over per-token block tables",
+        py::call_guard<py::gil_scoped_release>());
+  m.def("decoder_layers", &decoder_layers, "every decoder layer of an int4/int8 model in one call",
+        py::call_guard<py::gil_scoped_release>());
 }

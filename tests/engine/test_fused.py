@@ -1,0 +1,70 @@
+"""The fused C++ decoder layers (engine/fused.py) compute what the Python layers compute, up to bf16 rounding, for
+every KV dtype; they are used only where every layer linear is an int4/int8 kernel."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from engine.attention import PagedContext, Segment
+from engine.fused import fuse
+from engine.generate import Engine, perplexity
+from engine.kv import BlockTable
+from engine.model import build_model
+from engine.quantize import quantize
+
+from .conftest import ByteTokenizer
+
+
+def engine_with(pair, method: str, **kwargs) -> Engine:
+    hf, _ = pair
+    model = build_model(hf.config, hf.state_dict())
+    quantize(model, method)
+    engine = Engine(model, ByteTokenizer(), method=method, prefix_cache=False, **kwargs)
+    if model.fused is None:
+        pytest.skip("the native kernels are not built here")
+    return engine
+
+
+def prefill_logits(engine: Engine, ids: list[int]) -> torch.Tensor:
+    table = BlockTable()
+    slots = table.prepare(engine.blocks, engine.pool, 0, len(ids))
+    positions = torch.arange(len(ids))
+    context = PagedContext(engine.pool, [Segment(0, len(ids), 0, table.blocks)], slots, positions)
+    logits = engine.model(torch.tensor(ids), positions, context)
+    table.release(engine.blocks)
+    return logits
+
+
+@pytest.mark.parametrize("kv_dtype", ["fp32", "bf16", "int8"])
+@pytest.mark.parametrize("method", ["int8", "int4"])
+def test_fused_layers_equal_the_python_layers(tiny_pair, method, kv_dtype):
+    engine = engine_with(tiny_pair, method, kv_dtype=kv_dtype)
+    ids = list(b"Fused layers must compute what the Python layers compute, token by token.")
+    fused = prefill_logits(engine, ids)
+    engine.model.fused = None
+    python = prefill_logits(engine, ids)
+    assert (fused - python).abs().max() <= 0.02 * python.abs().max()
+    assert torch.equal(fused.argmax(-1), python.argmax(-1))
+
+
+def test_fused_perplexity_on_the_real_model_equals_the_python_layers(default_model):
+    model = build_model(default_model.config, dict(default_model.state_dict))
+    quantize(model, "int4")
+    engine = Engine(model, default_model.tokenizer, method="int4", prefix_cache=False)
+    if model.fused is None:
+        pytest.skip("the native kernels are not built here")
+    ids = default_model.tokenizer("The water cycle moves water between the sea, the air and the land. " * 8)[
+        "input_ids"
+    ]
+    fused = perplexity(engine, ids)
+    model.fused = None
+    assert fused == pytest.approx(perplexity(engine, ids), rel=2e-3)
+
+
+def test_only_int4_and_int8_layers_are_fused(tiny_pair):
+    hf, _ = tiny_pair
+    for method in ("none", "bf16", "nf4", "llm_int8"):
+        model = build_model(hf.config, hf.state_dict())
+        quantize(model, method)
+        assert fuse(model) is None, method
