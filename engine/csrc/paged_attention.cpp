@@ -22,6 +22,7 @@
 namespace {
 
 constexpr int64_t QUERY_TILE = 32;
+constexpr int64_t MIN_PARALLEL_WORK = 8192;
 
 // 16 floats: GCC/Clang vector extensions keep them in registers (one AVX-512 register, two AVX ones) and
 // every lane does the same IEEE operations, so vector width never changes a result.
@@ -204,7 +205,14 @@ void attend(const Args& a, const T* k, const T* v, const int32_t* row_of, int64_
     for (int64_t kvh = 0; kvh < a.kv_heads; ++kvh) tiles.push_back({row_of[t0], t0, t1, kvh});
     t0 = t1;
   }
-  at::parallel_for(0, static_cast<int64_t>(tiles.size()), 1, [&](int64_t begin, int64_t end) {
+  // Waking the other threads costs more than a short context's attention: below MIN_PARALLEL_WORK (query
+  // heads x positions) the tiles run on this thread. Either way each tile's arithmetic is the same.
+  int64_t work = 0;
+  for (const Tile& tile : tiles) {
+    for (int64_t t = tile.t0; t < tile.t1; ++t) work += a.lengths[t] * (a.heads / a.kv_heads);
+  }
+  const int64_t count = static_cast<int64_t>(tiles.size());
+  at::parallel_for(0, count, work < MIN_PARALLEL_WORK ? count : 1, [&](int64_t begin, int64_t end) {
     std::vector<float> scores;
     for (int64_t i = begin; i < end; ++i) {
       const Tile& tile = tiles[i];
