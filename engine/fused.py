@@ -21,13 +21,19 @@ from engine.quantize import Int4Linear, Int8Linear
 NO_BIAS = torch.empty(0)
 
 
+# How a linear's weights are held: the `Kind` enum of engine/csrc/decoder.cpp.
+ATEN_INT4, ATEN_INT8, TILES_INT4, TILES_INT8 = range(4)
+
+
 def _linear_args(module: Any) -> tuple[list[torch.Tensor], list[int]] | None:
-    """(weight, scales, bias) and (group, padded) of a kernel-backed linear; None for anything else."""
+    """(weight, scales, bias) and (kind, group, padded) of a kernel-backed linear; None for anything else."""
     bias = module.bias if getattr(module, "bias", None) is not None else NO_BIAS
     if isinstance(module, Int4Linear) and module.use_kernel:
-        return [module.packed, module.scales_zeros, bias], [module.group, module.padded]
+        kind = TILES_INT4 if module.layout == "tiles" else ATEN_INT4
+        return [module.packed, module.scales_zeros, bias], [kind, module.group, module.padded]
     if isinstance(module, Int8Linear):
-        return [module.weight, module.scales, bias], [0, module.in_features]
+        kind = TILES_INT8 if module.tiled else ATEN_INT8
+        return [module.weight, module.scales, bias], [kind, 0, module.in_features]
     return None
 
 

@@ -20,7 +20,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-SOURCES = [Path(__file__).resolve().parent / "csrc" / name for name in ("paged_attention.cpp", "decoder.cpp")]
+SOURCES = [
+    Path(__file__).resolve().parent / "csrc" / name
+    for name in ("paged_attention.cpp", "decoder.cpp", "qgemm.cpp")
+]
 log = logging.getLogger(__name__)
 STALE_LOCK_S = 600
 

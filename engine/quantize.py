@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import quant_methods
+from engine import tiles
 from engine.calibrated import Codes, load_or_calibrate, rtn
 
 # Methods whose output head stays at int8 (see the module docstring).
@@ -130,7 +131,8 @@ class Bf16Linear(QuantLinear):
 
 
 class Int8Linear(QuantLinear):
-    """Weight-only int8; activations go to the kernel in bf16 (it has no fast fp32 path on CPU)."""
+    """Weight-only int8, per output channel; activations go to the kernel in bf16. Where the tile kernels are
+    built (engine/tiles.py) the codes are held in their layout (`tiled`), else as [N, K] for torch's kernel."""
 
     rows_independent = True
 
@@ -138,18 +140,27 @@ class Int8Linear(QuantLinear):
         super().__init__()
         self._init(linear)
         q, scale = absmax_int8(linear.weight.detach().float(), dim=1)
-        self.register_buffer("weight", q)
-        self.register_buffer("scales", scale.to(torch.bfloat16))
+        self.tiles = tiles.tile_kernels() if tiles.fits_int8(self.out_features, self.in_features) else None
+        self.tiled = self.tiles is not None
+        self.register_buffer("weight", tiles.pack_int8(q) if self.tiled else q)
+        bf16_scales = scale.to(torch.bfloat16)  # the scales both kernels apply: bf16-rounded
+        self.register_buffer("scales", bf16_scales.float() if self.tiled else bf16_scales)
+
+    def codes(self) -> torch.Tensor:
+        """The int8 codes as [N, K]."""
+        return tiles.unpack_int8(self.weight) if self.tiled else self.weight
 
     def dequantize(self) -> torch.Tensor:
-        return self.weight.float() * self.scales.float()[:, None]
+        return self.codes().float() * self.scales.float()[:, None]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
-        y = torch.ops.aten._weight_int8pack_mm(
-            x.reshape(-1, shape[-1]).to(torch.bfloat16), self.weight, self.scales
-        )
-        return self._add_bias(y.float().reshape(*shape[:-1], self.out_features))
+        flat = x.reshape(-1, shape[-1])
+        if self.tiled:
+            y = self.tiles.int8_matmul(flat, self.weight, self.scales)
+        else:
+            y = torch.ops.aten._weight_int8pack_mm(flat.to(torch.bfloat16), self.weight, self.scales).float()
+        return self._add_bias(y.reshape(*shape[:-1], self.out_features))
 
 
 def int4_groups(w: torch.Tensor, group: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -181,6 +192,14 @@ class Int4Linear(QuantLinear):
             codes = codes or rtn(w, 4, group)
             q, scale, zero = codes.q, codes.scale, codes.zero
         q = F.pad(q, (0, self.padded - k), value=8)
+        self.tiles = tiles.tile_kernels() if tiles.fits_int4(n, group) else None
+        if self.tiles is not None:  # engine/tiles.py: the rows of a call share each decoded tile
+            self.layout = "tiles"
+            codes_tiled, scales_zeros = tiles.pack_int4(q, scale, zero)
+            self.register_buffer("packed", codes_tiled)
+            self.register_buffer("scales_zeros", scales_zeros)
+            self.use_kernel = self.rows_independent = True
+            return
         packed = None
         if n % 16 == 0:  # the CPU packing kernel refuses other shapes
             try:
@@ -188,9 +207,9 @@ class Int4Linear(QuantLinear):
             except RuntimeError:
                 packed = None
         self.use_kernel = packed is not None
-        self.rows_independent = (
-            self.use_kernel
-        )  # the fallback is an fp32 matmul, whose blocking depends on rows
+        self.layout = "aten" if self.use_kernel else "plain"
+        # the fallback is an fp32 matmul, whose blocking depends on rows
+        self.rows_independent = self.use_kernel
         if self.use_kernel:
             self.register_buffer("packed", packed)
             sz = torch.stack([scale, zero], dim=-1).transpose(0, 1).contiguous()  # [k/group, n, 2]
@@ -207,6 +226,10 @@ class Int4Linear(QuantLinear):
 
     def dequantize(self) -> torch.Tensor:
         n, k, g, kp = self.out_features, self.in_features, self.group, self.padded
+        if self.layout == "tiles":
+            q, scale, zero = tiles.unpack_int4(self.packed, self.scales_zeros)
+            q = q.float().reshape(n, kp // g, g)
+            return ((q - 8) * scale[..., None] + zero[..., None]).reshape(n, kp)[:, :k]
         if self.use_kernel:
             # Ask the kernel itself (fp32 path) for W^T: exactly what the runtime multiplies by.
             eye = torch.eye(kp, dtype=torch.float32)
@@ -221,7 +244,9 @@ class Int4Linear(QuantLinear):
         flat = x.reshape(-1, shape[-1])
         if self.padded != self.in_features:
             flat = F.pad(flat, (0, self.padded - self.in_features))
-        if self.use_kernel:
+        if self.layout == "tiles":
+            y = self.tiles.int4_matmul(flat, self.packed, self.scales_zeros, self.group)
+        elif self.use_kernel:
             y = torch.ops.aten._weight_int4pack_mm_for_cpu(
                 flat.to(torch.bfloat16), self.packed, self.group, self.scales_zeros
             ).float()
@@ -300,15 +325,18 @@ class SmoothQuantLinear(QuantLinear):
 
 
 class Int8Embedding(nn.Module):
-    """Token lookup from an int8 per-row table (rows are tokens, so per-row = per-output-channel of the head)."""
+    """Token lookup from an int8 per-row table (rows are tokens, so per-row = per-output-channel of the head);
+    `tiled`: the table is held in the tile kernels' layout (the head's own codes)."""
 
-    def __init__(self, weight: torch.Tensor, scales: torch.Tensor):
+    def __init__(self, weight: torch.Tensor, scales: torch.Tensor, tiled: bool = False):
         super().__init__()
+        self.tiled = tiled
         self.register_buffer("weight", weight)
         self.register_buffer("scales", scales)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.weight[ids].float() * self.scales[ids].float()[..., None]
+        rows = tiles.int8_rows(self.weight, ids) if self.tiled else self.weight[ids]
+        return rows.float() * self.scales[ids].float()[..., None]
 
 
 def calibrate_activation_max(model: nn.Module, calibration_ids: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -387,7 +415,7 @@ def quantize(
     if method.name == "bf16":
         model.tok_embeddings = nn.Embedding.from_pretrained(embedding.weight.detach().to(torch.bfloat16))
     elif isinstance(model.output, Int8Linear) and model.args.tie_embeddings:
-        model.tok_embeddings = Int8Embedding(model.output.weight, model.output.scales)
+        model.tok_embeddings = Int8Embedding(model.output.weight, model.output.scales, model.output.tiled)
     else:
         q, scale = absmax_int8(embedding.weight.detach().float(), dim=1)
         model.tok_embeddings = Int8Embedding(q, scale)

@@ -7,7 +7,8 @@
 // loop computes a token's row from that row alone, in a fixed order, so the result never depends on which
 // other tokens share the call (the property speculative decoding and batch invariance rest on).
 // Arithmetic follows the Python path (engine/model.py): fp32 activations, bf16 into the matmul kernels, fp32
-// out; the two agree up to rounding (tests compare them).
+// out (torch's kernels round their output to bf16 first, as in Python); the two agree up to rounding (tests
+// compare them).
 #include <torch/extension.h>
 
 #include <algorithm>
@@ -19,21 +20,31 @@
 torch::Tensor paged_attention(torch::Tensor q, torch::Tensor k, torch::Tensor v, torch::Tensor k_scale,
                               torch::Tensor v_scale, torch::Tensor tables, torch::Tensor row_of,
                               torch::Tensor lengths, int64_t block_size, double scale);
+torch::Tensor int4_matmul(torch::Tensor x, torch::Tensor codes, torch::Tensor scales_zeros, int64_t group);
+torch::Tensor int8_matmul(torch::Tensor x, torch::Tensor codes, torch::Tensor scales);
 
 namespace {
 
 using bf16 = at::BFloat16;
 
-// One linear: int4 (group > 0: packed codes, scales_zeros) or int8 (group == 0: codes, scales), `padded` input
-// features (int4 groups that do not divide the input are padded with zeros), an optional fp32 bias.
+// How a linear's weights are held (engine/quantize.py): torch's int4 or int8 kernel layout, or the tile
+// kernels' (engine/csrc/qgemm.cpp).
+enum Kind : int64_t { ATEN_INT4 = 0, ATEN_INT8 = 1, TILES_INT4 = 2, TILES_INT8 = 3 };
+
+// One linear: its kind, codes and scales, int4 group, `padded` input features (int4 groups that do not divide
+// the input are padded with zeros), an optional fp32 bias (empty when none).
 struct Linear {
   torch::Tensor weight, scales, bias;
-  int64_t group, padded;
+  int64_t kind, group, padded;
 
-  torch::Tensor operator()(const torch::Tensor& x) const {  // x: [T, K] bf16 -> [T, N] bf16
+  torch::Tensor operator()(const torch::Tensor& x) const {  // x: [T, K] bf16 -> [T, N] fp32
     auto input = padded > x.size(1) ? at::constant_pad_nd(x, {0, padded - x.size(1)}) : x;
-    return group > 0 ? at::_weight_int4pack_mm_for_cpu(input, weight, group, scales)
-                     : at::_weight_int8pack_mm(input, weight, scales);
+    switch (kind) {
+      case ATEN_INT4: return at::_weight_int4pack_mm_for_cpu(input, weight, group, scales).to(torch::kFloat32);
+      case ATEN_INT8: return at::_weight_int8pack_mm(input, weight, scales).to(torch::kFloat32);
+      case TILES_INT4: return int4_matmul(input, weight, scales, group);
+      default: return int8_matmul(input, weight, scales);
+    }
   }
 };
 
@@ -123,7 +134,7 @@ struct Pool {
   }
 };
 
-// q, k, v of the tokens from the fused qkv matmul's bf16 output (+ bias), RoPE applied to q and k.
+// q, k, v of the tokens from the fused qkv matmul's output (+ bias), RoPE applied to q and k.
 void split_qkv(const torch::Tensor& qkv, const torch::Tensor& bias, const torch::Tensor& cos,
                const torch::Tensor& sin, const Shape& s, torch::Tensor& q, torch::Tensor& k, torch::Tensor& v) {
   const int64_t tokens = qkv.size(0), width = qkv.size(1), hd = s.head_dim;
@@ -131,15 +142,15 @@ void split_qkv(const torch::Tensor& qkv, const torch::Tensor& bias, const torch:
   q = torch::empty({tokens, s.heads, hd}, qkv.options().dtype(torch::kFloat32));
   k = torch::empty({tokens, s.kv_heads, hd}, q.options());
   v = torch::empty({tokens, s.kv_heads, hd}, q.options());
-  const bf16* in = qkv.data_ptr<bf16>();
+  const float* in = qkv.data_ptr<float>();
   const float* b = bias.defined() && bias.numel() ? bias.data_ptr<float>() : nullptr;
   float* qp = q.data_ptr<float>();
   float* kp = k.data_ptr<float>();
   float* vp = v.data_ptr<float>();
   for (int64_t t = 0; t < tokens; ++t) {
-    const bf16* row = in + t * width;
+    const float* row = in + t * width;
     for (int64_t c = 0; c < width; ++c) {
-      const float value = static_cast<float>(row[c]) + (b ? b[c] : 0.f);
+      const float value = row[c] + (b ? b[c] : 0.f);
       if (c < q_width) qp[t * q_width + c] = value;
       else if (c < q_width + kv_width) kp[t * kv_width + c - q_width] = value;
       else vp[t * kv_width + c - q_width - kv_width] = value;
@@ -151,23 +162,23 @@ void split_qkv(const torch::Tensor& qkv, const torch::Tensor& bias, const torch:
   }
 }
 
-// x += y (y bf16 [T, D]), in fp32.
+// x += y, both fp32 [T, D].
 void add_into(torch::Tensor& x, const torch::Tensor& y) {
   float* xp = x.data_ptr<float>();
-  const bf16* yp = y.data_ptr<bf16>();
-  for (int64_t i = 0, n = x.numel(); i < n; ++i) xp[i] += static_cast<float>(yp[i]);
+  const float* yp = y.data_ptr<float>();
+  for (int64_t i = 0, n = x.numel(); i < n; ++i) xp[i] += yp[i];
 }
 
-// silu(gate) * up from the fused gate/up matmul's output [T, 2H] -> bf16 [T, H].
+// silu(gate) * up from the fused gate/up matmul's output [T, 2H] fp32 -> bf16 [T, H].
 torch::Tensor swiglu(const torch::Tensor& gate_up) {
   const int64_t tokens = gate_up.size(0), hidden = gate_up.size(1) / 2;
-  auto out = torch::empty({tokens, hidden}, gate_up.options());
-  const bf16* in = gate_up.data_ptr<bf16>();
+  auto out = torch::empty({tokens, hidden}, gate_up.options().dtype(torch::kBFloat16));
+  const float* in = gate_up.data_ptr<float>();
   bf16* o = out.data_ptr<bf16>();
   for (int64_t t = 0; t < tokens; ++t) {
     for (int64_t i = 0; i < hidden; ++i) {
-      const float g = static_cast<float>(in[t * 2 * hidden + i]);
-      const float u = static_cast<float>(in[t * 2 * hidden + hidden + i]);
+      const float g = in[t * 2 * hidden + i];
+      const float u = in[t * 2 * hidden + hidden + i];
       o[t * hidden + i] = bf16(g / (1.f + std::exp(-g)) * u);
     }
   }
@@ -175,13 +186,14 @@ torch::Tensor swiglu(const torch::Tensor& gate_up) {
 }
 
 Linear linear_at(const std::vector<torch::Tensor>& tensors, const std::vector<int64_t>& sizes, int64_t i) {
-  return Linear{tensors[3 * i], tensors[3 * i + 1], tensors[3 * i + 2], sizes[2 * i], sizes[2 * i + 1]};
+  return Linear{tensors[3 * i], tensors[3 * i + 1], tensors[3 * i + 2], sizes[3 * i], sizes[3 * i + 1],
+                sizes[3 * i + 2]};
 }
 
 }  // namespace
 
 // x: [T, D] fp32 (the embeddings; returned updated). cos, sin: [T, head_dim] fp32. norms: two per layer.
-// linears: (weight, scales, bias-or-empty) for qkv, wo, w13, w2 of each layer; sizes: (group, padded) for each.
+// linears: (weight, scales, bias-or-empty) for qkv, wo, w13, w2 of each layer; sizes: (kind, group, padded).
 // shape: heads, kv_heads, head_dim; the pool: all layers' tensors ([L, ...]); slots [T] int64; tables, row_of,
 // lengths: as paged_attention takes them.
 torch::Tensor decoder_layers(torch::Tensor x, torch::Tensor cos, torch::Tensor sin, std::vector<torch::Tensor> norms,

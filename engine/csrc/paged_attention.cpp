@@ -282,10 +282,20 @@ torch::Tensor decoder_layers(torch::Tensor x, torch::Tensor cos, torch::Tensor s
                              torch::Tensor k_scales, torch::Tensor v_scales, torch::Tensor slots,
                              torch::Tensor tables, torch::Tensor row_of, torch::Tensor lengths, int64_t block_size);
 
-// Both release the GIL: the server's event loop keeps answering while the engine thread computes.
+// engine/csrc/qgemm.cpp
+bool qgemm_available();
+torch::Tensor int4_matmul(torch::Tensor x, torch::Tensor codes, torch::Tensor scales_zeros, int64_t group);
+torch::Tensor int8_matmul(torch::Tensor x, torch::Tensor codes, torch::Tensor scales);
+
+// The kernels release the GIL: the server's event loop keeps answering while the engine thread computes.
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("paged_attention", &paged_attention, "paged attention over per-token block tables",
         py::call_guard<py::gil_scoped_release>());
   m.def("decoder_layers", &decoder_layers, "every decoder layer of an int4/int8 model in one call",
+        py::call_guard<py::gil_scoped_release>());
+  m.def("qgemm_available", &qgemm_available, "whether int4_matmul/int8_matmul were built (AVX-512 BF16)");
+  m.def("int4_matmul", &int4_matmul, "x [M, K] @ int4 tiles -> [M, N] fp32",
+        py::call_guard<py::gil_scoped_release>());
+  m.def("int8_matmul", &int8_matmul, "x [M, K] @ int8 tiles -> [M, N] fp32",
         py::call_guard<py::gil_scoped_release>());
 }
