@@ -25,7 +25,7 @@
 namespace {
 
 constexpr int64_t TILE = 16;      // output columns per tile (one zmm of fp32 accumulators)
-constexpr int64_t ROW_CHUNK = 6;  // rows whose accumulators stay in registers together
+constexpr int64_t ROW_CHUNK = 8;  // rows whose accumulators stay in registers together
 
 #ifdef WB_QGEMM
 
@@ -71,6 +71,8 @@ void by_rows(int64_t rows, F&& f) {
   int64_t r0 = 0;
   for (; r0 + ROW_CHUNK <= rows; r0 += ROW_CHUNK) f(std::integral_constant<int, ROW_CHUNK>{}, r0);
   switch (rows - r0) {
+    case 7: return f(std::integral_constant<int, 7>{}, r0);
+    case 6: return f(std::integral_constant<int, 6>{}, r0);
     case 5: return f(std::integral_constant<int, 5>{}, r0);
     case 4: return f(std::integral_constant<int, 4>{}, r0);
     case 3: return f(std::integral_constant<int, 3>{}, r0);
