@@ -23,8 +23,9 @@ $(STAMP): requirements.txt pyproject.toml
 model: $(STAMP)
 	$(BIN)/workbench models fetch
 
-# Builds the engine's C++ paged-attention kernel once per machine and torch version (cached next to the models;
-# a no-op when built; without a compiler it says so and the engine takes its torch path).
+# Builds the engine's C++ kernels (paged attention, the fused decoder layers, the int4/int8 tile matmuls) once per
+# machine and torch version (cached next to the models; a no-op when built; without a compiler it says so and the
+# engine takes its torch path).
 native: $(STAMP)
 	$(BIN)/python -m engine.native
 

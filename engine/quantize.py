@@ -4,9 +4,11 @@ build a quantized state from an fp32 `nn.Linear` (`from_linear`) and swap in the
 Methods (the `--quant` names):
   none         fp32 weights.
   bf16         bf16 weights, bf16 matmul.
-  int8         per-output-channel absmax, symmetric, round-to-nearest; matmul `_weight_int8pack_mm` (bf16 act.).
-  int4         group-wise asymmetric min-max (group 32; `int4-g64`, `int4-g128`); `_weight_int4pack_mm_for_cpu`
-               (bf16 activations), plain dequantize-and-matmul where the kernel refuses the shape.
+  int8         per-output-channel absmax, symmetric, round-to-nearest; bf16 activations through our tile kernel
+               (engine/tiles.py, where AVX-512 BF16 is built) or torch's `_weight_int8pack_mm`.
+  int4         group-wise asymmetric min-max (group 32; `int4-g64`, `int4-g128`); bf16 activations through our
+               tile kernel or torch's `_weight_int4pack_mm_for_cpu`, plain dequantize-and-matmul where neither
+               takes the shape.
   nf4          QLoRA NF4 code book, blocks of 64, absmax constants double-quantized (int8, blocks of 256, mean
                offset); dequantized per call (there is no CPU kernel).
   llm_int8     LLM.int8(): input features holding any |x| >= 6.0 go through fp32, the rest vector-wise int8
