@@ -86,3 +86,16 @@ def tiny_chat_engine(pair, max_batch: int = 8) -> Engine:
     return Engine(
         build_model(hf.config, hf.state_dict()), tokenizer, max_batch=max_batch, name="tiny", method="none"
     )
+
+
+@pytest.fixture(params=["tiles", "aten"])
+def layout(request, monkeypatch):
+    """Both weight layouts of the int4/int8 methods: our tile kernels' (where built: AVX-512 BF16) and torch's
+    kernels' (every other machine). Models must be quantized after this fixture runs."""
+    from engine import tiles
+
+    if request.param == "aten":
+        monkeypatch.setattr(tiles, "tile_kernels", lambda: None)
+    elif tiles.tile_kernels() is None:
+        pytest.skip("the tile kernels are not built here")
+    return request.param

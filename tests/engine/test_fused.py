@@ -38,8 +38,10 @@ def prefill_logits(engine: Engine, ids: list[int]) -> torch.Tensor:
 
 @pytest.mark.parametrize("kv_dtype", ["fp32", "bf16", "int8"])
 @pytest.mark.parametrize("method", ["int8", "int4"])
-def test_fused_layers_equal_the_python_layers(tiny_pair, method, kv_dtype):
+def test_fused_layers_equal_the_python_layers(tiny_pair, method, kv_dtype, layout):
     engine = engine_with(tiny_pair, method, kv_dtype=kv_dtype)
+    linear = engine.model.layers[0].feed_forward.w2
+    assert (linear.layout if method == "int4" else ("tiles" if linear.tiled else "aten")) == layout
     ids = list(b"Fused layers must compute what the Python layers compute, token by token.")
     fused = prefill_logits(engine, ids)
     engine.model.fused = None

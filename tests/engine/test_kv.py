@@ -101,7 +101,7 @@ def test_kv_bytes_per_token_by_dtype(tiny_pair):
 
 
 @pytest.mark.parametrize("method", ["int8", "int4"])
-def test_greedy_batch_invariance_bit_for_bit(tiny_pair, method):
+def test_greedy_batch_invariance_bit_for_bit(tiny_pair, method, layout):
     """Alone or among other rows, a greedy request gets the same tokens and the same log-probabilities."""
     prompts = [list(range(i, i + 5 + 7 * i)) for i in range(6)]
     params = dict(max_new_tokens=20, temperature=0, logprobs=2, ignore_eos=True)

@@ -52,7 +52,7 @@ PARAMS = [
 
 
 @pytest.mark.parametrize("method", ["int8", "int4"])
-def test_speculative_output_equals_plain_greedy_decoding(tiny_pair, method):
+def test_speculative_output_equals_plain_greedy_decoding(tiny_pair, method, layout):
     plain = tiny_engine_with(tiny_pair, method, draft_tokens=0)
     fast = tiny_engine_with(tiny_pair, method)
     needs_native(fast)
