@@ -3,7 +3,7 @@
 // The Python forward of a layer is ~40 PyTorch ops and a dozen module calls; for one decode token each costs
 // more in dispatch than in arithmetic, so a step of 30 layers was bound by overhead, not by the matmuls. Here
 // the norms, RoPE, the KV write, the activation and the residual adds are plain loops over each token's row,
-// and the matmuls and attention are called directly (ATen's int4/int8 kernels, our paged attention). Every
+// and the matmuls and attention are called directly (our tile kernels or ATen's, our paged attention). Every
 // loop computes a token's row from that row alone, in a fixed order, so the result never depends on which
 // other tokens share the call (the property speculative decoding and batch invariance rest on).
 // Arithmetic follows the Python path (engine/model.py): fp32 activations, bf16 into the matmul kernels, fp32

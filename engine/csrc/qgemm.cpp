@@ -1,7 +1,7 @@
 // Weight-only int4/int8 matrix products for a few rows (decode steps, speculative verification), whose weight
 // decoding is shared by all rows of the call.
 //
-// torch's CPU kernels decode the weights again for every row, so a step of 16 rows cost ~16x a step of one and
+// torch's CPU kernels decode the weights again for every row, so their cost grows linearly with the rows and
 // batched decode stopped scaling at ~8 rows. Here each tile of 16 output columns x 2 input features is decoded
 // once into bf16 pairs and every row's accumulator takes it with one AVX-512 BF16 dot-product instruction. A
 // row's arithmetic is the same sequence of instructions whatever the number of rows, their chunking or the
@@ -14,8 +14,10 @@
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512BF16__)
 #include <immintrin.h>
