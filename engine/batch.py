@@ -130,7 +130,9 @@ class DecodeBatch:
                     seen_groups.add(group.request.id)
                     group.step(self, logits[[b.row for b in group.beams]])
             elif segment.count > 1:
-                self._verify(sequence, logits[segment.start : segment.start + segment.count], tokens)
+                self._verify(
+                    sequence, logits[segment.start : segment.start + segment.count], drafts[id(sequence)]
+                )
             else:
                 self.sample_next(sequence, logits[segment.start])
         for sequence, segment in zip(self.rows, segments, strict=True):
@@ -155,10 +157,9 @@ class DecodeBatch:
                 drafts[id(sequence)] = draft
         return drafts
 
-    def _verify(self, sequence: Sequence, logits: torch.Tensor, tokens: list[int]) -> None:
+    def _verify(self, sequence: Sequence, logits: torch.Tensor, draft: list[int]) -> None:
         """Choose the row's tokens position by position, exactly as plain decoding would, while they equal its
-        draft (the fed tokens after the row's first). logits: [1 + draft, V]."""
-        draft = tokens[sequence.row + 1 : sequence.row + logits.shape[0]]
+        draft. logits: [1 + draft, V]."""
         accepted = 0
         for position in range(logits.shape[0]):
             self.sample_next(sequence, logits[position])

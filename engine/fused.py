@@ -61,7 +61,7 @@ def fuse(model: Transformer) -> FusedLayers | None:
     """The fused layers of `model`, or None where the C++ kernels are not built or a layer linear is not int4 or
     int8 (fp32, bf16, NF4, LLM.int8(), SmoothQuant keep the Python layers)."""
     native = kernels()
-    if native is None or not hasattr(native, "decoder_layers") or model.compute_dtype != torch.float32:
+    if native is None or model.compute_dtype != torch.float32:
         return None
     linears: list[torch.Tensor] = []
     sizes: list[int] = []

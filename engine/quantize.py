@@ -102,7 +102,7 @@ class QuantLinear(nn.Module):
     in_features: int
     out_features: int
     # Whether a row's output is bit-identical however many rows are multiplied with it (checked per class in
-    # tests/engine/test_quantize.py); speculative decoding is exact only when every linear is (engine/speculative.py).
+    # tests/engine/test_speculative.py); speculative decoding is exact only when every linear is (speculative.py).
     rows_independent = False
 
     def dequantize(self) -> torch.Tensor:
@@ -143,10 +143,13 @@ class Int8Linear(QuantLinear):
         self._init(linear)
         q, scale = absmax_int8(linear.weight.detach().float(), dim=1)
         self.tiles = tiles.tile_kernels() if tiles.fits_int8(self.out_features, self.in_features) else None
-        self.tiled = self.tiles is not None
         self.register_buffer("weight", tiles.pack_int8(q) if self.tiled else q)
         bf16_scales = scale.to(torch.bfloat16)  # the scales both kernels apply: bf16-rounded
         self.register_buffer("scales", bf16_scales.float() if self.tiled else bf16_scales)
+
+    @property
+    def tiled(self) -> bool:
+        return self.tiles is not None
 
     def codes(self) -> torch.Tensor:
         """The int8 codes as [N, K]."""
@@ -176,7 +179,8 @@ def int4_groups(w: torch.Tensor, group: int) -> tuple[torch.Tensor, torch.Tensor
 
 
 class Int4Linear(QuantLinear):
-    """4-bit codes in the CPU int4 kernel's packing. Without `codes`, group-wise min-max round-to-nearest (the
+    """4-bit codes in the layout of the kernel that runs them (`layout`: our tile kernel's, torch's int4 kernel's, or
+    plain nibbles dequantized per call where neither takes the shape). Without `codes`, group-wise min-max round-to-nearest (the
     `int4` method); with them (engine/calibrated.py: GPTQ, AWQ, RTN at 3 or 4 bits), those codes. Where
     in_features is not a multiple of the group (576 with groups of 128), the weight is padded with zero-activation
     columns to the kernel's shape and the activations with zeros at run time."""
@@ -200,7 +204,6 @@ class Int4Linear(QuantLinear):
             codes_tiled, scales_zeros = tiles.pack_int4(q, scale, zero)
             self.register_buffer("packed", codes_tiled)
             self.register_buffer("scales_zeros", scales_zeros)
-            self.use_kernel = self.rows_independent = True
             return
         packed = None
         if n % 16 == 0:  # the CPU packing kernel refuses other shapes
@@ -208,10 +211,7 @@ class Int4Linear(QuantLinear):
                 packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q.to(torch.int32), 1)
             except RuntimeError:
                 packed = None
-        self.use_kernel = packed is not None
-        self.layout = "aten" if self.use_kernel else "plain"
-        # the fallback is an fp32 matmul, whose blocking depends on rows
-        self.rows_independent = self.use_kernel
+        self.layout = "aten" if packed is not None else "plain"
         if self.use_kernel:
             self.register_buffer("packed", packed)
             sz = torch.stack([scale, zero], dim=-1).transpose(0, 1).contiguous()  # [k/group, n, 2]
@@ -220,25 +220,29 @@ class Int4Linear(QuantLinear):
             self.register_buffer("packed", _pack_nibbles(q))
             self.register_buffer("scales_zeros", torch.stack([scale, zero], dim=-1).to(torch.bfloat16))
 
-    def _scale_zero(self) -> tuple[torch.Tensor, torch.Tensor]:
-        sz = self.scales_zeros.float()
-        if self.use_kernel:
-            sz = sz.transpose(0, 1)  # -> [n, k/group, 2]
-        return sz[..., 0], sz[..., 1]
+    @property
+    def use_kernel(self) -> bool:
+        """A CPU kernel (ours or torch's) runs it; "plain" is dequantize-and-matmul."""
+        return self.layout != "plain"
+
+    @property
+    def rows_independent(self) -> bool:  # the plain path is an fp32 matmul, whose blocking depends on rows
+        return self.use_kernel
 
     def dequantize(self) -> torch.Tensor:
         n, k, g, kp = self.out_features, self.in_features, self.group, self.padded
-        if self.layout == "tiles":
-            q, scale, zero = tiles.unpack_int4(self.packed, self.scales_zeros)
-            q = q.float().reshape(n, kp // g, g)
-            return ((q - 8) * scale[..., None] + zero[..., None]).reshape(n, kp)[:, :k]
-        if self.use_kernel:
+        if self.layout == "aten":
             # Ask the kernel itself (fp32 path) for W^T: exactly what the runtime multiplies by.
             eye = torch.eye(kp, dtype=torch.float32)
             sz = self.scales_zeros.float()
             return torch.ops.aten._weight_int4pack_mm_for_cpu(eye, self.packed, g, sz).t()[:, :k].contiguous()
-        q = _unpack_nibbles(self.packed, n * kp).reshape(n, kp // g, g).float()
-        scale, zero = self._scale_zero()
+        if self.layout == "tiles":
+            q, scale, zero = tiles.unpack_int4(self.packed, self.scales_zeros)
+        else:
+            q = _unpack_nibbles(self.packed, n * kp)
+            sz = self.scales_zeros.float()  # [n, k/group, 2]
+            scale, zero = sz[..., 0], sz[..., 1]
+        q = q.float().reshape(n, kp // g, g)
         return ((q - 8) * scale[..., None] + zero[..., None]).reshape(n, kp)[:, :k]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -248,7 +252,7 @@ class Int4Linear(QuantLinear):
             flat = F.pad(flat, (0, self.padded - self.in_features))
         if self.layout == "tiles":
             y = self.tiles.int4_matmul(flat, self.packed, self.scales_zeros, self.group)
-        elif self.use_kernel:
+        elif self.layout == "aten":
             y = torch.ops.aten._weight_int4pack_mm_for_cpu(
                 flat.to(torch.bfloat16), self.packed, self.group, self.scales_zeros
             ).float()

@@ -49,6 +49,16 @@ def tiny_hf(config=None, seed: int = 0) -> LlamaForCausalLM:
     return model
 
 
+def engine_for(pair, method: str = "none", **kwargs) -> Engine:
+    """An engine on a fresh copy of the tiny model quantized with `method`, over the byte tokenizer."""
+    from engine.quantize import quantize
+
+    hf, _ = pair
+    model = build_model(hf.config, hf.state_dict())
+    quantize(model, method)
+    return Engine(model, ByteTokenizer(), method=method, **kwargs)
+
+
 @pytest.fixture(scope="session")
 def tiny_pair():
     hf = tiny_hf()

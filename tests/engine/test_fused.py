@@ -13,15 +13,12 @@ from engine.kv import BlockTable
 from engine.model import build_model
 from engine.quantize import quantize
 
-from .conftest import ByteTokenizer
+from .conftest import engine_for
 
 
 def engine_with(pair, method: str, **kwargs) -> Engine:
-    hf, _ = pair
-    model = build_model(hf.config, hf.state_dict())
-    quantize(model, method)
-    engine = Engine(model, ByteTokenizer(), method=method, prefix_cache=False, **kwargs)
-    if model.fused is None:
+    engine = engine_for(pair, method, prefix_cache=False, **kwargs)
+    if engine.model.fused is None:
         pytest.skip("the native kernels are not built here")
     return engine
 

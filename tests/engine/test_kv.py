@@ -10,13 +10,11 @@ import torch
 
 import engine.attention as attention
 from engine.attention import PagedContext, Segment
-from engine.generate import Engine, Request, generate
+from engine.generate import Request, generate
 from engine.kv import BlockManager, BlockTable, KVPool
-from engine.model import build_model
-from engine.quantize import quantize
 from engine.sampling import SamplingParams
 
-from .conftest import ByteTokenizer
+from .conftest import engine_for
 
 
 @pytest.fixture(params=["native", "torch"])
@@ -27,13 +25,6 @@ def attention_path(request, monkeypatch):
     elif attention.kernels() is None:
         pytest.skip("the native kernels are not built on this machine")
     return request.param
-
-
-def engine_for(pair, method: str = "none", **kwargs) -> Engine:
-    hf, _ = pair
-    model = build_model(hf.config, hf.state_dict())
-    quantize(model, method)
-    return Engine(model, ByteTokenizer(), method=method, **kwargs)
 
 
 @pytest.mark.parametrize("kv_dtype", ["fp32", "bf16", "int8"])

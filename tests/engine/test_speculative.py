@@ -18,7 +18,7 @@ from engine.request import Sequence
 from engine.sampling import SamplingParams
 from engine.speculative import PromptLookup
 
-from .conftest import ByteTokenizer
+from .conftest import engine_for
 
 REPEATING = list(b"the cat sat on the mat; the cat sat on the mat; the cat sat on the ")
 
@@ -29,10 +29,7 @@ def needs_native(engine: Engine) -> None:
 
 
 def tiny_engine_with(pair, method: str, **kwargs) -> Engine:
-    hf, _ = pair
-    model = build_model(hf.config, hf.state_dict())
-    quantize(model, method)
-    return Engine(model, ByteTokenizer(), method=method, prefix_cache=False, **kwargs)
+    return engine_for(pair, method, prefix_cache=False, **kwargs)
 
 
 def outcome(request: Request) -> list[tuple]:
