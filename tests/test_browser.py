@@ -32,6 +32,8 @@ def test_build_run_stream_and_heatmap_in_chromium(running_app, tmp_path):
     with chromium() as browser:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(60_000)
+        # expect() keeps its own 5 s default; a cold first page load in a fresh checkout (imports, .pyc) took longer
+        expect.set_options(timeout=60_000)
         page.goto(running_app)
         expect(page.get_by_text("Build a prompt")).to_be_visible()
         for name, value in COSTAR.items():
