@@ -6,9 +6,9 @@
 // and the matmuls and attention are called directly (our tile kernels or ATen's, our paged attention). Every
 // loop computes a token's row from that row alone, in a fixed order, so the result never depends on which
 // other tokens share the call (the property speculative decoding and batch invariance rest on).
-// Arithmetic follows the Python path (engine/model.py): fp32 activations, bf16 into the matmul kernels, fp32
-// out (torch's kernels round their output to bf16 first, as in Python); the two agree up to rounding (tests
-// compare them).
+// Arithmetic follows the Python path (engine/model.py): fp32 activations into our tile kernels (which quantize
+// them to int8 themselves) or as bf16 into torch's, fp32 out (torch's kernels round their output to bf16 first,
+// as in Python); the two agree up to rounding (tests compare them).
 #include <torch/extension.h>
 
 #include <algorithm>
@@ -37,11 +37,13 @@ struct Linear {
   torch::Tensor weight, scales, bias;
   int64_t kind, group, padded;
 
-  torch::Tensor operator()(const torch::Tensor& x) const {  // x: [T, K] bf16 -> [T, N] fp32
+  torch::Tensor operator()(const torch::Tensor& x) const {  // x: [T, K] fp32 -> [T, N] fp32
     auto input = padded > x.size(1) ? at::constant_pad_nd(x, {0, padded - x.size(1)}) : x;
     switch (kind) {
-      case ATEN_INT4: return at::_weight_int4pack_mm_for_cpu(input, weight, group, scales).to(torch::kFloat32);
-      case ATEN_INT8: return at::_weight_int8pack_mm(input, weight, scales).to(torch::kFloat32);
+      case ATEN_INT4:
+        return at::_weight_int4pack_mm_for_cpu(input.to(torch::kBFloat16), weight, group, scales).to(torch::kFloat32);
+      case ATEN_INT8:
+        return at::_weight_int8pack_mm(input.to(torch::kBFloat16), weight, scales).to(torch::kFloat32);
       case TILES_INT4: return int4_matmul(input, weight, scales, group);
       default: return int8_matmul(input, weight, scales);
     }
@@ -53,19 +55,19 @@ struct Shape {
   float eps;
 };
 
-// x [T, D] fp32 -> x * rsqrt(mean(x^2) + eps) * weight, as bf16 (what the matmul kernels take).
+// x [T, D] fp32 -> x * rsqrt(mean(x^2) + eps) * weight, fp32.
 torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, float eps) {
   const int64_t rows = x.size(0), dim = x.size(1);
-  auto out = torch::empty({rows, dim}, x.options().dtype(torch::kBFloat16));
+  auto out = torch::empty({rows, dim}, x.options());
   const float* in = x.data_ptr<float>();
   const float* w = weight.data_ptr<float>();
-  bf16* o = out.data_ptr<bf16>();
+  float* o = out.data_ptr<float>();
   for (int64_t t = 0; t < rows; ++t) {
     const float* row = in + t * dim;
     float squares = 0.f;
     for (int64_t i = 0; i < dim; ++i) squares += row[i] * row[i];
     const float inv = 1.f / std::sqrt(squares / static_cast<float>(dim) + eps);
-    for (int64_t i = 0; i < dim; ++i) o[t * dim + i] = bf16(row[i] * inv * w[i]);
+    for (int64_t i = 0; i < dim; ++i) o[t * dim + i] = row[i] * inv * w[i];
   }
   return out;
 }
@@ -169,17 +171,17 @@ void add_into(torch::Tensor& x, const torch::Tensor& y) {
   for (int64_t i = 0, n = x.numel(); i < n; ++i) xp[i] += yp[i];
 }
 
-// silu(gate) * up from the fused gate/up matmul's output [T, 2H] fp32 -> bf16 [T, H].
+// silu(gate) * up from the fused gate/up matmul's output [T, 2H] fp32 -> fp32 [T, H].
 torch::Tensor swiglu(const torch::Tensor& gate_up) {
   const int64_t tokens = gate_up.size(0), hidden = gate_up.size(1) / 2;
-  auto out = torch::empty({tokens, hidden}, gate_up.options().dtype(torch::kBFloat16));
+  auto out = torch::empty({tokens, hidden}, gate_up.options());
   const float* in = gate_up.data_ptr<float>();
-  bf16* o = out.data_ptr<bf16>();
+  float* o = out.data_ptr<float>();
   for (int64_t t = 0; t < tokens; ++t) {
     for (int64_t i = 0; i < hidden; ++i) {
       const float g = in[t * 2 * hidden + i];
       const float u = in[t * 2 * hidden + hidden + i];
-      o[t * hidden + i] = bf16(g / (1.f + std::exp(-g)) * u);
+      o[t * hidden + i] = g / (1.f + std::exp(-g)) * u;
     }
   }
   return out;
@@ -218,7 +220,7 @@ torch::Tensor decoder_layers(torch::Tensor x, torch::Tensor cos, torch::Tensor s
     pool.write(k, v, slots);
     auto attended = paged_attention(q, pool.k, pool.v, pool.k_scale, pool.v_scale, tables, row_of, lengths,
                                     block_size, scale);
-    add_into(h, wo(attended.reshape({tokens, s.heads * s.head_dim}).to(torch::kBFloat16)));
+    add_into(h, wo(attended.reshape({tokens, s.heads * s.head_dim})));
     add_into(h, w2(swiglu(w13(rms_norm(h, norms[2 * layer + 1], s.eps)))));
   }
   return h;

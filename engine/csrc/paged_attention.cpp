@@ -293,7 +293,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         py::call_guard<py::gil_scoped_release>());
   m.def("decoder_layers", &decoder_layers, "every decoder layer of an int4/int8 model in one call",
         py::call_guard<py::gil_scoped_release>());
-  m.def("qgemm_available", &qgemm_available, "whether int4_matmul/int8_matmul were built (AVX-512 BF16)");
+  m.def("qgemm_available", &qgemm_available, "whether int4_matmul/int8_matmul were built (AVX-512 VNNI)");
   m.def("int4_matmul", &int4_matmul, "x [M, K] @ int4 tiles -> [M, N] fp32",
         py::call_guard<py::gil_scoped_release>());
   m.def("int8_matmul", &int8_matmul, "x [M, K] @ int8 tiles -> [M, N] fp32",

@@ -1,16 +1,21 @@
-// Weight-only int4/int8 matrix products for a few rows (decode steps, speculative verification), whose weight
-// decoding is shared by all rows of the call.
+// Weight-only int4/int8 matrix products for a few rows (decode steps, speculative verification) on int8
+// activations, whose weight decoding is shared by all rows of the call.
 //
 // torch's CPU kernels decode the weights again for every row, so their cost grows linearly with the rows and
-// batched decode stopped scaling at ~8 rows. Here each tile of 16 output columns x 2 input features is decoded
-// once into bf16 pairs and every row's accumulator takes it with one AVX-512 BF16 dot-product instruction. A
-// row's arithmetic is the same sequence of instructions whatever the number of rows, their chunking or the
-// thread split (threads own whole column tiles), so every row's result is bit-identical alone or in a batch.
+// batched decode stopped scaling at ~8 rows. Here each row's activations are quantized to int8 per block of
+// features (absmax, round to nearest even: what llama.cpp's Q8 activations do), each tile of 16 output columns x 8
+// input features is loaded once for all rows of the call, and every row's accumulators take it with AVX-512 VNNI
+// (vpdpbusd: 64 unsigned x signed byte products a instruction, twice the bf16 dot product's and with no
+// nibble-to-bf16 decoding). Integer sums are exact; the per-block float steps are the same instructions whatever
+// the number of rows, their chunking or the thread split (threads own whole column tiles), so every row's result
+// is bit-identical alone or in a batch.
 //
-// Layouts (built by pack_int4 / pack_int8 from the codes): int4 codes [N/16, K/2, 16] bytes, byte j holding
-// features 2p (low nibble) and 2p+1 (high nibble) of column 16t+j; per group of G features a bf16 scale and zero
-// [N/16, K/G, 2, 16] with w = (q - 8) * scale + zero. int8 codes [N/16, K/2, 32] (column j's features 2p, 2p+1 at
-// bytes 2j, 2j+1), one fp32 scale per column: w = q * scale.
+// Layouts (built by pack_int4 / pack_int8 in engine/tiles.py):
+//   int4 codes [N/16, K/8, 64] bytes: byte 4j+i of octet o holds column 16t+j's feature 8o+i (low nibble) and
+//   8o+4+i (high nibble); per group of G features a bf16 scale and zero [N/16, K/G, 2, 16], w = (q - 8) * s + z.
+//   Activations are quantized per group, so a group's sum is s * a * (sum q x_q - 8 sum x_q) + z * sum x.
+//   int8 codes [N/16, K/4, 64] bytes q + 128 (vpdpbusd wants one unsigned operand): byte 4j+i of quad p holds
+//   column j's feature 4p+i; one fp32 scale per column, w = q * s. Activations per block of ACT_BLOCK features.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
@@ -18,54 +23,19 @@
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
+#include <vector>
 
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512BF16__)
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
 #include <immintrin.h>
 #define WB_QGEMM 1
 #endif
 
 namespace {
-
-constexpr int64_t TILE = 16;      // output columns per tile (one zmm of fp32 accumulators)
+constexpr int64_t TILE = 16;  // output columns per tile (one zmm of accumulators)
 constexpr int64_t ROW_CHUNK = 8;  // rows whose accumulators stay in registers together
+constexpr int64_t ACT_BLOCK = 32;  // int8 weights: activation features sharing one scale
 
 #ifdef WB_QGEMM
-
-// bf16 bit patterns of q - 8 for q in 0..15 (exact), indexed by the low bits of a 16-bit lane.
-inline __m512i int4_lut() {
-  alignas(64) static const uint16_t table[32] = {
-      0xC100, 0xC0E0, 0xC0C0, 0xC0A0, 0xC080, 0xC040, 0xC000, 0xBF80,  // -8 .. -1
-      0x0000, 0x3F80, 0x4000, 0x4040, 0x4080, 0x40A0, 0x40C0, 0x40E0,  // 0 .. 7
-      0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
-  return _mm512_load_si512(table);
-}
-
-// 16 bytes of int4 codes -> 32 bf16 lanes: (column j, feature 2p) and (column j, feature 2p+1) in lane pair j.
-inline __m512bh decode_int4(const uint8_t* codes, __m512i lut) {
-  const __m512i bytes = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes)));
-  const __m512i low = _mm512_and_si512(bytes, _mm512_set1_epi32(0x0F));
-  const __m512i high = _mm512_slli_epi32(_mm512_srli_epi32(bytes, 4), 16);
-  return (__m512bh)_mm512_permutexvar_epi16(_mm512_or_si512(low, high), lut);
-}
-
-// 32 int8 codes -> 32 bf16 lanes (exact: |q| <= 127), same order.
-inline __m512bh decode_int8(const int8_t* codes) {
-  const __m512i words = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes)));
-  const __m512 low = _mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(_mm512_castsi512_si256(words)));
-  const __m512 high = _mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(_mm512_extracti64x4_epi64(words, 1)));
-  return _mm512_cvtne2ps_pbh(high, low);
-}
-
-inline __m512 load_bf16(const at::BFloat16* p) {
-  const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16));
-}
-
-inline __m512bh pair(const at::BFloat16* x, int64_t p) {
-  int32_t bits;
-  std::memcpy(&bits, x + 2 * p, sizeof(bits));
-  return (__m512bh)_mm512_set1_epi32(bits);
-}
 
 // Calls f<R>(r0) over rows in chunks of ROW_CHUNK (R is a compile-time count, so accumulators stay in registers).
 template <typename F>
@@ -84,57 +54,128 @@ void by_rows(int64_t rows, F&& f) {
   }
 }
 
-// Rows [r0, r0 + R) of one int4 column tile. x: bf16 [M, K]; group_sums: fp32 [M, K/G] (sum of x per group).
-// Each pair of features is decoded once for the R rows; two accumulator chains per row (even and odd pairs) hide
-// the dot product's latency when there are few rows. The chains, their sum and the group's scale and zero are the
-// same instructions whatever R is, so a row's result never depends on the other rows.
+// A call's activations quantized per row and block of B features: codes [M, K] (x ~ code * scale), and per
+// (row, block) the scale, the sum of the codes and the sum of x itself. Blocks of zeros get scale 0. Plain
+// buffers, not tensors: a decode step makes ~120 of these calls and tensor ops cost microseconds each.
+struct Quantized {
+  std::vector<int8_t> q;
+  std::vector<float> scale, sum;
+  std::vector<int32_t> qsum;
+};
+
+Quantized quantize_rows(const float* x, int64_t M, int64_t K, int64_t B) {
+  const int64_t blocks = K / B;
+  Quantized a{std::vector<int8_t>(M * K), std::vector<float>(M * blocks), std::vector<float>(M * blocks),
+              std::vector<int32_t>(M * blocks)};
+  for (int64_t r = 0; r < M; ++r) {
+    for (int64_t b = 0; b < blocks; ++b) {
+      const float* v = x + r * K + b * B;
+      __m512 top = _mm512_setzero_ps(), total = _mm512_setzero_ps();
+      for (int64_t i = 0; i < B; i += 16) {
+        const __m512 value = _mm512_loadu_ps(v + i);
+        top = _mm512_max_ps(top, _mm512_abs_ps(value));
+        total = _mm512_add_ps(total, value);
+      }
+      const float amax = _mm512_reduce_max_ps(top);
+      const float inv = amax > 0.f ? 127.f / amax : 0.f;
+      __m512i codes = _mm512_setzero_si512();
+      for (int64_t i = 0; i < B; i += 16) {
+        const __m512i n = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(v + i), _mm512_set1_ps(inv)));
+        codes = _mm512_add_epi32(codes, n);
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(a.q.data() + r * K + b * B + i), _mm512_cvtepi32_epi8(n));
+      }
+      const int64_t at = r * blocks + b;
+      a.scale[at] = amax / 127.f;
+      a.sum[at] = _mm512_reduce_add_ps(total);
+      a.qsum[at] = _mm512_reduce_add_epi32(codes);
+    }
+  }
+  return a;
+}
+
+// The 4 activation codes of features [f, f + 4) in every 32-bit lane.
+inline __m512i bcast4(const int8_t* p) {
+  int32_t bits;
+  std::memcpy(&bits, p, 4);
+  return _mm512_set1_epi32(bits);
+}
+
+inline __m512 load_bf16(const at::BFloat16* p) {
+  const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16));
+}
+
+// Rows [r0, r0 + R) of one int4 column tile: each octet of features is loaded once for the R rows; two integer
+// chains per row (low and high nibbles) hide vpdpbusd's latency when there are few rows.
 template <int R>
-void int4_tile(const uint8_t* codes, const at::BFloat16* sz, const at::BFloat16* x, const float* group_sums,
-               float* y, int64_t K, int64_t G, int64_t N, int64_t tile, int64_t r0) {
-  const __m512i lut = int4_lut();
-  const int64_t groups = K / G, pairs = G / 2;
+void int4_tile(const uint8_t* codes, const at::BFloat16* sz, const Quantized& a, float* y, int64_t K, int64_t G,
+               int64_t N, int64_t tile, int64_t r0) {
+  const int8_t* xq = a.q.data();
+  const int64_t groups = K / G, octets = G / 8;
+  const __m512i mask = _mm512_set1_epi8(0x0F);
   __m512 total[R];
   for (int r = 0; r < R; ++r) total[r] = _mm512_setzero_ps();
   for (int64_t g = 0; g < groups; ++g) {
-    __m512 even[R], odd[R];
-    for (int r = 0; r < R; ++r) even[r] = odd[r] = _mm512_setzero_ps();
-    const uint8_t* c = codes + g * pairs * TILE;
-    const int64_t first = g * pairs;
-    for (int64_t p = 0; p < pairs; p += 2) {
-      const __m512bh w0 = decode_int4(c + p * TILE, lut), w1 = decode_int4(c + (p + 1) * TILE, lut);
+    __m512i lo[R], hi[R];
+    for (int r = 0; r < R; ++r) lo[r] = hi[r] = _mm512_setzero_si512();
+    const uint8_t* c = codes + g * octets * 64;
+    for (int64_t o = 0; o < octets; ++o) {
+      const __m512i v = _mm512_loadu_si512(c + o * 64);
+      const __m512i w0 = _mm512_and_si512(v, mask), w1 = _mm512_and_si512(_mm512_srli_epi16(v, 4), mask);
+      const int64_t f = g * G + o * 8;
       for (int r = 0; r < R; ++r) {
-        even[r] = _mm512_dpbf16_ps(even[r], pair(x + (r0 + r) * K, first + p), w0);
-        odd[r] = _mm512_dpbf16_ps(odd[r], pair(x + (r0 + r) * K, first + p + 1), w1);
+        const int8_t* xr = xq + (r0 + r) * K + f;
+        lo[r] = _mm512_dpbusd_epi32(lo[r], w0, bcast4(xr));
+        hi[r] = _mm512_dpbusd_epi32(hi[r], w1, bcast4(xr + 4));
       }
     }
     const __m512 scale = load_bf16(sz + g * 2 * TILE), zero = load_bf16(sz + g * 2 * TILE + TILE);
     for (int r = 0; r < R; ++r) {
-      total[r] = _mm512_fmadd_ps(_mm512_add_ps(even[r], odd[r]), scale, total[r]);
-      total[r] = _mm512_fmadd_ps(_mm512_set1_ps(group_sums[(r0 + r) * groups + g]), zero, total[r]);
+      const int64_t at = (r0 + r) * groups + g;
+      const __m512i dot = _mm512_sub_epi32(_mm512_add_epi32(lo[r], hi[r]), _mm512_set1_epi32(8 * a.qsum[at]));
+      total[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(scale, _mm512_set1_ps(a.scale[at])), total[r]);
+      total[r] = _mm512_fmadd_ps(zero, _mm512_set1_ps(a.sum[at]), total[r]);
     }
   }
   for (int r = 0; r < R; ++r) _mm512_storeu_ps(y + (r0 + r) * N + tile * TILE, total[r]);
 }
 
+// Rows [r0, r0 + R) of one int8 column tile, per activation block: sum (q + 128) x_q - 128 sum x_q.
 template <int R>
-void int8_tile(const int8_t* codes, const float* scales, const at::BFloat16* x, float* y, int64_t K, int64_t N,
+void int8_tile(const uint8_t* codes, const float* scales, const Quantized& a, float* y, int64_t K, int64_t B, int64_t N,
                int64_t tile, int64_t r0) {
-  __m512 acc[R];
-  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
-  for (int64_t p = 0; p < K / 2; ++p) {
-    const __m512bh w = decode_int8(codes + p * 2 * TILE);
-    for (int r = 0; r < R; ++r) acc[r] = _mm512_dpbf16_ps(acc[r], pair(x + (r0 + r) * K, p), w);
+  const int8_t* xq = a.q.data();
+  const int64_t blocks = K / B, quads = B / 4;
+  __m512 total[R];
+  for (int r = 0; r < R; ++r) total[r] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < blocks; ++b) {
+    __m512i a0[R], a1[R];
+    for (int r = 0; r < R; ++r) a0[r] = a1[r] = _mm512_setzero_si512();
+    const uint8_t* c = codes + b * quads * 64;
+    for (int64_t p = 0; p < quads; p += 2) {
+      const __m512i w0 = _mm512_loadu_si512(c + p * 64), w1 = _mm512_loadu_si512(c + (p + 1) * 64);
+      const int64_t f = b * B + p * 4;
+      for (int r = 0; r < R; ++r) {
+        const int8_t* xr = xq + (r0 + r) * K + f;
+        a0[r] = _mm512_dpbusd_epi32(a0[r], w0, bcast4(xr));
+        a1[r] = _mm512_dpbusd_epi32(a1[r], w1, bcast4(xr + 4));
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      const int64_t at = (r0 + r) * blocks + b;
+      const __m512i dot = _mm512_sub_epi32(_mm512_add_epi32(a0[r], a1[r]), _mm512_set1_epi32(128 * a.qsum[at]));
+      total[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_set1_ps(a.scale[at]), total[r]);
+    }
   }
   const __m512 s = _mm512_loadu_ps(scales);
-  for (int r = 0; r < R; ++r) _mm512_storeu_ps(y + (r0 + r) * N + tile * TILE, _mm512_mul_ps(acc[r], s));
+  for (int r = 0; r < R; ++r) _mm512_storeu_ps(y + (r0 + r) * N + tile * TILE, _mm512_mul_ps(total[r], s));
 }
 
 // Tiles per thread task: enough work that waking a thread pays off.
 inline int64_t grain(int64_t tiles, int64_t K, int64_t rows) {
-  const int64_t per_tile = K * TILE * (rows + 4);
+  const int64_t per_tile = K * TILE * (rows + 4) / 4;
   return std::max<int64_t>(1, std::min<int64_t>(tiles, (1 << 18) / std::max<int64_t>(per_tile, 1)));
 }
-
 #endif  // WB_QGEMM
 
 }  // namespace
@@ -147,54 +188,51 @@ bool qgemm_available() {
 #endif
 }
 
-// x: [M, K] (any float dtype; taken as bf16) -> [M, N] fp32.
+// x: [M, K] (any float dtype) -> [M, N] fp32. K is the padded input width (a multiple of the group).
 torch::Tensor int4_matmul(torch::Tensor x, torch::Tensor codes, torch::Tensor scales_zeros, int64_t group) {
 #ifdef WB_QGEMM
-  const int64_t M = x.size(0), K = x.size(1), N = codes.size(0) * TILE, tiles = codes.size(0);
-  TORCH_CHECK(codes.size(1) * 2 == K && K % group == 0 && group % 4 == 0,
-              "int4_matmul: shapes do not match");
-  auto xb = x.to(torch::kBFloat16).contiguous();
-  auto sums = xb.to(torch::kFloat32).view({M, K / group, group}).sum(-1).contiguous();  // [M, K/G]
-  auto y = torch::empty({M, N}, x.options().dtype(torch::kFloat32));
+  const int64_t M = x.size(0), K = x.size(1), tiles = codes.size(0), N = tiles * TILE;
+  TORCH_CHECK(codes.size(1) * 8 == K && K % group == 0 && group % 8 == 0, "int4_matmul: shapes do not match");
+  auto xf = x.to(torch::kFloat32).contiguous();
+  const Quantized a = quantize_rows(xf.data_ptr<float>(), M, K, group);
+  auto y = torch::empty({M, N}, xf.options());
   const uint8_t* c = codes.data_ptr<uint8_t>();
   const at::BFloat16* sz = scales_zeros.data_ptr<at::BFloat16>();
-  const at::BFloat16* xp = xb.data_ptr<at::BFloat16>();
-  const float* sp = sums.data_ptr<float>();
   float* yp = y.data_ptr<float>();
   const int64_t groups = K / group;
   at::parallel_for(0, tiles, grain(tiles, K, M), [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
       by_rows(M, [&](auto R, int64_t r0) {
-        int4_tile<decltype(R)::value>(c + t * (K / 2) * TILE, sz + t * groups * 2 * TILE, xp, sp, yp, K, group, N,
-                                      t, r0);
+        int4_tile<decltype(R)::value>(c + t * (K / 2) * TILE, sz + t * groups * 2 * TILE, a, yp, K, group, N, t,
+                                      r0);
       });
     }
   });
   return y;
 #else
-  TORCH_CHECK(false, "int4_matmul needs AVX-512 BF16");
+  TORCH_CHECK(false, "int4_matmul needs AVX-512 VNNI");
 #endif
 }
 
 torch::Tensor int8_matmul(torch::Tensor x, torch::Tensor codes, torch::Tensor scales) {
 #ifdef WB_QGEMM
   const int64_t M = x.size(0), K = x.size(1), tiles = codes.size(0), N = tiles * TILE;
-  TORCH_CHECK(codes.size(1) * 2 == K, "int8_matmul: shapes do not match");
-  auto xb = x.to(torch::kBFloat16).contiguous();
-  auto y = torch::empty({M, N}, x.options().dtype(torch::kFloat32));
-  const int8_t* c = codes.data_ptr<int8_t>();
+  TORCH_CHECK(codes.size(1) * 4 == K && K % ACT_BLOCK == 0, "int8_matmul: shapes do not match");
+  auto xf = x.to(torch::kFloat32).contiguous();
+  const Quantized a = quantize_rows(xf.data_ptr<float>(), M, K, ACT_BLOCK);
+  auto y = torch::empty({M, N}, xf.options());
+  const uint8_t* c = codes.data_ptr<uint8_t>();
   const float* s = scales.data_ptr<float>();
-  const at::BFloat16* xp = xb.data_ptr<at::BFloat16>();
   float* yp = y.data_ptr<float>();
   at::parallel_for(0, tiles, grain(tiles, K, M), [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
       by_rows(M, [&](auto R, int64_t r0) {
-        int8_tile<decltype(R)::value>(c + t * K * TILE, s + t * TILE, xp, yp, K, N, t, r0);
+        int8_tile<decltype(R)::value>(c + t * K * TILE, s + t * TILE, a, yp, K, ACT_BLOCK, N, t, r0);
       });
     }
   });
   return y;
 #else
-  TORCH_CHECK(false, "int8_matmul needs AVX-512 BF16");
+  TORCH_CHECK(false, "int8_matmul needs AVX-512 VNNI");
 #endif
 }
