@@ -24,6 +24,10 @@ SOURCES = [
     Path(__file__).resolve().parent / "csrc" / name
     for name in ("paged_attention.cpp", "decoder.cpp", "qgemm.cpp")
 ]
+# -fopenmp: ATen's parallel_for is a header-only `#pragma omp parallel`, so without it our kernels ran on one
+# thread whatever torch.set_num_threads said. The module then uses the libgomp torch already loaded (same soname).
+CFLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fopenmp"]
+LDFLAGS = ["-fopenmp"]
 log = logging.getLogger(__name__)
 STALE_LOCK_S = 600
 
@@ -49,6 +53,7 @@ def build_dir() -> Path:
     key.update(torch.__version__.encode())
     key.update(str(sysconfig.get_config_var("EXT_SUFFIX")).encode())  # the Python ABI the module is built for
     key.update(_cpu_flags().encode())
+    key.update(" ".join(CFLAGS + LDFLAGS).encode())
     return get_settings().models_dir / ".native" / key.hexdigest()[:16]
 
 
@@ -94,7 +99,7 @@ def kernels() -> Any | None:
         _clear_stale_lock(folder)
         return cpp_extension.load(
             name="workbench_native", sources=[str(s) for s in SOURCES], build_directory=str(folder),
-            extra_cflags=["-O3", "-march=native", "-fno-math-errno"], verbose=False,
+            extra_cflags=CFLAGS, extra_ldflags=LDFLAGS, verbose=False,
         )  # fmt: skip
     except Exception as exc:  # any build or load failure: the torch path still works
         log.warning("native kernels unavailable, using the torch path: %s", exc)

@@ -65,7 +65,12 @@ def pack_int8(q: torch.Tensor) -> torch.Tensor:
     """int8 codes [N, K] -> [N/16, K/4, 64] uint8 q + 128: byte 4j+i of quad p is column j's feature 4p+i."""
     n, k = q.shape
     shifted = q.view(torch.uint8) ^ 0x80  # q + 128 in 0..255 (the kernel's unsigned operand)
-    return shifted.reshape(n // TILE, TILE, k // 4, 4).permute(0, 2, 1, 3).reshape(n // TILE, k // 4, 64).contiguous()
+    return (
+        shifted.reshape(n // TILE, TILE, k // 4, 4)
+        .permute(0, 2, 1, 3)
+        .reshape(n // TILE, k // 4, 64)
+        .contiguous()
+    )
 
 
 def int8_rows(codes: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:

@@ -1,5 +1,11 @@
-"""The fused C++ decoder layers (engine/fused.py) compute what the Python layers compute, up to bf16 rounding, for
-every KV dtype; they are used only where every layer linear is an int4/int8 kernel."""
+"""The fused C++ decoder layers (engine/fused.py) compute what the Python layers compute, up to rounding, for
+every KV dtype; they are used only where every layer linear is an int4/int8 kernel.
+
+"Up to rounding" is looser on the real model than on the tiny ones: our kernels round activations to an int8 grid
+of step absmax/127 per block, so an ulp of difference in a norm (the C++ loop sums in another order than torch)
+flips a few roundings, and a block holding an outlier makes each flip large. Measured on the real model: a 1e-7
+relative noise on the norms' outputs moves layer 0's output by ~0.1 (of ~30), about what the two paths differ by;
+on these 512 tokens their perplexities differed by 0.06 % (0.13 % on 1,024)."""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ import torch
 
 from engine.attention import PagedContext, Segment
 from engine.fused import fuse
-from engine.generate import Engine, perplexity
+from engine.generate import PERPLEXITY_TEXT, Engine, perplexity
 from engine.kv import BlockTable
 from engine.model import build_model
 from engine.quantize import quantize
@@ -47,18 +53,16 @@ def test_fused_layers_equal_the_python_layers(tiny_pair, method, kv_dtype, layou
     assert torch.equal(fused.argmax(-1), python.argmax(-1))
 
 
-def test_fused_perplexity_on_the_real_model_equals_the_python_layers(default_model):
+def test_fused_perplexity_on_the_real_model_agrees_with_the_python_layers(default_model):
     model = build_model(default_model.config, dict(default_model.state_dict))
     quantize(model, "int4")
     engine = Engine(model, default_model.tokenizer, method="int4", prefix_cache=False)
     if model.fused is None:
         pytest.skip("the native kernels are not built here")
-    ids = default_model.tokenizer("The water cycle moves water between the sea, the air and the land. " * 8)[
-        "input_ids"
-    ]
+    ids = default_model.tokenizer(PERPLEXITY_TEXT.read_text())["input_ids"][:512]
     fused = perplexity(engine, ids)
     model.fused = None
-    assert fused == pytest.approx(perplexity(engine, ids), rel=2e-3)
+    assert fused == pytest.approx(perplexity(engine, ids), rel=5e-3)
 
 
 def test_only_int4_and_int8_layers_are_fused(tiny_pair):
