@@ -28,6 +28,7 @@ SOURCES = [
 # thread whatever torch.set_num_threads said. The module then uses the libgomp torch already loaded (same soname).
 CFLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fopenmp"]
 LDFLAGS = ["-fopenmp"]
+HEADERS = [Path(__file__).resolve().parent / "csrc" / "vec.h"]  # part of the build key: a change rebuilds
 log = logging.getLogger(__name__)
 STALE_LOCK_S = 600
 
@@ -48,7 +49,7 @@ def build_dir() -> Path:
     from settings import get_settings
 
     key = hashlib.sha256()
-    for source in SOURCES:
+    for source in SOURCES + HEADERS:
         key.update(source.read_bytes())
     key.update(torch.__version__.encode())
     key.update(str(sysconfig.get_config_var("EXT_SUFFIX")).encode())  # the Python ABI the module is built for

@@ -17,6 +17,8 @@
 #include <type_traits>
 #include <vector>
 
+#include "vec.h"
+
 torch::Tensor paged_attention(torch::Tensor q, torch::Tensor k, torch::Tensor v, torch::Tensor k_scale,
                               torch::Tensor v_scale, torch::Tensor tables, torch::Tensor row_of,
                               torch::Tensor lengths, int64_t block_size, double scale);
@@ -64,9 +66,7 @@ torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, floa
   float* o = out.data_ptr<float>();
   for (int64_t t = 0; t < rows; ++t) {
     const float* row = in + t * dim;
-    float squares = 0.f;
-    for (int64_t i = 0; i < dim; ++i) squares += row[i] * row[i];
-    const float inv = 1.f / std::sqrt(squares / static_cast<float>(dim) + eps);
+    const float inv = 1.f / std::sqrt(wb::sum_squares(row, dim) / static_cast<float>(dim) + eps);
     for (int64_t i = 0; i < dim; ++i) o[t * dim + i] = row[i] * inv * w[i];
   }
   return out;
@@ -178,11 +178,10 @@ torch::Tensor swiglu(const torch::Tensor& gate_up) {
   const float* in = gate_up.data_ptr<float>();
   float* o = out.data_ptr<float>();
   for (int64_t t = 0; t < tokens; ++t) {
-    for (int64_t i = 0; i < hidden; ++i) {
-      const float g = in[t * 2 * hidden + i];
-      const float u = in[t * 2 * hidden + hidden + i];
-      o[t * hidden + i] = g / (1.f + std::exp(-g)) * u;
-    }
+    const float* gate = in + t * 2 * hidden;
+    float* row = o + t * hidden;
+    wb::map16(gate, row, hidden, wb::silu);
+    for (int64_t i = 0; i < hidden; ++i) row[i] *= gate[hidden + i];
   }
   return out;
 }

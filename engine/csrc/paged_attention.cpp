@@ -19,65 +19,14 @@
 #include <limits>
 #include <vector>
 
+#include "vec.h"
+
 namespace {
 
+using namespace wb;
+
 constexpr int64_t QUERY_TILE = 32;
-constexpr int64_t MIN_PARALLEL_WORK = 8192;
-
-// 16 floats: GCC/Clang vector extensions keep them in registers (one AVX-512 register, two AVX ones) and
-// every lane does the same IEEE operations, so vector width never changes a result.
-typedef float vf __attribute__((vector_size(64)));
-typedef int32_t vi __attribute__((vector_size(64)));
-typedef int8_t vb __attribute__((vector_size(16)));
-typedef uint16_t vh __attribute__((vector_size(32)));
-typedef uint32_t vu __attribute__((vector_size(64)));
-constexpr int LANES = 16;
-
-inline vf load16(const float* p) {
-  vf out;
-  std::memcpy(&out, p, sizeof(out));
-  return out;
-}
-inline vf load16(const int8_t* p) {
-  vb raw;
-  std::memcpy(&raw, p, sizeof(raw));
-  return __builtin_convertvector(__builtin_convertvector(raw, vi), vf);
-}
-inline vf load16(const at::BFloat16* p) {
-  vh raw;
-  std::memcpy(&raw, p, sizeof(raw));
-  vu wide = __builtin_convertvector(raw, vu) << 16;
-  vf out;
-  std::memcpy(&out, &wide, sizeof(out));
-  return out;
-}
-inline vf splat(float x) { return vf{} + x; }
-
-// exp for x <= 0, 16 at a time (Cody-Waite range reduction and Cephes' polynomial, ~1 ulp).
-inline vf exp_neg(vf x) {
-  x = x < splat(-87.f) ? splat(-87.f) : x;
-  const vf y = x * 1.44269504088896341f + 0.5f;
-  vf n = __builtin_convertvector(__builtin_convertvector(y, vi), vf);  // truncation...
-  n = n > y ? n - 1.f : n;                                                   // ...to floor
-  const vf r = x - n * 0.693359375f + n * 2.12194440e-4f;
-  vf p = splat(1.9875691500e-4f);
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  const vf e = p * r * r + r + 1.f;
-  const vi bits = (__builtin_convertvector(n, vi) + 127) << 23;
-  vf scale;
-  std::memcpy(&scale, &bits, sizeof(scale));
-  return e * scale;
-}
-
-inline float lane_sum(vf v) {
-  float s = 0.f;
-  for (int l = 0; l < LANES; ++l) s += v[l];
-  return s;
-}
+constexpr int64_t MIN_PARALLEL_WORK = 1024;  // one decode row over ~110 positions stays on this thread
 
 struct Args {
   const float* q;

@@ -100,7 +100,7 @@ def tiny_chat_engine(pair, max_batch: int = 8) -> Engine:
 
 @pytest.fixture(params=["tiles", "aten"])
 def layout(request, monkeypatch):
-    """Both weight layouts of the int4/int8 methods: our tile kernels' (where built: AVX-512 BF16) and torch's
+    """Both weight layouts of the int4/int8 methods: our tile kernels' (where built: AVX-512 VNNI) and torch's
     kernels' (every other machine). Models must be quantized after this fixture runs."""
     from engine import tiles
 

@@ -1,11 +1,12 @@
 """The fused C++ decoder layers (engine/fused.py) compute what the Python layers compute, up to rounding, for
 every KV dtype; they are used only where every layer linear is an int4/int8 kernel.
 
-"Up to rounding" is looser on the real model than on the tiny ones: our kernels round activations to an int8 grid
-of step absmax/127 per block, so an ulp of difference in a norm (the C++ loop sums in another order than torch)
-flips a few roundings, and a block holding an outlier makes each flip large. Measured on the real model: a 1e-7
-relative noise on the norms' outputs moves layer 0's output by ~0.1 (of ~30), about what the two paths differ by;
-on these 512 tokens their perplexities differed by 0.06 % (0.13 % on 1,024)."""
+On the real model "up to rounding" is loose: the kernels round activations (to an int8 grid of step absmax/127
+per block in our tile kernels, to bf16 in torch's), an ulp of difference in a norm or SwiGLU (the C++ loops use
+their own summation order and exp) flips a few roundings, and blocks holding outliers make the flips large.
+Measured on these 512 tokens: 1e-7 relative noise on the Python layers' norm outputs moves the perplexity over
+15.74-15.82 on the tile kernels (four seeds; the fused layers gave 15.69) and 15.66-15.68 on torch's (three
+seeds; fused 15.71). So the real model is compared within 1 %; the tiny models, tightly, below."""
 
 from __future__ import annotations
 
@@ -53,16 +54,18 @@ def test_fused_layers_equal_the_python_layers(tiny_pair, method, kv_dtype, layou
     assert torch.equal(fused.argmax(-1), python.argmax(-1))
 
 
-def test_fused_perplexity_on_the_real_model_agrees_with_the_python_layers(default_model):
+@pytest.mark.parametrize("layout", ["aten", "tiles"], indirect=True)
+def test_fused_perplexity_on_the_real_model_agrees_with_the_python_layers(default_model, layout):
     model = build_model(default_model.config, dict(default_model.state_dict))
     quantize(model, "int4")
     engine = Engine(model, default_model.tokenizer, method="int4", prefix_cache=False)
     if model.fused is None:
         pytest.skip("the native kernels are not built here")
+    assert model.layers[0].feed_forward.w2.layout == layout
     ids = default_model.tokenizer(PERPLEXITY_TEXT.read_text())["input_ids"][:512]
     fused = perplexity(engine, ids)
     model.fused = None
-    assert fused == pytest.approx(perplexity(engine, ids), rel=5e-3)
+    assert fused == pytest.approx(perplexity(engine, ids), rel=1e-2)
 
 
 def test_only_int4_and_int8_layers_are_fused(tiny_pair):

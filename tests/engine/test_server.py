@@ -349,7 +349,7 @@ def test_workbench_serve_rejects_a_bad_method():
 
 def test_logprobs_cover_the_content_only(client):
     # a short answer that ends with the end-of-turn token: that token is not part of the content's logprobs
-    # (a prompt whose greedy answer has a clear margin at every token: int4's bf16 activations make near-ties
+    # (a prompt whose greedy answer has a clear margin at every token: int4's rounded activations make near-ties
     # of other prompts depend on the last bit of any arithmetic change)
     response = ask(client, "What is 2 + 2?", max_tokens=40, logprobs=True, top_logprobs=1)
     choice = response.choices[0]
