@@ -105,12 +105,23 @@ inline __m512 load_bf16(const at::BFloat16* p) {
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16));
 }
 
-// Rows [r0, r0 + R) of one int4 column tile: each octet of features is loaded once for the R rows; two integer
-// chains per row (low and high nibbles) hide vpdpbusd's latency when there are few rows.
+// Rows [r0, r0 + R) take two weight vectors: features [f, f + 4) into `even`, [f + 4, f + 8) into `odd` (two
+// integer chains per row hide vpdpbusd's latency when there are few rows).
+template <int R>
+inline void dot_rows(__m512i (&even)[R], __m512i (&odd)[R], __m512i w0, __m512i w1, const int8_t* xq, int64_t K,
+                     int64_t r0, int64_t f) {
+  for (int r = 0; r < R; ++r) {
+    const int8_t* xr = xq + (r0 + r) * K + f;
+    even[r] = _mm512_dpbusd_epi32(even[r], w0, bcast4(xr));
+    odd[r] = _mm512_dpbusd_epi32(odd[r], w1, bcast4(xr + 4));
+  }
+}
+
+// Rows [r0, r0 + R) of one int4 column tile: each octet of features is loaded once for the R rows, its low
+// nibbles holding the first four features and its high nibbles the next four.
 template <int R>
 void int4_tile(const uint8_t* codes, const at::BFloat16* sz, const Quantized& a, float* y, int64_t K, int64_t G,
                int64_t N, int64_t tile, int64_t r0) {
-  const int8_t* xq = a.q.data();
   const int64_t groups = K / G, octets = G / 8;
   const __m512i mask = _mm512_set1_epi8(0x0F);
   __m512 total[R];
@@ -122,12 +133,7 @@ void int4_tile(const uint8_t* codes, const at::BFloat16* sz, const Quantized& a,
     for (int64_t o = 0; o < octets; ++o) {
       const __m512i v = _mm512_loadu_si512(c + o * 64);
       const __m512i w0 = _mm512_and_si512(v, mask), w1 = _mm512_and_si512(_mm512_srli_epi16(v, 4), mask);
-      const int64_t f = g * G + o * 8;
-      for (int r = 0; r < R; ++r) {
-        const int8_t* xr = xq + (r0 + r) * K + f;
-        lo[r] = _mm512_dpbusd_epi32(lo[r], w0, bcast4(xr));
-        hi[r] = _mm512_dpbusd_epi32(hi[r], w1, bcast4(xr + 4));
-      }
+      dot_rows<R>(lo, hi, w0, w1, a.q.data(), K, r0, g * G + o * 8);
     }
     const __m512 scale = load_bf16(sz + g * 2 * TILE), zero = load_bf16(sz + g * 2 * TILE + TILE);
     for (int r = 0; r < R; ++r) {
@@ -144,7 +150,6 @@ void int4_tile(const uint8_t* codes, const at::BFloat16* sz, const Quantized& a,
 template <int R>
 void int8_tile(const uint8_t* codes, const float* scales, const Quantized& a, float* y, int64_t K, int64_t B, int64_t N,
                int64_t tile, int64_t r0) {
-  const int8_t* xq = a.q.data();
   const int64_t blocks = K / B, quads = B / 4;
   __m512 total[R];
   for (int r = 0; r < R; ++r) total[r] = _mm512_setzero_ps();
@@ -154,12 +159,7 @@ void int8_tile(const uint8_t* codes, const float* scales, const Quantized& a, fl
     const uint8_t* c = codes + b * quads * 64;
     for (int64_t p = 0; p < quads; p += 2) {
       const __m512i w0 = _mm512_loadu_si512(c + p * 64), w1 = _mm512_loadu_si512(c + (p + 1) * 64);
-      const int64_t f = b * B + p * 4;
-      for (int r = 0; r < R; ++r) {
-        const int8_t* xr = xq + (r0 + r) * K + f;
-        a0[r] = _mm512_dpbusd_epi32(a0[r], w0, bcast4(xr));
-        a1[r] = _mm512_dpbusd_epi32(a1[r], w1, bcast4(xr + 4));
-      }
+      dot_rows<R>(a0, a1, w0, w1, a.q.data(), K, r0, b * B + p * 4);
     }
     for (int r = 0; r < R; ++r) {
       const int64_t at = (r0 + r) * blocks + b;
