@@ -17,6 +17,7 @@ from tests.conftest import wait_until
 
 pytestmark = pytest.mark.slow
 CELLS = 12
+RUN_CONCURRENCY = 4  # the worker's default per run (services/worker.py)
 
 
 @pytest.fixture
@@ -104,13 +105,17 @@ def test_runs_survive_page_switches_closed_browsers_and_a_killed_worker(app, tmp
         worker = app.procs["worker"]
         worker.send_signal(signal.SIGKILL)
         worker.wait()
+        page.wait_for_timeout(1000)  # requests the killed worker had sent reach the fake API's list first
         stored, requests_before = store.count_results(third.id), len(app.fake.script.requests)
         assert stored < CELLS * 2  # killed mid-run (repeats 2 from the field above)
         app.start_worker()
         assert wait_until(lambda: store.get_run(third.id).status == "completed", timeout=90)
         planned = CELLS * store.get_run(third.id).repeats
         assert store.count_results(third.id) == planned and len(store.finished_cells(third.id)) == planned
-        # cells stored before the kill were not requested again (those in flight at the kill were)
-        assert len(app.fake.script.requests) - requests_before == planned - stored
+        # Cells stored before the kill were not requested again. Those in flight at the kill (at most the run's
+        # concurrency, 4) were, unless their answer had reached the response cache just before the kill: the
+        # cache is written as an answer arrives, the result a moment later (seen once in CI: 8 requests for 9).
+        again, missing = len(app.fake.script.requests) - requests_before, planned - stored
+        assert missing - RUN_CONCURRENCY <= again <= missing
         page.screenshot(path=str(tmp_path / "runs-after-kill.png"), full_page=True)
     print(f"screenshots: {tmp_path}")
