@@ -28,7 +28,8 @@ def tile_kernels() -> Any | None:
 
 
 def fits_int4(out_features: int, group: int) -> bool:
-    return out_features % TILE == 0 and group % 8 == 0
+    # the kernel quantizes activations per group, 16 features at a time
+    return out_features % TILE == 0 and group % 16 == 0
 
 
 def fits_int8(out_features: int, in_features: int) -> bool:

@@ -77,6 +77,9 @@ def test_runs_survive_page_switches_closed_browsers_and_a_killed_worker(app, tmp
         assert wait_until(lambda: store.get_run(first.id).status == "completed")
         assert store.count_results(first.id) == CELLS
         page.get_by_text("completed").first.wait_for()
+        # the sidebar's panel refreshes the page every 3 s until it sees no active run, and a refresh drops what
+        # is being typed into the form (a fresh-clone CI run failed starting the next run while it refreshed)
+        page.get_by_text("Active runs").wait_for(state="detached")
         page.screenshot(path=str(tmp_path / "runs-completed.png"), full_page=True)
 
         start_run(page, app.provider)

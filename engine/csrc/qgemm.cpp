@@ -192,7 +192,7 @@ bool qgemm_available() {
 torch::Tensor int4_matmul(torch::Tensor x, torch::Tensor codes, torch::Tensor scales_zeros, int64_t group) {
 #ifdef WB_QGEMM
   const int64_t M = x.size(0), K = x.size(1), tiles = codes.size(0), N = tiles * TILE;
-  TORCH_CHECK(codes.size(1) * 8 == K && K % group == 0 && group % 8 == 0, "int4_matmul: shapes do not match");
+  TORCH_CHECK(codes.size(1) * 8 == K && K % group == 0 && group % 16 == 0, "int4_matmul: shapes do not match");
   auto xf = x.to(torch::kFloat32).contiguous();
   const Quantized a = quantize_rows(xf.data_ptr<float>(), M, K, group);
   auto y = torch::empty({M, N}, xf.options());
