@@ -5,7 +5,7 @@
 // batched decode stopped scaling at ~8 rows. Here each row's activations are quantized to int8 per block of
 // features (absmax, round to nearest even: what llama.cpp's Q8 activations do), each tile of 16 output columns x 8
 // input features is loaded once for all rows of the call, and every row's accumulators take it with AVX-512 VNNI
-// (vpdpbusd: 64 unsigned x signed byte products a instruction, twice the bf16 dot product's and with no
+// (vpdpbusd: 64 unsigned x signed byte products per instruction, twice the bf16 dot product's, and no
 // nibble-to-bf16 decoding). Integer sums are exact; the per-block float steps are the same instructions whatever
 // the number of rows, their chunking or the thread split (threads own whole column tiles), so every row's result
 // is bit-identical alone or in a batch.

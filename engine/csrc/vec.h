@@ -64,7 +64,6 @@ inline float lane_sum(vf v) {
   return s;
 }
 
-
 // silu(x) = x * sigmoid(x) from exp(-|x|), which exp_neg computes for either sign.
 inline vf silu(vf x) {
   const vf magnitude = x < splat(0.f) ? -x : x;
