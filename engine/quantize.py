@@ -182,11 +182,11 @@ def int4_groups(w: torch.Tensor, group: int) -> tuple[torch.Tensor, torch.Tensor
 
 
 class Int4Linear(QuantLinear):
-    """4-bit codes in the layout of the kernel that runs them (`layout`: our tile kernel's, torch's int4 kernel's, or
-    plain nibbles dequantized per call where neither takes the shape). Without `codes`, group-wise min-max round-to-nearest (the
-    `int4` method); with them (engine/calibrated.py: GPTQ, AWQ, RTN at 3 or 4 bits), those codes. Where
-    in_features is not a multiple of the group (576 with groups of 128), the weight is padded with zero-activation
-    columns to the kernel's shape and the activations with zeros at run time."""
+    """4-bit codes in the layout of the kernel that runs them (`layout`: our tile kernel's, torch's int4 kernel's,
+    or plain nibbles dequantized per call where neither takes the shape). Without `codes`, group-wise min-max
+    round-to-nearest (the `int4` method); with them (engine/calibrated.py: GPTQ, AWQ, RTN at 3 or 4 bits), those
+    codes. Where in_features is not a multiple of the group (576 with groups of 128), the weight is padded with
+    zero-activation columns to the kernel's shape and the activations with zeros at run time."""
 
     def __init__(self, linear: nn.Linear, group: int = 32, codes: Codes | None = None):
         super().__init__()
