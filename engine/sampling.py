@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from engine.errors import EngineError
@@ -136,14 +137,21 @@ def process(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
     return logits
 
 
+def argmax(logits: torch.Tensor) -> int:
+    """The first index of the largest of logits [V] (fp32). numpy's argmax, not torch's: on CPU torch's takes
+    ~45 µs for a 49k vocabulary and numpy's ~6, which is most of a greedy row's per-step Python cost in a batch.
+    Both return the first maximum, so every path (decode, verification, beams) picks the same token."""
+    return int(np.argmax(logits.numpy()))
+
+
 def choose(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None) -> int:
     """One token from penalised logits [V]."""
     if params.greedy:
-        return int(torch.argmax(logits))
+        return argmax(logits.float())
     probs = process(logits, params).float().softmax(-1)
     if not torch.isfinite(probs).all():
         # Extreme values (temperature or repetition_penalty near 0) overflow to inf/inf; their limit is greedy.
-        return int(torch.argmax(logits))
+        return argmax(logits.float())
     return int(torch.multinomial(probs, 1, generator=generator))
 
 

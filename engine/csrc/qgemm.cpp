@@ -55,15 +55,17 @@ void by_rows(int64_t rows, F&& f) {
 }
 
 // A call's activations quantized per row and block of B features: codes [M, K] (x ~ code * scale), and per
-// (row, block) the scale, the sum of the codes and the sum of x itself. Blocks of zeros get scale 0. Plain
-// buffers, not tensors: a decode step makes ~120 of these calls and tensor ops cost microseconds each.
+// (row, block) the scale, the sum of x itself, and -offset * (sum of the codes): the correction for weight codes
+// stored `offset` above their value, which starts the block's integer sum (exact, so where it is added does not
+// matter). Blocks of zeros get scale 0. Plain buffers, not tensors: a decode step makes ~120 of these calls and
+// tensor ops cost microseconds each.
 struct Quantized {
   std::vector<int8_t> q;
   std::vector<float> scale, sum;
-  std::vector<int32_t> qsum;
+  std::vector<int32_t> start;
 };
 
-Quantized quantize_rows(const float* x, int64_t M, int64_t K, int64_t B) {
+Quantized quantize_rows(const float* x, int64_t M, int64_t K, int64_t B, int32_t offset) {
   const int64_t blocks = K / B;
   Quantized a{std::vector<int8_t>(M * K), std::vector<float>(M * blocks), std::vector<float>(M * blocks),
               std::vector<int32_t>(M * blocks)};
@@ -87,7 +89,7 @@ Quantized quantize_rows(const float* x, int64_t M, int64_t K, int64_t B) {
       const int64_t at = r * blocks + b;
       a.scale[at] = amax / 127.f;
       a.sum[at] = _mm512_reduce_add_ps(total);
-      a.qsum[at] = _mm512_reduce_add_epi32(codes);
+      a.start[at] = -offset * _mm512_reduce_add_epi32(codes);
     }
   }
   return a;
@@ -105,16 +107,41 @@ inline __m512 load_bf16(const at::BFloat16* p) {
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16));
 }
 
-// Rows [r0, r0 + R) take two weight vectors: features [f, f + 4) into `even`, [f + 4, f + 8) into `odd` (two
-// integer chains per row hide vpdpbusd's latency when there are few rows).
+// With fewer rows than this, each row keeps two integer chains to hide vpdpbusd's latency; from here on the
+// rows' own chains do, and one chain per row saves the instruction that would add the two.
+constexpr int ONE_CHAIN_ROWS = 4;
+
+// Rows [r0, r0 + R) take two weight vectors: features [f, f + 4) and [f + 4, f + 8), into `even` and `odd`
+// (few rows), or both into `even`.
 template <int R>
 inline void dot_rows(__m512i (&even)[R], __m512i (&odd)[R], __m512i w0, __m512i w1, const int8_t* xq, int64_t K,
                      int64_t r0, int64_t f) {
   for (int r = 0; r < R; ++r) {
     const int8_t* xr = xq + (r0 + r) * K + f;
     even[r] = _mm512_dpbusd_epi32(even[r], w0, bcast4(xr));
-    odd[r] = _mm512_dpbusd_epi32(odd[r], w1, bcast4(xr + 4));
+    if constexpr (R >= ONE_CHAIN_ROWS) {
+      even[r] = _mm512_dpbusd_epi32(even[r], w1, bcast4(xr + 4));
+    } else {
+      odd[r] = _mm512_dpbusd_epi32(odd[r], w1, bcast4(xr + 4));
+    }
   }
+}
+
+// A block's integer chains for rows [r0, r0 + R): the first starts at the block's correction, the second at 0.
+template <int R>
+inline void start_chains(__m512i (&even)[R], __m512i (&odd)[R], const Quantized& a, int64_t blocks, int64_t r0,
+                         int64_t b) {
+  for (int r = 0; r < R; ++r) {
+    even[r] = _mm512_set1_epi32(a.start[(r0 + r) * blocks + b]);
+    odd[r] = _mm512_setzero_si512();
+  }
+}
+
+// The block's exact integer sum of row r.
+template <int R>
+inline __m512i chain_sum(const __m512i (&even)[R], const __m512i (&odd)[R], int r) {
+  if constexpr (R >= ONE_CHAIN_ROWS) return even[r];
+  return _mm512_add_epi32(even[r], odd[r]);
 }
 
 // Rows [r0, r0 + R) of one int4 column tile: each octet of features is loaded once for the R rows, its low
@@ -128,7 +155,7 @@ void int4_tile(const uint8_t* codes, const at::BFloat16* sz, const Quantized& a,
   for (int r = 0; r < R; ++r) total[r] = _mm512_setzero_ps();
   for (int64_t g = 0; g < groups; ++g) {
     __m512i lo[R], hi[R];
-    for (int r = 0; r < R; ++r) lo[r] = hi[r] = _mm512_setzero_si512();
+    start_chains<R>(lo, hi, a, groups, r0, g);
     const uint8_t* c = codes + g * octets * 64;
     for (int64_t o = 0; o < octets; ++o) {
       const __m512i v = _mm512_loadu_si512(c + o * 64);
@@ -138,7 +165,7 @@ void int4_tile(const uint8_t* codes, const at::BFloat16* sz, const Quantized& a,
     const __m512 scale = load_bf16(sz + g * 2 * TILE), zero = load_bf16(sz + g * 2 * TILE + TILE);
     for (int r = 0; r < R; ++r) {
       const int64_t at = (r0 + r) * groups + g;
-      const __m512i dot = _mm512_sub_epi32(_mm512_add_epi32(lo[r], hi[r]), _mm512_set1_epi32(8 * a.qsum[at]));
+      const __m512i dot = chain_sum<R>(lo, hi, r);
       total[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(scale, _mm512_set1_ps(a.scale[at])), total[r]);
       total[r] = _mm512_fmadd_ps(zero, _mm512_set1_ps(a.sum[at]), total[r]);
     }
@@ -155,7 +182,7 @@ void int8_tile(const uint8_t* codes, const float* scales, const Quantized& a, fl
   for (int r = 0; r < R; ++r) total[r] = _mm512_setzero_ps();
   for (int64_t b = 0; b < blocks; ++b) {
     __m512i a0[R], a1[R];
-    for (int r = 0; r < R; ++r) a0[r] = a1[r] = _mm512_setzero_si512();
+    start_chains<R>(a0, a1, a, blocks, r0, b);
     const uint8_t* c = codes + b * quads * 64;
     for (int64_t p = 0; p < quads; p += 2) {
       const __m512i w0 = _mm512_loadu_si512(c + p * 64), w1 = _mm512_loadu_si512(c + (p + 1) * 64);
@@ -163,7 +190,7 @@ void int8_tile(const uint8_t* codes, const float* scales, const Quantized& a, fl
     }
     for (int r = 0; r < R; ++r) {
       const int64_t at = (r0 + r) * blocks + b;
-      const __m512i dot = _mm512_sub_epi32(_mm512_add_epi32(a0[r], a1[r]), _mm512_set1_epi32(128 * a.qsum[at]));
+      const __m512i dot = chain_sum<R>(a0, a1, r);
       total[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_set1_ps(a.scale[at]), total[r]);
     }
   }
@@ -194,7 +221,7 @@ torch::Tensor int4_matmul(torch::Tensor x, torch::Tensor codes, torch::Tensor sc
   const int64_t M = x.size(0), K = x.size(1), tiles = codes.size(0), N = tiles * TILE;
   TORCH_CHECK(codes.size(1) * 8 == K && K % group == 0 && group % 16 == 0, "int4_matmul: shapes do not match");
   auto xf = x.to(torch::kFloat32).contiguous();
-  const Quantized a = quantize_rows(xf.data_ptr<float>(), M, K, group);
+  const Quantized a = quantize_rows(xf.data_ptr<float>(), M, K, group, 8);
   auto y = torch::empty({M, N}, xf.options());
   const uint8_t* c = codes.data_ptr<uint8_t>();
   const at::BFloat16* sz = scales_zeros.data_ptr<at::BFloat16>();
@@ -219,7 +246,7 @@ torch::Tensor int8_matmul(torch::Tensor x, torch::Tensor codes, torch::Tensor sc
   const int64_t M = x.size(0), K = x.size(1), tiles = codes.size(0), N = tiles * TILE;
   TORCH_CHECK(codes.size(1) * 4 == K && K % ACT_BLOCK == 0, "int8_matmul: shapes do not match");
   auto xf = x.to(torch::kFloat32).contiguous();
-  const Quantized a = quantize_rows(xf.data_ptr<float>(), M, K, ACT_BLOCK);
+  const Quantized a = quantize_rows(xf.data_ptr<float>(), M, K, ACT_BLOCK, 128);
   auto y = torch::empty({M, N}, xf.options());
   const uint8_t* c = codes.data_ptr<uint8_t>();
   const float* s = scales.data_ptr<float>();
