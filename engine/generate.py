@@ -35,8 +35,8 @@ from engine.model import Transformer
 from engine.prefill import Prefill, resume_ids, run_chunk, try_start
 from engine.request import Choice, Event, Request, Sequence, TokenLogprob
 from engine.sampling import SamplingParams
-from engine.scheduler import WaitingQueue, admit, fit_memory
-from engine.speculative import exact_draft_tokens
+from engine.scheduler import WaitingQueue, admit, fit_memory, rows_for
+from engine.speculative import exact_draft_tokens, rows_exact
 
 __all__ = [
     "Choice", "ContextLengthError", "Engine", "EngineError", "Event", "Request", "Sequence", "TokenLogprob",
@@ -83,9 +83,10 @@ class Engine:
             self.pool.num_blocks, block_size, f"{name}@{method}@{kv_dtype}", prefix_cache
         )
         self.stats = {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0, "steps": 0,
-                      "prefill_chunks": 0, "decode_steps": 0, "preemptions": 0, "draft_tokens": 0,
-                      "accepted_tokens": 0}  # fmt: skip
+                      "prefill_chunks": 0, "prompts_batched": 0, "decode_steps": 0, "preemptions": 0,
+                      "draft_tokens": 0, "accepted_tokens": 0}  # fmt: skip
         self.queue = WaitingQueue()
+        self.exact = rows_exact(model, self.pool)
         if draft_tokens is None:  # speculate by default wherever the output stays exactly plain greedy's
             draft_tokens = exact_draft_tokens(model, self.pool)
         self.batch = DecodeBatch(
@@ -203,13 +204,39 @@ class Engine:
         if job is None or (not job.table.blocks and not try_start(job, self.blocks, len(self.batch.rows))):
             return
         offset = job.offset
-        done = run_chunk(self.model, self.pool, self.blocks, job, self.prefill_chunk)
+        riders = self._riders(job)
+        done = run_chunk(self.model, self.pool, self.blocks, [job, *riders], self.prefill_chunk)
         self.stats["prefill_chunks"] += 1
+        self.stats["prompts_batched"] += len(riders)
         if job.want_all_logits:
             self._prompt_logprobs(job.request, offset, job.last_logits)
-        if done:
+        if done[0]:
             self.prefill = None
             self._prefilled(job)
+        for rider in riders:  # whole prompts: all done
+            self._prefilled(rider)
+
+    def _riders(self, job: Prefill) -> list[Prefill]:
+        """Queued prompts that fit whole in what `job` leaves of this step's chunk, started to be computed in the
+        same forward, so a burst of requests starts together rather than one per step. Only where a token's
+        computation never depends on the call's other tokens (`rows_exact`): their caches, first tokens and
+        everything after are then bit for bit what each gets prefilled alone."""
+        if not self.exact or job.want_all_logits or job.resume is not None:
+            return []
+        budget = self.prefill_chunk - (len(job.ids) - job.offset)
+        rows = len(self.batch.rows) + rows_for(job.request)
+        riders: list[Prefill] = []
+        while True:
+            item = self.queue.head(self.max_batch - rows)
+            if not isinstance(item, Request) or len(item.prompt_ids) > budget:
+                return riders  # a preempted request's recomputation, or a prompt that may not fit, waits
+            rider = Prefill(item, item.prompt_ids)
+            if rider.want_all_logits or not try_start(rider, self.blocks, rows):
+                return riders
+            self.queue.pop()
+            riders.append(rider)
+            rows += rows_for(item)
+            budget -= len(rider.ids) - rider.offset
 
     def _next_job(self) -> Prefill | None:
         """The queue's head as a started job, if the batch has rows and the pool has blocks for it."""

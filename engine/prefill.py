@@ -76,16 +76,26 @@ def _sibling_prefix(job: Prefill, blocks: BlockManager, reusable: int) -> tuple[
     return list(shared), list(first.digests[:count])
 
 
-def run_chunk(model, pool: KVPool, blocks: BlockManager, job: Prefill, chunk: int) -> bool:
-    """Compute the next chunk of `job`; returns True when its ids are all in cache (logits in `last_logits`)."""
-    start, end = job.offset, min(job.offset + chunk, len(job.ids))
-    tokens = torch.tensor(job.ids[start:end])  # [S]
-    positions = torch.arange(start, end)  # [S]
-    slots = job.table.slots(end, blocks.block_size)[start:end]
-    context = PagedContext(pool, [Segment(0, end - start, start, job.table.blocks)], slots, positions)
-    want_all = job.want_all_logits
-    logits = model(tokens, positions, context, None if want_all else torch.tensor([end - start - 1]))
-    job.last_logits = logits  # [S, V] or [1, V]
-    job.offset = end
-    job.table.commit(blocks, job.ids, end)
-    return end == len(job.ids)
+def run_chunk(model, pool: KVPool, blocks: BlockManager, jobs: list[Prefill], chunk: int) -> list[bool]:
+    """Compute the next chunk of `jobs[0]` and, in the same forward, the rest of any further jobs (the engine
+    picks them so that all fit in `chunk` tokens); returns, per job, whether its ids are all in cache (logits of
+    its last token in `last_logits`, or of every token of the chunk for a job that wants them, which runs alone)."""
+    tokens: list[int] = []
+    positions, slots, segments, ends = [], [], [], []
+    for job in jobs:
+        start = job.offset
+        end = min(start + chunk - len(tokens), len(job.ids))
+        segments.append(Segment(len(tokens), end - start, start, job.table.blocks))
+        tokens += job.ids[start:end]
+        positions.append(torch.arange(start, end))
+        slots.append(job.table.slots(end, blocks.block_size)[start:end])
+        ends.append(end)
+    context = PagedContext(pool, segments, torch.cat(slots), torch.cat(positions))
+    want_all = jobs[0].want_all_logits
+    last = None if want_all else torch.tensor([s.start + s.count - 1 for s in segments])
+    logits = model(torch.tensor(tokens), context.positions, context, last)  # [S, V] or [jobs, V]
+    for i, (job, end) in enumerate(zip(jobs, ends, strict=True)):
+        job.last_logits = logits if want_all else logits[i : i + 1]
+        job.offset = end
+        job.table.commit(blocks, job.ids, end)
+    return [job.offset == len(job.ids) for job in jobs]

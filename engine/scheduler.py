@@ -107,11 +107,7 @@ class WaitingQueue:
                 else:
                     _end_preempted(item)
                 continue
-            if isinstance(item, Request):
-                need = 0 if request.params.max_new_tokens == 0 else request.params.n
-            else:
-                need = len(item.resume)
-            if need > free_rows:
+            if rows_for(item) > free_rows:
                 return None  # wait for rows to free up; nothing overtakes the head
             return item
         return None
@@ -123,6 +119,14 @@ class WaitingQueue:
         requests = [item if isinstance(item, Request) else item.request for item in self.items]
         self.items.clear()
         return requests
+
+
+def rows_for(item: Any) -> int:
+    """The batch rows a queued item takes once prefilled: a request's n (none if it generates nothing), or a
+    preempted request's sequences."""
+    if isinstance(item, Request):
+        return 0 if item.params.max_new_tokens == 0 else item.params.n
+    return len(item.resume)
 
 
 def _end_preempted(job: Any) -> None:

@@ -72,19 +72,21 @@ class PromptLookup:
             self.draft_length = max(1, accepted + 1)
 
 
-def exact_draft_tokens(model: Any, pool: Any) -> int:
-    """The default draft length: DEFAULT_DRAFT_TOKENS where verification is exact, else 0 (off).
-
-    Exact means every op computes a token's row alone: the method's linears (int8, int4, GPTQ/AWQ/RTN,
-    SmoothQuant; fp32/bf16 GEMMs and NF4's dequantize-and-matmul change blocking with the row count, and
-    LLM.int8() picks outlier columns over all rows) and the C++ attention kernel (the torch fallback masks a
-    multi-token segment, which rounds differently from a single token's attention)."""
+def rows_exact(model: Any, pool: Any) -> bool:
+    """Whether every op of a forward computes a token's row alone, so its result never depends on the other
+    tokens of the call: the method's linears (int8, int4, GPTQ/AWQ/RTN, SmoothQuant; fp32/bf16 GEMMs and NF4's
+    dequantize-and-matmul change blocking with the row count, and LLM.int8() picks outlier columns over all rows)
+    and the C++ attention kernel (the torch fallback masks a multi-token segment, which rounds differently from
+    a single token's attention). Speculative verification and prompts prefilled together rest on it."""
     from engine.attention import native_for
     from engine.quantize import rows_independent
 
-    if rows_independent(model) and native_for(pool) is not None:
-        return DEFAULT_DRAFT_TOKENS
-    return 0
+    return rows_independent(model) and native_for(pool) is not None
+
+
+def exact_draft_tokens(model: Any, pool: Any) -> int:
+    """The default draft length: DEFAULT_DRAFT_TOKENS where verification is exact (`rows_exact`), else 0 (off)."""
+    return DEFAULT_DRAFT_TOKENS if rows_exact(model, pool) else 0
 
 
 def speculates(sequence: Sequence) -> bool:

@@ -115,6 +115,17 @@ def test_greedy_batch_invariance_bit_for_bit(tiny_pair, method, layout):
     engine.run()
     together = [(r.choices[0].token_ids, [lp.logprob for lp in r.choices[0].logprobs]) for r in requests]
     assert together == solo
+    # the burst was prefilled in one forward (the first prompt's, the others riding along), not one per step
+    assert engine.exact and engine.stats["prefill_chunks"] == 1 and engine.stats["prompts_batched"] == 5
+
+
+def test_inexact_methods_prefill_one_prompt_per_step(tiny_pair):
+    """fp32 GEMMs block by the row count: prompts computed together would round differently, so they are not."""
+    engine = engine_for(tiny_pair, "none")
+    for i in range(3):
+        engine.submit(Request(list(range(i, i + 9)), SamplingParams(max_new_tokens=2, temperature=0)))
+    engine.run()
+    assert not engine.exact and engine.stats["prefill_chunks"] == 3 and engine.stats["prompts_batched"] == 0
 
 
 @pytest.mark.parametrize("method", ["none", "int8"])
