@@ -13,7 +13,7 @@ from engine.kv_options import (
     DEFAULT_DRAFT_TOKENS,
     DEFAULT_KV_DTYPE,
     DEFAULT_KV_MEMORY_MB,
-    KV_DTYPE_CHOICES,
+    KV_DTYPE_NAMES,
     MAX_DRAFT_TOKENS,
 )
 
@@ -78,11 +78,10 @@ def models_fetch(name: str | None) -> None:
 @click.option("--threads", type=int, default=None, help="Torch threads (default: all cores).")
 @click.option(
     "--kv-dtype",
-    type=click.Choice(KV_DTYPE_CHOICES),
+    type=click.Choice(KV_DTYPE_NAMES),
     default=DEFAULT_KV_DTYPE,
     show_default=True,
-    help="KV cache element type. auto: fp32 for the unquantized method (none), bf16 (half of fp32's bytes) for "
-    "every other; int8 keeps a scale per token and head (about 1/4 of fp32's bytes).",
+    help="KV cache element type; int8 keeps a scale per token and head (about 1/4 of fp32's bytes).",
 )
 @click.option(
     "--kv-block-size",

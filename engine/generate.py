@@ -24,7 +24,6 @@ from engine.errors import ContextLengthError, EngineError
 from engine.fused import fuse
 from engine.kv import BlockManager, BlockTable, KVPool
 from engine.kv_options import (
-    AUTO_KV_DTYPE,
     BLOCK_SIZES,
     DEFAULT_BLOCK_SIZE,
     DEFAULT_KV_DTYPE,
@@ -77,7 +76,6 @@ class Engine:
         self.eos_ids = set(model.args.eos_token_ids)
         if getattr(tokenizer, "eos_token_id", None) is not None:
             self.eos_ids.add(tokenizer.eos_token_id)
-        kv_dtype = resolve_kv_dtype(kv_dtype, model)
         self.pool = _pool(model, kv_dtype, block_size, kv_blocks, kv_memory_mb, max_batch)
         self.blocks = BlockManager(
             self.pool.num_blocks, block_size, f"{name}@{method}@{kv_dtype}", prefix_cache
@@ -317,17 +315,6 @@ def kv_bytes_by_dtype(model: Transformer) -> dict[str, int]:
     a = model.args
     return {name: KVPool(a.n_layers, a.n_kv_heads, a.head_dim, 0, DEFAULT_BLOCK_SIZE, name).bytes_per_token()
             for name in KV_DTYPE_NAMES}  # fmt: skip
-
-
-def resolve_kv_dtype(kv_dtype: str, model: Transformer) -> str:
-    """The KV dtype a pool stores for `kv_dtype` (engine/kv_options.py: `auto` is fp32 for the unquantized fp32
-    reference, bf16 for every other method)."""
-    if kv_dtype != AUTO_KV_DTYPE:
-        return kv_dtype
-    from engine.quantize import QuantLinear
-
-    quantized = any(isinstance(m, QuantLinear) for m in model.modules())
-    return "fp32" if model.compute_dtype == torch.float32 and not quantized else "bf16"
 
 
 def _pool(model: Transformer, kv_dtype: str, block_size: int, kv_blocks: int | None, kv_memory_mb: int | None,

@@ -20,7 +20,7 @@ from collections import OrderedDict
 
 import torch
 
-from engine.kv_options import KV_DTYPE_NAMES
+from engine.kv_options import DEFAULT_KV_DTYPE, KV_DTYPE_NAMES
 
 KV_DTYPES = dict(zip(KV_DTYPE_NAMES, (torch.float32, torch.bfloat16, torch.int8), strict=True))
 
@@ -38,7 +38,7 @@ class KVPool:
     and head for each (`[slots, kv_heads]`)."""
 
     def __init__(self, n_layers: int, kv_heads: int, head_dim: int, num_blocks: int, block_size: int,
-                 kv_dtype: str = "fp32"):  # fmt: skip
+                 kv_dtype: str = DEFAULT_KV_DTYPE):  # fmt: skip
         if kv_dtype not in KV_DTYPES:
             raise ValueError(f"unknown KV dtype '{kv_dtype}'; supported: {', '.join(KV_DTYPES)}")
         self.kv_dtype, self.dtype = kv_dtype, KV_DTYPES[kv_dtype]

@@ -91,16 +91,6 @@ def test_kv_bytes_per_token_by_dtype(tiny_pair):
     assert sizes["int8"] == 2 * a.n_layers * a.n_kv_heads * (a.head_dim + 4)  # codes plus one fp32 scale
 
 
-@pytest.mark.parametrize(
-    ("method", "asked", "stored"),
-    [("none", "auto", "fp32"), ("int4", "auto", "bf16"), ("int8", "auto", "bf16"), ("int4", "fp32", "fp32"),
-     ("none", "int8", "int8")],
-)  # fmt: skip
-def test_auto_kv_dtype_is_fp32_for_the_reference_only(tiny_pair, method, asked, stored):
-    engine = engine_for(tiny_pair, method, kv_dtype=asked)
-    assert engine.pool.kv_dtype == stored and engine.info()["kv_dtype"] == stored
-
-
 @pytest.mark.parametrize("method", ["int8", "int4"])
 def test_greedy_batch_invariance_bit_for_bit(tiny_pair, method, layout):
     """Alone or among other rows, a greedy request gets the same tokens and the same log-probabilities."""
