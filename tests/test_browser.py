@@ -41,9 +41,12 @@ def test_build_run_stream_and_heatmap_in_chromium(running_app, tmp_path):
             box.fill(value)
             box.press("Tab")
         expect(page.get_by_text("We run a small bakery in Lyon.", exact=False).last).to_be_visible()
-        preview = page.locator("[data-testid='stChatMessage']").first.inner_text()
+        # the message re-renders after each field's rerun: expect() retries until the last field's text is in it
+        # (a one-shot inner_text() read once caught the element between renders, holding only its avatar)
+        preview = page.locator("[data-testid='stChatMessage']").first
+        expect(preview).to_contain_text("One sentence.")
         for section in ("Context", "Objective", "Style", "Tone", "Audience", "Response"):
-            assert f"### {section} ###" in preview
+            expect(preview).to_contain_text(f"### {section} ###")
 
         go(page, "Playground")
         expect(page.get_by_text("Playground").first).to_be_visible()
