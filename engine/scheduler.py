@@ -193,6 +193,8 @@ class Scheduler:
             "batch_size": engine.batch.last_size,
             "max_batch": engine.max_batch,
             "decode_steps": engine.stats["decode_steps"],
+            "prefill_forwards_total": engine.stats["prefill_chunks"],
+            "prompts_batched_total": engine.stats["prompts_batched"],
             "preemptions": engine.stats["preemptions"],
             "draft_tokens_total": engine.stats["draft_tokens"],
             "accepted_draft_tokens_total": engine.stats["accepted_tokens"],

@@ -13,6 +13,7 @@ from engine.attention import PagedContext, Segment
 from engine.generate import Request, generate
 from engine.kv import BlockManager, BlockTable, KVPool
 from engine.sampling import SamplingParams
+from engine.scheduler import Scheduler
 
 from .conftest import engine_for
 
@@ -107,6 +108,12 @@ def test_greedy_batch_invariance_bit_for_bit(tiny_pair, method, layout):
     assert together == solo
     # the burst was prefilled in one forward (the first prompt's, the others riding along), not one per step
     assert engine.exact and engine.stats["prefill_chunks"] == 1 and engine.stats["prompts_batched"] == 5
+    scheduler = Scheduler(engine)  # what the server's /metrics reports
+    try:
+        metrics = scheduler.snapshot()
+    finally:
+        scheduler.close()
+    assert (metrics["prefill_forwards_total"], metrics["prompts_batched_total"]) == (1, 5)
 
 
 def test_inexact_methods_prefill_one_prompt_per_step(tiny_pair):
