@@ -1,4 +1,4 @@
-"""Server benchmark: aggregate decode throughput at concurrency 1/4/16, and a 500-request load at concurrency 32
+"""Server benchmark: aggregate decode throughput at concurrency 1/4/16 (medians of 3 passes), and a 500-request load at concurrency 32
 (throughput, p50/p95 latency, time to first token, errors, resident memory before/after), against our engine
 server and, where it can be installed, llama-cpp-python's OpenAI-compatible server on the same GGUF file.
 Every request goes over loopback through the official `openai` client."""
@@ -19,6 +19,8 @@ from pathlib import Path
 from bench.common import print_table, save_report
 
 MODEL = "smollm2-135m-instruct"
+SWEEP_CONCURRENCY = (1, 4, 16)
+SWEEP_PASSES = 3  # the sweep's figures are medians of this many passes
 
 
 def _port() -> int:
@@ -198,13 +200,20 @@ def rss(pid: int) -> int:
     return psutil.Process(pid).memory_info().rss
 
 
+def sweep(url: str, model: str) -> dict:
+    """Aggregate tokens/s at each concurrency: the median of SWEEP_PASSES passes, each pass running every
+    concurrency once (so a change in the machine's load during the sweep hits all of them alike)."""
+    runs: dict[int, list[float]] = {c: [] for c in SWEEP_CONCURRENCY}
+    for _ in range(SWEEP_PASSES):
+        for concurrency in SWEEP_CONCURRENCY:
+            results, elapsed = asyncio.run(load(url, model, concurrency, concurrency, 64))
+            runs[concurrency].append(sum(r.get("tokens", 0) for r in results) / elapsed)
+    return {"throughput": {c: statistics.median(v) for c, v in runs.items()}, "throughput_runs": runs}
+
+
 def measure(url: str, model: str, pid: int, quick: bool) -> dict:
-    out = {"throughput": {}}
     asyncio.run(load(url, model, 2, 2, 8))  # warm-up
-    for concurrency in (1, 4, 16):
-        results, elapsed = asyncio.run(load(url, model, concurrency, concurrency, 64))
-        tokens = sum(r.get("tokens", 0) for r in results)
-        out["throughput"][concurrency] = tokens / elapsed
+    out = sweep(url, model)
     total = 100 if quick else 500
     before = rss(pid)
     results, elapsed = asyncio.run(load(url, model, total, 32, 32))
