@@ -1,7 +1,7 @@
-"""Server benchmark: aggregate decode throughput at concurrency 1/4/16 (medians of 3 passes), and a 500-request load at concurrency 32
-(throughput, p50/p95 latency, time to first token, errors, resident memory before/after), against our engine
-server and, where it can be installed, llama-cpp-python's OpenAI-compatible server on the same GGUF file.
-Every request goes over loopback through the official `openai` client."""
+"""Server benchmark: aggregate decode throughput at concurrency 1/4/16 (medians of 3 passes), and a 500-request
+load at concurrency 32 (throughput, p50/p95 latency, time to first token, errors, resident memory before/after),
+against our engine server and, where it can be installed, llama-cpp-python's OpenAI-compatible server on the same
+GGUF file. Every request goes over loopback through the official `openai` client."""
 
 from __future__ import annotations
 
