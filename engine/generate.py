@@ -26,6 +26,7 @@ from engine.kv import BlockManager, BlockTable, KVPool
 from engine.kv_options import (
     BLOCK_SIZES,
     DEFAULT_BLOCK_SIZE,
+    DEFAULT_DRAFT_TOKENS,
     DEFAULT_KV_DTYPE,
     DEFAULT_KV_MEMORY_MB,
     KV_DTYPE_NAMES,
@@ -35,7 +36,7 @@ from engine.prefill import Prefill, resume_ids, run_chunk, try_start
 from engine.request import Choice, Event, Request, Sequence, TokenLogprob
 from engine.sampling import SamplingParams
 from engine.scheduler import WaitingQueue, admit, fit_memory, rows_for
-from engine.speculative import exact_draft_tokens, rows_exact
+from engine.speculative import rows_exact
 
 __all__ = [
     "Choice", "ContextLengthError", "Engine", "EngineError", "Event", "Request", "Sequence", "TokenLogprob",
@@ -86,7 +87,7 @@ class Engine:
         self.queue = WaitingQueue()
         self.exact = rows_exact(model, self.pool)
         if draft_tokens is None:  # speculate by default wherever the output stays exactly plain greedy's
-            draft_tokens = exact_draft_tokens(model, self.pool)
+            draft_tokens = DEFAULT_DRAFT_TOKENS if self.exact else 0
         self.batch = DecodeBatch(
             model, tokenizer, self.pool, self.blocks, self.eos_ids, self.stats, draft_tokens
         )

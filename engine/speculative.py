@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.kv_options import DEFAULT_DRAFT_TOKENS
 from engine.request import Sequence
 
 NGRAM_SIZES = (3, 2)  # suffix lengths looked up, longest first
@@ -82,11 +81,6 @@ def rows_exact(model: Any, pool: Any) -> bool:
     from engine.quantize import rows_independent
 
     return rows_independent(model) and native_for(pool) is not None
-
-
-def exact_draft_tokens(model: Any, pool: Any) -> int:
-    """The default draft length: DEFAULT_DRAFT_TOKENS where verification is exact (`rows_exact`), else 0 (off)."""
-    return DEFAULT_DRAFT_TOKENS if rows_exact(model, pool) else 0
 
 
 def speculates(sequence: Sequence) -> bool:
