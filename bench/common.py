@@ -1,4 +1,4 @@
-"""Shared bench plumbing: medians, peak memory, subprocess isolation and table printing."""
+"""Shared bench plumbing: chat prompts, medians, peak memory, subprocess isolation and table printing."""
 
 from __future__ import annotations
 
@@ -9,6 +9,13 @@ import subprocess
 import sys
 from collections.abc import Callable
 from typing import Any
+
+
+def chat_ids(tokenizer, messages: list[dict[str, str]]) -> list[int]:
+    """A chat's prompt token ids, the way the engine's server renders it for a model's chat template."""
+    return tokenizer.apply_chat_template(
+        messages, add_generation_prompt=True, tokenize=True, return_dict=False
+    )
 
 
 def median_of(repeats: int, fn: Callable[[], float]) -> float:

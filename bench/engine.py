@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 
-from bench.common import fmt, median_of, peak_rss_bytes, print_table, run_isolated, save_report
+from bench.common import chat_ids, fmt, median_of, peak_rss_bytes, print_table, run_isolated, save_report
 
 MODEL = "smollm2-135m-instruct"
 CHAT_PROMPT = "Explain in a few sentences why the sky looks blue during the day and red at sunset."
@@ -34,12 +34,7 @@ def _setup(threads: int):
 
     loaded = load(MODEL)
     tok = loaded.tokenizer
-    chat = tok.apply_chat_template(
-        [{"role": "user", "content": CHAT_PROMPT}],
-        add_generation_prompt=True,
-        tokenize=True,
-        return_dict=False,
-    )
+    chat = chat_ids(tok, [{"role": "user", "content": CHAT_PROMPT}])
     text_ids = tok(PERPLEXITY_TEXT.read_text(encoding="utf-8"))["input_ids"]
     return loaded, chat, text_ids
 

@@ -18,7 +18,7 @@ import statistics
 import sys
 import time
 
-from bench.common import print_table, save_report
+from bench.common import chat_ids, print_table, save_report
 
 MODEL = "smollm2-135m-instruct"
 MAX_TOKENS = 128
@@ -45,13 +45,6 @@ OPEN_PROMPTS = [
     "Write a short story about a lighthouse keeper who finds a message in a bottle.",
     "Give three tips for learning a new language as an adult.",
 ]
-
-
-def _chat(tokenizer, text: str) -> list[int]:
-    messages = [{"role": "user", "content": text}]
-    return tokenizer.apply_chat_template(
-        messages, add_generation_prompt=True, tokenize=True, return_dict=False
-    )
 
 
 def _decode(engine, ids: list[int]) -> tuple[list[int], int, float]:
@@ -106,8 +99,12 @@ def run(method: str, threads: int, repeats: int) -> dict:
     fast = Engine.load(MODEL, method, prefix_cache=False)
     plain = Engine(fast.model, fast.tokenizer, name=fast.name, method=fast.method, prefix_cache=False,
                    draft_tokens=0)  # fmt: skip
-    grounded = [_chat(fast.tokenizer, f"{task}\n\n{p}") for task in GROUNDED_TASKS for p in PARAGRAPHS]
-    open_ended = [_chat(fast.tokenizer, text) for text in OPEN_PROMPTS]
+    grounded = [
+        chat_ids(fast.tokenizer, [{"role": "user", "content": f"{task}\n\n{p}"}])
+        for task in GROUNDED_TASKS
+        for p in PARAGRAPHS
+    ]
+    open_ended = [chat_ids(fast.tokenizer, [{"role": "user", "content": text}]) for text in OPEN_PROMPTS]
     _decode(fast, grounded[0])  # warm-up
     _decode(plain, grounded[0])
     return {

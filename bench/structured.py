@@ -17,7 +17,7 @@ import statistics
 import sys
 import time
 
-from bench.common import fmt, print_table, save_report
+from bench.common import chat_ids, fmt, print_table, save_report
 
 MODEL = "smollm2-135m-instruct"
 MAX_FREE_TOKENS = 160
@@ -86,9 +86,7 @@ def prompt_ids(tokenizer, kind: str, text: str) -> list[int]:
         {"role": "system", "content": f"Extract the facts as a JSON object matching this schema:\n{json.dumps(SCHEMAS[kind])}"},
         {"role": "user", "content": text},
     ]  # fmt: skip
-    return tokenizer.apply_chat_template(
-        messages, add_generation_prompt=True, tokenize=True, return_dict=False
-    )
+    return chat_ids(tokenizer, messages)
 
 
 def schema_valid(text: str, schema: dict) -> bool:

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from engine import tiles
 from engine.model import Transformer
 from engine.native import kernels
 from engine.quantize import Int4Linear, Int8Linear
@@ -33,7 +34,11 @@ def _linear_args(module: Any) -> tuple[list[torch.Tensor], list[int]] | None:
         return [module.packed, module.scales_zeros, bias], [kind, module.group, module.padded]
     if isinstance(module, Int8Linear):
         kind = TILES_INT8 if module.tiled else ATEN_INT8
-        return [module.weight, module.scales, bias], [kind, 0, module.in_features]
+        return [module.weight, module.scales, bias], [
+            kind,
+            tiles.ACT_BLOCK if module.tiled else 0,
+            module.in_features,
+        ]
     return None
 
 

@@ -165,7 +165,7 @@ class Int8Linear(QuantLinear):
         shape = x.shape
         flat = x.reshape(-1, shape[-1])
         if self.tiled:
-            y = self.tiles.int8_matmul(flat, self.weight, self.scales)
+            y = self.tiles.int8_matmul(flat, self.weight, self.scales, tiles.ACT_BLOCK)
         else:
             y = torch.ops.aten._weight_int8pack_mm(flat.to(torch.bfloat16), self.weight, self.scales).float()
         return self._add_bias(y.reshape(*shape[:-1], self.out_features))

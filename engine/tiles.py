@@ -16,7 +16,7 @@ import torch
 from engine.native import kernels
 
 TILE = 16  # output columns per tile
-ACT_BLOCK = 32  # int8 weights: activation features per int8 scale (qgemm.cpp's ACT_BLOCK)
+ACT_BLOCK = 32  # int8 weights: activation features per int8 scale (passed to int8_matmul)
 
 
 def tile_kernels() -> Any | None:

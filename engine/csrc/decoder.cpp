@@ -23,7 +23,7 @@ torch::Tensor paged_attention(torch::Tensor q, torch::Tensor k, torch::Tensor v,
                               torch::Tensor v_scale, torch::Tensor tables, torch::Tensor row_of,
                               torch::Tensor lengths, int64_t block_size, double scale);
 torch::Tensor int4_matmul(torch::Tensor x, torch::Tensor codes, torch::Tensor scales_zeros, int64_t group);
-torch::Tensor int8_matmul(torch::Tensor x, torch::Tensor codes, torch::Tensor scales);
+torch::Tensor int8_matmul(torch::Tensor x, torch::Tensor codes, torch::Tensor scales, int64_t block);
 
 namespace {
 
@@ -33,7 +33,7 @@ using bf16 = at::BFloat16;
 // kernels' (engine/csrc/qgemm.cpp).
 enum Kind : int64_t { ATEN_INT4 = 0, ATEN_INT8 = 1, TILES_INT4 = 2, TILES_INT8 = 3 };
 
-// One linear: its kind, codes and scales, int4 group, `padded` input features (int4 groups that do not divide
+// One linear: its kind, codes and scales, int4 group (tile int8: activation block), `padded` input features (int4 groups that do not divide
 // the input are padded with zeros), an optional fp32 bias (empty when none).
 struct Linear {
   torch::Tensor weight, scales, bias;
@@ -47,7 +47,7 @@ struct Linear {
       case ATEN_INT8:
         return at::_weight_int8pack_mm(input.to(torch::kBFloat16), weight, scales).to(torch::kFloat32);
       case TILES_INT4: return int4_matmul(input, weight, scales, group);
-      default: return int8_matmul(input, weight, scales);
+      default: return int8_matmul(input, weight, scales, group);
     }
   }
 };

@@ -283,7 +283,7 @@ torch::Tensor decoder_layers(torch::Tensor x, torch::Tensor cos, torch::Tensor s
 // engine/csrc/qgemm.cpp
 bool qgemm_available();
 torch::Tensor int4_matmul(torch::Tensor x, torch::Tensor codes, torch::Tensor scales_zeros, int64_t group);
-torch::Tensor int8_matmul(torch::Tensor x, torch::Tensor codes, torch::Tensor scales);
+torch::Tensor int8_matmul(torch::Tensor x, torch::Tensor codes, torch::Tensor scales, int64_t block);
 
 // The kernels release the GIL: the server's event loop keeps answering while the engine thread computes.
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {

@@ -15,7 +15,8 @@
 //   8o+4+i (high nibble); per group of G features a bf16 scale and zero [N/16, K/G, 2, 16], w = (q - 8) * s + z.
 //   Activations are quantized per group, so a group's sum is s * a * (sum q x_q - 8 sum x_q) + z * sum x.
 //   int8 codes [N/16, K/4, 64] bytes q + 128 (vpdpbusd wants one unsigned operand): byte 4j+i of quad p holds
-//   column j's feature 4p+i; one fp32 scale per column, w = q * s. Activations per block of ACT_BLOCK features.
+//   column j's feature 4p+i; one fp32 scale per column, w = q * s. Activations per block of B features
+//   (engine/tiles.py's ACT_BLOCK, passed in like int4's group).
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
@@ -33,7 +34,6 @@
 namespace {
 constexpr int64_t TILE = 16;  // output columns per tile (one zmm of accumulators)
 constexpr int64_t ROW_CHUNK = 8;  // rows whose accumulators stay in registers together
-constexpr int64_t ACT_BLOCK = 32;  // int8 weights: activation features sharing one scale
 
 #ifdef WB_QGEMM
 
@@ -241,12 +241,12 @@ torch::Tensor int4_matmul(torch::Tensor x, torch::Tensor codes, torch::Tensor sc
 #endif
 }
 
-torch::Tensor int8_matmul(torch::Tensor x, torch::Tensor codes, torch::Tensor scales) {
+torch::Tensor int8_matmul(torch::Tensor x, torch::Tensor codes, torch::Tensor scales, int64_t block) {
 #ifdef WB_QGEMM
   const int64_t M = x.size(0), K = x.size(1), tiles = codes.size(0), N = tiles * TILE;
-  TORCH_CHECK(codes.size(1) * 4 == K && K % ACT_BLOCK == 0, "int8_matmul: shapes do not match");
+  TORCH_CHECK(codes.size(1) * 4 == K && K % block == 0 && block % 16 == 0, "int8_matmul: shapes do not match");
   auto xf = x.to(torch::kFloat32).contiguous();
-  const Quantized a = quantize_rows(xf.data_ptr<float>(), M, K, ACT_BLOCK, 128);
+  const Quantized a = quantize_rows(xf.data_ptr<float>(), M, K, block, 128);
   auto y = torch::empty({M, N}, xf.options());
   const uint8_t* c = codes.data_ptr<uint8_t>();
   const float* s = scales.data_ptr<float>();
@@ -254,7 +254,7 @@ torch::Tensor int8_matmul(torch::Tensor x, torch::Tensor codes, torch::Tensor sc
   at::parallel_for(0, tiles, grain(tiles, K, M), [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
       by_rows(M, [&](auto R, int64_t r0) {
-        int8_tile<decltype(R)::value>(c + t * K * TILE, s + t * TILE, a, yp, K, ACT_BLOCK, N, t, r0);
+        int8_tile<decltype(R)::value>(c + t * K * TILE, s + t * TILE, a, yp, K, block, N, t, r0);
       });
     }
   });
