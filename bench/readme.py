@@ -23,6 +23,18 @@ def stats_table(report: dict) -> str:
             "| ≤ 2 s |")  # fmt: skip
 
 
+def structured_table(report: dict) -> str:
+    r = report
+    return ("| cases | schema-valid, free → constrained | decode tok/s free → constrained | overhead "
+            "| constrained tok/s, drafts off | identical tokens | grammar per token (median / mean) |\n"
+            "|---|---|---|---|---|---|---|\n"
+            f"| {r['cases']} ({', '.join(r['kinds'])}) | {r['schema_valid_free']:.0%} → **{r['schema_valid_constrained']:.0%}** "
+            f"| {r['decode_tps_unconstrained']:.1f} → {r['decode_tps_constrained']:.1f} "
+            f"| **{100 * r['decode_overhead']:+.1f} %** (target ≤ 15 %) | {r['decode_tps_constrained_no_drafts']:.1f} "
+            f"| {'yes' if r['identical_without_drafts'] else 'no'} "
+            f"| {r['grammar_us_per_token_median'] / 1000:.2f} / {r['grammar_us_per_token_mean'] / 1000:.2f} ms |")  # fmt: skip
+
+
 def example_description(name: str) -> str:
     """The leading comment of examples/NAME.yaml, as one line (words, not measurements: read at render time)."""
     path = README.parent / "examples" / f"{name}.yaml"
@@ -155,7 +167,8 @@ def speculative_table(report: dict) -> str:
 
 
 RENDERERS = {"idle": idle_table, "stats": stats_table, "techniques": techniques_table, "engine": engine_table,
-             "memory": memory_table, "server": server_table, "speculative": speculative_table}  # fmt: skip
+             "memory": memory_table, "server": server_table, "speculative": speculative_table,
+             "structured": structured_table}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

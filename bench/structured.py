@@ -5,8 +5,11 @@ prompt — the text and the schema, asking for JSON — is decoded greedily twic
 (what `response_format: {"type": "json_schema"}` does on the server). Reported: the schema-valid rate of each
 (a free answer counts if it parses as is or inside a ```json fence), the decode speed of the constrained run vs
 an unconstrained run of the very same number of tokens right after it (the median over cases × --repeats of
-the paired ratio, so load from other processes hits both sides alike; decode time only, the prefill excluded), and the time the grammar itself takes per token (mask + advance). Runs in-process on the
-engine, int4, with the given thread count. `python -m bench structured [--json] [--repeats 3] [--threads 2]`.
+the paired ratio, so load from other processes hits both sides alike; decode time only, the prefill excluded), and
+the time the grammar itself takes per token (mask + advance). Both sides draft (engine/speculative.py: a constrained
+row drafts the tokens its grammar forces); a second engine with drafting off decodes each constrained case too, for
+the speed without drafts and to check that drafting left every token as it was. Runs in-process, int4, with the
+given thread count. `python -m bench structured [--json] [--repeats 3] [--threads 2]`.
 """
 
 from __future__ import annotations
@@ -155,21 +158,26 @@ def run(threads: int, repeats: int) -> dict:
     from engine.sampling import SamplingParams
 
     engine = Engine.load(MODEL, "int4")
+    no_drafts = Engine.load(MODEL, "int4", draft_tokens=0)
     clock = GrammarClock()
     ids = [prompt_ids(engine.tokenizer, kind, text) for kind, text in CASES]
-    grammars = {
-        kind: engine.constrain(ConstraintSpec("json", schema, "bench")) for kind, schema in SCHEMAS.items()
-    }
+    specs = {kind: ConstraintSpec("json", schema, "bench") for kind, schema in SCHEMAS.items()}
+    grammars = {kind: engine.constrain(spec) for kind, spec in specs.items()}
+    plain_grammars = {kind: no_drafts.constrain(spec) for kind, spec in specs.items()}
     free = [
         decode_rate(engine, p, SamplingParams(max_new_tokens=MAX_FREE_TOKENS, temperature=0))[2] for p in ids
     ]
     print(f"  free answers decoded ({len(CASES)} cases)", file=sys.stderr, flush=True)
     free_valid = sum(schema_valid(text, SCHEMAS[kind]) for text, (kind, _) in zip(free, CASES, strict=True))
-    ratios, rates, constrained_valid, lengths = [], {"constrained": [], "free": []}, 0, []
+    ratios, rates, constrained_valid, lengths = [], {"constrained": [], "free": [], "no_drafts": []}, 0, []
+    identical = True
     for repeat in range(repeats):
         for (kind, _), p in zip(CASES, ids, strict=True):
             params = SamplingParams(max_new_tokens=MAX_CONSTRAINED_TOKENS, temperature=0)
             n, seconds, text = decode_rate(engine, p, params, grammars[kind])
+            plain_n, plain_seconds, plain_text = decode_rate(no_drafts, p, params, plain_grammars[kind])
+            identical &= (plain_n, plain_text) == (n, text)
+            rates["no_drafts"].append((plain_n - 1) / plain_seconds)
             if repeat == 0:
                 constrained_valid += schema_valid(text, SCHEMAS[kind])
                 lengths.append(n)
@@ -190,6 +198,9 @@ def run(threads: int, repeats: int) -> dict:
         "mean_constrained_tokens": statistics.mean(lengths),
         "decode_tps_unconstrained": free_tps,
         "decode_tps_constrained": constrained_tps,
+        "decode_tps_constrained_no_drafts": statistics.median(rates["no_drafts"]),
+        "identical_without_drafts": identical,
+        "kinds": list(SCHEMAS),
         "decode_overhead": 1 - statistics.median(ratios),
         "grammar_us_per_token_median": clock.per_token_us()[0],
         "grammar_us_per_token_mean": clock.per_token_us()[1],
@@ -206,18 +217,20 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     report = run(args.threads, args.repeats)
     print_table(
-        ["cases", "valid free", "valid constrained", "decode tok/s free", "constrained", "overhead", "grammar µs/token median / mean"],
+        ["cases", "valid free", "valid constrained", "decode tok/s free", "constrained", "overhead",
+         "constrained, no drafts", "identical", "grammar µs/token median / mean"],
         [[
             report["cases"], fmt(100 * report["schema_valid_free"], ".0f") + " %",
             fmt(100 * report["schema_valid_constrained"], ".0f") + " %", fmt(report["decode_tps_unconstrained"]),
             fmt(report["decode_tps_constrained"]), fmt(100 * report["decode_overhead"], ".1f") + " %",
+            fmt(report["decode_tps_constrained_no_drafts"]), "yes" if report["identical_without_drafts"] else "NO",
             f"{report['grammar_us_per_token_median']:.0f} / {report['grammar_us_per_token_mean']:.0f}",
         ]],
     )  # fmt: skip
     save_report("structured", report)
     if args.json:
         print(json.dumps(report))
-    return 0 if report["schema_valid_constrained"] == 1.0 else 1
+    return 0 if report["schema_valid_constrained"] == 1.0 and report["identical_without_drafts"] else 1
 
 
 if __name__ == "__main__":

@@ -78,6 +78,15 @@ class RowMatcher:
     def advance(self, token: int) -> None:
         self.state.consume_token(int(token))
 
+    def forced(self, limit: int) -> list[int]:
+        """Up to `limit` tokens the grammar forces next (a schema's keys and punctuation): a draft the model is
+        then asked to confirm, like any other (it may still pick another tokenization of the same text)."""
+        return self.state.compute_ff_tokens()[:limit] if limit > 0 else []
+
+    def valid_prefix(self, tokens: list[int]) -> list[int]:
+        """The longest prefix of `tokens` the grammar accepts from here (a draft cut where it would break it)."""
+        return tokens[: self.state.validate_tokens(tokens)] if tokens else []
+
     @property
     def done(self) -> bool:
         """Nothing more may be generated (the grammar is complete, or the matcher failed)."""

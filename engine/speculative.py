@@ -9,6 +9,10 @@ while a run of k correct draft tokens costs one forward instead of k + 1. That h
 forward computes a token's row independently of the others in the step (the int4/int8 matmuls, the paged
 attention kernel, the norms); tests assert the identity.
 
+A row constrained by a grammar (engine/constraints.py) drafts the tokens its grammar forces next (a JSON
+schema's keys and punctuation) when there are any, else its lookup draft cut to what the grammar accepts; its
+choices are still masked position by position as plain constrained decoding's are, so the identity holds.
+
 It pays where outputs copy their input (extraction, classification into given labels, rewriting, quoting a
 document), which is most of what a suite runs. Where it does not, a wrong draft costs a wider forward: a row's
 draft shrinks after each miss and grows back after hits, and rows stop drafting when the batch is wide (there the
@@ -23,6 +27,7 @@ from engine.request import Sequence
 
 NGRAM_SIZES = (3, 2)  # suffix lengths looked up, longest first
 MAX_SPECULATING_ROWS = 4  # above this many running rows, nobody drafts
+MAX_FORCED_DRAFT = 8  # grammar-forced tokens drafted at once: nearly always accepted, so longer than lookup's
 
 
 class PromptLookup:
@@ -35,6 +40,7 @@ class PromptLookup:
         self.max_draft = self.draft_length = max_draft
         self.seen: dict[int, dict[tuple[int, ...], int]] = {n: {} for n in NGRAM_SIZES}
         self.indexed = 0  # context positions whose preceding n-grams are in `seen`
+        self.forced = False  # the last draft was the grammar's forced tokens, not a lookup
 
     def _context(self) -> list[int]:
         return self.prompt + self.sequence.tokens
@@ -48,6 +54,17 @@ class PromptLookup:
         self.indexed = len(context)
 
     def propose(self, limit: int) -> list[int]:
+        """The row's draft of at most `limit` tokens: its grammar's forced tokens if it has a grammar that forces
+        any, else the lookup's, cut to what the grammar accepts."""
+        matcher = self.sequence.matcher
+        forced = matcher.forced(min(limit, MAX_FORCED_DRAFT)) if matcher is not None else []
+        self.forced = bool(forced)
+        if forced:
+            return forced
+        draft = self.lookup(limit)
+        return matcher.valid_prefix(draft) if matcher is not None else draft
+
+    def lookup(self, limit: int) -> list[int]:
         """Up to min(limit, the current draft length) tokens that followed the latest earlier occurrence of the
         context's longest matching suffix; [] when nothing matches."""
         budget = min(limit, self.draft_length)
@@ -64,7 +81,10 @@ class PromptLookup:
         return []
 
     def record(self, drafted: int, accepted: int) -> None:
-        """Adapt the draft length: all accepted grows it by one, a miss shrinks it to what was accepted + 1."""
+        """Adapt the draft length: all accepted grows it by one, a miss shrinks it to what was accepted + 1.
+        Forced drafts leave it alone: they say nothing about how well lookups guess."""
+        if self.forced:
+            return
         if accepted == drafted:
             self.draft_length = min(self.max_draft, self.draft_length + 1)
         else:
@@ -84,6 +104,6 @@ def rows_exact(model: Any, pool: Any) -> bool:
 
 
 def speculates(sequence: Sequence) -> bool:
-    """Greedy rows without a grammar or beams: their choice at every position is the argmax of known logits."""
+    """Greedy rows without beams: their choice at every position is the argmax of known (masked) logits."""
     params = sequence.request.params
-    return params.greedy and not params.use_beam_search and sequence.matcher is None
+    return params.greedy and not params.use_beam_search

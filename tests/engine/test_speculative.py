@@ -3,6 +3,7 @@ speculates (fewer forwards for the same tokens); it is on by default only where 
 
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
@@ -10,6 +11,7 @@ import torch
 from torch import nn
 
 from engine.attention import native_for
+from engine.constraints import ConstraintSpec
 from engine.generate import Engine, Request, generate
 from engine.kv_options import DEFAULT_DRAFT_TOKENS
 from engine.model import build_model
@@ -73,6 +75,76 @@ def test_speculative_output_equals_plain_greedy_decoding(tiny_pair, method, layo
     assert fast.stats["draft_tokens"] - fast.stats["accepted_tokens"] > 20  # ...rejected wrong drafts...
     assert fast.stats["decode_steps"] < plain.stats["decode_steps"] * 2 // 3  # ...in fewer forwards
     assert fast.blocks.used() == 0  # rejected drafts' blocks all came back
+
+
+SCHEMA = {
+    "type": "object",
+    "properties": {"name": {"type": "string", "maxLength": 12}, "size": {"enum": ["small", "large"]}},
+    "required": ["name", "size"],
+    "additionalProperties": False,
+}
+CONSTRAINTS = [
+    ("json", SCHEMA),
+    ("regex", r"(the cat|a dog) sat on [a-z]{2,6}"),
+    ("choice", ["mat;", "the hat"]),
+]
+
+
+@pytest.mark.parametrize("method", ["int8", "int4"])
+def test_constrained_rows_speculate_and_decode_as_plain_constrained_greedy(tiny_pair, method, layout):
+    """A grammar's forced tokens (and lookups the grammar accepts) are drafted; each position is still masked
+    as plain constrained decoding masks it, so tokens and logprobs are equal, alone and beside free rows."""
+    plain = tiny_engine_with(tiny_pair, method, draft_tokens=0)
+    fast = tiny_engine_with(tiny_pair, method)
+    needs_native(fast)
+    params = dict(max_new_tokens=40, temperature=0, logprobs=2)
+
+    def constrained(engine: Engine, spec: ConstraintSpec) -> list[tuple]:
+        request = engine.submit(
+            Request(REPEATING, SamplingParams(**params), constraint=engine.constrain(spec))
+        )
+        engine.run()
+        return outcome(request)
+
+    steps = {id(plain): 0, id(fast): 0}  # decode steps of the solo constrained requests
+
+    def solo(engine: Engine, spec: ConstraintSpec) -> list[tuple]:
+        before = engine.stats["decode_steps"]
+        result = constrained(engine, spec)
+        steps[id(engine)] += engine.stats["decode_steps"] - before
+        return result
+
+    for kind, value in CONSTRAINTS:
+        spec = ConstraintSpec(kind, value, f"guided_{kind}")
+        want = solo(plain, spec)
+        assert solo(fast, spec) == want, kind
+        together = [
+            fast.submit(Request(REPEATING, SamplingParams(**params), constraint=fast.constrain(spec))),
+            fast.submit(Request(REPEATING, SamplingParams(**params, ignore_eos=True))),
+        ]
+        fast.run()
+        free = outcome(generate(plain, REPEATING, SamplingParams(**params, ignore_eos=True)))
+        assert [outcome(r) for r in together] == [want, free], kind
+    assert fast.stats["accepted_tokens"] > 40  # the schema's keys and punctuation at least
+    assert steps[id(fast)] < steps[id(plain)] * 2 // 3
+    assert fast.blocks.used() == 0
+
+
+def test_a_grammar_row_drafts_its_forced_tokens_else_a_lookup_cut_to_what_the_grammar_accepts(tiny_pair):
+    engine = tiny_engine_with(tiny_pair, "int8")
+    grammar = engine.constrain(ConstraintSpec("regex", r"ab(c|e)d [a-x]*", "guided_regex"))
+    request = Request(list(b"xx abcd yy "), SamplingParams(max_new_tokens=50, temperature=0))
+    sequence = Sequence(request, 0, 0, None, None, grammar.matcher())
+    lookup = PromptLookup(sequence, max_draft=4)
+    assert bytes(lookup.propose(10)) == b"ab"  # forced by the grammar
+    assert bytes(lookup.propose(1)) == b"a"  # never more than asked
+    lookup.record(drafted=2, accepted=0)
+    assert lookup.draft_length == 4  # forced drafts do not shrink the lookup's
+    for token in b"ab":
+        sequence.matcher.advance(token)
+    sequence.tokens = list(b"ab")  # "c" or "e" next: nothing is forced
+    assert bytes(lookup.lookup(10)) == b"cd y"  # what followed " ab" before...
+    assert bytes(lookup.propose(10)) == b"cd "  # ...cut where the grammar refuses "y"
 
 
 def test_speculation_is_off_by_default_where_it_would_not_be_exact(tiny_pair):
@@ -143,3 +215,27 @@ def test_grounded_prompts_on_the_real_model_decode_identically(default_model):
         assert generate(fast, ids, SamplingParams(**params)).choices[0].token_ids == expected, task
     assert fast.stats["accepted_tokens"] > 20
     assert fast.stats["decode_steps"] < plain.stats["decode_steps"]
+    # constrained to a JSON schema: the same tokens (the schema's keys are drafted as the grammar forces them,
+    # in the tokenizer's own split, which the model may still decline), in fewer steps
+    schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "born": {"type": "integer"}, "died": {"type": "integer"}},
+        "required": ["name", "born", "died"],
+        "additionalProperties": False,
+    }
+    messages = [{"role": "user", "content": f"Extract the person as JSON.\n\n{paragraph}"}]
+    ids = tokenizer.apply_chat_template(
+        messages, add_generation_prompt=True, tokenize=True, return_dict=False
+    )
+    spec = ConstraintSpec("json", schema, "response_format")
+    steps = []
+    for engine in (plain, fast):
+        before = engine.stats["decode_steps"]
+        request = engine.submit(
+            Request(ids, SamplingParams(max_new_tokens=48, temperature=0), constraint=engine.constrain(spec))
+        )
+        engine.run()
+        steps.append((engine.stats["decode_steps"] - before, request.choices[0].token_ids))
+    assert steps[1][1] == steps[0][1]
+    assert set(json.loads(tokenizer.decode(steps[1][1]))) == {"name", "born", "died"}
+    assert steps[1][0] < steps[0][0] * 2 // 3
