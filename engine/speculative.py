@@ -27,7 +27,6 @@ from engine.request import Sequence
 
 NGRAM_SIZES = (3, 2)  # suffix lengths looked up, longest first
 MAX_SPECULATING_ROWS = 4  # above this many running rows, nobody drafts
-MAX_FORCED_DRAFT = 8  # grammar-forced tokens drafted at once: nearly always accepted, so longer than lookup's
 
 
 class PromptLookup:
@@ -54,10 +53,11 @@ class PromptLookup:
         self.indexed = len(context)
 
     def propose(self, limit: int) -> list[int]:
-        """The row's draft of at most `limit` tokens: its grammar's forced tokens if it has a grammar that forces
-        any, else the lookup's, cut to what the grammar accepts."""
+        """The row's draft of at most `limit` tokens: its grammar's forced tokens (up to the longest draft, not the
+        adaptive length: they are nearly always accepted) if it has a grammar that forces any, else the lookup's,
+        cut to what the grammar accepts."""
         matcher = self.sequence.matcher
-        forced = matcher.forced(min(limit, MAX_FORCED_DRAFT)) if matcher is not None else []
+        forced = matcher.forced(min(limit, self.max_draft)) if matcher is not None else []
         self.forced = bool(forced)
         if forced:
             return forced
