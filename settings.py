@@ -6,6 +6,8 @@ API keys are deliberately absent: a remote provider names the environment variab
 
 from __future__ import annotations
 
+import os
+from functools import lru_cache
 from pathlib import Path
 
 from pydantic import Field
@@ -15,7 +17,9 @@ DEFAULT_MODEL = "smollm2-135m-instruct"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="WORKBENCH_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="WORKBENCH_", extra="ignore", frozen=True
+    )  # one instance is shared
 
     home: Path = Field(default=Path("~/.workbench"), description="data folder: models cache, SQLite file")
     db_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in the data folder")
@@ -49,5 +53,13 @@ class Settings(BaseSettings):
 
 
 def get_settings() -> Settings:
-    """Read the environment afresh: cheap, and a test's monkeypatched variables take effect at once."""
-    return Settings()
+    """The settings the environment holds now: a changed `WORKBENCH_` variable (a test's monkeypatch) takes effect
+    at once. Built once per distinct set of those variables: building one costs ~0.4 ms (pydantic-settings
+    inspects every field), and every template render asks for its limits."""
+    prefix = Settings.model_config["env_prefix"]
+    return _settings(frozenset((k, v) for k, v in os.environ.items() if k.upper().startswith(prefix)))
+
+
+@lru_cache(maxsize=16)
+def _settings(_environment: frozenset[tuple[str, str]]) -> Settings:
+    return Settings()  # reads os.environ itself; the argument only keys the cache

@@ -106,7 +106,12 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_engine:
         serial, parallel = engine_concurrency(args.cases)
         report.update(
-            {"engine_serial_s": serial, "engine_concurrency8_s": parallel, "speedup": serial / parallel}
+            {
+                "cases": args.cases,
+                "engine_serial_s": serial,
+                "engine_concurrency8_s": parallel,
+                "speedup": serial / parallel,
+            }
         )
         rows.append(
             [
