@@ -17,9 +17,8 @@ DEFAULT_MODEL = "smollm2-135m-instruct"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="WORKBENCH_", extra="ignore", frozen=True
-    )  # one instance is shared
+    # frozen: get_settings() hands one instance to every caller in the same environment
+    model_config = SettingsConfigDict(env_prefix="WORKBENCH_", extra="ignore", frozen=True)
 
     home: Path = Field(default=Path("~/.workbench"), description="data folder: models cache, SQLite file")
     db_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in the data folder")

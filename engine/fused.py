@@ -33,12 +33,8 @@ def _linear_args(module: Any) -> tuple[list[torch.Tensor], list[int]] | None:
         kind = TILES_INT4 if module.layout == "tiles" else ATEN_INT4
         return [module.packed, module.scales_zeros, bias], [kind, module.group, module.padded]
     if isinstance(module, Int8Linear):
-        kind = TILES_INT8 if module.tiled else ATEN_INT8
-        return [module.weight, module.scales, bias], [
-            kind,
-            tiles.ACT_BLOCK if module.tiled else 0,
-            module.in_features,
-        ]
+        kind, block = (TILES_INT8, tiles.ACT_BLOCK) if module.tiled else (ATEN_INT8, 0)
+        return [module.weight, module.scales, bias], [kind, block, module.in_features]
     return None
 
 

@@ -13,9 +13,8 @@ def test_a_changed_variable_takes_effect_at_once_and_a_removed_one_falls_back(mo
     assert get_settings().max_engines == 2
     monkeypatch.setenv("WORKBENCH_MAX_ENGINES", "5")
     assert get_settings().max_engines == 5
-    monkeypatch.setenv(
-        "workbench_max_engines", "6"
-    )  # names are case-insensitive, as pydantic-settings reads them
+    # names are case-insensitive, as pydantic-settings reads them
+    monkeypatch.setenv("workbench_max_engines", "6")
     monkeypatch.delenv("WORKBENCH_MAX_ENGINES")
     assert get_settings().max_engines == 6
     monkeypatch.delenv("workbench_max_engines")

@@ -33,8 +33,8 @@ using bf16 = at::BFloat16;
 // kernels' (engine/csrc/qgemm.cpp).
 enum Kind : int64_t { ATEN_INT4 = 0, ATEN_INT8 = 1, TILES_INT4 = 2, TILES_INT8 = 3 };
 
-// One linear: its kind, codes and scales, int4 group (tile int8: activation block), `padded` input features (int4 groups that do not divide
-// the input are padded with zeros), an optional fp32 bias (empty when none).
+// One linear: its kind, codes and scales, int4 group (tile int8: activation block), `padded` input features
+// (int4 groups that do not divide the input are padded with zeros), an optional fp32 bias (empty when none).
 struct Linear {
   torch::Tensor weight, scales, bias;
   int64_t kind, group, padded;

@@ -99,20 +99,16 @@ def test_constrained_rows_speculate_and_decode_as_plain_constrained_greedy(tiny_
     needs_native(fast)
     params = dict(max_new_tokens=40, temperature=0, logprobs=2)
 
-    def constrained(engine: Engine, spec: ConstraintSpec) -> list[tuple]:
-        request = engine.submit(
-            Request(REPEATING, SamplingParams(**params), constraint=engine.constrain(spec))
-        )
-        engine.run()
-        return outcome(request)
-
     steps = {id(plain): 0, id(fast): 0}  # decode steps of the solo constrained requests
 
     def solo(engine: Engine, spec: ConstraintSpec) -> list[tuple]:
         before = engine.stats["decode_steps"]
-        result = constrained(engine, spec)
+        request = engine.submit(
+            Request(REPEATING, SamplingParams(**params), constraint=engine.constrain(spec))
+        )
+        engine.run()
         steps[id(engine)] += engine.stats["decode_steps"] - before
-        return result
+        return outcome(request)
 
     for kind, value in CONSTRAINTS:
         spec = ConstraintSpec(kind, value, f"guided_{kind}")
