@@ -4,6 +4,8 @@ streamed answer and the token heatmap, and keep a screenshot."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.browser import App, chromium, go, require_chromium
@@ -50,13 +52,19 @@ def test_build_run_stream_and_heatmap_in_chromium(running_app, tmp_path):
 
         go(page, "Playground")
         expect(page.get_by_text("Playground").first).to_be_visible()
+        # temperature 0 (greedy): at the default 0.7 about one sample in 40 is the five characters "Warm.", and a
+        # check on the answer's length then failed in CI
+        page.locator(".st-key-play_temperature input[type=range]").focus()
+        page.keyboard.press("Home")
+        page.wait_for_timeout(500)
         page.get_by_role("button", name="Run").click()
         answer = page.locator(".st-key-play_answer")
         expect(answer).to_be_visible(timeout=120_000)
-        page.wait_for_function(
-            "el => el.innerText.trim().length > 20", arg=answer.element_handle(), timeout=120_000
-        )
+        # the usage caption is drawn once the stream has ended
+        usage = page.get_by_text(re.compile(r"tokens in · (\d+) out"))
+        expect(usage).to_be_visible(timeout=120_000)
         streamed = answer.inner_text()
+        tokens_out = int(re.search(r"(\d+) out", usage.inner_text()).group(1))
 
         page.get_by_text("Token heatmap", exact=True).click()
         page.get_by_role("button", name="Run").click()
@@ -67,5 +75,5 @@ def test_build_run_stream_and_heatmap_in_chromium(running_app, tmp_path):
         shot = tmp_path / "workbench.png"
         page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
-    assert len(streamed.strip()) > 20
+    assert tokens_out > 3 and len(streamed.strip()) > 3
     print(f"screenshot: {shot}")
