@@ -56,6 +56,7 @@ def test_build_run_stream_and_heatmap_in_chromium(running_app, tmp_path):
         # check on the answer's length then failed in CI
         page.locator(".st-key-play_temperature input[type=range]").focus()
         page.keyboard.press("Home")
+        expect(page.locator(".st-key-play_temperature")).to_contain_text("0.00")
         page.wait_for_timeout(500)
         page.get_by_role("button", name="Run").click()
         answer = page.locator(".st-key-play_answer")
