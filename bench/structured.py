@@ -158,7 +158,8 @@ def run(threads: int, repeats: int) -> dict:
     from engine.sampling import SamplingParams
 
     engine = Engine.load(MODEL, "int4")
-    no_drafts = Engine.load(MODEL, "int4", draft_tokens=0)
+    # the same quantized model, drafting off
+    no_drafts = Engine(engine.model, engine.tokenizer, name=engine.name, method=engine.method, draft_tokens=0)
     clock = GrammarClock()
     ids = [prompt_ids(engine.tokenizer, kind, text) for kind, text in CASES]
     specs = {kind: ConstraintSpec("json", schema, "bench") for kind, schema in SCHEMAS.items()}
