@@ -110,10 +110,24 @@ def new_page(browser, url: str):
     return page
 
 
+IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
+
+
+def idle(page, timeout_ms: int = 120_000) -> None:
+    """Wait until no script run is in flight: Streamlit marks its root with the script's state, and a click that
+    lands while a rerun redraws the page can hit an element that is then replaced (a navigation remounts the page:
+    an expander opened just before it closes again). Twice, 300 ms apart, so a rerun requested in between counts."""
+    for _ in range(2):
+        page.locator(IDLE).wait_for(state="attached", timeout=timeout_ms)
+        page.wait_for_timeout(300)
+    page.locator(IDLE).wait_for(state="attached", timeout=timeout_ms)
+
+
 def go(page, name: str) -> None:
-    """Open a page from the sidebar navigation."""
+    """Open a page from the sidebar navigation and wait until it has been drawn."""
     page.get_by_role("link", name=name, exact=True).click()
     page.wait_for_timeout(300)
+    idle(page)
 
 
 def settle(page, timeout_ms: int = 120_000) -> None:
@@ -129,10 +143,41 @@ def run_form(page):
     """The Runs page's form, its expander opened when runs exist (it starts collapsed then)."""
     form = page.locator("[data-testid='stForm']")
     page.get_by_text("Start a run").first.wait_for()
+    idle(page)
     if not form.is_visible():
         page.get_by_text("Start a run").first.click()
     form.wait_for()
     return form
+
+
+def chips(box) -> list[str]:
+    """The options a multiselect holds, read from its chips' remove buttons."""
+    return [label.removeprefix("Remove ") for label in
+            box.locator("button[aria-label^='Remove']").evaluate_all("bs => bs.map(b => b.ariaLabel)")]  # fmt: skip
+
+
+def choose_only(page, box, option: str, typed: str) -> None:
+    """Leave exactly `option` chosen in the multiselect `box`, picking it from the list after typing `typed`.
+    Inside a form no widget reruns the script, but a rerun from elsewhere (a refreshing panel, a run that just
+    ended) can redraw the box while its list is open and drop what was typed; so this checks the chips it
+    left and tries again, up to three times."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for _attempt in range(3):
+        idle(page)
+        for label in chips(box):
+            if label != option:
+                box.locator(f"button[aria-label='Remove {label}']").click()
+        if option not in chips(box):
+            box.locator("input").fill(typed)
+            try:
+                page.get_by_role("option", name=option).click(timeout=15_000)
+            except PlaywrightTimeout:
+                pass
+            page.keyboard.press("Escape")
+        if chips(box) == [option]:
+            return
+    raise AssertionError(f"could not leave only {option!r} chosen: the box holds {chips(box)}")
 
 
 CAPITALS = [

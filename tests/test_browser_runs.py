@@ -7,12 +7,11 @@ from __future__ import annotations
 import signal
 
 import pytest
-from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from prompting.providers import ProviderSpec
 from services import open_store
 from services.specs import save_provider
-from tests.browser import App, chromium, go, new_page, require_chromium, run_form
+from tests.browser import App, choose_only, chromium, go, new_page, require_chromium, run_form
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.slow
@@ -41,22 +40,7 @@ def start_run(page, provider: str) -> None:
     """Fill the Runs form (the fake provider instead of the local model) and press its button."""
     go(page, "Runs")
     form = run_form(page)
-    providers = form.locator("[data-testid='stMultiSelect']").nth(1)
-    providers.locator("button[aria-label^='Remove']").first.click()  # drop the default local model
-    providers.locator("button[aria-label^='Remove']").first.wait_for(
-        state="detached"
-    )  # the rerun has redrawn it
-    page.wait_for_function("() => !document.querySelector(\"[data-testid='stStatusWidget']\")")
-    option = page.get_by_role("option", name=provider)
-    for _attempt in range(3):  # a rerun landing while typing redraws the box and drops what was typed
-        providers.locator("input").fill("fake")
-        try:
-            option.wait_for(timeout=20_000)
-            break
-        except PlaywrightTimeout:
-            page.keyboard.press("Escape")
-    option.click()
-    page.keyboard.press("Escape")
+    choose_only(page, form.locator("[data-testid='stMultiSelect']").nth(1), provider, "fake")
     form.get_by_role("button", name="Start run").click()
 
 
