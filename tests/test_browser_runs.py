@@ -11,7 +11,7 @@ import pytest
 from prompting.providers import ProviderSpec
 from services import open_store
 from services.specs import save_provider
-from tests.browser import App, choose_only, chromium, go, new_page, require_chromium, run_form
+from tests.browser import App, choose_only, chromium, go, idle, new_page, require_chromium, run_form
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.slow
@@ -36,11 +36,12 @@ def app(isolated_home, fake_api):
         yield running
 
 
-def start_run(page, provider: str) -> None:
+def start_run(page, provider: str, repeats: int = 1) -> None:
     """Fill the Runs form (the fake provider instead of the local model) and press its button."""
     go(page, "Runs")
     form = run_form(page)
     choose_only(page, form.locator("[data-testid='stMultiSelect']").nth(1), provider, "fake")
+    form.get_by_label("Repeats").fill(str(repeats))
     form.get_by_role("button", name="Start run").click()
 
 
@@ -84,25 +85,31 @@ def test_runs_survive_page_switches_closed_browsers_and_a_killed_worker(app, tmp
         store.save_version(
             "echo2", "Repeat {{ word }}"
         )  # a new version: nothing of it is in the response cache
-        page.reload()
-        start_run(page, app.provider)
+        page.reload()  # a new session: the form's values are back to their defaults
+        start_run(page, app.provider, repeats=2)
         assert wait_until(lambda: len(runs_of(store)) == 3)
         third = runs_of(store)[0]
+        planned = CELLS * 2
+        assert store.get_run(third.id).repeats == 2
         assert wait_until(lambda: store.count_results(third.id) >= 3)
         worker = app.procs["worker"]
         worker.send_signal(signal.SIGKILL)
         worker.wait()
         page.wait_for_timeout(1000)  # requests the killed worker had sent reach the fake API's list first
         stored, requests_before = store.count_results(third.id), len(app.fake.script.requests)
-        assert stored < CELLS * 2  # killed mid-run (repeats 2 from the field above)
+        assert stored < planned  # killed mid-run
         app.start_worker()
         assert wait_until(lambda: store.get_run(third.id).status == "completed", timeout=90)
-        planned = CELLS * store.get_run(third.id).repeats
         assert store.count_results(third.id) == planned and len(store.finished_cells(third.id)) == planned
         # Cells stored before the kill were not requested again. Those in flight at the kill (at most the run's
         # concurrency, 4) were, unless their answer had reached the response cache just before the kill: the
         # cache is written as an answer arrives, the result a moment later (seen once in CI: 8 requests for 9).
         again, missing = len(app.fake.script.requests) - requests_before, planned - stored
         assert missing - RUN_CONCURRENCY <= again <= missing
+        page.get_by_text("status completed").wait_for()  # the page follows the run to its end
+        idle(page)
+        page.mouse.move(800, 500)
+        page.mouse.wheel(0, 750)  # the run's status and results, below the form
+        page.wait_for_timeout(500)
         page.screenshot(path=str(tmp_path / "runs-after-kill.png"), full_page=True)
     print(f"screenshots: {tmp_path}")

@@ -142,7 +142,9 @@ def results(run_id: str) -> None:
         "review": review_text(rated.get(r.id)),
     } for r, _ in stored])  # fmt: skip
     st.subheader("Results")
-    st.dataframe(grid.style.apply(colour, axis=1), hide_index=True, width="stretch")
+    # a Styler shows floats with six decimals unless told; a score reads to two, an absent one as a dash
+    styled = grid.style.apply(colour, axis=1).format({"score": "{:.2f}"}, na_rep="–")
+    st.dataframe(styled, hide_index=True, width="stretch")
     st.subheader("Cell detail")
     for (result, scores), row in zip(stored, grid.to_dict("records"), strict=True):
         with st.expander(
