@@ -99,8 +99,22 @@ def chromium():
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
             yield browser
+        except BaseException:
+            print_pages(browser)
+            raise
         finally:
             browser.close()
+
+
+def print_pages(browser) -> None:
+    """What each open page showed when a test failed, for the failure's report (CI keeps no screenshots)."""
+    for context in browser.contexts:
+        for page in context.pages:
+            try:
+                text = page.locator("[data-testid='stApp']").inner_text(timeout=5_000)
+            except Exception as exc:  # noqa: BLE001 - a page that cannot be read says why, and the test's error stands
+                text = f"(not readable: {exc})"
+            print(f"--- {page.url} when the test failed ---\n{text[-6000:]}")
 
 
 def new_page(browser, url: str):

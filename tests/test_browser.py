@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from tests.browser import App, chromium, go, require_chromium
+from tests.browser import App, chromium, go, idle, require_chromium
 
 pytestmark = pytest.mark.slow
 COSTAR = {
@@ -58,6 +58,7 @@ def test_build_run_stream_and_heatmap_in_chromium(running_app, tmp_path):
         page.keyboard.press("Home")
         expect(page.locator(".st-key-play_temperature")).to_contain_text("0.00")
         page.wait_for_timeout(500)
+        idle(page)
         page.get_by_role("button", name="Run").click()
         answer = page.locator(".st-key-play_answer")
         expect(answer).to_be_visible(timeout=120_000)
@@ -68,6 +69,7 @@ def test_build_run_stream_and_heatmap_in_chromium(running_app, tmp_path):
         tokens_out = int(re.search(r"(\d+) out", usage.inner_text()).group(1))
 
         page.get_by_text("Token heatmap", exact=True).click()
+        idle(page)  # a click on Run during the radio's rerun can be lost
         page.get_by_role("button", name="Run").click()
         tokens = page.locator(".st-key-play_heatmap_box .tok")
         expect(tokens.first).to_be_visible(timeout=120_000)

@@ -15,6 +15,7 @@ from tests.browser import (
     App,
     chromium,
     go,
+    idle,
     new_page,
     require_chromium,
     run_form,
@@ -64,13 +65,18 @@ def test_self_consistency_shows_every_sample(app, tmp_path):
         page = new_page(browser, app.url)
         go(page, "Playground")
         page.get_by_text("Free text", exact=True).click()
+        idle(page)
         box = page.get_by_role("textbox", name="Message")
         box.fill("A shop sells pens at 3 dollars each. How much do 4 pens cost?")
         box.press("Tab")
+        idle(page)  # each rerun-causing action waits for its rerun: a click during one can be lost
         max_tokens = page.locator("[data-testid='stSidebar']").get_by_label("max tokens")
         max_tokens.fill("40")  # five short samples: the view, not the arithmetic, is under test
         max_tokens.press("Tab")
+        idle(page)
         page.get_by_text("Self-consistency", exact=True).click()
+        idle(page)
+        assert page.get_by_role("radio", name="Self-consistency").is_checked()
         page.get_by_role("button", name="Run").click()
         page.get_by_text("Sample 5:").wait_for(timeout=300_000)
         text = page.locator("[data-testid='stMain']").inner_text()
@@ -103,13 +109,18 @@ def test_the_heatmap_shows_a_character_spread_over_tokens_whole(app, tmp_path):
         page = new_page(browser, app.url)
         go(page, "Playground")
         page.get_by_text("Free text", exact=True).click()
+        idle(page)
         box = page.get_by_role("textbox", name="Message")
         box.fill("Copy this text: 🎉 party 🎉")
         box.press("Tab")
+        idle(page)
         page.locator(".st-key-play_temperature input[type=range]").focus()
         page.keyboard.press("Home")  # temperature 0: greedy
         page.wait_for_timeout(500)
+        idle(page)
         page.get_by_text("Token heatmap", exact=True).click()
+        idle(page)
+        assert page.get_by_role("radio", name="Token heatmap").is_checked()
         page.get_by_role("button", name="Run").click()
         tokens = page.locator(".st-key-play_heatmap_box .tok")
         tokens.first.wait_for(timeout=120_000)

@@ -45,6 +45,16 @@ def start_run(page, provider: str, repeats: int = 1) -> None:
     form.get_by_role("button", name="Start run").click()
 
 
+def screenshot_results(page, path) -> None:
+    """Once the page shows the run completed (it follows the run to its end), its status and results."""
+    page.get_by_text("status completed").wait_for()
+    idle(page)
+    page.mouse.move(800, 500)
+    page.mouse.wheel(0, 750)  # below the form
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(path), full_page=True)
+
+
 def runs_of(store) -> list:
     return store.list_runs()
 
@@ -106,10 +116,5 @@ def test_runs_survive_page_switches_closed_browsers_and_a_killed_worker(app, tmp
         # cache is written as an answer arrives, the result a moment later (seen once in CI: 8 requests for 9).
         again, missing = len(app.fake.script.requests) - requests_before, planned - stored
         assert missing - RUN_CONCURRENCY <= again <= missing
-        page.get_by_text("status completed").wait_for()  # the page follows the run to its end
-        idle(page)
-        page.mouse.move(800, 500)
-        page.mouse.wheel(0, 750)  # the run's status and results, below the form
-        page.wait_for_timeout(500)
-        page.screenshot(path=str(tmp_path / "runs-after-kill.png"), full_page=True)
+        screenshot_results(page, tmp_path / "runs-after-kill.png")
     print(f"screenshots: {tmp_path}")
