@@ -137,20 +137,17 @@ def idle(page, timeout_ms: int = 120_000) -> None:
     page.locator(IDLE).wait_for(state="attached", timeout=timeout_ms)
 
 
+def settle(page, timeout_ms: int = 120_000) -> None:
+    """Wait until the page script has drawn its title and no script run is in flight."""
+    page.locator("[data-testid='stMain'] h1").first.wait_for(timeout=timeout_ms)
+    idle(page, timeout_ms)
+
+
 def go(page, name: str) -> None:
     """Open a page from the sidebar navigation and wait until it has been drawn."""
     page.get_by_role("link", name=name, exact=True).click()
     page.wait_for_timeout(300)
     idle(page)
-
-
-def settle(page, timeout_ms: int = 120_000) -> None:
-    """Wait until the page script has drawn its title and stopped running (the status widget is gone)."""
-    page.locator("[data-testid='stMain'] h1").first.wait_for(timeout=timeout_ms)
-    page.wait_for_function(
-        "() => !document.querySelector(\"[data-testid='stStatusWidget']\")", timeout=timeout_ms
-    )
-    page.wait_for_timeout(500)
 
 
 def run_form(page):

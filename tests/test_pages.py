@@ -189,6 +189,10 @@ def test_compare_two_runs_and_export_a_version():
     at.switch_page("views/compare.py").run()
     assert not at.exception, at.exception
     assert any(m.label == "Pass rate B vs A" for m in at.metric)
+    at.switch_page("views/review.py").run()
+    assert not at.exception, at.exception
+    # the cell under review is named by its version and provider, not by their database ids
+    assert any(f"· co_star@v1 · {config.label} · repeat 0" in m.value for m in at.markdown)
     at.switch_page("views/export.py").run()
     assert not at.exception, at.exception
     assert at.selectbox(key="export_ref").value == "co_star@v1"

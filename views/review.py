@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from services import reviews
+from services import reviews, runs
 from services.errors import StoreError
 from views.common import run_label, store
 from views.technique_views import heatmap_html
@@ -26,9 +26,10 @@ def pick_run() -> str | None:
 
 def show(item: reviews.Item) -> None:
     result = item.result
-    st.markdown(
-        f"**{item.label}** · version {result.version_id} · provider {result.provider_id} · repeat {result.repeat_index}"
-    )
+    versions, providers = runs.labels(db)  # names, not database ids
+    version = versions.get(result.version_id, f"version {result.version_id}")
+    provider = providers.get(result.provider_id, f"provider {result.provider_id}")
+    st.markdown(f"**{item.label}** · {version} · {provider} · repeat {result.repeat_index}")
     with st.expander("Messages sent", expanded=False):
         for message in result.messages:
             st.text(f"[{message['role']}]\n{message['content']}")
