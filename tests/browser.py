@@ -150,6 +150,19 @@ def go(page, name: str) -> None:
     idle(page)
 
 
+def greedy(page) -> None:
+    """Set the Playground's temperature slider to 0 (greedy decoding: the same answer every time) and wait until
+    the page has taken it."""
+    slider = page.locator(".st-key-play_temperature")
+    slider.locator("input[type=range]").focus()
+    page.keyboard.press("Home")
+    # the thumb's value: the tick bar under the slider always shows the minimum, 0.00
+    page.wait_for_function("el => el.innerText.trim() === '0.00'",
+                           arg=slider.get_by_test_id("stSliderThumbValue").element_handle())  # fmt: skip
+    page.wait_for_timeout(500)  # the slider sends its value once the key is released
+    idle(page)
+
+
 def run_form(page):
     """The Runs page's form, its expander opened when runs exist (it starts collapsed then)."""
     form = page.locator("[data-testid='stForm']")

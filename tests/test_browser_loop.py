@@ -15,6 +15,7 @@ from tests.browser import (
     App,
     chromium,
     go,
+    greedy,
     idle,
     new_page,
     require_chromium,
@@ -114,10 +115,7 @@ def test_the_heatmap_shows_a_character_spread_over_tokens_whole(app, tmp_path):
         box.fill("Copy this text: 🎉 party 🎉")
         box.press("Tab")
         idle(page)
-        page.locator(".st-key-play_temperature input[type=range]").focus()
-        page.keyboard.press("Home")  # temperature 0: greedy
-        page.wait_for_timeout(500)
-        idle(page)
+        greedy(page)
         page.get_by_text("Token heatmap", exact=True).click()
         idle(page)
         assert page.get_by_role("radio", name="Token heatmap").is_checked()
