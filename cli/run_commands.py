@@ -27,6 +27,7 @@ def summary_table(groups, title: str):
         "errors",
         "pass rate",
         "mean score",
+        "cached",
         "latency ms",
         "tokens in/out",
     ):
@@ -34,7 +35,7 @@ def summary_table(groups, title: str):
     for g in groups:
         s = g.summary
         table.add_row(g.version, g.provider, str(s.cells), str(s.errors), percent(s.pass_rate),
-                      "–" if s.mean_score is None else f"{s.mean_score:.3f}",
+                      "–" if s.mean_score is None else f"{s.mean_score:.3f}", str(s.cached),
                       "–" if s.mean_latency_ms is None else f"{s.mean_latency_ms:.0f}",
                       f"{s.tokens_in}/{s.tokens_out}")  # fmt: skip
     return table
@@ -83,9 +84,11 @@ def prepare_run(
 @click.option("--run-id", default=None, help="Resume this run (only missing cells run), or name a new one.")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write results as .json, .csv or .html (by extension).")  # fmt: skip
-@click.option(
-    "--no-cache", is_flag=True, help="Ignore cached responses (fresh calls; they are still cached)."
-)
+@click.option("--cache", "cache", type=click.Choice(["reuse", "fresh"]), default=None,
+              help="reuse (the default for a new run; a resumed run keeps its own): a deterministic request (temperature 0, beam search or a seed) answered in an earlier run "
+              "is reused; fresh: every request is made again. Sampled requests are never reused across runs (only "
+              "when this run resumes).")  # fmt: skip
+@click.option("--no-cache", is_flag=True, help="The same as --cache fresh.")
 @click.option("--retry-errored", is_flag=True, help="With --run-id: re-run only the cells that errored.")
 @click.option("--baseline", default=None, metavar="RUN_ID",
               help="Gate on a stored run instead of --threshold: exit 1 only on a significant regression.")  # fmt: skip
@@ -93,8 +96,8 @@ def prepare_run(
               help="With --baseline: the pass-rate drop tolerated; exit 1 when the 95 % interval of the change lies "
               "wholly below -MAX_DROP.")  # fmt: skip
 def run(suite_file: Path, providers: tuple[str, ...], concurrency: int | None, repeat: int | None,
-        strategy: str | None, threshold: float, run_id: str | None, output: Path | None, no_cache: bool,
-        retry_errored: bool, baseline: str | None, max_drop: float) -> None:  # fmt: skip
+        strategy: str | None, threshold: float, run_id: str | None, output: Path | None, cache: str | None,
+        no_cache: bool, retry_errored: bool, baseline: str | None, max_drop: float) -> None:  # fmt: skip
     """Run a suite (promptfoo-style YAML, CSV or JSONL) over prompts x providers x tests x repeats.
 
     Results go to the store as they finish. Exit codes: 0 every cell scored and the pass rate >= --threshold
@@ -113,7 +116,9 @@ def run(suite_file: Path, providers: tuple[str, ...], concurrency: int | None, r
         raise click.BadParameter(f"no stored run '{baseline}'", param_hint="--baseline")
     run_id, suite = prepare_run(db, suite_file, providers, repeat, strategy, run_id, retry_errored)
     print_strategies(db, run_id)
-    options = {"concurrency": concurrency or suite.max_concurrency or 4, "use_cache": not no_cache}
+    options = {"concurrency": concurrency or suite.max_concurrency or 4}
+    if cache or no_cache:
+        options["cache"] = "fresh" if no_cache else cache
     execute_or_attach(db, run_id, options, suite_file)
     finish(db, run_id, threshold, output, baseline, max_drop)
 
@@ -183,6 +188,9 @@ def finish(db, run_id: str, threshold: float, output: Path | None, baseline: str
         out.print(f"results written to {output}")
     total = runs.overall(db, run_id)
     errored = f"; {total.errors} errored cells have no verdict (--retry-errored)" if total.errors else ""
+    if total.cached:
+        click.echo(f"{total.cached} of {total.cells} cells were answered from the cache ({runs.cache_policy_text(db, run_id)}); "
+                   "their latency is left out of the latency figures", err=True)  # fmt: skip
     if baseline:
         gate(db, baseline, run_id, max_drop, total)
     click.echo(f"pass rate {percent(total.pass_rate, 1)} ({total.passed} of {total.scored} scored cells"

@@ -119,7 +119,7 @@ class Progress:
 
 class Cache(Protocol):
     def get(self, key: str) -> dict | None: ...
-    def put(self, key: str, response: dict) -> None: ...
+    def put(self, key: str, response: dict, scope: str) -> None: ...
 
 
 class Interrupted(Exception):
@@ -160,13 +160,46 @@ def constraint_kind(params: dict[str, Any]) -> str:
     return str((params.get("response_format") or {}).get("type", "response_format"))
 
 
+CACHE_POLICIES = ("reuse", "fresh")  # reuse: deterministic answers from any run; fresh: only this run's own
+
+
+def deterministic(provider: Provider, params: dict[str, Any]) -> bool:
+    """Whether a request's answer does not depend on chance: greedy (temperature 0), beam search, or an explicit
+    seed. An unset temperature is the endpoint's default (1.0 for OpenAI and our engine): sampled."""
+    merged = {**provider.spec.params, **params}
+    if merged.get("seed") is not None or merged.get("use_beam_search"):
+        return True
+    temperature = merged.get("temperature")
+    return temperature is not None and float(temperature) == 0.0
+
+
+def cache_scope(policy: str, run_id: str, is_deterministic: bool) -> str | None:
+    """Where a response may be reused: "shared" (any run: a deterministic request under the reuse policy),
+    "run:ID" (only inside its own run, so a resumed run does not pay twice; sampled requests, and every request
+    of a fresh run), or None (no run to scope it to: not cached)."""
+    if policy not in CACHE_POLICIES:
+        raise PromptingError(f"unknown cache policy '{policy}'; choose one of: {', '.join(CACHE_POLICIES)}")
+    if is_deterministic and policy == "reuse":
+        return "shared"
+    return f"run:{run_id}" if run_id else None
+
+
 def cache_key(
-    provider: Provider, messages: list[dict[str, str]], params: dict[str, Any], repeat_index: int
+    provider: Provider, messages: list[dict[str, str]], params: dict[str, Any], repeat_index: int, scope: str
 ) -> str:
-    payload = json.dumps({"provider": provider.label, "model": provider.model_id, "messages": messages,
-                          "params": params, "seed": params.get("seed"), "repeat": repeat_index},
-                         sort_keys=True, ensure_ascii=False)  # fmt: skip
-    return hashlib.sha256(payload.encode()).hexdigest()
+    """The request's identity within its scope: provider (with its configured parameters), messages, request
+    parameters and the repeat index (so repeats of a sampled cell are separate draws)."""
+    payload = {
+        "provider": provider.label,
+        "model": provider.model_id,
+        "provider_params": provider.spec.params,
+        "messages": messages,
+        "params": params,
+        "repeat": repeat_index,
+        "scope": scope,
+    }
+    text = json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def plan(
@@ -187,7 +220,10 @@ class Runner:
     params: dict[str, Any] = field(default_factory=dict)
     concurrency: int = 4
     cache: Cache | None = None
-    use_cache: bool = True
+    # see cache_scope: sampled answers are never shared across runs; run_id scopes this run's own entries
+    # (resume), and without one a sampled call is not cached at all
+    cache_policy: str = "reuse"
+    run_id: str = ""
     embed: Callable[[list[str]], list[list[float]]] | None = None
     judge: Callable[[str], str] | None = None
     stop: threading.Event = field(default_factory=threading.Event)
@@ -261,17 +297,21 @@ class Runner:
         return versions[cell.version_id], providers[cell.provider_id], cases[cell.case_id]
 
     def cached_call(self, provider: Provider, repeat_index: int) -> Callable[..., Completion]:
-        """The call strategies make: through the cache (keyed by the repeat, so repeats differ), then the model."""
+        """The call strategies make: through the cache within the request's scope (`cache_scope`), then the
+        model. The repeat index is part of the key, so repeats of a cell are separate requests."""
 
         def call(messages: list[dict[str, str]], call_params: dict[str, Any]) -> Completion:
-            key = cache_key(provider, messages, call_params, repeat_index)
-            if self.cache is not None and self.use_cache:
-                hit = self.cache.get(key)
-                if hit is not None:
-                    return Completion.from_dict(hit, cached=True)
+            if self.cache is None:
+                return provider.chat(messages, **call_params)
+            scope = cache_scope(self.cache_policy, self.run_id, deterministic(provider, call_params))
+            if scope is None:
+                return provider.chat(messages, **call_params)
+            key = cache_key(provider, messages, call_params, repeat_index, scope)
+            hit = self.cache.get(key)
+            if hit is not None:
+                return Completion.from_dict(hit, cached=True)
             completion = provider.chat(messages, **call_params)
-            if self.cache is not None:
-                self.cache.put(key, completion.to_dict())
+            self.cache.put(key, completion.to_dict(), scope)
             return completion
 
         return call
@@ -326,6 +366,8 @@ def fill_result(result: CellResult, out: StrategyOutput, params: dict[str, Any])
         result.logprobs = {"tokens": len(out.logprobs), "sum": total, "mean": total / len(out.logprobs)}
     if "response_format" in params or "tools" in params:
         result.detail = out.detail = {**out.detail, "constrained": constraint_kind(params)}
+    if out.cached_calls:
+        result.detail = {**result.detail, "cached_calls": out.cached_calls, "calls": out.usage.calls}
 
 
 # --- section ablation and the quantization sweep --------------------------------------------------------

@@ -57,11 +57,18 @@ class StrategyOutput:
     detail: dict[str, Any] = field(default_factory=dict)
     usage: Usage = field(default_factory=Usage)
     logprobs: list[float] | None = None
-    cached: bool = False
+    # calls answered from the response cache (their latency was measured by another call)
+    cached_calls: int = 0
+
+    @property
+    def cached(self) -> bool:
+        """Whether any of the cell's calls came from the cache: then its latency is not a measurement of now."""
+        return self.cached_calls > 0
 
     def add(self, completion: Completion) -> Completion:
         """Count a call's usage towards the cell (every strategy sums all the calls it made)."""
         self.usage = self.usage + completion.usage
+        self.cached_calls += int(completion.cached)
         return completion
 
     def add_score(self, scored: Scored) -> float:
@@ -132,7 +139,6 @@ def single(prompt: Prompt, case_vars: dict, call: Call, params: dict, options: d
     out = StrategyOutput(output="", messages=messages)
     completion = out.add(call(messages, params))
     out.output = completion.text
-    out.cached = completion.cached
     out.answer = extract_answer(out.output, prompt.template.answer_pattern)
     if completion.logprobs:
         out.logprobs = [t["logprob"] for t in completion.logprobs[0]]

@@ -2,7 +2,8 @@
 
 Pass rate = passed cells / scored cells. An errored cell (the provider failed, the prompt did not render, an
 assertion could not run) has no verdict: it is counted in `errors` and shown beside the rate, never folded into
-it. Every view — the CLI table and exit code, `runs show`, the Runs and Compare pages, APE's ranking — reads
+it. A cell answered from the response cache is counted in `cached`; its latency and cost were measured by the
+call that first produced the answer, so they enter neither the latency figures nor the cost. Every view — the CLI table and exit code, `runs show`, the Runs and Compare pages, APE's ranking — reads
 these numbers from here.
 """
 
@@ -19,6 +20,7 @@ class Scorable(Protocol):
     passed: bool | None
     score: float | None
     error: str | None
+    cached: bool
 
     @property
     def latency_ms(self) -> float: ...
@@ -36,10 +38,13 @@ class Summary:
     errors: int = 0
     passed: int = 0
     score_sum: float = 0.0
-    latency_sum_ms: float = 0.0
+    cached: int = 0  # cells answered (wholly or partly) from the response cache
+    latency_sum_ms: float = 0.0  # over the timed cells: scored and not cached
+    timed: int = 0
+    timed_tokens_out: int = 0
     tokens_in: int = 0
     tokens_out: int = 0
-    cost: float = 0.0
+    cost: float = 0.0  # what the calls of this run cost (cached cells cost nothing again)
 
     @property
     def scored(self) -> int:
@@ -60,7 +65,13 @@ class Summary:
 
     @property
     def mean_latency_ms(self) -> float | None:
-        return self.latency_sum_ms / self.scored if self.scored else None
+        """Over the cells timed in this run (scored, not from the cache); None when there are none."""
+        return self.latency_sum_ms / self.timed if self.timed else None
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        """Output tokens per second of the timed cells' own latency."""
+        return self.timed_tokens_out / (self.latency_sum_ms / 1000) if self.latency_sum_ms else None
 
     def meets(self, threshold: float) -> bool:
         """The CLI gate: every cell scored and the pass rate at or above the threshold."""
@@ -70,15 +81,25 @@ class Summary:
     def of(cls, cells: Iterable[Scorable]) -> Summary:
         items = list(cells)
         ok = [c for c in items if c.error is None]
-        return cls(cells=len(items), errors=len(items) - len(ok), passed=sum(1 for c in ok if c.passed),
-                   score_sum=sum(c.score or 0.0 for c in ok), latency_sum_ms=sum(c.latency_ms for c in ok),
-                   tokens_in=sum(c.tokens_in for c in items), tokens_out=sum(c.tokens_out for c in items),
-                   cost=sum(c.cost for c in items))  # fmt: skip
+        timed = [c for c in ok if not c.cached]
+        return cls(
+            cells=len(items),
+            errors=len(items) - len(ok),
+            passed=sum(1 for c in ok if c.passed),
+            score_sum=sum(c.score or 0.0 for c in ok),
+            cached=sum(1 for c in items if c.cached),
+            latency_sum_ms=sum(c.latency_ms for c in timed),
+            timed=len(timed),
+            timed_tokens_out=sum(c.tokens_out for c in timed),
+            tokens_in=sum(c.tokens_in for c in items),
+            tokens_out=sum(c.tokens_out for c in items),
+            cost=sum(c.cost for c in items if not c.cached),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {"cells": self.cells, "scored": self.scored, "errors": self.errors, "passed": self.passed,
                 "failed": self.failed, "pass_rate": self.pass_rate, "score": self.mean_score,
-                "latency_ms": self.mean_latency_ms, "tokens_in": self.tokens_in, "tokens_out": self.tokens_out,
+                "cached": self.cached, "latency_ms": self.mean_latency_ms, "tokens_in": self.tokens_in, "tokens_out": self.tokens_out,
                 "cost": self.cost}  # fmt: skip
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from prompting.providers import Provider, ProviderSpec
 from prompting.runner import (
+    CACHE_POLICIES,
     CellResult,
     Interrupted,
     Progress,
@@ -64,6 +65,8 @@ def create(store: Store, plan: RunPlan, **options: Any):
     if not plan.version_ids or not plan.provider_ids:
         raise StoreError("a run needs at least one version and one provider")
     validate(store, plan)
+    options["cache"] = options.get("cache", "reuse")
+    check_options(options)
     options["strategies"] = strategies_used(store, plan.version_ids, plan.strategy)
     return store.create_run(suite_id=plan.suite_id, version_ids=plan.version_ids, provider_ids=plan.provider_ids,
                             repeats=plan.repeats, strategy=plan.strategy, params=plan.params,
@@ -86,11 +89,10 @@ def strategy_text(strategy: dict) -> str:
     return f"{strategy.get('name', 'single')}" + (f" ({extra})" if extra else "")
 
 
-def build_runner(store: Store, run, *, concurrency: int = 4, use_cache: bool = True,
-                 providers: dict[int, Provider] | None = None, embed=None, judge=None,
-                 stop: threading.Event | None = None) -> Runner:  # fmt: skip
+def build_runner(store: Store, run, *, concurrency: int = 4, providers: dict[int, Provider] | None = None,
+                 embed=None, judge=None, stop: threading.Event | None = None) -> Runner:  # fmt: skip
     """The runner for a stored run: its versions, providers (`providers` overrides how a configuration is
-    reached) and cases."""
+    reached) and cases, with the run's cache policy (`cache` in its options: reuse or fresh)."""
     versions = [store.get_version(v) for v in run.version_ids]
     specs = [
         VersionSpec(v.id, prompt_of(v), v.label, dict((v.options or {}).get("params") or {}))
@@ -104,8 +106,30 @@ def build_runner(store: Store, run, *, concurrency: int = 4, use_cache: bool = T
     if judge is None:
         judge = judge_for(store.get_suite(run.suite_id).config.get("judge"))
     return Runner(specs, handles, cases, repeats=run.repeats, strategy=run.strategy, params=run.params,
-                  concurrency=concurrency, cache=store.cache(), use_cache=use_cache, embed=embed, judge=judge,
-                  stop=stop or threading.Event())  # fmt: skip
+                  concurrency=concurrency, cache=store.cache(), cache_policy=cache_policy(run), run_id=run.id,
+                  embed=embed, judge=judge, stop=stop or threading.Event())  # fmt: skip
+
+
+def check_options(options: dict[str, Any]) -> None:
+    if "cache" in options and options["cache"] not in CACHE_POLICIES:
+        raise StoreError(
+            f"unknown cache policy '{options['cache']}'; choose one of: {', '.join(CACHE_POLICIES)}"
+        )
+
+
+def cache_policy(run) -> str:
+    """The run's recorded cache policy: "reuse" (deterministic answers from earlier runs) or "fresh"."""
+    return str((run.options or {}).get("cache", "reuse"))
+
+
+CACHE_POLICY_TEXT = {
+    "reuse": "cache: reuse deterministic answers (temperature 0, beam search or a seed) from earlier runs",
+    "fresh": "cache: fresh (no answer from an earlier run)",
+}
+
+
+def cache_policy_text(store: Store, run_id: str) -> str:
+    return CACHE_POLICY_TEXT[cache_policy(store.get_run(run_id))]
 
 
 def planned_cells(store: Store, run) -> list[tuple[int, int, int, int]]:
@@ -120,8 +144,8 @@ def planned_cells(store: Store, run) -> list[tuple[int, int, int, int]]:
 
 
 def submit(store: Store, plan: RunPlan, **options: Any):
-    """Create a run and queue its cells for a worker. Options: concurrency, use_cache, kind, parent..."""
-    run = create(store, plan, **{"concurrency": 4, "use_cache": True, **options})
+    """Create a run and queue its cells for a worker. Options: concurrency, cache (reuse | fresh), kind, parent..."""
+    run = create(store, plan, **{"concurrency": 4, **options})
     store.enqueue(run.id, planned_cells(store, run))
     return store.get_run(run.id)
 
@@ -130,6 +154,7 @@ def resume(store: Store, run_id: str, **options: Any) -> int:
     """Queue a run's missing cells again (after a cancel, an interruption or a crash); returns how many."""
     run = store.get_run(run_id)
     if options:
+        check_options(options)
         store.update_run_options(run_id, **options)
     return store.enqueue(run_id, planned_cells(store, run))
 
@@ -309,10 +334,8 @@ def sweep_measures(store: Store, run) -> dict[str, Any]:
     provider = provider_for(spec_of(config))
     card = provider.model_card()
     total = overall(store, run.id)
-    seconds = total.latency_sum_ms / 1000
     return {"ppl": provider.perplexity(perplexity_text()), "weight_mb": card.get("weight_bytes", 0) / 1e6,
-            "bits_per_param": card.get("bits_per_param"),
-            "tokens_per_s": total.tokens_out / seconds if seconds else None}  # fmt: skip
+            "bits_per_param": card.get("bits_per_param"), "tokens_per_s": total.tokens_per_s}  # fmt: skip
 
 
 def sweep_result(store: Store, sweep: str) -> list[dict[str, Any]]:

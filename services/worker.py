@@ -118,8 +118,7 @@ class Worker:
         prepare_engines(self.store, run, self.providers)
         options = run.options or {}
         runner = build_runner(self.store, run, concurrency=int(options.get("concurrency", 4)),
-                              use_cache=bool(options.get("use_cache", True)), providers=self.providers,
-                              embed=self.embed, stop=self.stop)  # fmt: skip
+                              providers=self.providers, embed=self.embed, stop=self.stop)  # fmt: skip
         claimed: dict[Cell, int] = {}
 
         def sink(result: CellResult) -> None:

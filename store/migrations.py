@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import Connection, inspect, text
+from sqlalchemy import Connection, inspect, select, text, update
 from sqlmodel import SQLModel
 
 from store import models
@@ -49,6 +49,21 @@ def m004_reviews_and_labels(conn: Connection) -> None:
     """Human ratings of outputs, and version labels with their history."""
     tables = [models.Rating.__table__, models.VersionLabel.__table__, models.LabelMove.__table__]
     SQLModel.metadata.create_all(conn, tables=tables)
+
+
+@migration
+def m005_cache_scopes(conn: Connection) -> None:
+    """Cached responses carry their scope: a sampled answer is reused only inside its own run. Entries from before
+    were keyed without a scope and can never be found again, so they go; runs record a cache policy (reuse or
+    fresh) instead of the `use_cache` flag."""
+    add_column(conn, "response_cache", "scope", "VARCHAR DEFAULT 'shared'")
+    conn.execute(text("DELETE FROM response_cache"))
+    runs = models.Run.__table__
+    for run_id, options in conn.execute(select(runs.c.id, runs.c.options)).all():
+        if options and "use_cache" in options:
+            kept = {k: v for k, v in options.items() if k != "use_cache"}
+            kept["cache"] = "reuse" if options["use_cache"] else "fresh"
+            conn.execute(update(runs).where(runs.c.id == run_id).values(options=kept))
 
 
 def add_column(conn: Connection, table: str, column: str, ddl_type: str) -> None:

@@ -96,7 +96,7 @@ class Run(SQLModel, table=True):
     status: str = "queued"  # queued | running | completed | interrupted | cancelled | failed
     created_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None
-    # how to execute (concurrency, use_cache), what it is part of (kind, parent), what it measured (startup_s)
+    # how to execute (concurrency, cache: reuse | fresh), what it is part of (kind, parent), what it measured (startup_s)
     options: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
 
 
@@ -145,6 +145,7 @@ class CachedResponse(SQLModel, table=True):
 
     key: str = Field(primary_key=True)
     response: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    scope: str = "shared"  # "shared" (any run may reuse it) or "run:ID" (only that run: a sampled answer)
     created_at: datetime = Field(default_factory=utcnow)
 
 

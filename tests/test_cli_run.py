@@ -22,14 +22,21 @@ description: echo suite
 prompts: ["Say {{{{ word }}}}"]
 providers:
   - id: openai:chat:fake-model
-    config: {{apiBaseUrl: "{url}/v1", apiKeyEnvar: FAKE_KEY}}
+    config: {{apiBaseUrl: "{url}/v1", apiKeyEnvar: FAKE_KEY{extra}}}
 tests:
 {tests}
 evaluateOptions: {{maxConcurrency: {concurrency}}}
 """
 
 
-def suite_file(tmp_path: Path, url: str, words: list[str], failing: int = 0, concurrency: int = 2) -> Path:
+def suite_file(
+    tmp_path: Path,
+    url: str,
+    words: list[str],
+    failing: int = 0,
+    concurrency: int = 2,
+    temperature: float | None = None,
+) -> Path:
     tests = []
     for i, word in enumerate(words):
         expected = "nope" if i < failing else word
@@ -38,7 +45,8 @@ def suite_file(tmp_path: Path, url: str, words: list[str], failing: int = 0, con
             f"    assert: [{{type: contains, value: {expected}}}]"
         )
     path = tmp_path / "echo.yaml"
-    path.write_text(SUITE.format(url=url, tests="\n".join(tests), concurrency=concurrency))
+    extra = "" if temperature is None else f", temperature: {temperature}"
+    path.write_text(SUITE.format(url=url, tests="\n".join(tests), concurrency=concurrency, extra=extra))
     return path
 
 
@@ -108,14 +116,24 @@ def test_runs_list_show_and_compare(tmp_path, fake_api):
     assert unrelated.exit_code == 2 and "no cells in common" in unrelated.stderr
 
 
-def test_repeat_strategy_and_no_cache(tmp_path, fake_api):
-    path = suite_file(tmp_path, fake_api.url, ["x"])
-    assert invoke("run", str(path), "--repeat", "3").exit_code == 0
+def test_repeat_strategy_and_cache_policy(tmp_path, fake_api):
+    sampled = suite_file(tmp_path, fake_api.url, ["x"])  # no temperature: the endpoint's default 1.0 samples
+    assert invoke("run", str(sampled), "--repeat", "3").exit_code == 0
     assert len(fake_api.script.requests) == 3
+    rerun = invoke("run", str(sampled), "--repeat", "3")
+    assert rerun.exit_code == 0 and "answered from the cache" not in rerun.stderr
+    assert len(fake_api.script.requests) == 6  # sampled answers are drawn again for every run
+    path = suite_file(tmp_path, fake_api.url, ["x"], temperature=0)
     assert invoke("run", str(path), "--repeat", "3").exit_code == 0
-    assert len(fake_api.script.requests) == 3  # all cached
-    assert invoke("run", str(path), "--repeat", "3", "--no-cache").exit_code == 0
-    assert len(fake_api.script.requests) == 6
+    assert len(fake_api.script.requests) == 9
+    again = invoke("run", str(path), "--repeat", "3")
+    assert again.exit_code == 0 and len(fake_api.script.requests) == 9  # greedy: every cell reused
+    assert "3 of 3 cells were answered from the cache" in again.stderr
+    [latest, *_] = open_store().list_runs()
+    assert latest.options["cache"] == "reuse"
+    assert invoke("run", str(path), "--repeat", "3", "--cache", "fresh").exit_code == 0
+    assert len(fake_api.script.requests) == 12
+    assert open_store().list_runs()[0].options["cache"] == "fresh"
     result = invoke("run", str(path), "--strategy", "tree_of_thoughts")
     assert (
         result.exit_code == 1
@@ -212,6 +230,7 @@ def test_ape_ranks_proposed_instructions_by_pass_rate(tmp_path, fake_api):
     path.write_text(
         SUITE.format(
             url=fake_api.url,
+            extra="",
             concurrency=2,
             tests="\n".join(
                 f"  - vars: {{word: w{i}, input: w{i}}}\n    assert: [{{type: contains, value: w{i}}}]"

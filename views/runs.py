@@ -49,6 +49,11 @@ def start_form() -> None:
         concurrency = c3.number_input("Concurrency", 1, 64, 4, key="runs_concurrency")
         temperature = st.slider("temperature", 0.0, 2.0, 0.0, 0.05, key="runs_temperature")
         max_tokens = st.number_input("max tokens", 1, 4096, 128, key="runs_max_tokens")
+        cache = st.radio("Cache", ["reuse", "fresh"], horizontal=True, key="runs_cache",
+                         captions=["deterministic answers (temperature 0) from earlier runs are reused",
+                                   "every request is made again"],
+                         help="Sampled answers (temperature above 0) are never reused from another run: each run "
+                         "draws its own, so repeats and re-runs show the real variation.")  # fmt: skip
         start = st.form_submit_button("Start run", type="primary")
     if not start:
         return
@@ -60,7 +65,7 @@ def start_form() -> None:
                         int(repeats), {} if strategy == DECLARED else {"name": strategy},
                         {"temperature": temperature, "max_tokens": int(max_tokens)},
                         f"UI: {suite_name}")  # fmt: skip
-    run = runs.submit(db, plan, concurrency=int(concurrency))
+    run = runs.submit(db, plan, concurrency=int(concurrency), cache=cache)
     st.session_state["runs_view"] = run.id
     st.toast(f"Queued {run.id}", icon=":material/schedule:")
 
@@ -94,12 +99,14 @@ def live_status(run_id: str) -> None:
         for label, s in ((run.options or {}).get("strategies") or {}).items()
     )
     st.caption(f"status **{run.status}** · strategy {used or runs.strategy_text(run.strategy)} · repeats {run.repeats}"
+               + f" · {runs.cache_policy_text(db, run_id)}"
                + (f" · engine start-up {startup:.1f} s (not counted in cell latency)" if startup else ""))  # fmt: skip
     groups = runs.summary(db, run_id)
     stats = compare.run_group_stats(db, run_id) if groups else {}
     if groups:
         st.dataframe(pd.DataFrame([{
             "version": g.version, "provider": g.provider, "cells": g.summary.cells, "errors": g.summary.errors,
+            "cached": g.summary.cached,
             "pass rate": percent(g.summary.pass_rate),
             "95 % interval": interval_text(stats.get((g.version_id, g.provider_id))),
             "mean score": None if g.summary.mean_score is None else round(g.summary.mean_score, 3),

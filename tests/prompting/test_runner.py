@@ -21,12 +21,14 @@ from tests.fakes import FakeProvider
 class DictCache:
     def __init__(self):
         self.data = {}
+        self.scopes = {}
 
     def get(self, key):
         return self.data.get(key)
 
-    def put(self, key, response):
+    def put(self, key, response, scope):
         self.data[key] = response
+        self.scopes[key] = scope
 
 
 def echo_reply(messages, params):
@@ -67,21 +69,58 @@ def test_resume_skips_finished_cells():
     assert len(results) == 10 and not done & {r.cell for r in results}
 
 
-def test_cache_hits_are_marked_and_repeats_stay_independent():
+def run_all(runner, run_id):
+    runner.run_id = run_id
+    results = []
+    runner.run(set(), results.append)
+    return results
+
+
+def test_deterministic_answers_are_shared_across_runs_and_repeats_stay_independent():
     cache = DictCache()
     # Both versions send the same messages (the case's word wins), so only the repeat index tells calls apart.
-    runner, fake = setup(cases=1, repeats=2, cache=cache, concurrency=1)
-    first = []
-    runner.run(set(), first.append)
+    runner, fake = setup(cases=1, repeats=2, cache=cache, concurrency=1, params={"temperature": 0})
+    first = run_all(runner, "one")
     assert len(fake.calls) == 2 and len(cache.data) == 2  # repeat index is part of the key
+    assert set(cache.scopes.values()) == {"shared"}
     assert sorted(r.cached for r in first) == [False, False, True, True]
-    second = []
-    runner.run(set(), second.append)
+    second = run_all(runner, "two")
     assert len(fake.calls) == 2 and all(r.cached for r in second)
-    runner.use_cache = False
-    third = []
-    runner.run(set(), third.append)
-    assert len(fake.calls) == 6 and not any(r.cached for r in third)
+    runner.cache_policy = "fresh"
+    third = run_all(runner, "three")
+    assert len(fake.calls) == 4 and sorted(r.cached for r in third) == [False, False, True, True]
+    assert sorted(cache.scopes.values()).count("run:three") == 2
+
+
+def test_sampled_answers_are_reused_only_inside_their_own_run():
+    cache = DictCache()
+    runner, fake = setup(cases=1, repeats=2, cache=cache, concurrency=1, params={"temperature": 0.7})
+    first = run_all(runner, "one")
+    assert len(fake.calls) == 2 and set(cache.scopes.values()) == {"run:one"}
+    assert sorted(r.cached for r in first) == [False, False, True, True]  # the two versions send the same
+    second = run_all(runner, "two")
+    assert len(fake.calls) == 4 and sorted(r.cached for r in second) == [False, False, True, True]
+    resumed = run_all(runner, "one")  # the same run again (a resume): its own answers, nothing paid twice
+    assert len(fake.calls) == 4 and all(r.cached for r in resumed)
+    runner.run_id, runner.params = "", {"temperature": 0.7}
+    unscoped = run_all(runner, "")  # no run to scope a sampled answer to: nothing is cached
+    assert len(fake.calls) == 8 and not any(r.cached for r in unscoped)
+
+
+def test_a_seed_makes_a_sampled_request_deterministic():
+    cache = DictCache()
+    runner, fake = setup(
+        cases=1, repeats=1, cache=cache, concurrency=1, params={"temperature": 0.7, "seed": 3}
+    )
+    run_all(runner, "one")
+    run_all(runner, "two")
+    assert len(fake.calls) == 1 and set(cache.scopes.values()) == {"shared"}
+
+
+def test_an_unknown_cache_policy_is_an_error_naming_the_choices():
+    runner, _ = setup(cases=1, repeats=1, cache=DictCache(), cache_policy="sometimes")
+    results = run_all(runner, "x")
+    assert all("unknown cache policy 'sometimes'; choose one of: reuse, fresh" in r.error for r in results)
 
 
 def test_errors_are_recorded_apart_from_failures():

@@ -133,3 +133,38 @@ def test_every_example_suite_runs_and_says_its_strategy(engine_url, isolated_hom
         assert "strategy for " in err and " errored" not in err.split("pass rate")[-1], (
             f"{name}: {err[-800:]}"
         )
+
+
+def test_sampled_reruns_draw_new_answers_and_greedy_reruns_reuse_every_cell(
+    tmp_path, engine_url, monkeypatch
+):
+    questions = [
+        "Name a colour.",
+        "Name an animal.",
+        "Name a city.",
+        "Name a fruit.",
+        "Name a sport.",
+        "Name a tool.",
+    ]
+    cases = "\n".join(f'  - vars: {{input: "{q}"}}' for q in questions)
+    sampled = f"""\
+prompts: ["Answer in a few words. {{{{ input }}}}"]
+providers: [local:smollm2-135m-instruct@int4]
+tests:
+{cases}
+workbench:
+  params: {{max_tokens: 24, temperature: 0.7}}
+"""
+    store = open_store()
+
+    def outputs(run_id: str) -> dict[str, tuple[str, bool]]:
+        return {r.messages[-1]["content"]: (r.output, r.cached) for r, _ in store.run_results(run_id)}
+
+    first, second = (outputs(run_suite(tmp_path, sampled, engine_url, monkeypatch)) for _ in range(2))
+    assert len(first) == len(second) == 6 and not any(c for _, c in [*first.values(), *second.values()])
+    differ = sum(first[k][0] != second[k][0] for k in first)
+    assert differ >= 4, f"only {differ} of 6 sampled answers differ between two runs"
+    greedy = sampled.replace("temperature: 0.7", "temperature: 0")
+    fresh, reused = (outputs(run_suite(tmp_path, greedy, engine_url, monkeypatch)) for _ in range(2))
+    assert not any(c for _, c in fresh.values()) and all(c for _, c in reused.values())
+    assert {k: o for k, (o, _) in fresh.items()} == {k: o for k, (o, _) in reused.items()}

@@ -28,6 +28,27 @@ def test_migrations_are_recorded_once(db):
     } <= tables
 
 
+def test_a_database_from_before_cache_scopes_migrates(db):
+    """m005: old cache keys (no scope) can never be hit again and are dropped; `use_cache` becomes a policy."""
+    kept = db.create_run(suite_id=None, version_ids=[], provider_ids=[], options={"use_cache": True, "x": 1})
+    fresh = db.create_run(suite_id=None, version_ids=[], provider_ids=[], options={"use_cache": False})
+    with db.sql.begin() as conn:  # back to the schema and data of a database written before m005
+        conn.execute(text("ALTER TABLE response_cache DROP COLUMN scope"))
+        conn.execute(text("DELETE FROM schema_migrations WHERE name = 'm005_cache_scopes'"))
+        conn.execute(
+            text(
+                "INSERT INTO response_cache (key, response, created_at) VALUES ('old', '{}', CURRENT_TIMESTAMP)"
+            )
+        )
+    with db.sql.begin() as conn:
+        assert migrate(conn) == ["m005_cache_scopes"]
+    assert db.cache().get("old") is None and db.cache().scopes() == {}
+    assert db.get_run(kept.id).options == {"cache": "reuse", "x": 1}
+    assert db.get_run(fresh.id).options == {"cache": "fresh"}
+    db.cache().put("new", {"texts": ["a"]}, "run:r1")
+    assert db.cache().scopes() == {"run:r1": 1}
+
+
 def test_sqlite_runs_in_wal_mode(tmp_path):
     from store import Store
 
