@@ -17,7 +17,7 @@ STRATEGY_HELP = ("single, self_consistency, tree_of_thoughts, generate_knowledge
 def summary_table(groups, title: str):
     from rich.table import Table
 
-    from prompting.summary import percent
+    from prompting.numbers import percent
 
     table = Table(title=title)
     for column in (
@@ -34,7 +34,7 @@ def summary_table(groups, title: str):
         table.add_column(column, justify="left" if column in ("version", "provider") else "right")
     for g in groups:
         s = g.summary
-        table.add_row(g.version, g.provider, str(s.cells), str(s.errors), percent(s.pass_rate),
+        table.add_row(g.version, g.provider, str(s.cells), str(s.errors), percent(s.pass_rate, s.scored),
                       "–" if s.mean_score is None else f"{s.mean_score:.3f}", str(s.cached),
                       "–" if s.mean_latency_ms is None else f"{s.mean_latency_ms:.0f}",
                       f"{s.tokens_in}/{s.tokens_out}")  # fmt: skip
@@ -178,7 +178,7 @@ def watch(db, run_id: str, on_progress, poll_s: float = 0.5) -> None:
 def finish(db, run_id: str, threshold: float, output: Path | None, baseline: str | None = None,
            max_drop: float = 0.0) -> None:  # fmt: skip
     """Print the summary table and the verdict line, write the report, exit 0 or 1."""
-    from prompting.summary import percent
+    from prompting.numbers import percent
     from services import reports, runs
 
     out = console()
@@ -193,7 +193,7 @@ def finish(db, run_id: str, threshold: float, output: Path | None, baseline: str
                    "their latency is left out of the latency figures", err=True)  # fmt: skip
     if baseline:
         gate(db, baseline, run_id, max_drop, total)
-    click.echo(f"pass rate {percent(total.pass_rate, 1)} ({total.passed} of {total.scored} scored cells"
+    click.echo(f"pass rate {percent(total.pass_rate, total.scored)} ({total.passed} of {total.scored} scored cells"
                f"{errored}; threshold {threshold:.0%}) - run id {run_id}", err=True)  # fmt: skip
     sys.exit(0 if total.meets(threshold) else 1)
 
@@ -204,11 +204,11 @@ def gate(db, baseline: str, run_id: str, max_drop: float, total) -> None:
     from prompting.stats import regression
     from services.compare import compare_runs
 
-    result = compare_runs(db, baseline, run_id)
+    result = compare_runs(db, baseline, run_id).paired
     failed = regression(result, max_drop)
     errored = f"; {total.errors} errored cells left out" if total.errors else ""
     click.echo(
-        f"against {baseline} ({result.cases} shared cells, {result.test}): {result.verdict}{errored}",
+        f"against {baseline} ({result.cases} shared cases, {result.test}): {result.verdict}{errored}",
         err=True,
     )
     click.echo(f"gate: {'FAIL' if failed else 'pass'} (tolerated drop {max_drop * 100:.0f} pts) - run id {run_id}",
@@ -239,7 +239,7 @@ def runs() -> None:
 @runs.command("list")
 def runs_list() -> None:
     """Every run, newest first: id, status, created, cells, pass rate."""
-    from prompting.summary import percent
+    from prompting.numbers import percent
     from services import runs as run_service
 
     db = store()
@@ -248,7 +248,7 @@ def runs_list() -> None:
     for row in all_runs:
         total = run_service.overall(db, row.id)
         click.echo(f"{row.id:<{width}}  {row.status:<11}  {row.created_at:%Y-%m-%d %H:%M}  {total.cells:>5} cells  "
-                   f"pass {percent(total.pass_rate):>4}  {row.description}")  # fmt: skip
+                   f"pass {percent(total.pass_rate, total.scored):>4}  {row.description}")  # fmt: skip
 
 
 @runs.command("show")
@@ -278,74 +278,70 @@ def runs_show(run_id: str, as_json: bool) -> None:
                    f"score {score}: {text[:100]}")  # fmt: skip
 
 
-def percent_interval(ci) -> str:
-    return "" if ci is None else f" [{ci[0]:.0%}, {ci[1]:.0%}]"
-
-
 def describe_stats(group: dict) -> str:
     """One line: pass rate and mean score with their 95 % intervals over cases, errors, pass@k, flaky cases."""
+    from prompting.numbers import percent, percent_interval, score, score_interval
+    from prompting.stats import Interval
+
     stats = group["stats"]
-    if not stats["cases"]:
+    n = stats["cases"]
+    if not n:
         return f"no scored cell ({group['errors']} errored)"
-    score_ci = stats["mean_score_ci"]
-    text = (f"pass rate {stats['pass_rate']:.0%}{percent_interval(stats['pass_rate_ci'])} over {stats['cases']} "
-            f"cases, mean score {stats['mean_score']:.2f}" + (f" [{score_ci[0]:.2f}, {score_ci[1]:.2f}]" if score_ci else ""))  # fmt: skip
+    pass_ci, score_ci = (
+        None if ci is None else Interval(*ci) for ci in (stats["pass_rate_ci"], stats["mean_score_ci"])
+    )
+    text = (
+        f"pass rate {percent(stats['pass_rate'], n)} ({percent_interval(pass_ci, n)}) over {n} cases, "
+        f"mean score {score(stats['mean_score'])}" + (f" ({score_interval(score_ci)})" if score_ci else "")
+    )
     if group["errors"]:
         text += f", {group['errors']} errored cells apart"
     for name, values in (("pass@", stats["pass_at_k"]), ("pass^", stats["pass_hat_k"])):
-        text += "".join(f", {name}{k} {v:.0%}" for k, v in values.items() if int(k) > 1)
+        text += "".join(f", {name}{k} {percent(v, n)}" for k, v in values.items() if int(k) > 1)
     if stats["flaky_cases"]:
         text += f", {stats['flaky_cases']} flaky case(s)"
     return text
 
 
 def describe_agreement(judge: dict) -> str:
-    """How an automatic judge agrees with the reviewers' ratings on the same cells."""
-    from services.reviews import MIN_RATED_FOR_AGREEMENT
-
-    head = f"{judge['assertion']} vs reviewers on {judge['cells']} rated cells: "
-    if judge["kappa"] is None:
-        return head + f"Cohen's κ needs at least {MIN_RATED_FOR_AGREEMENT} rated cells"
-    ci = f" [{judge['kappa_ci'][0]:.2f}, {judge['kappa_ci'][1]:.2f}]" if judge["kappa_ci"] else ""
-    return (
-        head
-        + f"Cohen's κ {judge['kappa']:.2f}{ci}; "
-        + ", ".join(f"{k} {v}" for k, v in judge["matrix"].items())
-    )
+    """How an automatic judge agrees with the reviewers' ratings on the same cells (or why κ is undefined)."""
+    matrix = ", ".join(f"{k} {v}" for k, v in judge["matrix"].items())
+    return f"{judge['assertion']} vs reviewers: {judge['text']}; {matrix}"
 
 
 @runs.command("compare")
 @click.argument("run_a")
 @click.argument("run_b")
-@click.option("--json", "as_json", is_flag=True, help="The paired statistics as one JSON object.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="The headline, the per-case rows and the warnings as JSON."
+)
 def runs_compare(run_a: str, run_b: str, as_json: bool) -> None:
-    """B against A on the cells they share: per-case flips, totals, and a paired verdict (exact McNemar or a
-    sign-flip test over cases, bootstrap intervals, the smallest difference this suite detects)."""
-    from prompting.summary import percent
+    """Run B against run A over the cases they share, as the Compare page does: the runs may differ in provider,
+    quantization or version. Cells pair on the case (and on the version or provider only where a run holds
+    several). Prints each case that changed, the totals, and a verdict from a paired test (exact McNemar, or a
+    sign-flip test over cases when they repeat) with a bootstrap interval and the smallest difference the suite
+    detects."""
+    from prompting.numbers import percent, points
     from services import compare as compare_service
-    from services import runs as run_service
 
-    paired = compare_service.compare_runs(store(), run_a, run_b)
+    result = compare_service.compare_runs(store(), run_a, run_b)
     if as_json:
-        click.echo(json.dumps(compare_service.paired_dict(paired)))
+        click.echo(json.dumps(compare_service.comparison_dict(result), ensure_ascii=False))
         return
-    result = run_service.compare(store(), run_a, run_b)
-    for cell in result["cells"]:
-        sa, sb = cell["score_a"], cell["score_b"]
-        delta = (sb or 0) - (sa or 0)
-        if cell["flip"] or abs(delta) > 1e-9:
-            flip = {"fixed": "FAIL -> PASS", "broke": "PASS -> FAIL"}.get(cell["flip"], "same verdict")
-            click.echo(f"case {cell['case_id']} v{cell['version_id']} p{cell['provider_id']} #{cell['repeat']}: "
-                       f"{flip}, score {sa if sa is not None else '-'} -> {sb if sb is not None else '-'} ({delta:+.3f})")  # fmt: skip
-    ta, tb = result["totals"]["a"], result["totals"]["b"]
-
-    def score(s) -> str:
-        return "–" if s.mean_score is None else f"{s.mean_score:.3f}"
-
-    click.echo(f"totals: pass rate {percent(ta.pass_rate, 1)} -> {percent(tb.pass_rate, 1)}, mean score "
-               f"{score(ta)} -> {score(tb)}; fixed {result['fixed']}, broke {result['broke']}; "
-               f"only in A {result['only_a']}, only in B {result['only_b']}")  # fmt: skip
-    click.echo(f"verdict ({paired.test}, {paired.cases} cases): {paired.verdict}")
+    p = result.paired
+    click.echo(f"A: {result.a.label}\nB: {result.b.label}\nmatched on {result.matched_on}: {p.cases} shared")
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    for row in result.rows:
+        if row.change != "unchanged":
+            change = "" if row.delta is None else f" ({points(row.delta, p.cases)} points)"
+            click.echo(f"  {row.change:<10} {row.case}: {percent(row.a)} -> {percent(row.b)}{change}")
+    unchanged = p.cases - len(p.improved) - len(p.regressed)
+    click.echo(f"pass rate {percent(p.rate_a, p.cases)} -> {percent(p.rate_b, p.cases)} "
+               f"({points(p.delta, p.cases)} points); improved {len(p.improved)}, regressed {len(p.regressed)}, "
+               f"unchanged {unchanged}; only in A {len(p.only_a)}, only in B {len(p.only_b)}")  # fmt: skip
+    click.echo(f"verdict: {p.verdict}")
+    click.echo(f"test: {p.test}, p = {p.p_value:.3g}")
 
 
 @runs.command("resume")

@@ -160,10 +160,33 @@ def group_stats(outcomes: CaseOutcomes, seed: int = 0) -> GroupStats:
 
 # --- paired comparison ---------------------------------------------------------------------------------------
 
+SETTLE = 0.10  # the difference the verdict says how many cases would settle (10 points)
+
+
+@dataclass(frozen=True)
+class CaseChange:
+    """One shared case: its pass fraction (over repeats) and mean score in A and in B."""
+
+    key: Hashable
+    a: float
+    b: float
+    score_a: float
+    score_b: float
+
+    @property
+    def change(self) -> float:
+        return self.b - self.a
+
+    @property
+    def direction(self) -> str:
+        """improved | regressed | unchanged, by the case's pass fraction (so with repeats 1/3 -> 0 counts)."""
+        return "improved" if self.b > self.a else "regressed" if self.b < self.a else "unchanged"
+
 
 @dataclass
 class Paired:
-    """B against A on the cases both have; deltas are B − A."""
+    """B against A on the cases both have; deltas are B − A. The headline (delta) is the mean of the per-case
+    changes in `per_case`: the table and the headline are one computation."""
 
     cases: int
     only_a: list[Hashable]
@@ -176,14 +199,26 @@ class Paired:
     delta_score_ci: Interval | None
     p_value: float | None
     test: str
-    mdd: float | None  # the smallest difference this many cases detects at 80 % power
-    fixed: list[Hashable] = field(default_factory=list)  # fail in A, pass in B
-    broke: list[Hashable] = field(default_factory=list)
+    mdd: float | None  # the smallest difference this comparison detects at 80 % power (min_detectable)
+    settle_cases: int | None = None  # cases that would detect a SETTLE-point difference at 80 % power
+    per_case: list[CaseChange] = field(default_factory=list)
+
+    @property
+    def improved(self) -> list[Hashable]:
+        return [c.key for c in self.per_case if c.direction == "improved"]
+
+    @property
+    def regressed(self) -> list[Hashable]:
+        return [c.key for c in self.per_case if c.direction == "regressed"]
 
     @property
     def significant(self) -> bool:
-        return (self.p_value is not None and self.p_value < ALPHA and self.delta_ci is not None
-                and not self.delta_ci.contains(0.0))  # fmt: skip
+        return (
+            self.p_value is not None
+            and self.p_value < ALPHA
+            and self.delta_ci is not None
+            and not self.delta_ci.contains(0.0)
+        )
 
     @property
     def verdict(self) -> str:
@@ -201,24 +236,63 @@ def sign_flip_p(d: np.ndarray, seed: int = 0, resamples: int = 9999) -> float:
     """Paired permutation test (random sign flips of the case differences), for repeated cases."""
     if not np.any(d):
         return 1.0
-    result = stats.permutation_test((d,), np.mean, permutation_type="samples", n_resamples=resamples,
-                                    alternative="two-sided", rng=np.random.default_rng(seed))  # fmt: skip
+    result = stats.permutation_test(
+        (d,),
+        np.mean,
+        permutation_type="samples",
+        n_resamples=resamples,
+        alternative="two-sided",
+        rng=np.random.default_rng(seed),
+    )
     return float(result.pvalue)
 
 
-def min_detectable(
-    d: np.ndarray, baseline: float, power: float = POWER, alpha: float = ALPHA
-) -> float | None:
-    """Smallest true difference in pass rate that `len(d)` paired cases detect with this power: (z₁₋α/₂ + z_power)
-    × sd(differences) / √n, with the observed sd, or √(2p(1−p)) when the runs did not differ at all."""
-    n = len(d)
-    if n < 2:
+def no_change_bound(n: int, confidence: float = CONFIDENCE) -> float:
+    """When no case changed at all: the largest share of cases that could change while n cases show no change
+    with probability (1 − confidence)/2, the Clopper–Pearson upper bound for 0 of n: 1 − ((1 − c)/2)^(1/n). Eight
+    unchanged cases still allow ±37 points; 200 allow ±1.8."""
+    return 1.0 - ((1.0 - confidence) / 2.0) ** (1.0 / n)
+
+
+def change_interval(d: np.ndarray, seed: int, resamples: int = RESAMPLES) -> Interval | None:
+    """The interval of the mean per-case change: a paired bootstrap over cases, or ± no_change_bound when every
+    case is unchanged (a bootstrap would say [0, 0], which reads as certainty). None below 2 cases."""
+    if d.size < 2:
         return None
-    sd = float(np.std(d, ddof=1))
-    if sd == 0.0:
-        p = min(max(baseline, 0.05), 0.95)
-        sd = math.sqrt(2 * p * (1 - p))
-    return float((stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)) * sd / math.sqrt(n))
+    if not np.any(d):
+        bound = no_change_bound(d.size)
+        return Interval(-bound, bound)
+    return bootstrap_mean(d, seed, resamples)
+
+
+def effective_se(d: np.ndarray, interval: Interval | None) -> float:
+    """The standard error the MDD and the case count use: the larger of the observed one, sd(d)/√n, and the one
+    the reported interval implies (its larger half-width around the observed mean / z₁₋α/₂)."""
+    z = stats.norm.ppf(1 - ALPHA / 2)
+    se = float(np.std(d, ddof=1)) / math.sqrt(len(d))
+    if interval is not None:
+        mean = float(d.mean())
+        se = max(se, max(mean - interval.low, interval.high - mean) / z)
+    return se
+
+
+def min_detectable(d: np.ndarray, interval: Interval | None, power: float = POWER) -> float | None:
+    """The smallest true change in pass rate this comparison detects with `power` at level α:
+    MDD = (z₁₋α/₂ + z_power) × SE with SE = effective_se; so MDD ≥ 1.43 × the interval's larger half-width, never
+    smaller than what the interval already allows. None with fewer than 2 cases (no spread to measure)."""
+    if len(d) < 2:
+        return None
+    return float((stats.norm.ppf(1 - ALPHA / 2) + stats.norm.ppf(power)) * effective_se(d, interval))
+
+
+def cases_to_detect(d: np.ndarray, interval: Interval | None, detect: float = SETTLE) -> int | None:
+    """Shared cases that would detect a true change of `detect` at 80 % power, at the spread of the per-case
+    changes seen here (the MDD formula solved for n)."""
+    if len(d) < 2:
+        return None
+    sd = effective_se(d, interval) * math.sqrt(len(d))
+    z = stats.norm.ppf(1 - ALPHA / 2) + stats.norm.ppf(POWER)
+    return max(2, math.ceil((z * sd / detect) ** 2))
 
 
 def paired(a: CaseOutcomes, b: CaseOutcomes, seed: int = 0, resamples: int = RESAMPLES) -> Paired:
@@ -234,43 +308,62 @@ def paired(a: CaseOutcomes, b: CaseOutcomes, seed: int = 0, resamples: int = RES
     ca, cb = a.subset(common), b.subset(common)
     fa, fb = ca.pass_fraction, cb.pass_fraction
     d, d_score = fb - fa, cb.score - ca.score
-    repeated = bool(ca.scored.max() > 1 or cb.scored.max() > 1)
-    if repeated:
+    if bool(ca.scored.max() > 1 or cb.scored.max() > 1):
         p_value, test = sign_flip_p(d, seed), "sign-flip permutation test over cases"
     else:
-        p_value, test = (
-            mcnemar_exact(int(((fa == 1) & (fb == 0)).sum()), int(((fa == 0) & (fb == 1)).sum())),
-            "exact McNemar",
-        )
-    return Paired(len(common), only_a, only_b, float(fa.mean()), float(fb.mean()), float(d.mean()),
-                  _delta_ci(d, seed, resamples), float(d_score.mean()), _delta_ci(d_score, seed + 1, resamples),
-                  p_value, test, min_detectable(d, float(fa.mean())),
-                  [k for k, x, y in zip(common, fa, fb, strict=True) if x < 0.5 <= y],
-                  [k for k, x, y in zip(common, fa, fb, strict=True) if y < 0.5 <= x])  # fmt: skip
-
-
-def _delta_ci(d: np.ndarray, seed: int, resamples: int) -> Interval | None:
-    if d.size < 2:
-        return None
-    return bootstrap_mean(d, seed, resamples)
-
-
-def points(x: float) -> str:
-    return f"{x * 100:+.0f}".replace("-", "−")
+        regressed, improved = int(((fa == 1) & (fb == 0)).sum()), int(((fa == 0) & (fb == 1)).sum())
+        p_value, test = mcnemar_exact(regressed, improved), "exact McNemar test"
+    interval = change_interval(d, seed, resamples)
+    per_case = [
+        CaseChange(key, float(x), float(y), float(sx), float(sy))
+        for key, x, y, sx, sy in zip(common, fa, fb, ca.score, cb.score, strict=True)
+    ]
+    return Paired(
+        cases=len(common),
+        only_a=only_a,
+        only_b=only_b,
+        rate_a=float(fa.mean()),
+        rate_b=float(fb.mean()),
+        delta=float(d.mean()),
+        delta_ci=interval,
+        delta_score=float(d_score.mean()),
+        delta_score_ci=change_interval(d_score, seed + 1, resamples),
+        p_value=p_value,
+        test=test,
+        mdd=min_detectable(d, interval),
+        settle_cases=cases_to_detect(d, interval),
+        per_case=per_case,
+    )
 
 
 def verdict(result: Paired) -> str:
-    """One line a person can act on, e.g. "B better: +12 pts [+4, +20], p = 0.004"."""
+    """The decision in plain words, e.g. "B is worse by 4 points; with 8 cases this cannot be told from noise
+    (95 % interval −17 to 0 points); about 220 cases would settle a 10-point difference"."""
+    from prompting.numbers import magnitude, points_interval
+
     if result.cases == 0 or result.delta is None:
-        return "no cases in common: nothing to compare"
+        return "A and B share no case: nothing to compare"
+    n = result.cases
+    size = magnitude(result.delta, n)
+    if size == "0":
+        head = (
+            "B and A pass the same share of cases"
+            if result.delta == 0
+            else "B and A pass about the same share"
+        )
+    else:
+        head = f"B is {'better' if result.delta > 0 else 'worse'} by {size} points"
     if result.delta_ci is None:
-        return f"{points(result.delta)} pts on {result.cases} case(s): too few cases for an interval"
-    ci = f"[{points(result.delta_ci.low)}, {points(result.delta_ci.high)}]"
+        return f"{head} on {n} case: too few cases to tell anything from noise"
+    ci = f"95 % interval {points_interval(result.delta_ci, n)}"
     if result.significant:
-        side = "better" if result.delta > 0 else "worse"
-        return f"B {side}: {points(result.delta)} pts {ci}, p = {result.p_value:.3g}"
-    detects = f"; this suite detects ≥ {result.mdd * 100:.0f} pts" if result.mdd is not None else ""
-    return f"no detectable difference: {ci}{detects}"
+        return f"{head} ({ci}): more than noise over {n} cases"
+    text = f"{head}; with {n} cases this cannot be told from noise ({ci})"
+    if result.settle_cases is not None and result.settle_cases > n:
+        return f"{text}; about {result.settle_cases} cases would settle a {SETTLE * 100:.0f}-point difference"
+    if result.mdd is not None:
+        return f"{text}; a real difference of {magnitude(result.mdd, n)} points or more would likely (80 % power) have shown"
+    return text
 
 
 def regression(result: Paired, max_drop: float) -> bool:

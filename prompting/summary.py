@@ -109,8 +109,3 @@ def summarize(cells: Iterable[Scorable], key: Callable[[Any], Hashable]) -> dict
     for cell in cells:
         groups.setdefault(key(cell), []).append(cell)
     return {name: Summary.of(items) for name, items in groups.items()}
-
-
-def percent(rate: float | None, digits: int = 0) -> str:
-    """A rate for people: '75%' (or '75.0%'), and '–' when there is none."""
-    return "–" if rate is None else f"{rate:.{digits}%}"

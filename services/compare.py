@@ -30,9 +30,15 @@ def fingerprint(description: str, variables: dict) -> str:
 
 @dataclass(frozen=True)
 class GroupRef:
+    """What one side of a comparison is: a run, narrowed to one version and one provider or not (None: all)."""
+
     run_id: str
-    version_id: int
-    provider_id: int
+    version_id: int | None = None
+    provider_id: int | None = None
+
+    @property
+    def whole_run(self) -> bool:
+        return self.version_id is None and self.provider_id is None
 
 
 @dataclass
@@ -55,32 +61,42 @@ def groups(store: Store) -> list[Group]:
     sizes = {s.id: n for s, n in store.list_suites()}
     out = []
     for run in store.list_runs():
-        cases = sizes.get(run.suite_id, 0)
-        base = describe(store, run, versions, providers, status=False).split(" · ")
+        planned = sizes.get(run.suite_id, 0) * run.repeats
+        parts = describe(store, run, versions, providers, status=False).split(" · ")
+        suite, date = parts[0], parts[-1]
         for vid in run.version_ids:
             for pid in run.provider_ids:
-                label = " · ".join(
-                    [
-                        base[0],
-                        versions.get(vid, str(vid)),
-                        providers.get(pid, str(pid)).removeprefix("local:"),
-                        base[-1],
-                    ]
-                )
-                out.append(Group(GroupRef(run.id, vid, pid), label, run.status, counts.get((run.id, vid, pid), 0),
-                                 cases * run.repeats))  # fmt: skip
+                provider = providers.get(pid, str(pid)).removeprefix("local:")
+                label = " · ".join([suite, versions.get(vid, str(vid)), provider, date])
+                cells = counts.get((run.id, vid, pid), 0)
+                out.append(Group(GroupRef(run.id, vid, pid), label, run.status, cells, planned))
     return out
+
+
+def whole_run(store: Store, run_id: str) -> Group:
+    """A run as one side of a comparison (every version and provider of it)."""
+    run = store.get_run(run_id)
+    sizes = {s.id: n for s, n in store.list_suites()}
+    planned = sizes.get(run.suite_id, 0) * run.repeats * len(run.version_ids) * len(run.provider_ids)
+    label = describe(store, run, status=False)
+    return Group(GroupRef(run.id), label, run.status, store.count_results(run.id), planned)
 
 
 @dataclass
 class CaseRow:
+    """One row of the per-case table, from the same paired data as the headline."""
+
     key: Hashable
     case: str
     a: float | None  # pass fraction over repeats
     b: float | None
     score_a: float | None
     score_b: float | None
-    change: str  # fixed | broke | same | only in A | only in B
+    change: str  # improved | regressed | unchanged | only in A | only in B
+
+    @property
+    def delta(self) -> float | None:
+        return None if self.a is None or self.b is None else self.b - self.a
 
 
 @dataclass
@@ -90,44 +106,98 @@ class Comparison:
     paired: Paired
     rows: list[CaseRow]
     warnings: list[str] = field(default_factory=list)
+    matched_on: str = "case"  # what pairs the cells: case, case and version, case and provider...
 
 
-def outcomes(store: Store, ref: GroupRef) -> tuple[CaseOutcomes, dict[str, str]]:
-    """A group's per-case outcomes keyed by case content, and the case labels."""
+@dataclass(frozen=True)
+class Keying:
+    """What identifies a cell across the two sides: always the case's content; the version and the provider only
+    where a side holds several of them (a run of int8 and one of int4 pair on the case alone)."""
+
+    version: bool = False
+    provider: bool = False
+
+    @classmethod
+    def between(cls, store: Store, a: GroupRef, b: GroupRef) -> Keying:
+        def spread(ref: GroupRef) -> tuple[int, int]:
+            run = store.get_run(ref.run_id)
+            versions = 1 if ref.version_id is not None else len(run.version_ids)
+            providers = 1 if ref.provider_id is not None else len(run.provider_ids)
+            return versions, providers
+
+        (va, pa), (vb, pb) = spread(a), spread(b)
+        return cls(version=max(va, vb) > 1, provider=max(pa, pb) > 1)
+
+    @property
+    def text(self) -> str:
+        return " and ".join(
+            ["case", *(["version"] if self.version else []), *(["provider"] if self.provider else [])]
+        )
+
+
+def outcomes(
+    store: Store, ref: GroupRef, keying: Keying = Keying()
+) -> tuple[CaseOutcomes, dict[Hashable, str]]:
+    """A side's per-case outcomes keyed by case content (plus version / provider labels as `keying` says), and
+    the rows' names."""
     run = store.get_run(ref.run_id)
     cases = store.case_contents(run.suite_id) if run.suite_id else []
-    keys = {cid: fingerprint(description, variables) for cid, _, description, variables in cases}
-    names = {
-        keys[cid]: case_label(description, variables, position)
-        for cid, position, description, variables in cases
+    fingerprints = {cid: fingerprint(description, variables) for cid, _, description, variables in cases}
+    case_names = {
+        cid: case_label(description, variables, position) for cid, position, description, variables in cases
     }
-    cells = [(keys.get(case_id, f"case-{case_id}"), passed, score, errored)
-             for case_id, vid, pid, _, passed, score, errored in store.result_outcomes(ref.run_id)
-             if (vid, pid) == (ref.version_id, ref.provider_id)]  # fmt: skip
+    versions, providers = labels(store) if keying.version or keying.provider else ({}, {})
+    cells, names = [], {}
+    for case_id, vid, pid, _, passed, score, errored in store.result_outcomes(ref.run_id):
+        if ref.version_id not in (None, vid) or ref.provider_id not in (None, pid):
+            continue
+        parts = [fingerprints.get(case_id, f"case-{case_id}")]
+        shown = [case_names.get(case_id, f"case {case_id}")]
+        if keying.version:
+            parts.append(versions.get(vid, str(vid)))
+            shown.append(versions.get(vid, str(vid)))
+        if keying.provider:
+            parts.append(providers.get(pid, str(pid)))
+            shown.append(providers.get(pid, str(pid)).removeprefix("local:"))
+        key = parts[0] if len(parts) == 1 else tuple(parts)
+        names[key] = " · ".join(shown)
+        cells.append((key, passed, score, errored))
     return CaseOutcomes.from_cells(cells), names
 
 
+def describe_group(store: Store, ref: GroupRef) -> Group:
+    if ref.whole_run:
+        return whole_run(store, ref.run_id)
+    found = next((g for g in groups(store) if g.ref == ref), None)
+    if found is None:
+        raise StoreError(f"run {ref.run_id} has no version {ref.version_id} with provider {ref.provider_id}")
+    return found
+
+
 def compare(store: Store, a: GroupRef, b: GroupRef, seed: int = 0) -> Comparison:
-    """B against A on the cases they share: paired statistics, one row per case, and what to be wary of."""
-    by_ref = {g.ref: g for g in groups(store)}
-    if a not in by_ref or b not in by_ref:
-        raise StoreError("no such run, version and provider to compare")
-    (oa, names_a), (ob, names_b) = outcomes(store, a), outcomes(store, b)
+    """B against A over the cases they share: paired statistics, one row per case from the same paired data,
+    and what to be wary of. The one comparison: the Compare page, `runs compare` and the CLI gate call it."""
+    keying = Keying.between(store, a, b)
+    (oa, names_a), (ob, names_b) = outcomes(store, a, keying), outcomes(store, b, keying)
     result = paired(oa, ob, seed=seed)
     names = {**names_b, **names_a}
-    fa, fb = (
-        dict(zip(oa.keys, oa.pass_fraction, strict=True)),
-        dict(zip(ob.keys, ob.pass_fraction, strict=True)),
-    )
-    sa, sb = dict(zip(oa.keys, oa.score, strict=True)), dict(zip(ob.keys, ob.score, strict=True))
-    rows = []
-    for key in dict.fromkeys([*oa.keys, *ob.keys]):
-        change = ("only in A" if key not in fb else "only in B" if key not in fa else
-                  "fixed" if key in result.fixed else "broke" if key in result.broke else "same")  # fmt: skip
-        rows.append(
-            CaseRow(key, names.get(key, str(key)), fa.get(key), fb.get(key), sa.get(key), sb.get(key), change)
-        )
-    return Comparison(by_ref[a], by_ref[b], result, rows, _warnings(by_ref[a], by_ref[b], result))
+    rows = [
+        CaseRow(c.key, names[c.key], c.a, c.b, c.score_a, c.score_b, c.direction) for c in result.per_case
+    ]
+    fraction_a = dict(zip(oa.keys, oa.pass_fraction, strict=True))
+    fraction_b = dict(zip(ob.keys, ob.pass_fraction, strict=True))
+    rows += [CaseRow(k, names[k], float(fraction_a[k]), None, None, None, "only in A") for k in result.only_a]
+    rows += [CaseRow(k, names[k], None, float(fraction_b[k]), None, None, "only in B") for k in result.only_b]
+    group_a, group_b = describe_group(store, a), describe_group(store, b)
+    return Comparison(group_a, group_b, result, rows, _warnings(group_a, group_b, result), keying.text)
+
+
+def compare_runs(store: Store, run_a: str, run_b: str, seed: int = 0) -> Comparison:
+    """Run B against run A (every version and provider of each), over the cases they share."""
+    result = compare(store, GroupRef(run_a), GroupRef(run_b), seed)
+    if result.paired.cases == 0:
+        raise StoreError(f"runs {run_a} and {run_b} share no case (different suites?): nothing to compare")
+    return result
 
 
 def _warnings(a: Group, b: Group, result: Paired) -> list[str]:
@@ -171,39 +241,47 @@ def against_reference(
             for (name, r), p in zip(results, adjusted, strict=True)]  # fmt: skip
 
 
-def run_outcomes(store: Store, run_id: str) -> CaseOutcomes:
-    """All cells of a run keyed by (case content, version, provider): how two runs of a suite pair up."""
-    run = store.get_run(run_id)
-    versions, providers = labels(store)
-    contents = store.case_contents(run.suite_id) if run.suite_id else []
-    cases = {cid: fingerprint(description, variables) for cid, _, description, variables in contents}
-    cells = [((cases.get(case_id, f"case-{case_id}"), versions.get(vid, str(vid)), providers.get(pid, str(pid))),
-              passed, score, errored)
-             for case_id, vid, pid, _, passed, score, errored in store.result_outcomes(run_id)]  # fmt: skip
-    return CaseOutcomes.from_cells(cells)
-
-
-def compare_runs(store: Store, run_a: str, run_b: str, seed: int = 0) -> Paired:
-    """Run B against run A over the cells they share (same case, version and provider)."""
-    result = paired(run_outcomes(store, run_a), run_outcomes(store, run_b), seed=seed)
-    if result.cases == 0:
-        raise StoreError(
-            f"runs {run_a} and {run_b} have no cells in common (different suites, versions or providers)"
-        )
-    return result
-
-
 def interval_dict(ci) -> list[float] | None:
     return None if ci is None else [ci.low, ci.high]
 
 
 def paired_dict(result: Paired) -> dict[str, Any]:
-    return {"cases": result.cases, "only_a": len(result.only_a), "only_b": len(result.only_b),
-            "pass_rate_a": result.rate_a, "pass_rate_b": result.rate_b, "delta": result.delta,
-            "delta_ci": interval_dict(result.delta_ci), "delta_score": result.delta_score,
-            "delta_score_ci": interval_dict(result.delta_score_ci), "p_value": result.p_value, "test": result.test,
-            "min_detectable": result.mdd, "significant": result.significant, "verdict": result.verdict,
-            "fixed": len(result.fixed), "broke": len(result.broke)}  # fmt: skip
+    return {
+        "cases": result.cases,
+        "only_a": len(result.only_a),
+        "only_b": len(result.only_b),
+        "pass_rate_a": result.rate_a,
+        "pass_rate_b": result.rate_b,
+        "delta": result.delta,
+        "delta_ci": interval_dict(result.delta_ci),
+        "delta_score": result.delta_score,
+        "delta_score_ci": interval_dict(result.delta_score_ci),
+        "p_value": result.p_value,
+        "test": result.test,
+        "min_detectable": result.mdd,
+        "cases_to_settle_10_points": result.settle_cases,
+        "significant": result.significant,
+        "verdict": result.verdict,
+        "improved": len(result.improved),
+        "regressed": len(result.regressed),
+    }
+
+
+def comparison_dict(result: Comparison) -> dict[str, Any]:
+    """Everything `runs compare --json` prints: the headline, the per-case rows and the warnings."""
+    rows = [
+        {"case": r.case, "change": r.change, "a": r.a, "b": r.b, "delta": r.delta, "score_a": r.score_a,
+         "score_b": r.score_b}
+        for r in result.rows
+    ]  # fmt: skip
+    return {
+        "a": result.a.label,
+        "b": result.b.label,
+        "matched_on": result.matched_on,
+        **paired_dict(result.paired),
+        "rows": rows,
+        "warnings": result.warnings,
+    }
 
 
 def stats_dict(stats: GroupStats) -> dict[str, Any]:

@@ -40,7 +40,8 @@ def payload(store: Store, run_id: str) -> dict[str, Any]:
             "description": run.description, "strategy": run.strategy, "repeats": run.repeats,
             "strategies": (run.options or {}).get("strategies") or {},
             "agreement": [{"assertion": a.assertion, "cells": a.cells, "matrix": a.matrix, "kappa": a.kappa,
-                           "kappa_ci": None if a.interval is None else [a.interval.low, a.interval.high]}
+                           "kappa_ci": None if a.interval is None else [a.interval.low, a.interval.high],
+                           "kappa_undefined": a.undefined, "text": a.text}
                           for a in agreement(store, run_id)],
             "summary": overall(store, run_id).to_dict(), "groups": _groups(store, run_id),
             "results": results}  # fmt: skip

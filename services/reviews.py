@@ -171,10 +171,30 @@ class Agreement:
     matrix: dict[str, int]  # judge pass / fail × human pass / fail
     kappa: float | None
     interval: Interval | None
+    undefined: str | None = None  # why there is no κ (a constant rater, too few rated cells)
 
     @property
     def enough(self) -> bool:
         return self.cells >= MIN_RATED_FOR_AGREEMENT
+
+    @property
+    def text(self) -> str:
+        """ "Cohen's κ 0.62 (0.31 to 0.85) over 20 rated cells", or why there is none."""
+        if self.kappa is None:
+            return f"Cohen's κ {self.undefined} ({self.cells} rated cells)"
+        ci = "" if self.interval is None else f" ({self.interval.low:.2f} to {self.interval.high:.2f})"
+        return f"Cohen's κ {self.kappa:.2f}{ci} over {self.cells} rated cells"
+
+
+def why_undefined(judge: list[bool], human: list[bool]) -> str | None:
+    """κ compares two raters' verdicts beyond chance; it means nothing when either gave one verdict throughout
+    (κ is then 0 or 0/0 whatever the other did), or with too few rated cells."""
+    if len(judge) < MIN_RATED_FOR_AGREEMENT:
+        return f"needs at least {MIN_RATED_FOR_AGREEMENT} rated cells"
+    for who, verdicts in (("the judge", judge), ("the reviewers", human)):
+        if len(set(verdicts)) == 1:
+            return f"undefined: {who} {'passed' if verdicts[0] else 'failed'} every cell"
+    return None
 
 
 def agreement(store: Store, run_id: str) -> list[Agreement]:
@@ -193,7 +213,11 @@ def agreement(store: Store, run_id: str) -> list[Agreement]:
                   for h in (True, False)}  # fmt: skip
         for j, h in found:
             matrix[f"judge {'pass' if j else 'fail'} / human {'pass' if h else 'fail'}"] += 1
-        enough = len(found) >= MIN_RATED_FOR_AGREEMENT
-        out.append(Agreement(kind, len(found), matrix, cohen_kappa(judge, human) if enough else None,
-                             kappa_interval(judge, human) if enough else None))  # fmt: skip
+        undefined = why_undefined(judge, human)
+        if undefined:
+            out.append(Agreement(kind, len(found), matrix, None, None, undefined))
+        else:
+            out.append(
+                Agreement(kind, len(found), matrix, cohen_kappa(judge, human), kappa_interval(judge, human))
+            )
     return out

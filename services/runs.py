@@ -244,38 +244,6 @@ def overall(store: Store, run_id: str) -> Summary:
     return Summary.of(r for r, _ in store.run_results(run_id))
 
 
-def compare(store: Store, run_a: str, run_b: str) -> dict[str, Any]:
-    """Per-cell pass/fail flips and score changes between two runs, matched on case, version, provider, repeat."""
-
-    def index(run_id: str) -> dict[tuple, Any]:
-        return {
-            (r.case_id, r.version_id, r.provider_id, r.repeat_index): r for r, _ in store.run_results(run_id)
-        }
-
-    a, b = index(run_a), index(run_b)
-    if a and b and not set(a) & set(b):
-        raise StoreError(
-            f"runs {run_a} and {run_b} have no cells in common (different suites, versions or providers)"
-        )
-    cells = []
-    for key in sorted(set(a) & set(b)):
-        ra, rb = a[key], b[key]
-        flip = (
-            "fixed" if (not ra.passed and rb.passed) else "broke" if (ra.passed and not rb.passed) else None
-        )
-        cells.append({"case_id": key[0], "version_id": key[1], "provider_id": key[2], "repeat": key[3],
-                      "passed_a": ra.passed, "passed_b": rb.passed, "score_a": ra.score, "score_b": rb.score,
-                      "flip": flip})  # fmt: skip
-    return {
-        "cells": cells,
-        "only_a": len(set(a) - set(b)),
-        "only_b": len(set(b) - set(a)),
-        "totals": {"a": Summary.of(a.values()), "b": Summary.of(b.values())},
-        "fixed": sum(1 for c in cells if c["flip"] == "fixed"),
-        "broke": sum(1 for c in cells if c["flip"] == "broke"),
-    }
-
-
 # --- section ablation and the quantization sweep ----------------------------------------------------------
 
 

@@ -50,15 +50,18 @@ def test_an_int4_run_compared_with_an_int8_run(app, tmp_path):
     with chromium() as browser:
         page = new_page(browser, app.url)
         go(page, "Compare")
-        page.get_by_text("shared cases").first.wait_for()
-        banner = page.get_by_text("shared cases").first.inner_text()
-        assert "exact McNemar over 5 shared cases" in banner
+        page.locator("p", has_text="Per case").first.wait_for()
         page.locator("[data-testid='stDataFrame']").last.wait_for()  # the per-case table (a canvas grid)
+        verdict = page.locator("[data-testid='stAlert']").first.inner_text()
         # the paragraph, not its bold title
         counts = page.locator("p", has_text="Per case").first.inner_text()
+        page.get_by_text("How this was computed").click()
+        method = page.get_by_text("Test: exact McNemar test").first.inner_text()
         page.screenshot(path=str(tmp_path / "compare.png"), full_page=True)
-    fixed, broke, same = (int(n) for n in re.findall(r"\d+", counts))
-    assert fixed + broke + same == len(CAPITALS)  # every case, A against B
+    assert f"{len(CAPITALS)} cases" in verdict and "noise" in verdict, verdict
+    assert "p = " in method
+    improved, regressed, same = (int(n) for n in re.findall(r"\d+", counts)[:3])
+    assert improved + regressed + same == len(CAPITALS)  # every case, A against B
 
 
 def test_self_consistency_shows_every_sample(app, tmp_path):

@@ -59,7 +59,7 @@ def test_run_green_red_and_outputs(tmp_path, fake_api):
     out_json = tmp_path / "r.json"
     result = invoke("run", str(path), "--output", str(out_json))
     assert result.exit_code == 0, result.output
-    assert "pass rate 100.0%" in result.stderr
+    assert "pass rate 100%" in result.stderr
     payload = json.loads(out_json.read_text())
     assert sorted(r["output"] for r in payload["results"]) == [
         "echo: Say alpha",
@@ -76,7 +76,7 @@ def test_run_green_red_and_outputs(tmp_path, fake_api):
     red = suite_file(tmp_path, fake_api.url, ["a1", "b1", "c1", "d1"], failing=1)
     out_csv = tmp_path / "r.csv"
     result = invoke("run", str(red), "--output", str(out_csv))
-    assert result.exit_code == 1 and "pass rate 75.0%" in result.stderr
+    assert result.exit_code == 1 and "pass rate 75%" in result.stderr
     rows = list(csv.DictReader(out_csv.open()))
     assert len(rows) == 4 and sorted(r["pass"] for r in rows) == ["False", "True", "True", "True"]
     assert invoke("run", str(red), "--threshold", "0.75").exit_code == 0
@@ -106,14 +106,41 @@ def test_runs_list_show_and_compare(tmp_path, fake_api):
     text = invoke("runs", "show", "second").output
     assert "[FAIL] case" in text and "[PASS] case" in text
     compare = invoke("runs", "compare", "first", "second")
-    assert compare.exit_code == 0
-    flips = [line for line in compare.output.splitlines() if "PASS -> FAIL" in line]
-    assert len(flips) == 1 and "score 1.0 -> 0.0 (-1.000)" in flips[0]
-    assert "totals: pass rate 100.0% -> 50.0%" in compare.output and "fixed 0, broke 1" in compare.output
+    assert compare.exit_code == 0, compare.output
+    [regressed] = [line for line in compare.output.splitlines() if line.strip().startswith("regressed")]
+    assert "case 1" in regressed and "100% -> 0% (−100 points)" in regressed
+    assert "pass rate 100% -> 50% (−50 points); improved 0, regressed 1, unchanged 1" in compare.output
+    assert "verdict: B is worse by 50 points; with 2 cases this cannot be told from noise" in compare.output
     other = suite_file(tmp_path, fake_api.url, ["three"])
     assert invoke("run", str(other), "--run-id", "third").exit_code == 0
     unrelated = invoke("runs", "compare", "first", "third")
-    assert unrelated.exit_code == 2 and "no cells in common" in unrelated.stderr
+    assert unrelated.exit_code == 2 and "share no case" in unrelated.stderr
+
+
+def test_runs_of_one_suite_on_different_providers_compare_as_on_the_compare_page(tmp_path, fake_api):
+    """An int8 run and an int4 run (here: two models) of one suite pair on the case; the CLI's JSON has the
+    page's numbers, from the one comparison."""
+    from services import compare as compare_service
+
+    words = ["a1", "b2", "c3", "d4"]
+    path = suite_file(tmp_path, fake_api.url, words, temperature=0)
+    assert invoke("run", str(path), "--run-id", "model-a").exit_code == 0
+    path.write_text(path.read_text().replace("openai:chat:fake-model", "openai:chat:fake-model-b"))
+    fake_api.script.transform = lambda text: text.replace("c3", "c")
+    assert invoke("run", str(path), "--run-id", "model-b").exit_code == 1
+    shown = invoke("runs", "compare", "model-a", "model-b", "--json")
+    assert shown.exit_code == 0, shown.output
+    data = json.loads(shown.output)
+    assert data["matched_on"] == "case" and data["cases"] == 4 and data["regressed"] == 1
+    assert data["delta"] == -0.25 and sum(r["delta"] for r in data["rows"]) / 4 == data["delta"]
+    store = open_store()
+    [group_a] = [g for g in compare_service.groups(store) if g.ref.run_id == "model-a"]
+    [group_b] = [g for g in compare_service.groups(store) if g.ref.run_id == "model-b"]
+    page = compare_service.compare(store, group_a.ref, group_b.ref)
+    cli_numbers = {k: v for k, v in data.items() if k not in ("a", "b", "rows", "warnings")}
+    page_numbers = compare_service.comparison_dict(page)
+    assert cli_numbers == {k: page_numbers[k] for k in cli_numbers}
+    assert [(r["case"], r["change"]) for r in data["rows"]] == [(r.case, r.change) for r in page.rows]
 
 
 def test_repeat_strategy_and_cache_policy(tmp_path, fake_api):
@@ -250,10 +277,14 @@ def test_baseline_gate_fails_only_on_a_significant_regression(tmp_path, fake_api
     path = suite_file(tmp_path, fake_api.url, [f"w{i}" for i in range(20)])
     assert invoke("run", str(path), "--run-id", "base").exit_code == 0
     same = invoke("run", str(path), "--run-id", "again", "--no-cache", "--baseline", "base")
-    assert same.exit_code == 0 and "no detectable difference" in same.stderr and "gate: pass" in same.stderr
+    assert same.exit_code == 0 and "cannot be told from noise" in same.stderr and "gate: pass" in same.stderr
     fake_api.script.transform = lambda text: "nothing" if int(text.rsplit("w", 1)[1]) < 15 else text
     worse = invoke("run", str(path), "--run-id", "worse", "--no-cache", "--baseline", "base")
-    assert worse.exit_code == 1 and "B worse: −75 pts [" in worse.stderr and "gate: FAIL" in worse.stderr
+    assert (
+        worse.exit_code == 1
+        and "B is worse by 75 points (95 % interval −" in worse.stderr
+        and "gate: FAIL" in worse.stderr
+    )
     tolerated = invoke("run", str(path), "--run-id", "worse2", "--baseline", "base", "--max-drop", "0.9")
     assert tolerated.exit_code == 0 and "gate: pass (tolerated drop 90 pts)" in tolerated.stderr
     missing = invoke("run", str(path), "--baseline", "nope")
@@ -265,7 +296,7 @@ def test_runs_show_and_compare_report_intervals_and_a_verdict(tmp_path, fake_api
     assert invoke("run", str(path), "--run-id", "one", "--repeat", "2").exit_code == 0
     shown = invoke("runs", "show", "one")
     assert (
-        "pass rate 100% [72%, 100%] over 10 cases, mean score 1.00 [1.00, 1.00], pass@2 100%, pass^2 100%"
+        "pass rate 100% (72% to 100%) over 10 cases, mean score 1.00 (1.00 to 1.00), pass@2 100%, pass^2 100%"
         in shown.output
     )
     data = json.loads(invoke("runs", "show", "one", "--json").output)
@@ -277,4 +308,6 @@ def test_runs_show_and_compare_report_intervals_and_a_verdict(tmp_path, fake_api
         compared["cases"] == 10 and compared["delta"] == pytest.approx(-0.1) and not compared["significant"]
     )
     assert compared["test"] == "sign-flip permutation test over cases"
-    assert compared["verdict"].startswith("no detectable difference: [")
+    assert compared["verdict"].startswith(
+        "B is worse by 10 points; with 10 cases this cannot be told from noise"
+    )

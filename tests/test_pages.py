@@ -184,11 +184,11 @@ def test_compare_two_runs_and_export_a_version():
     config = save_provider(store, fake.spec)
     for run_id in ("run-a", "run-b"):
         store.create_run(suite_id=suite.id, version_ids=[version.id], provider_ids=[config.id], run_id=run_id)
-        runs.execute(store, run_id, providers={config.id: fake}, use_cache=False)
+        runs.execute(store, run_id, providers={config.id: fake})
     at = app()
     at.switch_page("views/compare.py").run()
     assert not at.exception, at.exception
-    assert any(m.label == "Pass rate B vs A" for m in at.metric)
+    assert any(m.label.startswith("Pass rate: A ") for m in at.metric)
     at.switch_page("views/review.py").run()
     assert not at.exception, at.exception
     # the cell under review is named by its version and provider, not by their database ids

@@ -1,5 +1,5 @@
 """Compare: any two groups (run × version × provider) over the cases they share — a verdict in words, rates with
-their intervals, the change with its interval, and per-case flips — plus the quantization sweep and the section
+their intervals, the change with its interval, and each case's change — plus the quantization sweep and the section
 ablation, each variant against its reference. Sweeps and ablations are queued for the worker."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from prompting import numbers
 from services import compare, reviews
 from services.errors import PromptingError, StoreError
 from views.charts import draw, forest, rates
@@ -33,37 +34,65 @@ def pickers(groups: list[compare.Group]) -> tuple[compare.Group, compare.Group]:
 
 
 def banner(result: compare.Comparison) -> None:
+    """The verdict in plain words first; the tests behind it in an expander."""
     for warning in result.warnings:
         st.warning(warning, icon=":material/warning:")
     p = result.paired
     if p.cases == 0:
         return
-    text = f"**{p.verdict}** — {p.test} over {p.cases} shared cases"
     if p.significant and p.delta > 0:
-        st.success(text, icon=":material/trending_up:")
+        st.success(p.verdict, icon=":material/trending_up:")
     elif p.significant:
-        st.error(text, icon=":material/trending_down:")
+        st.error(p.verdict, icon=":material/trending_down:")
     else:
-        st.info(text, icon=":material/balance:")
+        st.info(p.verdict, icon=":material/balance:")
+    with st.expander("How this was computed", icon=":material/functions:"):
+        st.markdown(method_text(result))
+
+
+def method_text(result: compare.Comparison) -> str:
+    p = result.paired
+    mdd = "–" if p.mdd is None else f"{numbers.magnitude(p.mdd, p.cases)} points"
+    return (
+        f"- Cells pair on the {result.matched_on}: **{p.cases}** shared cases; a case's repeats are averaged "
+        "into its pass fraction first, so cases are the unit.\n"
+        f"- Test: {p.test}, p = {p.p_value:.3g}.\n"
+        f"- Change in pass rate: {numbers.points(p.delta, p.cases)} points, 95 % interval "
+        f"{numbers.points_interval(p.delta_ci, p.cases)} (paired bootstrap over cases; when no case changed, the "
+        "Clopper–Pearson bound on the share of cases that could have).\n"
+        f"- Smallest difference this comparison detects at 80 % power: {mdd} "
+        "((z₀.₉₇₅ + z₀.₈) × the larger of the observed standard error and the one the interval implies).\n"
+        f"- Change in mean score: {numbers.points(p.delta_score, p.cases)} points, 95 % interval "
+        f"{numbers.points_interval(p.delta_score_ci, p.cases)}."
+    )
 
 
 def figures(result: compare.Comparison) -> None:
-    a_stats, b_stats = (compare.run_group_stats(db, g.ref.run_id)[(g.ref.version_id, g.ref.provider_id)]
-                        for g in (result.a, result.b))  # fmt: skip
-    frame = pd.DataFrame([
+    stats = [
+        compare.run_group_stats(db, g.ref.run_id)[(g.ref.version_id, g.ref.provider_id)]
+        for g in (result.a, result.b)
+    ]
+    rows = [
         {"group": side, "name": g.label, "rate": s.pass_rate, "low": s.pass_ci.low if s.pass_ci else None,
          "high": s.pass_ci.high if s.pass_ci else None}
-        for side, g, s in (("A", result.a, a_stats), ("B", result.b, b_stats)) if s.pass_rate is not None])  # fmt: skip
+        for side, g, s in zip("AB", (result.a, result.b), stats, strict=True)
+        if s.pass_rate is not None
+    ]  # fmt: skip
     p = result.paired
-    delta = None if p.delta is None else f"{p.delta * 100:+.0f} pts"
-    st.metric("Pass rate B vs A", "–" if p.rate_b is None else f"{p.rate_b:.0%}", delta,
-              delta_color="normal" if p.delta else "off")  # fmt: skip
+    change = numbers.points(p.delta, p.cases)
+    st.metric(
+        f"Pass rate: A {numbers.percent(p.rate_a, p.cases)} → B",
+        numbers.percent(p.rate_b, p.cases),
+        None if change in ("0", "–") else f"{change} points",
+    )
     left, right = st.columns(2)
-    if not frame.empty:
+    if rows:
         with left:
             draw(
-                rates(frame, "rate", "low", "high", "Pass rate (95 % interval, cases as the unit)"),
-                len(frame),
+                rates(
+                    pd.DataFrame(rows), "rate", "low", "high", "Pass rate (95 % interval, cases as the unit)"
+                ),
+                2,
             )
     if p.delta_ci is not None:
         deltas = pd.DataFrame([
@@ -71,21 +100,24 @@ def figures(result: compare.Comparison) -> None:
              "significant": p.significant}])  # fmt: skip
         with right:
             draw(forest(deltas, "B − A"), len(deltas))
-        right.caption(f"p = {p.p_value:.3g} ({p.test}); this suite detects ≥ {p.mdd * 100:.0f} points at 80 % power"
-                      if p.mdd is not None else "")  # fmt: skip
 
 
-def flips(result: compare.Comparison) -> None:
-    order = {"broke": 0, "fixed": 1, "only in A": 2, "only in B": 3, "same": 4}
-    rows = sorted(result.rows, key=lambda r: order[r.change])
-    frame = pd.DataFrame([{"case": r.case, "change": r.change, "A passed": r.a, "B passed": r.b,
-                           "A score": r.score_a, "B score": r.score_b} for r in rows])  # fmt: skip
-    changed = int((frame["change"].isin(["broke", "fixed"])).sum()) if not frame.empty else 0
-    st.markdown(f"**Per case** — fixed {len(result.paired.fixed)}, broke {len(result.paired.broke)}, "
-                f"unchanged {result.paired.cases - changed}")  # fmt: skip
-    st.dataframe(frame, hide_index=True, width="stretch",
-                 column_config={"A passed": st.column_config.NumberColumn(format="percent"),
-                                "B passed": st.column_config.NumberColumn(format="percent")})  # fmt: skip
+def per_case(result: compare.Comparison) -> None:
+    """Each case's pass rate in A and B and its change; the changes average to the headline's change."""
+    order = {"regressed": 0, "improved": 1, "only in A": 2, "only in B": 3, "unchanged": 4}
+    p, n = result.paired, result.paired.cases
+    rows = sorted(result.rows, key=lambda r: (order[r.change], r.delta or 0))
+    frame = pd.DataFrame([
+        {"case": r.case, "change": r.change, "A": numbers.percent(r.a, n), "B": numbers.percent(r.b, n),
+         "change (points)": numbers.points(r.delta, n), "A score": numbers.score(r.score_a),
+         "B score": numbers.score(r.score_b)}
+        for r in rows])  # fmt: skip
+    unchanged = n - len(p.improved) - len(p.regressed)
+    st.markdown(
+        f"**Per case** — improved {len(p.improved)}, regressed {len(p.regressed)}, unchanged {unchanged}; "
+        f"the {n} changes average to {numbers.points(p.delta, n)} points, the headline's change"
+    )
+    st.dataframe(frame, hide_index=True, width="stretch")
 
 
 def judge_agreement(result: compare.Comparison) -> None:
@@ -96,12 +128,7 @@ def judge_agreement(result: compare.Comparison) -> None:
         if not found:
             st.caption("No rated cells with a model-graded or similarity assertion yet (Review page).")
         for run_id, judge in found:
-            head = f"**{judge.assertion}** in run `{run_id[:8]}` — {judge.cells} rated cells"
-            if judge.kappa is None:
-                st.markdown(f"{head}: Cohen's κ needs at least {reviews.MIN_RATED_FOR_AGREEMENT} rated cells")
-            else:
-                ci = f" [{judge.interval.low:.2f}, {judge.interval.high:.2f}]" if judge.interval else ""
-                st.markdown(f"{head}: Cohen's κ **{judge.kappa:.2f}**{ci}")
+            st.markdown(f"**{judge.assertion}** in run `{run_id[:8]}`: {judge.text}")
             matrix = pd.DataFrame(
                 [[judge.matrix[f"judge {j} / human {h}"] for h in ("pass", "fail")] for j in ("pass", "fail")],
                 index=["judge pass", "judge fail"], columns=["human pass", "human fail"])  # fmt: skip
@@ -121,7 +148,7 @@ with tab_groups:
             banner(result)
             if result.paired.cases:
                 figures(result)
-            flips(result)
+            per_case(result)
             judge_agreement(result)
         except (PromptingError, StoreError) as exc:
             st.error(str(exc))

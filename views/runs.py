@@ -7,9 +7,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from prompting import numbers
 from prompting.checks import case_label
 from prompting.strategies import STRATEGIES
-from prompting.summary import percent
 from services import compare, reviews, runs
 from services import suites as suites_service
 from services import versions as versions_service
@@ -107,9 +107,9 @@ def live_status(run_id: str) -> None:
         st.dataframe(pd.DataFrame([{
             "version": g.version, "provider": g.provider, "cells": g.summary.cells, "errors": g.summary.errors,
             "cached": g.summary.cached,
-            "pass rate": percent(g.summary.pass_rate),
+            "pass rate": numbers.percent(g.summary.pass_rate, g.summary.scored),
             "95 % interval": interval_text(stats.get((g.version_id, g.provider_id))),
-            "mean score": None if g.summary.mean_score is None else round(g.summary.mean_score, 3),
+            "mean score": numbers.score(g.summary.mean_score),
             "latency ms": None if g.summary.mean_latency_ms is None else round(g.summary.mean_latency_ms),
             "tokens in": g.summary.tokens_in,
             "tokens out": g.summary.tokens_out} for g in groups]), hide_index=True)  # fmt: skip
@@ -123,8 +123,9 @@ def live_status(run_id: str) -> None:
 
 def interval_text(group_stats) -> str:
     """The pass rate's 95 % interval over cases (repeats averaged per case first)."""
-    ci = group_stats.pass_ci if group_stats else None
-    return "–" if ci is None else f"{ci.low:.0%} – {ci.high:.0%} ({group_stats.cases} cases)"
+    if not group_stats or group_stats.pass_ci is None:
+        return "–"
+    return f"{numbers.percent_interval(group_stats.pass_ci, group_stats.cases)} ({group_stats.cases} cases)"
 
 
 def colour(row):

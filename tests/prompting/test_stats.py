@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import proportion_confint
@@ -70,14 +72,70 @@ def test_the_verdict_reads_like_a_decision():
     a = CaseOutcomes.from_cells([(i, i % 10 >= 5, float(i % 10 >= 5), False) for i in range(200)])
     b = CaseOutcomes.from_cells([(i, i % 10 >= 2, float(i % 10 >= 2), False) for i in range(200)])
     better = paired(a, b)
-    assert (
-        better.verdict.startswith("B better: +30 pts [")
-        and better.significant
-        and better.test == "exact McNemar"
-    )
+    assert better.significant and better.test == "exact McNemar test"
+    assert better.verdict.startswith("B is better by 30 points (95 % interval +")
+    assert better.verdict.endswith("): more than noise over 200 cases")
     same = paired(a, a)
-    assert same.verdict.startswith("no detectable difference: [+0, +0]; this suite detects ≥ ")
+    assert same.verdict.startswith(
+        "B and A pass the same share of cases; with 200 cases this cannot be told from"
+    )
+    assert "(95 % interval −2 to +2 points)" in same.verdict  # no case changed: not [0, 0]
+    assert same.verdict.endswith("a real difference of 3 points or more would likely (80 % power) have shown")
     assert paired(a, CaseOutcomes.from_cells([("x", True, 1.0, False)])).cases == 0
+
+
+def eight_cases(late_b: list[bool]) -> tuple[CaseOutcomes, CaseOutcomes]:
+    """The issue's fixture: 8 cases x 3 repeats, all passing except "late", which passes 1 of 3 in A."""
+
+    def cells(late):
+        rows = [(k, True, 1.0, False) for k in "abcdefg" for _ in range(3)]
+        return rows + [("late", p, float(p), False) for p in late]
+
+    return CaseOutcomes.from_cells(cells([True, False, False])), CaseOutcomes.from_cells(cells(late_b))
+
+
+def test_a_case_whose_rate_changed_is_marked_and_the_rows_sum_to_the_headline():
+    a, b = eight_cases([False, False, False])
+    result = paired(a, b)
+    assert result.regressed == ["late"] and result.improved == []
+    [late] = [c for c in result.per_case if c.key == "late"]
+    assert (late.a, late.b, late.direction) == (pytest.approx(1 / 3), 0.0, "regressed")
+    assert sum(c.change for c in result.per_case) / result.cases == pytest.approx(result.delta)
+    assert result.verdict.startswith("B is worse by 4 points; with 8 cases this cannot be told from noise")
+    assert "cases would settle a 10-point difference" in result.verdict
+    assert result.mdd >= bound_from_interval(result) - 1e-12
+
+
+def bound_from_interval(result) -> float:
+    """What the interval itself allows, scaled to 80 % power: (z.975 + z.8) / z.975 x its larger half-width."""
+    from scipy.stats import norm
+
+    half = max(result.delta - result.delta_ci.low, result.delta_ci.high - result.delta)
+    return (norm.ppf(0.975) + norm.ppf(0.8)) / norm.ppf(0.975) * half
+
+
+def test_no_change_is_not_certainty():
+    a, _ = eight_cases([])
+    result = paired(a, a)
+    assert result.delta == 0 and result.delta_ci.low < -0.3 and result.delta_ci.high > 0.3
+    assert result.mdd >= bound_from_interval(result) - 1e-12 > result.delta_ci.high
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3)), min_size=2, max_size=40),
+    st.integers(0, 5),
+)
+def test_the_mdd_is_never_smaller_than_the_interval_allows(pairs, seed):
+    def side(pick):
+        return CaseOutcomes.from_cells(
+            [(i, r < pick(p), float(r < pick(p)), False) for i, p in enumerate(pairs) for r in range(3)]
+        )
+
+    result = paired(side(lambda p: p[0]), side(lambda p: p[1]), seed=seed, resamples=300)
+    assert result.mdd is not None and result.mdd >= bound_from_interval(result) - 1e-12
+    assert sum(c.change for c in result.per_case) / result.cases == pytest.approx(result.delta)
+    assert len(result.improved) + len(result.regressed) == sum(c.a != c.b for c in result.per_case)
 
 
 def test_cases_present_on_one_side_are_reported():

@@ -33,7 +33,7 @@ def test_one_pass_rate_with_an_errored_cell(tmp_path, fake_api):
     result = CliRunner().invoke(main, ["run", str(path), "--run-id", "mixed", "--threshold", "0.5"])
     # 2 passed of 3 scored; the errored cell is counted apart and keeps the gate closed
     assert result.exit_code == 1, result.output
-    assert "pass rate 66.7% (2 of 3 scored cells; 1 errored cells have no verdict" in result.stderr
+    assert "pass rate 67% (2 of 3 scored cells; 1 errored cells have no verdict" in result.stderr
     [table_row] = [line for line in result.stderr.splitlines() if "67%" in line and "│" in line]
     cells = [c.strip() for c in table_row.split("│")]
     assert cells[3:6] == ["4", "1", "67%"], table_row  # cells, errors, pass rate
@@ -59,5 +59,5 @@ def test_one_pass_rate_with_an_errored_cell(tmp_path, fake_api):
     assert CliRunner().invoke(main, ["run", str(path), "--run-id", "mixed-again"]).exit_code == 1
     at.switch_page("views/compare.py").run()
     assert not at.exception, at.exception
-    metric = next(m for m in at.metric if m.label == "Pass rate B vs A")
+    metric = next(m for m in at.metric if m.label.startswith("Pass rate: A 67% → B"))
     assert metric.value == "67%"

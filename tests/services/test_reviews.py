@@ -221,4 +221,19 @@ def test_judge_agreement_shows_kappa_in_runs_show_and_on_compare(tmp_path, fake_
     at.switch_page("views/compare.py").run()
     assert not at.exception, at.exception
     text = " ".join(m.value for m in at.markdown)
-    assert f"Cohen's κ **{expected:.2f}**" in text, text
+    assert f"Cohen's κ {expected:.2f} (" in text and "over 16 rated cells" in text, text
+
+
+def test_kappa_is_undefined_when_a_rater_gives_one_verdict_throughout():
+    from services.reviews import MIN_RATED_FOR_AGREEMENT, Agreement, why_undefined
+
+    n = MIN_RATED_FOR_AGREEMENT
+    human = [i % 3 != 0 for i in range(n)]
+    assert why_undefined([False] * n, human) == "undefined: the judge failed every cell"
+    assert why_undefined(human, [True] * n) == "undefined: the reviewers passed every cell"
+    assert why_undefined(human[:4], human[:4]) == f"needs at least {n} rated cells"
+    assert why_undefined(human, human) is None
+    # cohen_kappa alone would report 0.00 for the constant judge: agreement no better than chance, which it is not
+    assert cohen_kappa([False] * n, human) == 0.0
+    shown = Agreement("llm-rubric", n, {}, None, None, why_undefined([False] * n, human)).text
+    assert shown == f"Cohen's κ undefined: the judge failed every cell ({n} rated cells)"

@@ -107,7 +107,7 @@ def test_the_example_suite_runs_green(local_engine_started):
     example = Path(__file__).resolve().parents[2] / "examples" / "capitals.yaml"
     result = CliRunner().invoke(main, ["run", str(example)])
     assert result.exit_code == 0, result.output
-    assert "pass rate 100.0%" in result.stderr
+    assert "pass rate 100%" in result.stderr
 
 
 def test_quantization_sweep_reports_score_perplexity_memory_and_speed(tmp_path, local_engine_started):
