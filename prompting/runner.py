@@ -328,6 +328,7 @@ class Runner:
         if needs_logprobs and provider.capabilities.logprobs:
             params.setdefault("logprobs", True)
         options = {k: v for k, v in strategy.items() if k not in ("name", "params")}
+        options.setdefault("constrain_answers", constrains(provider))
         try:
             out: StrategyOutput = run_strategy(
                 strategy.get("name", "single"),

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from prompting import answers
 from prompting.assertions import extract_answer
 from prompting.errors import PromptingError
 from prompting.guardrails import Guardrails
@@ -134,12 +135,41 @@ def _settle_vote(out: StrategyOutput, samples: list[dict[str, Any]]) -> dict[str
     return {"samples": samples, "votes": counts, "agreement": agreement}
 
 
+def constrained_answer(
+    prompt: Prompt,
+    params: dict,
+    options: dict,
+    numeric: bool = False,
+    prefix: str | None = None,
+    choices: list[str] | None = None,
+) -> dict:
+    """The call's parameters with the answer-line grammar (prompting/answers.py), when the caller says the
+    provider constrains decoding (`constrain_answers`), the template declares an answer line and the request has
+    no constraint of its own."""
+    prefix = prefix or prompt.template.answer_prefix
+    own = ("response_format", "tools", "guided_json", "guided_regex", "guided_choice", "guided_grammar")
+    if not options.get("constrain_answers") or not prefix or any(k in params for k in own):
+        return params
+    budget = answers.max_tokens(params, prompt.template.max_tokens)
+    grammar = answers.answer_grammar(prefix, budget, numeric, choices)
+    return {**params, "max_tokens": budget, "guided_grammar": grammar}
+
+
+def read_answer(out: StrategyOutput, text: str, pattern: str | None, numeric: bool = False) -> str | None:
+    """The answer in `text` (pattern, then the documented fallback); where it came from goes in the detail."""
+    found = answers.find_answer(text, pattern, numeric)
+    out.detail["answer_source"] = found.source
+    return found.answer
+
+
 def single(prompt: Prompt, case_vars: dict, call: Call, params: dict, options: dict) -> StrategyOutput:
     messages = prompt.render(case_vars)
     out = StrategyOutput(output="", messages=messages)
-    completion = out.add(call(messages, params))
+    numeric = answers.numeric_answer({**prompt.template.defaults, **prompt.variables, **case_vars})
+    completion = out.add(call(messages, constrained_answer(prompt, params, options, numeric)))
     out.output = completion.text
-    out.answer = extract_answer(out.output, prompt.template.answer_pattern)
+    if prompt.template.answer_pattern:
+        out.answer = read_answer(out, out.output, prompt.template.answer_pattern, numeric)
     if completion.logprobs:
         out.logprobs = [t["logprob"] for t in completion.logprobs[0]]
         out.detail["tokens"] = completion.logprobs[0]
@@ -160,15 +190,25 @@ def self_consistency(
         )
     messages = prompt.render(case_vars)
     out = StrategyOutput(output="", messages=messages)
-    completion = out.add(call(messages, {**params, "n": n, "temperature": temperature}))
-    numeric = "number" in str(
-        {**prompt.template.defaults, **prompt.variables, **case_vars}.get("answer_format", "")
-    )
-    samples = [{"text": text, "answer": normalise_answer(extract_answer(text, pattern), numeric)}
-               for text in completion.texts]  # fmt: skip
+    numeric = answers.numeric_answer({**prompt.template.defaults, **prompt.variables, **case_vars})
+    sampling = constrained_answer(prompt, {**params, "n": n, "temperature": temperature}, options, numeric)
+    completion = out.add(call(messages, sampling))
+    samples = []
+    for text in completion.texts:
+        found = answers.find_answer(text, pattern, numeric)
+        samples.append(
+            {"text": text, "answer": normalise_answer(found.answer, numeric), "source": found.source}
+        )
     extracted = sum(1 for s in samples if s["answer"] is not None)
-    out.detail = {**_settle_vote(out, samples), "n": n, "temperature": temperature, "pattern": pattern,
-                  "extraction_rate": extracted / len(samples) if samples else 0.0}  # fmt: skip
+    out.detail = {
+        **_settle_vote(out, samples),
+        "n": n,
+        "temperature": temperature,
+        "pattern": pattern,
+        "extraction_rate": extracted / len(samples) if samples else 0.0,
+        "constrained": "guided_grammar" in sampling,
+        "max_tokens": sampling.get("max_tokens"),
+    }
     return out
 
 
@@ -183,14 +223,18 @@ def generate_knowledge(
     out = StrategyOutput(output="", messages=knowledge_messages)
     facts = out.add(call(knowledge_messages, {**params, "n": k, "temperature": temperature})).texts
     samples = []
+    numeric = answers.numeric_answer({**template.defaults, **prompt.variables, **case_vars})
+    answering = constrained_answer(prompt, {**params, "temperature": 0.0}, options, numeric)
     for fact in facts:
         answer_messages = prompt.render(case_vars, stage="answer", knowledge=fact)
-        text = out.add(call(answer_messages, {**params, "temperature": 0.0})).text
+        text = out.add(call(answer_messages, answering)).text
+        found = answers.find_answer(text, template.answer_pattern, numeric)
         samples.append(
             {
                 "knowledge": fact,
                 "text": text,
-                "answer": normalise_answer(extract_answer(text, template.answer_pattern)),
+                "answer": normalise_answer(found.answer),
+                "source": found.source,
             }
         )
     out.detail = {**_settle_vote(out, samples), "k": k}
@@ -209,62 +253,156 @@ def _value_of(text: str, values: dict[str, float]) -> float:
     return 0.0
 
 
+@dataclass
+class Search:
+    """A tree-of-thoughts search in progress: every node (with the raw model text that made or scored it), the
+    calls spent, and why it stopped."""
+
+    prompt: Prompt
+    case_vars: dict
+    call: Call
+    params: dict
+    options: dict
+    out: StrategyOutput
+    nodes: list[dict[str, Any]] = field(default_factory=list)
+    calls: int = 0
+    stopped: str = ""
+
+    def ask(self, messages: list[dict[str, str]], params: dict) -> str:
+        self.calls += 1
+        return self.out.add(self.call(messages, params)).text
+
+    def propose(self, node: dict, level: int, proposals: int, numeric: bool) -> tuple[list[dict], str | None]:
+        """One propose call on `node`: its children (proposed steps) or an answer."""
+        template = self.prompt.template
+        messages = self.prompt.render(
+            self.case_vars, stage="propose", state=node["state"], proposals=proposals
+        )
+        params = {**self.params, "temperature": self.params.get("temperature", 0.0)}
+        prefix = template.answer_prefix or "Answer:"
+        if self.options.get("constrain_answers") and "guided_grammar" not in params:
+            params["guided_grammar"] = answers.steps_grammar(proposals, prefix, numeric)
+        node["proposal_text"] = text = self.ask(messages, params)
+        found = extract_answer(text, template.answer_pattern)
+        steps = [line.strip()[2:].strip() for line in text.splitlines() if line.strip().startswith("- ")]
+        children = []
+        for step in steps[:proposals]:
+            child = {"id": len(self.nodes), "parent": node["id"], "depth": level, "step": step, "value": None,
+                     "state": f"{node['state']}\n{step}".strip(), "kept": False, "why": ""}  # fmt: skip
+            self.nodes.append(child)
+            children.append(child)
+        return children, found
+
+    def evaluate(self, child: dict, values: dict[str, float]) -> None:
+        messages = self.prompt.render(self.case_vars, stage="evaluate", candidate=child["state"])
+        prefix = self.prompt.template.meta.get("verdict_prefix", "Verdict:")
+        params = constrained_answer(
+            self.prompt,
+            {**self.params, "temperature": 0.0},
+            self.options,
+            prefix=prefix,
+            choices=list(values),
+        )
+        child["evaluation_text"] = text = self.ask(messages, params)
+        child["value"] = _value_of(text, values)
+
+    def finish(self, node: dict, numeric: bool) -> tuple[str | None, str]:
+        """Ask for the answer from the best path found (the final line is enforced where it can be)."""
+        template = self.prompt.template
+        messages = self.prompt.render(self.case_vars, stage="propose", state=node["state"], final=True)
+        prefix = template.answer_prefix or "Answer:"
+        params = constrained_answer(
+            self.prompt, {**self.params, "temperature": 0.0}, self.options, numeric, prefix
+        )
+        node["answer_text"] = text = self.ask(messages, params)
+        return read_answer(self.out, text, template.answer_pattern, numeric), text
+
+
+def select(candidates: list[dict], breadth: int) -> list[dict]:
+    """The frontier: the `breadth` best-scored candidates, and every candidate tied with the last of them (up
+    to twice the breadth; beyond that the earlier proposal wins). Each candidate says why it was kept or pruned."""
+    ranked = sorted(candidates, key=lambda c: -c["value"])  # stable: equal scores keep proposal order
+    if not ranked:
+        return []
+    cut = ranked[min(breadth, len(ranked)) - 1]["value"]
+    kept = []
+    for rank, child in enumerate(ranked):
+        if rank < breadth:
+            child["why"] = f"kept: rank {rank + 1} of {len(ranked)} (score {child['value']:.1f})"
+        elif child["value"] == cut and rank < 2 * breadth:
+            child["why"] = f"kept: tied with the last kept at score {cut:.1f}"
+        elif child["value"] == cut:
+            child["why"] = f"pruned: tied at {cut:.1f} beyond twice the breadth; earlier proposals win"
+        else:
+            child["why"] = f"pruned: score {child['value']:.1f} below the cut at {cut:.1f}"
+        child["kept"] = child["why"].startswith("kept")
+        if child["kept"]:
+            kept.append(child)
+    return kept
+
+
 def tree_of_thoughts(
     prompt: Prompt, case_vars: dict, call: Call, params: dict, options: dict
 ) -> StrategyOutput:
+    """Breadth-limited search: each level proposes next steps from the kept nodes, scores them, keeps the best;
+    it stops at an answer, at the depth, when nothing is proposed, or when the call budget is spent, and then
+    asks the best path for its answer. The detail says why it stopped and keeps every call's raw text."""
     template = prompt.template
     _require_stages(template, ["propose", "evaluate"], "tree-of-thoughts")
-    breadth = int(_option(options, template, "breadth", 2))
-    depth = int(_option(options, template, "depth", 3))
-    proposals = int(_option(options, template, "proposals", 3))
+    breadth, depth = (
+        int(_option(options, template, "breadth", 2)),
+        int(_option(options, template, "depth", 3)),
+    )
+    proposals, budget = (
+        int(_option(options, template, "proposals", 3)),
+        int(_option(options, template, "max_calls", 40)),
+    )
     values = template.meta.get("values") or {"sure": 1.0, "likely": 0.5, "impossible": 0.0}
+    numeric = answers.numeric_answer({**template.defaults, **prompt.variables, **case_vars})
     out = StrategyOutput(
         output="", messages=prompt.render(case_vars, stage="propose", state="", proposals=proposals)
     )
-    nodes = [{"id": 0, "parent": None, "depth": 0, "state": "", "value": None, "kept": True}]
-    frontier = [nodes[0]]
-    final = None
+    search = Search(prompt, case_vars, call, params, options, out)
+    root = {
+        "id": 0,
+        "parent": None,
+        "depth": 0,
+        "state": "",
+        "value": None,
+        "kept": True,
+        "why": "the problem",
+    }
+    search.nodes.append(root)
+    frontier, answer, text = [root], None, ""
     for level in range(1, depth + 1):
         candidates = []
         for node in frontier:
-            messages = prompt.render(case_vars, stage="propose", state=node["state"], proposals=proposals)
-            text = out.add(call(messages, {**params, "temperature": params.get("temperature", 0.0)})).text
-            answer = extract_answer(text, template.answer_pattern)
-            if answer is not None and final is None:
-                final = {"answer": answer, "state": node["state"], "text": text}
-            steps = [line.strip()[2:].strip() for line in text.splitlines() if line.strip().startswith("- ")]
-            for step in steps[:proposals]:
-                state = f"{node['state']}\n{step}".strip()
-                child = {
-                    "id": len(nodes),
-                    "parent": node["id"],
-                    "depth": level,
-                    "state": state,
-                    "step": step,
-                    "value": None,
-                    "kept": False,
-                }
-                nodes.append(child)
-                candidates.append(child)
-        if final is not None or not candidates:
+            children, answer = search.propose(node, level, proposals, numeric)
+            candidates += children
+            if answer is not None:
+                text, search.stopped = node["proposal_text"], f"answer proposed at level {level}"
+                break
+        if answer is not None:
+            break
+        if not candidates:
+            search.stopped = f"no next step proposed at level {level}"
             break
         for child in candidates:
-            messages = prompt.render(case_vars, stage="evaluate", candidate=child["state"])
-            child["value"] = _value_of(out.add(call(messages, {**params, "temperature": 0.0})).text, values)
-        candidates.sort(key=lambda c: c["value"], reverse=True)
-        frontier = candidates[:breadth]
-        for child in frontier:
-            child["kept"] = True
-    best = frontier[0] if frontier else nodes[0]
-    out.answer = final["answer"] if final else None
-    out.output = final["text"] if final else best["state"]
-    out.detail = {
-        "tree": nodes,
-        "breadth": breadth,
-        "depth": depth,
-        "proposals": proposals,
-        "best_state": best["state"],
-    }
+            search.evaluate(child, values)
+        frontier = select(candidates, breadth) or frontier
+        if search.calls >= budget:
+            search.stopped = f"call budget spent ({search.calls} of {budget} calls) at level {level}"
+            break
+    else:
+        search.stopped = f"depth {depth} reached"
+    best = frontier[0]
+    if answer is None:
+        answer, text = search.finish(best, numeric)
+        search.stopped += "; the best path was asked for its answer"
+    out.answer, out.output = answer, text or best["state"]
+    out.detail.update({"tree": search.nodes, "breadth": breadth, "depth": depth, "proposals": proposals,
+                       "best_state": best["state"], "stopped": search.stopped, "calls": search.calls,
+                       "ties": "ties at the cut are kept, up to twice the breadth; then the earlier proposal"})  # fmt: skip
     return out
 
 
@@ -318,6 +456,10 @@ def ape_proposals(
 def run_strategy(
     name: str, prompt: Prompt, case_vars: dict, provider: Provider, call: Call, params: dict, options: dict
 ) -> StrategyOutput:
+    """Run one strategy. A request without max tokens gets the template's (`max_tokens` in its front matter);
+    `options["constrain_answers"]` (the caller knows the provider constrains decoding) enforces answer lines."""
+    if prompt.template.max_tokens and not params.get("max_tokens"):
+        params = {**params, "max_tokens": prompt.template.max_tokens}
     if name == "single":
         return single(prompt, case_vars, call, params, options)
     if name == "self_consistency":

@@ -165,6 +165,10 @@ class Template:
     variables: list[Variable] = field(default_factory=list)
     strategy: dict[str, Any] = field(default_factory=lambda: {"name": "single"})
     answer_pattern: str | None = None
+    # the final line's opening ("Final answer:"): where the provider constrains decoding, the answer is enforced
+    # as a grammar (prompting/answers.py); max_tokens is what the technique needs when a request sets none
+    answer_prefix: str | None = None
+    max_tokens: int | None = None
     stages: list[str] = field(default_factory=list)
     labels: dict[str, list[str]] = field(default_factory=dict)
     sections: list[str] = field(default_factory=list)
@@ -208,6 +212,18 @@ class Template:
         bound = meta.get("bound") or {}
         if not isinstance(bound, dict) or set(bound) - {"delimiter", "guardrails", "values"}:
             raise FrontMatterError(where, "bound must be a mapping of delimiter, guardrails and values")
+        max_tokens = meta.get("max_tokens")
+        if max_tokens is not None and (
+            not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1
+        ):
+            raise FrontMatterError(
+                where, f"max_tokens must be a whole number of tokens above 0, not {max_tokens!r}"
+            )
+        prefix = meta.get("answer_prefix")
+        if prefix is not None and (not isinstance(prefix, str) or not prefix.strip() or "\n" in prefix):
+            raise FrontMatterError(
+                where, "answer_prefix must be the one-line opening of the answer line, e.g. 'Answer:'"
+            )
         return cls(
             name=str(meta.get("name") or name),
             source=source,
@@ -216,6 +232,8 @@ class Template:
             variables=variables,
             strategy=dict(meta.get("strategy") or {"name": "single"}),
             answer_pattern=meta.get("answer_pattern"),
+            answer_prefix=prefix.strip() if prefix else None,
+            max_tokens=max_tokens,
             stages=list(meta.get("stages") or []),
             labels={str(k): [str(w) for w in (v if isinstance(v, list) else [v])] for k, v in labels.items()},
             sections=list(meta.get("sections") or []),

@@ -7,6 +7,8 @@ import pandas as pd
 import streamlit as st
 
 import quant_methods
+from prompting import numbers
+from prompting.stats import Interval
 from services import compare, runs
 from services import suites as suites_service
 from services import versions as versions_service
@@ -40,10 +42,20 @@ def effects_view(rows: list[dict], title: str, empty: str) -> None:
     frame = pd.DataFrame(rows)
     shown_rows = frame.dropna(subset=["delta", "low", "high"])
     draw(forest(shown_rows, title), len(shown_rows))
-    shown = frame[["variant", "delta", "low", "high", "p", "p_holm", "significant"]].rename(columns={
-        "delta": "Δ pass rate", "low": "95 % low", "high": "95 % high", "p_holm": "p (Holm)"})  # fmt: skip
-    st.dataframe(shown, hide_index=True, column_config={
-        c: st.column_config.NumberColumn(format="percent") for c in ("Δ pass rate", "95 % low", "95 % high")})  # fmt: skip
+    table = [
+        {
+            "variant": r["variant"],
+            "change (points)": numbers.points(r["delta"]),
+            "95 % interval": numbers.points_interval(
+                Interval(r["low"], r["high"]) if r["low"] is not None else None
+            ),
+            "p": "–" if r["p"] is None else f"{r['p']:.3g}",
+            "p (Holm)": f"{r['p_holm']:.3g}",
+            "verdict": ("better" if r["delta"] > 0 else "worse") if r["significant"] else "not significant",
+        }
+        for r in rows
+    ]
+    st.dataframe(pd.DataFrame(table), hide_index=True)
 
 
 def sweep_view(db, sweep: str) -> None:
@@ -51,11 +63,18 @@ def sweep_view(db, sweep: str) -> None:
     waiting = [r["method"] for r in rows if r["status"] in ACTIVE]
     if waiting:
         st.info(f"Waiting for the worker: {', '.join(waiting)}", icon=":material/hourglass_top:")
-    st.dataframe(pd.DataFrame(rows), hide_index=True, column_config={
-        "pass_rate": st.column_config.NumberColumn("pass rate", format="percent"),
-        "ppl": st.column_config.NumberColumn("perplexity", format="%.2f"),
-        "weight_mb": st.column_config.NumberColumn("weights (MB)", format="%.1f"),
-        "tokens_per_s": st.column_config.NumberColumn("tokens/s", format="%.1f")})  # fmt: skip
+    table = []
+    for r in rows:
+        run = db.get_run(r["run_id"])
+        stats = compare.run_group_stats(db, run.id)[(run.version_ids[0], run.provider_ids[0])]
+        table.append({
+            "method": r["method"], "status": r["status"], "pass rate": numbers.percent(stats.pass_rate, stats.cases),
+            "95 % interval": numbers.percent_interval(stats.pass_ci, stats.cases),
+            "mean score": numbers.score(r["score"]), "errors": r["errors"],
+            "perplexity": "–" if r.get("ppl") is None else f"{r['ppl']:.2f}",
+            "weights (MB)": "–" if r.get("weight_mb") is None else f"{r['weight_mb']:.1f}",
+            "tokens/s": "–" if r.get("tokens_per_s") is None else f"{r['tokens_per_s']:.1f}", "run": r["run_id"]})  # fmt: skip
+    st.dataframe(pd.DataFrame(table), hide_index=True)
     effects = compare.sweep_effects(db, sweep)
     reference = effects[0]["reference"] if effects else None
     effects_view(effects, f"Pass rate change against {reference}", "Each method is compared with the first once "

@@ -8,8 +8,8 @@ import json
 
 import streamlit as st
 
-from prompting.strategies import Prompt, self_consistency, tree_of_thoughts
-from prompting.templates import load
+from prompting.strategies import Prompt
+from services import techniques
 from services import versions as versions_service
 from services.errors import PromptingError, StoreError
 from views.common import engine_status, messages_view, provider, provider_specs, store, version_labels
@@ -63,7 +63,11 @@ def decoding() -> dict:
         st.header("Decoding")
         params = {"temperature": st.slider("temperature", 0.0, 2.0, 0.7, 0.05, key="play_temperature"),
                   "top_p": st.slider("top_p", 0.05, 1.0, 1.0, 0.05, key="play_top_p"),
-                  "max_tokens": st.number_input("max tokens", 1, 4096, 128, key="play_max_tokens")}  # fmt: skip
+                  "max_tokens": st.number_input("max tokens", 0, 4096, 0, key="play_max_tokens",
+                                                help="0: the max tokens the technique's template declares (its front "
+                                                "matter), else the provider's default")}  # fmt: skip
+        if not params["max_tokens"]:
+            del params["max_tokens"]
         n = st.number_input("n (samples)", 1, 16, 1, key="play_n")
         if n > 1:
             params["n"] = int(n)
@@ -183,29 +187,15 @@ def run_heatmap() -> None:
 
 
 def run_self_consistency() -> None:
-    template = (
-        prompt_obj.template if prompt_obj and prompt_obj.template.answer_pattern else load("self_consistency")
-    )
-    use = prompt_obj if prompt_obj and prompt_obj.template.answer_pattern else Prompt(template)
-    case = {} if use is prompt_obj else {"question": messages[-1]["content"]}
-    options, declared = {}, template.strategy.get("n", 5)
-    if params.get("n", 1) > 1:
-        options["n"] = params["n"]
-        source = "n from the sidebar"
-    else:
-        source = f"n = {declared} from the template's strategy; set n above 1 in the sidebar to change it"
-    sampling = {k: v for k, v in params.items() if k != "n"}
-    out = self_consistency(use, case, lambda m, p: chosen.chat(m, **p), sampling, options)
-    self_consistency_view(out, source, template.answer_pattern)
-    usage_caption(out.usage)
+    ran = techniques.self_consistency(chosen, prompt_obj, messages[-1]["content"], params)
+    self_consistency_view(ran.output, ran.n_source, ran.template.answer_pattern)
+    usage_caption(ran.output.usage)
 
 
 def run_tree() -> None:
-    problem = prompt_obj.variables.get("problem", "") if prompt_obj else messages[-1]["content"]
-    out = tree_of_thoughts(Prompt(load("tree_of_thoughts")), {"problem": problem},
-                           lambda m, p: chosen.chat(m, **p), {**params, "temperature": 0.0}, {})  # fmt: skip
-    tree_view(out)
-    usage_caption(out.usage)
+    ran = techniques.tree_of_thoughts(chosen, prompt_obj, messages[-1]["content"], params)
+    tree_view(ran.output)
+    usage_caption(ran.output.usage)
 
 
 def run_side_by_side() -> None:

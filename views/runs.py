@@ -48,7 +48,9 @@ def start_form() -> None:
                                 "5 samples, the verbalizer scores label words...); pick one to override it.")  # fmt: skip
         concurrency = c3.number_input("Concurrency", 1, 64, 4, key="runs_concurrency")
         temperature = st.slider("temperature", 0.0, 2.0, 0.0, 0.05, key="runs_temperature")
-        max_tokens = st.number_input("max tokens", 1, 4096, 128, key="runs_max_tokens")
+        max_tokens = st.number_input("max tokens", 0, 4096, 0, key="runs_max_tokens",
+                                     help="0: what each technique's template declares (its front matter), else "
+                                     "the provider's default")  # fmt: skip
         cache = st.radio("Cache", ["reuse", "fresh"], horizontal=True, key="runs_cache",
                          captions=["deterministic answers (temperature 0) from earlier runs are reused",
                                    "every request is made again"],
@@ -63,7 +65,7 @@ def start_form() -> None:
     configs = [save_provider(db, s) for s in specs if s.label in chosen_providers]
     plan = runs.RunPlan(db.get_suite(suite_name).id, [versions[v] for v in chosen_versions], [c.id for c in configs],
                         int(repeats), {} if strategy == DECLARED else {"name": strategy},
-                        {"temperature": temperature, "max_tokens": int(max_tokens)},
+                        {"temperature": temperature, **({"max_tokens": int(max_tokens)} if max_tokens else {})},
                         f"UI: {suite_name}")  # fmt: skip
     run = runs.submit(db, plan, concurrency=int(concurrency), cache=cache)
     st.session_state["runs_view"] = run.id

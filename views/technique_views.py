@@ -46,23 +46,29 @@ def self_consistency_view(out, n_source: str, pattern: str) -> None:
         st.metric("Majority answer", out.answer, f"{out.detail['votes'][out.answer]} of {n} votes")
     else:
         st.warning(f"No majority: no answer found in {missing} of {n} samples.", icon=":material/help:")
-    st.caption(f"{n} samples ({n_source}); answers extracted with the pattern `{pattern}`, normalised before "
-               f"voting; {missing} of {n} had no extractable answer.")  # fmt: skip
+    enforced = (
+        f"the answer line was enforced by a grammar (at most {out.detail['max_tokens']} tokens each)"
+        if out.detail.get("constrained")
+        else "this provider cannot constrain output, so a sample without the line is read by the fallback"
+    )
+    st.caption(f"{n} samples ({n_source}); {enforced}; answers read with the pattern `{pattern}`, normalised "
+               f"before voting; {missing} of {n} had no answer.")  # fmt: skip
     votes = pd.DataFrame([{"answer": a, "votes": c} for a, c in out.detail["votes"].items()])
     if not votes.empty:
         st.bar_chart(votes.set_index("answer"), horizontal=True, x_label="votes")
     for i, sample in enumerate(samples, start=1):
         answer = sample["answer"] if sample["answer"] is not None else "no answer found"
         with st.expander(f"Sample {i}: {answer}"):
+            st.caption(f"answer from: {sample.get('source', 'pattern')}")
             st.text(sample["text"])
 
 
 def tree_view(out) -> None:
+    detail, tree = out.detail, out.detail["tree"]
     st.metric("Answer", out.answer or "none found")
-    tree = out.detail["tree"]
-    detail = out.detail
-    st.caption(f"breadth {detail['breadth']} (kept per level), depth {detail['depth']}, "
-               f"{detail['proposals']} proposals per node; {len(tree) - 1} thoughts explored.")  # fmt: skip
+    st.caption(f"Stopped: {detail['stopped']}. breadth {detail['breadth']} (kept per level; {detail['ties']}), "
+               f"depth {detail['depth']}, {detail['proposals']} proposals per node; {len(tree) - 1} thoughts, "
+               f"{detail['calls']} calls.")  # fmt: skip
     dot = ['digraph tree { rankdir=LR; node [shape=box, style="rounded,filled", fontsize=10];']
     for node in tree:
         label = (node.get("step") or "problem").replace('"', "'")[:48]
@@ -72,13 +78,19 @@ def tree_view(out) -> None:
         if node["parent"] is not None:
             dot.append(f"n{node['parent']} -> n{node['id']};")
     st.graphviz_chart("\n".join(dot) + "}")
-    levels = sorted({n["depth"] for n in tree if n["depth"] > 0})
-    for level in levels:
-        rows = [{"thought": n.get("step", ""), "score": n["value"], "kept": "kept" if n["kept"] else "pruned"}
-                for n in tree if n["depth"] == level]  # fmt: skip
-        st.markdown(f"**Level {level}** — {sum(r['kept'] == 'kept' for r in rows)} kept of {len(rows)}")
+    for level in sorted({n["depth"] for n in tree}):
+        rows = [{"thought": n.get("step") or "(the problem)", "score": "–" if n["value"] is None else f"{n['value']:.1f}",
+                 "decision": n.get("why", "")} for n in tree if n["depth"] == level]  # fmt: skip
+        kept = sum(r["decision"].startswith("kept") for r in rows)
+        st.markdown(f"**Level {level}**" + (f" — {kept} kept of {len(rows)}" if level else ""))
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
-    if not levels:
-        st.info(
-            "The model proposed no next step (no lines starting with '- '), so the tree has only its root."
-        )
+    with st.expander(f"Raw model text of every call ({detail['calls']})", icon=":material/notes:"):
+        for node in tree:
+            for key, what in (
+                ("proposal_text", "proposed"),
+                ("evaluation_text", "scored"),
+                ("answer_text", "answered"),
+            ):
+                if key in node:
+                    st.caption(f"node {node['id']} ({node.get('step') or 'the problem'}) — {what}")
+                    st.text(node[key])

@@ -88,6 +88,86 @@ def test_tree_of_thoughts_keeps_the_best_states():
     assert all(n["parent"] is not None for n in tree[1:])
 
 
+def test_answers_are_enforced_where_the_provider_constrains_and_found_by_the_fallback_elsewhere():
+    fake = FakeProvider(["Half of 6 is 3, so 67.\nFinal answer: 67"] * 5)
+    prompt = Prompt(load("self_consistency"))
+    out = self_consistency(prompt, {"question": "q"}, direct(fake), {}, {"constrain_answers": True})
+    params = fake.calls[0]["params"]
+    assert params["max_tokens"] == 256  # the template's, since the request set none
+    grammar = params["guided_grammar"]
+    assert '"\\nFinal answer: "' in grammar and "thinking[max_tokens=232]" in grammar
+    assert "[0-9]" in grammar  # the answer format asks for a number
+    assert out.answer == "67" and out.detail["constrained"]
+    plain = FakeProvider(["3 years younger, so 67.\nSo, the answer is 67."] * 4 + ["I am not sure"])
+    out = self_consistency(prompt, {"question": "q"}, direct(plain), {"max_tokens": 40}, {})
+    assert "guided_grammar" not in plain.calls[0]["params"] and plain.calls[0]["params"]["max_tokens"] == 40
+    assert out.answer == "67" and out.detail["votes"] == {"67": 4}
+    assert out.detail["samples"][0]["source"] == "fallback: the last 'the answer is' phrase"
+    assert out.detail["samples"][4]["source"] == "none"
+
+
+def tree_reply(answer_after: int = 2, steps: str = "- good step\n- bad step\n- ok step"):
+    def reply(messages, params):
+        text = messages[-1]["content"]
+        if "Candidate" in text:
+            verdict = "impossible" if "bad" in text else ("sure" if "good" in text else "likely")
+            return f"Thinking.\nVerdict: {verdict}"
+        if "Finish the solution" in text:
+            return "Done.\nAnswer: 24"
+        state = text.split("### Steps so far ###")[1] if "### Steps so far ###" in text else ""
+        return "Answer: 24" if state.count("good") >= answer_after else steps
+
+    return reply
+
+
+def test_the_tree_says_why_it_stopped_and_keeps_every_raw_text():
+    prompt = Prompt(load("tree_of_thoughts"))
+    found = tree_of_thoughts(
+        prompt, {"problem": "24"}, direct(FakeProvider(tree_reply())), {}, {"breadth": 1}
+    )
+    assert found.answer == "24" and found.detail["stopped"] == "answer proposed at level 3"
+    root = found.detail["tree"][0]
+    assert root["proposal_text"].startswith("- good step")
+    assert all(
+        "evaluation_text" in n and n["why"] for n in found.detail["tree"][1:] if n["value"] is not None
+    )
+    deep = tree_of_thoughts(
+        prompt, {"problem": "24"}, direct(FakeProvider(tree_reply(9))), {}, {"breadth": 1, "depth": 2}
+    )
+    assert deep.detail["stopped"] == "depth 2 reached; the best path was asked for its answer"
+    assert deep.answer == "24" and deep.detail["answer_source"] == "pattern"
+    empty = tree_of_thoughts(
+        prompt, {"problem": "24"}, direct(FakeProvider(tree_reply(9, "I do not know"))), {}, {}
+    )
+    assert empty.detail["stopped"].startswith("no next step proposed at level 1")
+    assert empty.answer == "24" and empty.detail["tree"][0]["answer_text"] == "Done.\nAnswer: 24"
+    spent = tree_of_thoughts(
+        prompt, {"problem": "24"}, direct(FakeProvider(tree_reply(9))), {}, {"depth": 5, "max_calls": 5}
+    )
+    assert spent.detail["stopped"].startswith("call budget spent (")
+
+
+def test_ties_at_the_cut_are_kept_and_the_rule_is_stated():
+    fake = FakeProvider(tree_reply(9, "- ok one\n- ok two\n- bad three"))
+    out = tree_of_thoughts(
+        Prompt(load("tree_of_thoughts")), {"problem": "24"}, direct(fake), {}, {"breadth": 1, "depth": 1}
+    )
+    level1 = [n for n in out.detail["tree"] if n["depth"] == 1]
+    assert [(n["value"], n["kept"]) for n in level1] == [(0.5, True), (0.5, True), (0.0, False)]
+    assert level1[1]["why"] == "kept: tied with the last kept at score 0.5"
+    assert "ties at the cut are kept" in out.detail["ties"]
+
+
+def test_tree_calls_carry_grammars_where_the_provider_constrains():
+    fake = FakeProvider(tree_reply(1))
+    tree_of_thoughts(
+        Prompt(load("tree_of_thoughts")), {"problem": "24"}, direct(fake), {}, {"constrain_answers": True}
+    )
+    propose, evaluate = fake.calls[0]["params"], fake.calls[1]["params"]
+    assert "step{1,3}" in propose["guided_grammar"] and '"Answer: "' in propose["guided_grammar"]
+    assert '"sure" | "likely" | "impossible"' in evaluate["guided_grammar"]
+
+
 def test_verbalizer_normalises_label_probabilities():
     scores = {"positive": -0.2, "great": -2.0, "negative": -3.0, "terrible": -4.0, "neutral": -2.5}
     fake = FakeProvider(scores=scores)

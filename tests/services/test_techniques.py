@@ -133,6 +133,25 @@ def test_every_example_suite_runs_and_says_its_strategy(engine_url, isolated_hom
         assert "strategy for " in err and " errored" not in err.split("pass rate")[-1], (
             f"{name}: {err[-800:]}"
         )
+    check_technique_defaults(open_store())
+
+
+def check_technique_defaults(store) -> None:
+    """The shipped self-consistency and tree-of-thoughts suites, as they are: every sample of the vote has an
+    answer (the answer line is a grammar on our engine) and the tree grows past its root and says why it
+    stopped, with the raw text of every call."""
+    by_suite = {}
+    for run in store.list_runs():
+        by_suite[store.get_suite(run.suite_id).name] = [r for r, _ in store.run_results(run.id)]
+    votes = by_suite["self_consistency"]
+    assert votes and all(r.error is None and r.answer is not None for r in votes)
+    for cell in votes:
+        assert cell.detail["constrained"] and cell.detail["extraction_rate"] == 1.0, cell.detail
+    [tree_cell] = by_suite["tree_of_thoughts"]
+    tree = tree_cell.detail["tree"]
+    assert tree_cell.error is None and tree_cell.answer is not None
+    assert max(node["depth"] for node in tree) >= 1 and tree_cell.detail["stopped"]
+    assert all("proposal_text" in n or "evaluation_text" in n or "answer_text" in n for n in tree), tree
 
 
 def test_sampled_reruns_draw_new_answers_and_greedy_reruns_reuse_every_cell(
