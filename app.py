@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from services import database_label
 from settings import get_settings
 from views.common import active_runs_panel, engine_status
 
-st.set_page_config(page_title="Prompt workbench", page_icon=":material/science:", layout="wide")
+# The icon is a file in the repository: a material-icon favicon is fetched from a font CDN on every load.
+st.set_page_config(page_title="Prompt workbench", page_icon=str(Path(__file__).parent / "assets" / "favicon.png"),
+                   layout="wide")  # fmt: skip
 
 # Material icons: they need no emoji font (a bare Chromium shows emoji as empty boxes).
 PAGES = [

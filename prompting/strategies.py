@@ -309,7 +309,7 @@ class Search:
     def finish(self, node: dict, numeric: bool) -> tuple[str | None, str]:
         """Ask for the answer from the best path found (the final line is enforced where it can be)."""
         template = self.prompt.template
-        messages = self.prompt.render(self.case_vars, stage="propose", state=node["state"], final=True)
+        messages = self.prompt.render(self.case_vars, stage="answer", state=node["state"])
         prefix = template.answer_prefix or "Answer:"
         params = constrained_answer(
             self.prompt, {**self.params, "temperature": 0.0}, self.options, numeric, prefix

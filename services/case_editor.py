@@ -14,7 +14,7 @@ from store import Store
 
 CASE_FIELDS = ("Description", "Expected", "Threshold", "Tags")
 ASSERTION_COLUMNS = ("Case", "Type", "Value", "Threshold", "Weight")
-TYPES = tuple(ASSERTION_TYPES) + tuple(f"not-{t}" for t in ASSERTION_TYPES)
+ASSERTION_TYPE_NAMES = tuple(ASSERTION_TYPES)
 
 
 @dataclass
@@ -30,19 +30,56 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
-def tables(store: Store, suite_name: str | None, extra_variables: list[str] = ()) -> Tables:
-    """A stored suite (or a new one) as the two tables; `extra_variables` adds columns (a template's variables)."""
+def tables(
+    store: Store, suite_name: str | None, extra_variables: list[str] = (), blank_rows: int = 0
+) -> Tables:
+    """A stored suite (or a new one) as the two tables; `extra_variables` adds columns (a template's variables);
+    `blank_rows` empty rows follow the cases in each table, to type into (blank rows are never saved). Empty
+    cells are "" (never None), threshold text included."""
     stored = store.suite_cases(store.get_suite(suite_name).id) if suite_name else []
     names = list(dict.fromkeys([k for c in stored for k in c.vars] + list(extra_variables)))
     out = Tables(names)
     for number, case in enumerate(stored, start=1):
         row = {"Description": case.description, **{n: _text(case.vars.get(n)) for n in names},
-               "Expected": case.expected or "", "Threshold": case.threshold, "Tags": ", ".join(case.tags)}  # fmt: skip
+               "Expected": case.expected or "", "Threshold": _text(case.threshold), "Tags": ", ".join(case.tags)}  # fmt: skip
         out.cases.append(row)
         for a in case.assertions:
-            out.assertions.append({"Case": number, "Type": a.get("type"), "Value": _text(a.get("value")),
-                                   "Threshold": a.get("threshold"), "Weight": a.get("weight", 1.0)})  # fmt: skip
+            out.assertions.append({"Case": str(number), "Type": a.get("type"), "Value": _text(a.get("value")),
+                                   "Threshold": _text(a.get("threshold")), "Weight": a.get("weight", 1.0)})  # fmt: skip
+    out.cases += [{c: "" for c in ("Description", *names, "Expected", "Threshold", "Tags")}] * blank_rows
+    out.assertions += [{"Case": "", "Type": "", "Value": "", "Threshold": "", "Weight": 1.0}] * blank_rows
     return out
+
+
+@dataclass
+class Fallback:
+    """A variable of the prompt to be run, and what a case that leaves it blank gets."""
+
+    name: str
+    value: Any
+    source: str  # "the version's value", "the template's default", or "none: every case must set it"
+
+
+def fallbacks(store: Store, ref: str) -> tuple[list[str], list[Fallback]]:
+    """For a stored version (NAME@vN) or a library template (library:NAME): the variables a case should set (those
+    with nothing to fall back on) and, for every variable, what a blank cell falls back to when the suite runs."""
+    from services.exports import resolve
+
+    prompt = resolve(store, ref).prompt
+    template = prompt.template
+    first = template.stages[0] if template.stages else None
+    out, required = [], []
+    for var in template.variables:
+        if var.stages and first not in var.stages:
+            continue  # filled by a strategy at a later stage
+        if var.name in prompt.variables:
+            out.append(Fallback(var.name, prompt.variables[var.name], "the version's value"))
+        elif var.name in template.defaults:
+            out.append(Fallback(var.name, template.defaults[var.name], "the template's default"))
+        else:
+            out.append(Fallback(var.name, None, "none: every case must set it"))
+            required.append(var.name)
+    return required, out
 
 
 def _blank(value: Any) -> bool:
@@ -77,6 +114,13 @@ def _number(value: Any, where: str, problems: list[str]) -> float | None:
         return None
 
 
+def _fraction(value: Any, where: str, problems: list[str]) -> float | None:
+    number = _number(value, where, problems)
+    if number is not None and not 0.0 <= number <= 1.0:
+        problems.append(f"{where}: must be a fraction from 0 to 1, got {value!r}")
+    return number
+
+
 def _case(row: dict[str, Any], number: int, variables: list[str], problems: list[str]) -> dict[str, Any]:
     values = {}
     for name in variables:
@@ -85,19 +129,27 @@ def _case(row: dict[str, Any], number: int, variables: list[str], problems: list
     tags = row.get("Tags") if not _blank(row.get("Tags")) else ""
     return {"description": "" if _blank(row.get("Description")) else str(row["Description"]), "vars": values,
             "expected": None if _blank(row.get("Expected")) else str(row["Expected"]),
-            "threshold": _number(row.get("Threshold"), f"cases row {number}, column Threshold", problems),
+            "threshold": _fraction(row.get("Threshold"), f"cases row {number}, column Threshold", problems),
             "tags": [t.strip() for t in str(tags).split(",") if t.strip()], "assertions": []}  # fmt: skip
 
 
-def _assertion(row: dict[str, Any], number: int, cases: int, problems: list[str]) -> tuple[int, dict] | None:
+def _assertion(
+    row: dict[str, Any], number: int, rows: list[int], problems: list[str]
+) -> tuple[int, dict] | None:
+    """An assertion row (its grid row `number`) and the grid row of the case it belongs to (one of `rows`)."""
     where = f"assertions row {number}"
     try:
-        case = int(row.get("Case"))
+        case = int(float(row.get("Case")))
     except (TypeError, ValueError):
         case = 0
-    if not 1 <= case <= cases:
+    if case not in rows:
+        shown = (
+            f"{rows[0]} to {rows[-1]}"
+            if rows == list(range(rows[0], rows[-1] + 1))
+            else ", ".join(map(str, rows))
+        )
         problems.append(
-            f"{where}, column Case: must be a case number from 1 to {cases}, got {row.get('Case')!r}"
+            f"{where}, column Case: must be the row number of a case ({shown}), got {row.get('Case')!r}"
         )
         return None
     kind = "" if _blank(row.get("Type")) else str(row["Type"]).strip()
@@ -124,16 +176,19 @@ def _assertion(row: dict[str, Any], number: int, cases: int, problems: list[str]
 
 def cases_from_tables(case_rows: list[dict[str, Any]], assertion_rows: list[dict[str, Any]],
                       variables: list[str]) -> tuple[list[dict[str, Any]], list[str]]:  # fmt: skip
-    """The edited tables as cases, and every problem (table, row and column named). Blank rows are ignored."""
+    """The edited tables as cases, and every problem (table, row and column named, rows counted as the grid shows
+    them). Blank rows are ignored wherever they are; an assertion names its case by the case's grid row."""
     problems: list[str] = []
-    rows = [r for r in case_rows if not all(_blank(v) for v in r.values())]
-    cases = [_case(row, number, variables, problems) for number, row in enumerate(rows, start=1)]
+    numbered = [(n, r) for n, r in enumerate(case_rows, start=1) if not all(_blank(v) for v in r.values())]
+    cases = [_case(row, number, variables, problems) for number, row in numbered]
     if not cases:
         problems.append("a suite needs at least one case")
-    for number, row in enumerate(
-        (r for r in assertion_rows if not all(_blank(v) for v in r.values())), start=1
-    ):
-        found = _assertion(row, number, len(cases), problems)
+        return cases, problems
+    position = {number: i for i, (number, _) in enumerate(numbered)}
+    for number, row in enumerate(assertion_rows, start=1):
+        if all(_blank(row.get(c)) for c in ASSERTION_COLUMNS if c != "Weight"):
+            continue
+        found = _assertion(row, number, list(position), problems)
         if found:
-            cases[found[0] - 1]["assertions"].append(found[1])
+            cases[position[found[0]]]["assertions"].append(found[1])
     return cases, problems

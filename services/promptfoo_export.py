@@ -18,7 +18,7 @@ from prompting.suite_cases import SuiteCase
 from services.exports import resolve
 from services.specs import effective_assertions, spec_of
 from settings import get_settings
-from store import Store
+from store import Store, StoreError
 
 
 def example_case(prompt) -> SuiteCase:
@@ -46,21 +46,61 @@ def suite_parts(
     return cases, providers, dict(suite.config or {})
 
 
+def served_models(engine_url: str, timeout: float = 2.0) -> list[str] | None:
+    """The model ids the engine at `engine_url` serves (`/v1/models`); None when nothing answers there."""
+    import httpx
+
+    try:
+        response = httpx.get(f"{engine_url.rstrip('/')}/models", timeout=timeout)
+        response.raise_for_status()
+        return [m["id"] for m in response.json().get("data", [])]
+    except (httpx.HTTPError, ValueError, KeyError):
+        return None
+
+
+def serve_command(spec: ProviderSpec) -> str:
+    return f"workbench serve --model {spec.model} --quant {spec.quant} --port PORT"
+
+
+def served_providers(providers: list[ProviderSpec], engine_url: str) -> tuple[list[ProviderSpec], list[str]]:
+    """Local providers are exported against the engine at `engine_url`, which serves one model and method: one it
+    does not serve is left out (promptfoo would fail with "model does not exist"), named with the command that
+    serves it. When every provider would be left out the export is refused; when no engine answers, all are kept
+    with a warning (nothing to check against)."""
+    local = [p for p in providers if p.kind == "local"]
+    if not local:
+        return providers, []
+    served = served_models(engine_url)
+    if served is None:
+        names = ", ".join(p.label for p in local)
+        return providers, [f"no engine answers at {engine_url} to check {names} against: promptfoo needs one "
+                           "serving each (`make run` serves the default)"]  # fmt: skip
+    missing = [p for p in local if p.model_id not in served]
+    notes = [f"left out {p.label}: the engine at {engine_url} serves {', '.join(served)}. Serve it with "
+             f"`{serve_command(p)}` and export with WORKBENCH_ENGINE_URL=http://127.0.0.1:PORT/v1"
+             for p in missing]  # fmt: skip
+    kept = [p for p in providers if p not in missing]
+    if not kept:
+        raise StoreError("no provider of this export is served: " + "; ".join(notes))
+    return kept, notes
+
+
 def export_promptfoo(store: Store, ref: str, suite_name: str | None = None) -> tuple[str, list[str]]:
     """(promptfooconfig.yaml text, warnings to show)."""
     found = resolve(store, ref)
     prompt = found.prompt
     cases, providers, config = suite_parts(store, suite_name, prompt)
+    engine_url = get_settings().engine_url
+    providers, served_notes = served_providers(providers, engine_url)
     params = dict(config.get("params") or {})
     strategy = effective_strategy(config.get("strategy"), prompt.template)
-    warnings = [found.note] if found.note else []
+    warnings = ([found.note] if found.note else []) + served_notes
     if strategy.get("name", "single") != "single":
         warnings.append(f"promptfoo cannot run the {strategy['name']} strategy: exported as a single call "
                         "(the strategy is kept under the workbench key)")  # fmt: skip
     exported = as_template(prompt)
     defaults = {v["name"]: v["default"] for v in exported.variables if v["default"] not in (None, "")}
     tests = [promptfoo.test_entry(c, prompt.template.answer_pattern) for c in cases]
-    engine_url = get_settings().engine_url
     workbench = {"prompts": [{"label": found.label, "source": prompt.template.source, "delimiter": prompt.delimiter,
                               "values": prompt.variables,
                               "guardrails": prompt.guardrails.to_dict() if prompt.guardrails else None}],

@@ -91,12 +91,18 @@ class App:
             stop(proc)
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
+
+
 @contextmanager
 def chromium():
+    """Chromium for a test. Every page it opens is offline: a request to any host but loopback is aborted and
+    recorded, and the test fails naming it (the workbench must work with no network)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        browser.offsite = []
         try:
             yield browser
         except BaseException:
@@ -104,6 +110,27 @@ def chromium():
             raise
         finally:
             browser.close()
+        assert not browser.offsite, f"the pages requested hosts other than loopback: {browser.offsite}"
+
+
+def _offline(browser):
+    """A route handler that lets loopback, data: and blob: through and aborts (and records) anything else."""
+    from urllib.parse import urlsplit
+
+    def handle(route) -> None:
+        url = route.request.url
+        parts = urlsplit(url)
+        if (
+            parts.scheme in ("data", "blob")
+            or parts.hostname in LOOPBACK
+            or f"[{parts.hostname}]" in LOOPBACK
+        ):
+            route.continue_()
+        else:
+            browser.offsite.append(url)
+            route.abort()
+
+    return handle
 
 
 def print_pages(browser) -> None:
@@ -119,6 +146,8 @@ def print_pages(browser) -> None:
 
 def new_page(browser, url: str):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    if hasattr(browser, "offsite"):
+        page.route("**/*", _offline(browser))
     page.set_default_timeout(60_000)
     page.goto(url)
     return page

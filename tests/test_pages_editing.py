@@ -63,17 +63,21 @@ def test_ablation_variants_are_absent_from_version_pickers():
 
 def test_the_cases_editor_round_trip():
     at = app("views/test_cases.py")
-    at.selectbox(key="cases_template").set_value("few_shot").run()  # columns: instruction, examples, input
-    at.session_state["grid_cases_(new suite)_few_shot"] = {"edited_rows": {}, "deleted_rows": [], "added_rows": [
-        {"Description": "positive", "instruction": "Label it.", "examples": '[{"input": "bad", "output": "neg"}]',
-         "input": "great", "Expected": "pos", "Threshold": 0.5, "Tags": "sentiment"},
-        {"Description": "", "instruction": "Label it.", "examples": "[]", "input": "awful"}]}  # fmt: skip
-    at.session_state["grid_asserts_(new suite)"] = {"edited_rows": {}, "deleted_rows": [], "added_rows": [
-        {"Case": 2, "Type": "not-icontains", "Value": "pos", "Weight": 2.0},
-        {"Case": 1, "Type": "latency", "Threshold": 5000}]}  # fmt: skip
-    at.text_input(key="cases_save_name").set_value("labels").run()
+    at.selectbox(key="cases_template").set_value("library:few_shot").run()  # columns: examples, input
+    # typed into the blank rows the grids offer (no row added first)
+    at.session_state["grid_cases_(new suite)_library:few_shot_0"] = {"edited_rows": {
+        0: {"Description": "positive", "instruction": "Label it.", "examples": '[{"input": "bad", "output": "neg"}]',
+            "input": "great", "Expected": "pos", "Threshold": "0.5", "Tags": "sentiment"},
+        1: {"instruction": "Label it.", "examples": "[]", "input": "awful"}}, "deleted_rows": [], "added_rows": []}  # fmt: skip
+    at.session_state["grid_asserts_(new suite)_0"] = {"edited_rows": {
+        0: {"Case": "2", "Type": "not-icontains", "Value": "pos", "Weight": 2.0},
+        1: {"Case": "1", "Type": "latency", "Threshold": "5000"}}, "deleted_rows": [], "added_rows": []}  # fmt: skip
+    at.text_input(key="cases_save_name").set_value("labels")
     at.button(key="do_cases_save").click().run()
     assert any("Saved suite labels with 2 cases." in s.value for s in at.success), [e.value for e in at.error]
+    # the picker follows the saved suite, so saving again does not collide with the name just used
+    assert at.selectbox(key="cases_suite").value == "labels"
+    assert at.text_input(key="cases_save_name").value == "labels-edited"
     store = open_store()
     expected = [
         ("positive", {"instruction": "Label it.", "examples": [{"input": "bad", "output": "neg"}], "input": "great"},
@@ -87,7 +91,7 @@ def test_the_cases_editor_round_trip():
     at.run()
     at.selectbox(key="cases_suite").set_value("labels").run()
     at.selectbox(key="cases_template").set_value("(none)").run()
-    at.text_input(key="cases_save_name").set_value("labels-2").run()
+    at.text_input(key="cases_save_name").set_value("labels-2")
     at.button(key="do_cases_save").click().run()
     again = [(c.description, c.vars, c.expected, c.threshold, c.tags, c.assertions)
              for c in store.suite_cases(store.get_suite("labels-2").id)]  # fmt: skip
@@ -96,10 +100,10 @@ def test_the_cases_editor_round_trip():
 
 def test_an_editing_mistake_names_its_row_and_column():
     at = app("views/test_cases.py")
-    at.selectbox(key="cases_template").set_value("zero_shot").run()
-    at.session_state["grid_cases_(new suite)_zero_shot"] = {"edited_rows": {}, "deleted_rows": [], "added_rows": [
-        {"Description": "a", "instruction": "x", "input": "{not json"}]}  # fmt: skip
-    at.text_input(key="cases_save_name").set_value("broken").run()
+    at.selectbox(key="cases_template").set_value("library:zero_shot").run()
+    at.session_state["grid_cases_(new suite)_library:zero_shot_0"] = {"edited_rows": {
+        0: {"Description": "a", "instruction": "x", "input": "{not json"}}, "deleted_rows": [], "added_rows": []}  # fmt: skip
+    at.text_input(key="cases_save_name").set_value("broken")
     at.button(key="do_cases_save").click().run()
     assert any("cases row 1, column input: invalid JSON (Expecting property name enclosed in double quotes at "
                "column 2)" in e.value for e in at.error)  # fmt: skip

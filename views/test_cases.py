@@ -13,7 +13,7 @@ import streamlit as st
 from prompting.templates import library_names, load
 from services import case_editor, suites
 from services.errors import PromptingError, StoreError
-from views.common import store
+from views.common import store, version_labels
 
 NEW = "(new suite)"
 st.title(":material/checklist: Test cases")
@@ -43,55 +43,153 @@ def import_section() -> None:
                f"{len(imported.provider_ids)} providers as suite {imported.name}.")  # fmt: skip
 
 
+BLANK_ROWS = 5  # empty rows under the cases and the assertions, to type into (and "More rows" adds as many)
+
+
 def pick_suite() -> str:
     listed = db.list_suites()
     counts = {s.name: n for s, n in listed}
     names = [NEW, *counts]
+    if "cases_saved" in st.session_state:  # a save just happened: the picker follows the saved suite
+        st.session_state["cases_suite"] = st.session_state.pop("cases_saved")
+        default_save_name()
     if st.session_state.get("cases_suite") not in names:
         recent = suites.recent_suite(db)
         st.session_state["cases_suite"] = recent if recent in names else NEW
-    return st.selectbox("Suite", names, key="cases_suite",
+    return st.selectbox("Suite", names, key="cases_suite", on_change=default_save_name,
                         format_func=lambda n: n if n == NEW else f"{n} ({counts[n]} cases)")  # fmt: skip
 
 
-def editors(selected: str) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
-    templates = ["(none)", *library_names()]
-    extra = st.selectbox("Add a column for each variable of", templates, key="cases_template",
-                         help="The variables the prompt you will run needs.")  # fmt: skip
-    extra_vars = [v.name for v in load(extra).variables if v.required] if extra != "(none)" else []
-    data = case_editor.tables(db, None if selected == NEW else selected, extra_vars)
+def default_save_name() -> None:
+    """A suite is saved under a new name: '<suite>-edited' for a stored one, a name to type for a new one."""
+    selected = st.session_state.get("cases_suite", NEW)
+    st.session_state["cases_save_name"] = "" if selected == NEW else f"{selected}-edited"
+
+
+def prompt_variables() -> tuple[str, list[str], list]:
+    """The prompt the cases are for (a saved version or a library template): its variables get columns, and
+    what a blank cell falls back to is shown beside the grid."""
+    options = ["(none)", *version_labels(), *(f"library:{n}" for n in library_names())]
+    ref = st.selectbox("Columns for the variables of", options, key="cases_template",
+                       help="The prompt you will run: a column for each variable a case must set; the values "
+                       "blank cells fall back to are listed below.")  # fmt: skip
+    if ref == "(none)":
+        return ref, [], []
+    required, found = case_editor.fallbacks(db, ref)
+    return ref, required, found
+
+
+def fallback_table(ref: str, found: list) -> None:
+    if not found:
+        return
+    rows = [{"variable": f.name, "a blank cell uses": "" if f.value is None else str(f.value), "from": f.source}
+            for f in found]  # fmt: skip
+    with st.expander(
+        f"What blank cells fall back to when {ref} runs", expanded=True, icon=":material/input:"
+    ):
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+
+
+def text_columns(names: list[str]) -> dict:
+    """Every column edits text that starts empty ("" rather than None, which the grid shows as 'None')."""
+    return {name: st.column_config.TextColumn(default="") for name in names}
+
+
+def draft(selected: str, ref: str, required: list[str]) -> case_editor.Tables:
+    """The tables being edited: the stored suite (or nothing) with blank rows, until "More rows" keeps the edits
+    so far and adds blank rows."""
+    key = f"cases_draft|{selected}|{ref}"
+    if key not in st.session_state:
+        st.session_state[key] = case_editor.tables(
+            db, None if selected == NEW else selected, required, BLANK_ROWS
+        )
+    return st.session_state[key]
+
+
+def editors(selected: str, ref: str, required: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """The two grids, in a form and with a fixed set of rows: an edit does not rerun the page (a rerun under the
+    cursor lost keystrokes and moved the selection), and a row is typed into where it already is (the grid's
+    add-row line dropped the first keystroke). Blank rows are not saved; "More rows" adds blank rows."""
+    data = draft(selected, ref, required)
+    generation = st.session_state.get("cases_generation", 0)  # a new grid (fresh edit state) per "More rows"
     columns = ["Description", *data.variables, "Expected", "Threshold", "Tags"]
     st.markdown(
         "**Cases** — one row per case; a value in `[…]` or `{…}` is read as JSON (start it with `'` to keep "
-        "it as text)"
+        "it as text); blank rows are not saved, and clearing a row removes its case"
     )
-    cases = st.data_editor(pd.DataFrame(data.cases, columns=columns), num_rows="dynamic", width="stretch",
-                           key=f"grid_cases_{selected}_{extra}",
-                           column_config={"Threshold": st.column_config.NumberColumn(min_value=0.0, max_value=1.0)})  # fmt: skip
-    st.markdown("**Assertions** — `Case` is the case's row number above; `Expected` adds an `equals` check")
+    cases = st.data_editor(numbered(data.cases, columns), num_rows="fixed", width="stretch",
+                           key=f"grid_cases_{selected}_{ref}_{generation}", column_config=text_columns(columns))  # fmt: skip
+    st.markdown(
+        "**Assertions** — `Case` is the row number of the case above; `Expected` adds an `equals` check"
+    )
+    # a text column: a selectbox column shows 'None' in every empty cell; a mistyped type is named on save
+    st.caption("Types: " + ", ".join(case_editor.ASSERTION_TYPE_NAMES) + "; any of them negated with `not-`.")
     assertions = st.data_editor(
-        pd.DataFrame(data.assertions, columns=list(case_editor.ASSERTION_COLUMNS)), num_rows="dynamic",
-        width="stretch", key=f"grid_asserts_{selected}",
-        column_config={"Case": st.column_config.NumberColumn(min_value=1, step=1),
-                       "Type": st.column_config.SelectboxColumn(options=list(case_editor.TYPES), required=True),
+        numbered(data.assertions, list(case_editor.ASSERTION_COLUMNS)), num_rows="fixed",
+        width="stretch", key=f"grid_asserts_{selected}_{generation}",
+        column_config={**text_columns(["Case", "Type", "Value", "Threshold"]),
                        "Weight": st.column_config.NumberColumn(min_value=0.0, default=1.0)})  # fmt: skip
     return cases, assertions, data.variables
+
+
+def numbered(rows: list[dict], columns: list[str]) -> pd.DataFrame:
+    """A table whose index is the row number people see and name (`Case` in assertions, rows in errors)."""
+    return pd.DataFrame(rows, columns=columns, index=pd.RangeIndex(1, len(rows) + 1, name="row"))
+
+
+def more_rows(
+    selected: str, ref: str, cases: pd.DataFrame, assertions: pd.DataFrame, variables: list[str]
+) -> None:
+    """Keep the edits so far as the draft and add BLANK_ROWS blank rows to each table."""
+    grown = case_editor.Tables(variables, cases.to_dict("records"), assertions.to_dict("records"))
+    blank = case_editor.tables(db, None, variables, BLANK_ROWS)
+    grown.cases += blank.cases
+    grown.assertions += blank.assertions
+    st.session_state[f"cases_draft|{selected}|{ref}"] = grown
+    st.session_state["cases_generation"] = st.session_state.get("cases_generation", 0) + 1
+    st.rerun()
+
+
+def save(selected: str, cases_frame: pd.DataFrame, assertions_frame: pd.DataFrame, save_name: str) -> None:
+    variables = [c for c in cases_frame.columns if c not in case_editor.CASE_FIELDS]
+    cases, problems = case_editor.cases_from_tables(
+        cases_frame.to_dict("records"), assertions_frame.to_dict("records"), variables
+    )
+    if problems:
+        st.error("Nothing was saved. " + "; ".join(problems))
+        return
+    try:
+        suites.save_cases(db, save_name, cases)
+    except StoreError as exc:
+        st.error(f"Nothing was saved. {exc}")
+        return
+    for key in [k for k in st.session_state if str(k).startswith(f"cases_draft|{selected}|")]:
+        del st.session_state[key]  # the saved suite is the next draft's source
+    st.session_state["cases_generation"] = st.session_state.get("cases_generation", 0) + 1
+    st.session_state["cases_saved"] = save_name.strip()
+    st.session_state["cases_message"] = f"Saved suite {save_name.strip()} with {len(cases)} cases."
+    st.rerun()
 
 
 import_section()
 st.subheader("Suites")
 selected = pick_suite()
-cases_frame, assertions_frame, variables = editors(selected)
-save_name = st.text_input("Save as (suites are immutable: a changed table becomes a new suite)",
-                          value="" if selected == NEW else f"{selected}-edited", key="cases_save_name")  # fmt: skip
-if st.button("Save suite", type="primary", key="do_cases_save", icon=":material/save:"):
-    cases, problems = case_editor.cases_from_tables(cases_frame.to_dict("records"), assertions_frame.to_dict("records"),
-                                                    [c for c in cases_frame.columns if c not in case_editor.CASE_FIELDS])  # fmt: skip
-    if problems:
-        st.error("Nothing was saved. " + "; ".join(problems))
-    else:
-        try:
-            suites.save_cases(db, save_name, cases)
-            st.success(f"Saved suite {save_name.strip()} with {len(cases)} cases.")
-        except StoreError as exc:
-            st.error(f"Nothing was saved. {exc}")
+ref, required, found = prompt_variables()
+with st.form("cases_form", enter_to_submit=False, border=False):
+    cases_frame, assertions_frame, variables = editors(selected, ref, required)
+    if "cases_save_name" not in st.session_state:
+        default_save_name()
+    save_name = st.text_input("Save as (suites are immutable: a changed table becomes a new suite)",
+                              key="cases_save_name")  # fmt: skip
+    left, right = st.columns([1, 4])
+    submitted = left.form_submit_button(
+        "Save suite", type="primary", icon=":material/save:", key="do_cases_save"
+    )
+    grow = right.form_submit_button(f"More rows (+{BLANK_ROWS})", icon=":material/add:", key="do_cases_rows")
+fallback_table(ref, found)
+if "cases_message" in st.session_state:
+    st.success(st.session_state.pop("cases_message"))
+if grow:
+    more_rows(selected, ref, cases_frame, assertions_frame, variables)
+if submitted:
+    save(selected, cases_frame, assertions_frame, save_name)

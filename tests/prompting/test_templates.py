@@ -127,7 +127,7 @@ def test_unknown_template_lists_what_exists():
 
 
 def test_unknown_stage_and_choice_are_errors():
-    with pytest.raises(RenderError, match="has no stage 'judge'; stages: propose, evaluate"):
+    with pytest.raises(RenderError, match="has no stage 'judge'; stages: propose, evaluate, answer"):
         render("tree_of_thoughts", {"problem": "p"}, stage="judge")
     few = load("few_shot")
     with pytest.raises(RenderError, match="must be one of: turns, section"):

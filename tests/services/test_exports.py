@@ -74,3 +74,24 @@ def test_the_request_body_carries_the_schema_and_a_curl_line():
     assert exports.curl(body, "http://127.0.0.1:9/v1").startswith(
         "curl -s http://127.0.0.1:9/v1/chat/completions"
     )
+
+
+def test_a_local_provider_the_engine_does_not_serve_is_refused_by_name(fake_api):
+    from prompting.providers import ProviderSpec
+    from services.errors import StoreError
+    from services.promptfoo_export import served_providers
+    from tests.conftest import free_port
+
+    int8 = ProviderSpec.parse("local:smollm2-135m-instruct@int8")
+    remote = ProviderSpec.parse("openai:chat:fake-model", {"apiBaseUrl": f"{fake_api.url}/v1"})
+    # the fake API serves only fake-model: the local provider is left out, the remote one stays
+    kept, notes = served_providers([int8, remote], f"{fake_api.url}/v1")
+    assert kept == [remote] and notes[0].startswith("left out local:smollm2-135m-instruct@int8")
+    with pytest.raises(StoreError, match="no provider of this export is served: left out local:smollm2"):
+        served_providers([int8], f"{fake_api.url}/v1")
+    nowhere = f"http://127.0.0.1:{free_port()}/v1"
+    kept, notes = served_providers([int8], nowhere)
+    assert kept == [int8] and notes == [
+        f"no engine answers at {nowhere} to check local:smollm2-135m-instruct@int8 against: promptfoo needs one "
+        "serving each (`make run` serves the default)"
+    ]

@@ -94,7 +94,16 @@ def test_promptfoo_and_we_agree_on_a_stored_version_and_its_suite(live, tmp_path
     ).id
     ours = runs.create(store, runs.RunPlan(suite.id, [version.id], [config_id], params=params))
     runs.execute(store, ours.id)
-    text, _ = export_promptfoo(store, version.label, "capitals")
+    # a run of the suite on int8 (never executed): the engine serves int4 only, so int8 is left out by name
+    int8 = store.upsert_provider(
+        "local:smollm2-135m-instruct@int8", "local", "smollm2-135m-instruct", quant="int8"
+    )
+    runs.create(store, runs.RunPlan(suite.id, [version.id], [int8.id], params=params))
+    text, warnings = export_promptfoo(store, version.label, "capitals")
+    [left_out] = warnings
+    assert left_out.startswith("left out local:smollm2-135m-instruct@int8: the engine at ")
+    assert "`workbench serve --model smollm2-135m-instruct --quant int8 --port PORT`" in left_out
+    assert [p["id"] for p in yaml.safe_load(text)["providers"]] == ["openai:chat:smollm2-135m-instruct@int4"]
     config = tmp_path / "promptfooconfig.yaml"
     config.write_text(text)
     output = promptfoo(config, tmp_path / "results.json", tmp_path)

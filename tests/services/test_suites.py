@@ -67,7 +67,7 @@ def test_tables_become_cases_and_every_problem_names_table_row_and_column():
     assert problems == [
         "cases row 2, column examples: invalid JSON (Expecting value at column 2)",
         "cases row 2, column Threshold: must be a number, got 'high'",
-        "assertions row 2, column Case: must be a case number from 1 to 2, got 5",
+        "assertions row 2, column Case: must be the row number of a case (1 to 2), got 5",
         "assertions row 3, column Value: 'contains' needs a value",
         "assertions row 4, column Type: unknown assertion type 'nope'",
     ]
@@ -75,6 +75,42 @@ def test_tables_become_cases_and_every_problem_names_table_row_and_column():
                         "expected": "Paris", "threshold": None, "tags": ["geo", "easy"],
                         "assertions": [{"type": "icontains", "value": "paris", "weight": 2.0}]}  # fmt: skip
     assert case_editor.cases_from_tables([], [], [])[1] == ["a suite needs at least one case"]
+
+
+def test_blank_rows_anywhere_are_skipped_and_assertions_follow_the_grid_row_of_their_case():
+    blank = {"Description": "", "word": "", "Expected": "", "Threshold": "", "Tags": ""}
+    rows = [{**blank, "word": "a"}, blank, {**blank, "word": "b", "Threshold": "1.5"}, blank]
+    asserts = [
+        {"Case": "3", "Type": "contains", "Value": "b", "Threshold": "", "Weight": 1.0},
+        {
+            "Case": "",
+            "Type": None,
+            "Value": "",
+            "Threshold": "",
+            "Weight": 1.0,
+        },  # a blank row (default weight)
+        {"Case": "2", "Type": "contains", "Value": "x", "Threshold": "", "Weight": 1.0},
+    ]
+    cases, problems = case_editor.cases_from_tables(rows, asserts, ["word"])
+    assert [c["vars"] for c in cases] == [{"word": "a"}, {"word": "b"}]
+    assert cases[1]["assertions"] == [{"type": "contains", "value": "b"}]
+    assert problems == [
+        "cases row 3, column Threshold: must be a fraction from 0 to 1, got '1.5'",
+        "assertions row 3, column Case: must be the row number of a case (1, 3), got '2'",
+    ]
+
+
+def test_the_fall_back_values_of_a_version_and_a_library_template():
+    store = open_store()
+    store.save_version("co_star", (ROOT / "templates" / "co_star.j2").read_text(), variables={"tone": "warm"})
+    required, found = case_editor.fallbacks(store, "co_star@v1")
+    by_name = {f.name: f for f in found}
+    assert by_name["tone"].value == "warm" and by_name["tone"].source == "the version's value"
+    assert "context" in required and by_name["context"].source == "none: every case must set it"
+    required, found = case_editor.fallbacks(store, "library:self_consistency")
+    assert required == ["question"] and {f.name: f.value for f in found}["answer_format"] == "a number"
+    tables = case_editor.tables(store, None, required, blank_rows=3)
+    assert len(tables.cases) == 3 and all(v == "" for row in tables.cases for v in row.values())
 
 
 def test_expected_is_asserted_once_at_run_time():
@@ -98,7 +134,7 @@ def test_the_test_cases_page_saves_a_suite_twice_without_growing_its_assertions(
     for round_ in (1, 2):
         at.selectbox(key="cases_suite").set_value(name).run()
         name = f"caps-{round_}"
-        at.text_input(key="cases_save_name").set_value(name).run()
+        at.text_input(key="cases_save_name").set_value(name)
         at.button(key="do_cases_save").click().run()
         assert not at.exception, at.exception
         [case] = store.suite_cases(store.get_suite(name).id)
