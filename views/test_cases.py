@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from prompting.templates import library_names, load
+from prompting.templates import library_names
 from services import case_editor, suites
 from services.errors import PromptingError, StoreError
 from views.common import store, version_labels
