@@ -13,8 +13,13 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 
 
 def idle_table(report: dict) -> str:
-    rows = "\n".join(f"| {name} | {value:.2f} % |" for name, value in report.items())
-    return "| process | idle CPU (one core = 100 %) |\n|---|---|\n" + rows
+    """Idle CPU per process, with no browser and with one tab open (percent of one core)."""
+    kinds = list(report)
+    names = list(report[kinds[0]])
+    head = "| process | " + " | ".join(f"{kind} (one core = 100 %)" for kind in kinds) + " |\n"
+    rule = "|---|" + "---|" * len(kinds) + "\n"
+    rows = "\n".join(f"| {name} | " + " | ".join(f"{report[k][name]:.2f} %" for k in kinds) + " |" for name in names)
+    return head + rule + rows
 
 
 def stats_table(report: dict) -> str:

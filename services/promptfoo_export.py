@@ -50,8 +50,10 @@ def served_models(engine_url: str, timeout: float = 2.0) -> list[str] | None:
     """The model ids the engine at `engine_url` serves (`/v1/models`); None when nothing answers there."""
     import httpx
 
+    from services.engines import probe_client
+
     try:
-        response = httpx.get(f"{engine_url.rstrip('/')}/models", timeout=timeout)
+        response = probe_client().get(f"{engine_url.rstrip('/')}/models", timeout=timeout)
         response.raise_for_status()
         return [m["id"] for m in response.json().get("data", [])]
     except (httpx.HTTPError, ValueError, KeyError):

@@ -27,6 +27,9 @@ from store import Store
 HEARTBEAT_S = 2.0
 STALE_AFTER = timedelta(seconds=20)
 POLL_S = 0.5
+# Idle housekeeping (stopping idle engines) is asked for at most this often: each look is an HTTP request to every
+# on-demand engine, which at every 0.5 s poll cost the idle worker (and the engines) a few percent of a core.
+IDLE_EVERY_S = 5.0
 
 
 def _process_started(pid: int) -> float:
@@ -91,6 +94,8 @@ class Worker:
     def drain(self, progress: Callable[[Progress], None] | None = None) -> None:
         """Work until no runnable run is left (or `stop` is set)."""
         while not self.stop.is_set():
+            if not self.store.any_pending():
+                return
             runnable = self.store.runnable(self.only_run)
             if not runnable:
                 return
@@ -98,14 +103,15 @@ class Worker:
 
     def serve_forever(self, poll_s: float = POLL_S, on_idle: Callable[[], None] | None = None) -> None:
         """`workbench worker`: drain, wait for new runs, repeat until stopped."""
-        last_reap = 0.0
+        last_reap = last_idle = 0.0
         while not self.stop.is_set():
             if time.monotonic() - last_reap > STALE_AFTER.total_seconds() / 2:
                 reap_dead(self.store)
                 last_reap = time.monotonic()
             self.drain()
-            if on_idle:
+            if on_idle and time.monotonic() - last_idle >= IDLE_EVERY_S:
                 on_idle()
+                last_idle = time.monotonic()
             self.stop.wait(poll_s)
 
     def work_on(self, run_id: str, progress: Callable[[Progress], None] | None = None) -> Progress:
