@@ -114,14 +114,14 @@ def chromium():
 
 
 def _offline(browser):
-    """A route handler that lets loopback, data: and blob: through and aborts (and records) anything else."""
+    """A route handler that lets loopback, data:, blob: and file: through and aborts (and records) anything else."""
     from urllib.parse import urlsplit
 
     def handle(route) -> None:
         url = route.request.url
         parts = urlsplit(url)
         if (
-            parts.scheme in ("data", "blob")
+            parts.scheme in ("data", "blob", "file")
             or parts.hostname in LOOPBACK
             or f"[{parts.hostname}]" in LOOPBACK
         ):
