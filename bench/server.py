@@ -9,7 +9,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -17,36 +16,15 @@ import time
 from pathlib import Path
 
 from bench.common import print_table, save_report
+from services.net import free_port, wait_for
 
 MODEL = "smollm2-135m-instruct"
 SWEEP_CONCURRENCY = (1, 4, 16)
 SWEEP_PASSES = 3  # the sweep's figures are medians of this many passes
 
 
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait(url: str, proc: subprocess.Popen, timeout: float = 300) -> None:
-    import httpx
-
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        try:
-            if httpx.get(f"{url}/models", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError("server did not start")
-
-
 def start_ours(quant: str, threads: int) -> tuple[subprocess.Popen, str, str]:
-    port = _port()
+    port = free_port()
     exe = str(Path(sys.executable).parent / "workbench")
     proc = subprocess.Popen(
         [
@@ -67,7 +45,7 @@ def start_ours(quant: str, threads: int) -> tuple[subprocess.Popen, str, str]:
         stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}/v1"
-    _wait(url, proc)
+    wait_for(f"{url}/models", proc=proc, timeout=300)
     return proc, url, f"{MODEL}@{quant}"
 
 
@@ -96,7 +74,7 @@ def start_llama_cpp(threads: int) -> tuple[subprocess.Popen, str, str] | None:
                 file=sys.stderr,
             )
             return None
-    port = _port()
+    port = free_port()
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -123,7 +101,7 @@ def start_llama_cpp(threads: int) -> tuple[subprocess.Popen, str, str] | None:
     )
     url = f"http://127.0.0.1:{port}/v1"
     try:
-        _wait(url, proc)
+        wait_for(f"{url}/models", proc=proc, timeout=300)
     except RuntimeError as exc:
         print(f"llama.cpp server: {exc}", file=sys.stderr)
         proc.terminate()

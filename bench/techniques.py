@@ -19,7 +19,7 @@ EXAMPLES = ["co_star", "few_shot", "chain_of_thought", "zero_shot_cot", "self_co
 
 
 def measure(name: str) -> dict:
-    from services import compare, open_store, runs, suites
+    from services import compare, open_store, runs, suites, worker
 
     store = open_store()
     path = ROOT / "examples" / f"{name}.yaml"
@@ -28,7 +28,7 @@ def measure(name: str) -> dict:
     plan = runs.RunPlan(imported.suite_id, imported.version_ids, imported.provider_ids, suite.repeat, suite.strategy,
                         suite.params, f"bench: {name}")  # fmt: skip
     run = runs.create(store, plan)
-    runs.execute(store, run.id, concurrency=4)
+    worker.execute(store, run.id, concurrency=4)
     total = runs.overall(store, run.id)
     stats = list(compare.run_group_stats(store, run.id).values())[0]
     strategies = store.get_run(run.id).options["strategies"]

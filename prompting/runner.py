@@ -23,7 +23,7 @@ from prompting.assertions import AssertionResult, Context, base_type, case_score
 from prompting.errors import PromptingError
 from prompting.providers import Completion, Provider, Usage
 from prompting.strategies import Prompt, StrategyOutput, run_strategy
-from prompting.summary import Summary, summarize
+from prompting.summary import Summary
 
 
 @dataclass(frozen=True)
@@ -414,15 +414,6 @@ def ablation_variants(prompt: Prompt) -> list[tuple[str, Prompt]]:
                 )
             )
     return variants
-
-
-def ablation_summary(results: list[CellResult], labels: dict[int, str]) -> list[dict[str, Any]]:
-    """Score change per dropped part against the full prompt (negative: the part helped)."""
-    by_variant = summarize(results, lambda r: labels[r.cell.version_id])
-    base = by_variant["full"].mean_score if "full" in by_variant else None
-    return [{"variant": name, "score": s.mean_score, "pass_rate": s.pass_rate,
-             "delta": None if s.mean_score is None or base is None else s.mean_score - base}
-            for name, s in by_variant.items()]  # fmt: skip
 
 
 def ape_ranking(

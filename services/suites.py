@@ -123,6 +123,11 @@ def override(
         suite.strategy = {"name": strategy}
 
 
+def names(store: Store) -> dict[str, int]:
+    """Every suite's name and number of cases, by name."""
+    return {suite.name: count for suite, count in store.list_suites()}
+
+
 def recent_suite(store: Store) -> str | None:
     """The suite of the most recent run, else the newest suite: what a picker should offer first."""
     runs = store.list_runs()

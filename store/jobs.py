@@ -15,10 +15,10 @@ from sqlalchemy import delete, func, insert, text, update
 from sqlmodel import select
 
 from store.db import StoreError
+from store.models import ACTIVE_STATUSES as ACTIVE
 from store.models import Result, Run, RunCell, Score, Worker, utcnow
 from store.results import CellKey
 
-ACTIVE = ("queued", "running")
 # What an idle worker asks twice a second: one indexed probe, no ORM objects (the full `runnable` query built
 # and ran through a session cost the idle worker about 1 % of a core).
 _ANY_PENDING = text("SELECT 1 FROM run_cells WHERE state = 'pending' LIMIT 1")

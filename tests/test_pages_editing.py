@@ -7,7 +7,7 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from services import open_store, runs
+from services import open_store, sweeps, worker
 from services.specs import save_provider
 from tests.fakes import FakeProvider
 
@@ -23,7 +23,7 @@ def app(page: str) -> AppTest:
 
 
 def test_a_csv_with_a_typo_is_refused_naming_the_column_and_an_import_is_selected():
-    at = app("views/test_cases.py")
+    at = app("pages/test_cases.py")
     at.file_uploader(key="upload_cases").set_value(
         ("caps.csv", b"country,__expectd\nFrance,Paris\n", "text/csv")
     ).run()
@@ -45,24 +45,24 @@ def test_ablation_variants_are_absent_from_version_pickers():
                                             "audience": "a", "response": "r"})  # fmt: skip
     suite = store.save_suite("s", [{"vars": {}, "assertions": [{"type": "contains", "value": "x"}]}])
     fake = FakeProvider()
-    run_id = runs.ablation_submit(store, suite.id, version.id, fake.spec)
-    runs.execute(store, run_id, providers={save_provider(store, fake.spec).id: fake})
+    run_id = sweeps.ablation_submit(store, suite.id, version.id, fake.spec)
+    worker.execute(store, run_id, providers={save_provider(store, fake.spec).id: fake})
     assert len(store.list_versions(include_variants=True)) == 7 and [
         v.label for v in store.list_versions()
     ] == ["co_star@v1"]
-    at = app("views/runs.py")
+    at = app("pages/runs.py")
     assert at.multiselect(key="runs_versions").options == ["co_star@v1"]
     assert at.multiselect(key="runs_versions").value == ["co_star@v1"]
-    at.switch_page("views/playground.py").run()
+    at.switch_page("pages/playground.py").run()
     at.radio(key="play_source").set_value("Stored version").run()
     assert at.selectbox(key="play_version").options == ["co_star@v1"]
-    at.switch_page("views/compare.py").run()
+    at.switch_page("pages/compare.py").run()
     assert not at.exception, at.exception
     assert at.selectbox(key="abl_version").options == ["co_star@v1"]
 
 
 def test_the_cases_editor_round_trip():
-    at = app("views/test_cases.py")
+    at = app("pages/test_cases.py")
     at.selectbox(key="cases_template").set_value("library:few_shot").run()  # columns: examples, input
     # typed into the blank rows the grids offer (no row added first)
     at.session_state["grid_cases_(new suite)_library:few_shot_0"] = {"edited_rows": {
@@ -99,7 +99,7 @@ def test_the_cases_editor_round_trip():
 
 
 def test_an_editing_mistake_names_its_row_and_column():
-    at = app("views/test_cases.py")
+    at = app("pages/test_cases.py")
     at.selectbox(key="cases_template").set_value("library:zero_shot").run()
     at.session_state["grid_cases_(new suite)_library:zero_shot_0"] = {"edited_rows": {
         0: {"Description": "a", "instruction": "x", "input": "{not json"}}, "deleted_rows": [], "added_rows": []}  # fmt: skip

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from prompting.templates import load
-from services import compare, exports, open_store, runs
+from services import compare, exports, open_store, runs, worker
 from services.engines import engines
 from services.promptfoo_export import export_promptfoo
 from services.promptfoo_results import import_results
@@ -93,7 +93,7 @@ def test_promptfoo_and_we_agree_on_a_stored_version_and_its_suite(live, tmp_path
         "local:smollm2-135m-instruct@int4", "local", "smollm2-135m-instruct", quant="int4"
     ).id
     ours = runs.create(store, runs.RunPlan(suite.id, [version.id], [config_id], params=params))
-    runs.execute(store, ours.id)
+    worker.execute(store, ours.id)
     # a run of the suite on int8 (never executed): the engine serves int4 only, so int8 is left out by name
     int8 = store.upsert_provider(
         "local:smollm2-135m-instruct@int8", "local", "smollm2-135m-instruct", quant="int8"

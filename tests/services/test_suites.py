@@ -129,7 +129,7 @@ def test_the_test_cases_page_saves_a_suite_twice_without_growing_its_assertions(
                                "assertions": [{"type": "icontains", "value": "Paris"}]}])  # fmt: skip
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
     at.run()
-    at.switch_page("views/test_cases.py").run()
+    at.switch_page("pages/test_cases.py").run()
     name = "caps"
     for round_ in (1, 2):
         at.selectbox(key="cases_suite").set_value(name).run()

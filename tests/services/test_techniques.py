@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from services import open_store, runs, suites
+from services import open_store, runs, suites, worker
 from services.engines import engines
 from tests.conftest import free_port
 
@@ -50,7 +50,7 @@ def run_suite(tmp_path: Path, text: str, engine_url: str, monkeypatch) -> str:
     plan = runs.RunPlan(imported.suite_id, imported.version_ids, imported.provider_ids, strategy=suite.strategy,
                         params=suite.params)  # fmt: skip
     run = runs.create(store, plan)
-    runs.execute(store, run.id, concurrency=4)
+    worker.execute(store, run.id, concurrency=4)
     return run.id
 
 

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from prompting.providers import ProviderSpec
-from services import open_store, runs, suites
+from services import open_store, runs, suites, worker
 from services.specs import save_provider
 from tests.conftest import wait_until
 
@@ -58,9 +58,9 @@ def test_in_process_cancel_and_resume(tmp_path, fake_api):
         if len(done) == 2:
             runs.cancel(store, run_id)
 
-    runs.execute(store, run_id, on_result=cancel_after_two)
+    worker.execute(store, run_id, on_result=cancel_after_two)
     assert store.get_run(run_id).status == "cancelled" and store.count_results(run_id) == 2
-    runs.execute(store, run_id)
+    worker.execute(store, run_id)
     assert store.get_run(run_id).status == "completed" and store.count_results(run_id) == 6
     assert len(fake_api.script.requests) == 6
 
@@ -140,7 +140,7 @@ def test_a_provider_given_in_process_is_not_started_as_an_engine():
                            provider_ids=[config.id])  # fmt: skip
     from tests.fakes import FakeProvider
 
-    runs.prepare_engines(
+    worker.prepare_engines(
         store, run, {config.id: FakeProvider()}
     )  # would fail to start a model named nothing-here
     assert "engine_startup_s" not in (store.get_run(run.id).options or {})

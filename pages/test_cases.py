@@ -13,7 +13,7 @@ import streamlit as st
 from prompting.templates import library_names
 from services import case_editor, suites
 from services.errors import PromptingError, StoreError
-from views.common import store, version_labels
+from ui.common import store, version_labels
 
 NEW = "(new suite)"
 st.title(":material/checklist: Test cases")
@@ -47,8 +47,7 @@ BLANK_ROWS = 5  # empty rows under the cases and the assertions, to type into (a
 
 
 def pick_suite() -> str:
-    listed = db.list_suites()
-    counts = {s.name: n for s, n in listed}
+    counts = suites.names(db)
     names = [NEW, *counts]
     if "cases_saved" in st.session_state:  # a save just happened: the picker follows the saved suite
         st.session_state["cases_suite"] = st.session_state.pop("cases_saved")

@@ -8,15 +8,15 @@ import streamlit as st
 
 from services import reviews, runs
 from services.errors import StoreError
-from views.common import run_label, store
-from views.technique_views import heatmap_html
+from ui.common import run_label, store
+from ui.techniques import heatmap_html
 
 st.title(":material/rate_review: Review")
 db = store()
 
 
 def pick_run() -> str | None:
-    all_runs = db.list_runs()
+    all_runs = runs.listing(db)
     if not all_runs:
         st.info("No run to review yet: start one on the Runs page.")
         return None
@@ -62,7 +62,7 @@ def rate_controls(item: reviews.Item, who: str) -> None:
         (c2, False, "Bad", ":material/thumb_down:"),
     ):
         if column.button(
-            name, key=f"do_review_{name.lower()}", icon=icon, use_container_width=True, type="primary"
+            name, key=f"do_review_{name.lower()}", icon=icon, width="stretch", type="primary"
         ):
             reviews.rate(db, item.result.id, passed, score=None if score == "–" else int(score),
                          tags=[t.strip() for t in tags.split(",") if t.strip()], comment=comment, who=who)  # fmt: skip

@@ -55,4 +55,4 @@ def forest(frame: pd.DataFrame, title: str, label: str = "variant", unit: str = 
 
 def draw(chart, rows: int) -> None:
     """Show a chart with room for its rows (Streamlit ignores a layered chart's own height)."""
-    st.altair_chart(chart, use_container_width=True, height=110 + 34 * max(rows, 1))
+    st.altair_chart(chart, width="stretch", height=110 + 34 * max(rows, 1))

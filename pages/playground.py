@@ -12,8 +12,8 @@ from prompting.strategies import Prompt
 from services import techniques
 from services import versions as versions_service
 from services.errors import PromptingError, StoreError
-from views.common import engine_status, messages_view, provider, provider_specs, store, version_labels
-from views.technique_views import heatmap_html, self_consistency_view, tree_view, usage_caption
+from ui.common import engine_status, messages_view, provider, provider_specs, store, version_labels
+from ui.techniques import heatmap_html, self_consistency_view, tree_view, usage_caption
 
 st.title(":material/tune: Playground")
 

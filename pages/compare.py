@@ -10,9 +10,9 @@ import streamlit as st
 from prompting import numbers
 from services import compare, reviews
 from services.errors import PromptingError, StoreError
-from views.charts import draw, forest, rates
-from views.common import store
-from views.compare_variants import ablation_tab, sweep_tab
+from ui.charts import draw, forest, rates
+from ui.common import store
+from ui.compare_variants import ablation_tab, sweep_tab
 
 st.title(":material/compare_arrows: Compare")
 db = store()

@@ -9,19 +9,17 @@ import streamlit as st
 import quant_methods
 from prompting import numbers
 from prompting.stats import Interval
-from services import compare, runs
+from services import compare, runs, sweeps
 from services import suites as suites_service
 from services import versions as versions_service
 from services.errors import PromptingError, StoreError
 from settings import get_settings
-from views.charts import draw, forest
-from views.common import provider_specs, refreshing, run_label, version_labels
-
-ACTIVE = ("queued", "running")
+from ui.charts import draw, forest
+from ui.common import provider_specs, refreshing, run_label, version_labels
 
 
 def suite_and_version(db, prefix: str) -> tuple[str, str] | None:
-    suites, versions = [s.name for s, _ in db.list_suites()], version_labels()
+    suites, versions = list(suites_service.names(db)), version_labels()
     if not suites or not versions:
         st.info("Needs a suite and a saved version.")
         return None
@@ -59,22 +57,11 @@ def effects_view(rows: list[dict], title: str, empty: str) -> None:
 
 
 def sweep_view(db, sweep: str) -> None:
-    rows = runs.sweep_result(db, sweep)
-    waiting = [r["method"] for r in rows if r["status"] in ACTIVE]
+    rows = compare.sweep_rows(db, sweep)
+    waiting = [r["method"] for r in rows if r["status"] in runs.ACTIVE]
     if waiting:
         st.info(f"Waiting for the worker: {', '.join(waiting)}", icon=":material/hourglass_top:")
-    table = []
-    for r in rows:
-        run = db.get_run(r["run_id"])
-        stats = compare.run_group_stats(db, run.id)[(run.version_ids[0], run.provider_ids[0])]
-        table.append({
-            "method": r["method"], "status": r["status"], "pass rate": numbers.percent(stats.pass_rate, stats.cases),
-            "95 % interval": numbers.percent_interval(stats.pass_ci, stats.cases),
-            "mean score": numbers.score(r["score"]), "errors": r["errors"],
-            "perplexity": "–" if r.get("ppl") is None else f"{r['ppl']:.2f}",
-            "weights (MB)": "–" if r.get("weight_mb") is None else f"{r['weight_mb']:.1f}",
-            "tokens/s": "–" if r.get("tokens_per_s") is None else f"{r['tokens_per_s']:.1f}", "run": r["run_id"]})  # fmt: skip
-    st.dataframe(pd.DataFrame(table), hide_index=True)
+    st.dataframe(pd.DataFrame(rows), hide_index=True)
     effects = compare.sweep_effects(db, sweep)
     reference = effects[0]["reference"] if effects else None
     effects_view(effects, f"Pass rate change against {reference}", "Each method is compared with the first once "
@@ -91,25 +78,20 @@ def sweep_tab(db) -> None:
                              key="sweep_methods")  # fmt: skip
     if st.button("Queue the sweep", key="do_sweep_run", icon=":material/play_arrow:"):
         try:
-            st.session_state["sweep_id"] = runs.sweep_submit(db, db.get_suite(picked[0]).id, version_labels()[picked[1]],
+            st.session_state["sweep_id"] = sweeps.sweep_submit(db, picked[0], version_labels()[picked[1]],
                                                              get_settings().default_model, methods,
                                                              params={"temperature": 0})  # fmt: skip
         except (PromptingError, StoreError) as exc:
             st.error(str(exc))
-    sweeps = list(
-        dict.fromkeys(
-            (r.options or {}).get("sweep") for r in db.list_runs() if (r.options or {}).get("sweep")
-        )
-    )
-    if sweeps:
-        sweep = st.selectbox("Sweep", sweeps, key="sweep_id")
-        active = any(r.status in ACTIVE for r in runs.sweep_runs(db, sweep))
+    found = sweeps.sweep_ids(db)
+    if found:
+        sweep = st.selectbox("Sweep", found, key="sweep_id")
+        active = any(runs.is_active(r) for r in sweeps.sweep_runs(db, sweep))
         refreshing(sweep_view, active, 2.0, db, sweep)
 
 
 def ablation_view(db, run_id: str) -> None:
-    run = db.get_run(run_id)
-    if run.status in ACTIVE:
+    if runs.is_active(runs.get(db, run_id)):
         state = runs.progress(db, run_id)
         st.progress(
             state.done / state.total if state.total else 0.0, text=f"{state.done}/{state.total} cells"
@@ -130,11 +112,11 @@ def ablation_tab(db) -> None:
     if st.button("Queue the ablation", key="do_abl_run", icon=":material/play_arrow:"):
         spec = next(s for s in specs if s.label == label)
         try:
-            st.session_state["abl_run"] = runs.ablation_submit(db, db.get_suite(picked[0]).id, version_labels()[picked[1]],
+            st.session_state["abl_run"] = sweeps.ablation_submit(db, picked[0], version_labels()[picked[1]],
                                                                spec, params={"temperature": 0})  # fmt: skip
         except (PromptingError, StoreError) as exc:
             st.error(str(exc))
-    ablations = {r.id: run_label(r) for r in db.list_runs() if (r.options or {}).get("kind") == "ablation"}
+    ablations = {r.id: run_label(r) for r in runs.listing(db, kind="ablation")}
     if ablations:
         chosen = st.selectbox("Ablation run", list(ablations), format_func=ablations.get, key="abl_run")
-        refreshing(ablation_view, db.get_run(chosen).status in ACTIVE, 2.0, db, chosen)
+        refreshing(ablation_view, runs.is_active(runs.get(db, chosen)), 2.0, db, chosen)

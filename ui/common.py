@@ -110,8 +110,9 @@ def refreshing(draw, active: bool, every_s: float, *args) -> None:
 
 def active_runs_panel() -> None:
     """The sidebar's list of queued and running runs, with progress and a cancel button, on every page."""
-    active = bool(store().active_runs())
-    if active:
+    from services import runs
+
+    if runs.active(store()):
         refreshing(_active_runs, True, 3.0)
 
 
@@ -119,7 +120,7 @@ def _active_runs() -> None:
     from services import runs
 
     db = store()
-    active = db.active_runs()
+    active = runs.active(db)
     if not active:
         st.rerun()  # the last one ended: redraw the page without a refreshing panel
     st.caption("Active runs")

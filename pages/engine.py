@@ -3,7 +3,6 @@ sizes only from what engines publish in /v1/models or what the last `make bench`
 
 from __future__ import annotations
 
-import json
 import time
 
 import altair as alt
@@ -11,10 +10,10 @@ import pandas as pd
 import streamlit as st
 
 import quant_methods
-from services.engines import bench_report, engines, kv_plan, published_cards
+from services.engines import bench_report, engines, kv_plan, parameter_count, published_cards
 from services.errors import PromptingError
 from settings import get_settings
-from views.common import engine_status
+from ui.common import engine_status
 
 st.title(":material/memory: Engine")
 settings = get_settings()
@@ -120,7 +119,7 @@ def memory() -> None:
     st.altair_chart(alt.Chart(frame.dropna(subset=["weights MB"])).mark_bar().encode(
         x=alt.X("weights MB:Q", title="weights (MB)"), y=alt.Y("method:N", title="quantization method", sort="x"),
         tooltip=["method", alt.Tooltip("weights MB:Q", format=".1f"), alt.Tooltip("bits:Q", format=".2f")]),
-        use_container_width=True)  # fmt: skip
+        width="stretch")  # fmt: skip
     kv_cache(cards)
 
 
@@ -131,15 +130,7 @@ def kv_cache(cards: list[dict]) -> None:
         return
     st.markdown("**KV cache** — paged: a sequence holds whole blocks of its own tokens only; full blocks of a prefix "
                 "that sequences share (a suite's system prompt and examples) are held once.")  # fmt: skip
-    c1, c2, c3, c4 = st.columns(4)
-    tokens = c1.number_input("Tokens per sequence", 1, 131072, 1030, step=64, key="engine_tokens",
-                             help="Prompt and answer together.")  # fmt: skip
-    batch = c2.number_input("Sequences at once", 1, 256, 16, key="engine_batch")
-    shared = c3.number_input("Shared prefix (tokens)", 0, 131072, 1000, step=64, key="engine_shared",
-                             help="Tokens every sequence starts with: the part of a suite's prompt before the case.")  # fmt: skip
-    sizes_offered = [16, 32, 64]
-    block = c4.selectbox("Block size", sizes_offered, index=sizes_offered.index(card.get("kv_block_size", 16))
-                         if card.get("kv_block_size", 16) in sizes_offered else 0, key="engine_block")  # fmt: skip
+    tokens, batch, shared, block = kv_inputs(card)
     pool = card.get("kv_cache_bytes")
     per_dtype = card["kv_bytes_per_token_by_dtype"].items()
     plans = [kv_plan(dtype, per_token, block, tokens, batch, shared) for dtype, per_token in per_dtype]
@@ -153,13 +144,7 @@ def kv_cache(cards: list[dict]) -> None:
                            "with prefix sharing": human(p.bytes_shared),
                            f"sequences that fit {human(pool)}": fit} for p, fit in zip(plans, fits, strict=True)])  # fmt: skip
     st.dataframe(table, hide_index=True)
-    chart = pd.DataFrame([{"KV dtype": p.kv_dtype, "prefix": label, "MB": value / 1e6} for p in plans
-                          for label, value in (("not shared", p.bytes_unshared), ("shared", p.bytes_shared))])  # fmt: skip
-    st.altair_chart(alt.Chart(chart).mark_bar().encode(
-        x=alt.X("MB:Q", title="KV cache (MB)"), y=alt.Y("KV dtype:N", title=None, sort=[p.kv_dtype for p in plans]),
-        yOffset="prefix:N",
-        color=alt.Color("prefix:N", title="prefix"), tooltip=["KV dtype", "prefix", alt.Tooltip("MB:Q", format=",.1f")]),
-        use_container_width=True)  # fmt: skip
+    kv_chart(plans)
     st.caption(f"Bytes per token as the engine publishes them in /v1/models; the running engine uses "
                f"{card.get('kv_dtype')} KV in blocks of {card.get('kv_block_size')} tokens, a pool of "
                f"{card.get('kv_blocks', 0):,} blocks ({human(pool)}), prefix caching "
@@ -167,22 +152,35 @@ def kv_cache(cards: list[dict]) -> None:
                "--kv-memory-mb --no-prefix-cache`).")  # fmt: skip
 
 
+def kv_inputs(card: dict) -> tuple[int, int, int, int]:
+    """Tokens per sequence, sequences at once, shared prefix and block size, as the reader sets them."""
+    c1, c2, c3, c4 = st.columns(4)
+    tokens = c1.number_input("Tokens per sequence", 1, 131072, 1030, step=64, key="engine_tokens",
+                             help="Prompt and answer together.")  # fmt: skip
+    batch = c2.number_input("Sequences at once", 1, 256, 16, key="engine_batch")
+    shared = c3.number_input("Shared prefix (tokens)", 0, 131072, 1000, step=64, key="engine_shared",
+                             help="Tokens every sequence starts with: the part of a suite's prompt before the case.")  # fmt: skip
+    offered = [16, 32, 64]
+    running = card.get("kv_block_size", 16)
+    block = c4.selectbox("Block size", offered, index=offered.index(running) if running in offered else 0,
+                         key="engine_block")  # fmt: skip
+    return int(tokens), int(batch), int(shared), int(block)
+
+
+def kv_chart(plans: list) -> None:
+    chart = pd.DataFrame([{"KV dtype": p.kv_dtype, "prefix": label, "MB": value / 1e6} for p in plans
+                          for label, value in (("not shared", p.bytes_unshared), ("shared", p.bytes_shared))])  # fmt: skip
+    st.altair_chart(alt.Chart(chart).mark_bar().encode(
+        x=alt.X("MB:Q", title="KV cache (MB)"), y=alt.Y("KV dtype:N", title=None, sort=[p.kv_dtype for p in plans]),
+        yOffset="prefix:N",
+        color=alt.Color("prefix:N", title="prefix"), tooltip=["KV dtype", "prefix", alt.Tooltip("MB:Q", format=",.1f")]),
+        width="stretch")  # fmt: skip
+
+
 def training() -> None:
-    config_path = settings.models_dir / settings.default_model / "config.json"
-    if not config_path.is_file():
+    total = parameter_count(settings.default_model)
+    if total is None:
         return
-    config = json.loads(config_path.read_text())
-    hidden, layers, vocab = config["hidden_size"], config["num_hidden_layers"], config["vocab_size"]
-    heads = config["num_attention_heads"]
-    kv_heads, head_dim = config.get("num_key_value_heads", heads), config.get("head_dim") or hidden // heads
-    linear = layers * (
-        hidden * (heads + 2 * kv_heads) * head_dim
-        + heads * head_dim * hidden
-        + 3 * hidden * config["intermediate_size"]
-    )
-    total = (
-        linear + vocab * hidden * (1 if config.get("tie_word_embeddings") else 2) + hidden * (2 * layers + 1)
-    )
     st.markdown(f"Training estimate for {total / 1e6:,.1f} M parameters (fp32, AdamW): weights 4 + gradients 4 + two "
                 f"Adam moments 8 = 16 bytes per parameter = **{human(total * 16)}**, before activations.")  # fmt: skip
 

@@ -9,11 +9,12 @@ import json
 import streamlit as st
 
 from prompting.templates import library_names
-from services import exports, reports
+from services import exports, reports, runs
+from services import suites as suites_service
 from services import versions as versions_service
 from services.errors import PromptingError, StoreError
 from services.promptfoo_export import export_promptfoo
-from views.common import run_label, store, version_labels
+from ui.common import run_label, store, version_labels
 
 st.title(":material/ios_share: Export")
 db = store()
@@ -77,7 +78,7 @@ def request_tab(ref: str) -> None:
 
 
 def promptfoo_tab(ref: str) -> None:
-    suites = [s.name for s, _ in db.list_suites()]
+    suites = list(suites_service.names(db))
     suite = st.selectbox(
         "Tests (their providers come along)", ["(none: one example test)", *suites], key="export_suite"
     )
@@ -94,7 +95,7 @@ def promptfoo_tab(ref: str) -> None:
 
 def report_section() -> None:
     st.subheader("Run report")
-    all_runs = db.list_runs()
+    all_runs = runs.listing(db)
     if not all_runs:
         st.caption("No run yet.")
         return
