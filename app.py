@@ -11,8 +11,11 @@ from settings import get_settings
 from ui.common import active_runs_panel, engine_status
 
 # The icon is a file in the repository: a material-icon favicon is fetched from a font CDN on every load.
-st.set_page_config(page_title="Prompt workbench", page_icon=str(Path(__file__).parent / "assets" / "favicon.png"),
-                   layout="wide")  # fmt: skip
+st.set_page_config(
+    page_title="Prompt workbench",
+    page_icon=str(Path(__file__).parent / "assets" / "favicon.png"),
+    layout="wide",
+)
 
 # Material icons: they need no emoji font (a bare Chromium shows emoji as empty boxes).
 PAGES = [

@@ -33,15 +33,31 @@ def start(home: str) -> tuple[dict[str, subprocess.Popen], str]:
     from settings import get_settings
 
     # a fresh data folder, but the model cache (and its built kernels) of this machine
-    env = {**os.environ, "WORKBENCH_HOME": home, "WORKBENCH_ENGINE_URL": f"http://127.0.0.1:{engine_port}/v1",
-           "WORKBENCH_MODELS": str(get_settings().models_dir)}  # fmt: skip
+    env = {
+        **os.environ,
+        "WORKBENCH_HOME": home,
+        "WORKBENCH_ENGINE_URL": f"http://127.0.0.1:{engine_port}/v1",
+        "WORKBENCH_MODELS": str(get_settings().models_dir),
+    }
     quiet = {"env": env, "cwd": ROOT, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     procs = {
         "engine": subprocess.Popen([str(BIN / "workbench"), "serve", "--port", str(engine_port)], **quiet),
         "worker": subprocess.Popen([str(BIN / "workbench"), "worker"], **quiet),
-        "ui": subprocess.Popen([str(BIN / "streamlit"), "run", "app.py", "--server.port", str(ui_port),
-                                "--server.headless", "true", "--server.fileWatcherType", "none"], **quiet),
-    }  # fmt: skip
+        "ui": subprocess.Popen(
+            [
+                str(BIN / "streamlit"),
+                "run",
+                "app.py",
+                "--server.port",
+                str(ui_port),
+                "--server.headless",
+                "true",
+                "--server.fileWatcherType",
+                "none",
+            ],
+            **quiet,
+        ),
+    }
     wait_for(f"http://127.0.0.1:{engine_port}/health")
     wait_for(f"http://127.0.0.1:{ui_port}/_stcore/health")
     return procs, f"http://127.0.0.1:{ui_port}"
@@ -136,8 +152,11 @@ def _open_session(url: str) -> subprocess.Popen | None:
     if not chromium:
         print("  chromium not installed: measuring without a browser session", file=sys.stderr)
         return None
-    return subprocess.Popen([chromium, "--headless", "--no-sandbox", "--disable-gpu", url],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    return subprocess.Popen(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", url],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 if __name__ == "__main__":

@@ -202,14 +202,20 @@ def measure(url: str, model: str, pid: int, quick: bool) -> dict:
     statuses: dict[str, int] = {}
     for r in results:
         statuses[str(r["status"])] = statuses.get(str(r["status"]), 0) + 1
-    out.update({
-        "requests": total, "ok": len(ok), "statuses": statuses, "req_per_s": len(ok) / elapsed,
-        "tokens_per_s": sum(r["tokens"] for r in ok) / elapsed,
-        "p50_s": statistics.median(latencies) if latencies else None,
-        "p95_s": latencies[int(0.95 * (len(latencies) - 1))] if latencies else None,
-        "ttft_p50_s": statistics.median(ttfts) if ttfts else None,
-        "rss_before": before, "rss_after": after,
-    })  # fmt: skip
+    out.update(
+        {
+            "requests": total,
+            "ok": len(ok),
+            "statuses": statuses,
+            "req_per_s": len(ok) / elapsed,
+            "tokens_per_s": sum(r["tokens"] for r in ok) / elapsed,
+            "p50_s": statistics.median(latencies) if latencies else None,
+            "p95_s": latencies[int(0.95 * (len(latencies) - 1))] if latencies else None,
+            "ttft_p50_s": statistics.median(ttfts) if ttfts else None,
+            "rss_before": before,
+            "rss_after": after,
+        }
+    )
     return out
 
 
@@ -253,13 +259,42 @@ def print_report(report: dict, quant: str, threads: int) -> None:
         t = m["throughput"]
         usable = base and base["tokens_per_s"] and name != "llama.cpp"
         ratio = f"{m['tokens_per_s'] / base['tokens_per_s']:.2f}x" if usable else "-"
-        rows.append([name, f"{t[1]:.1f}", f"{t[4]:.1f}", f"{t[16]:.1f}", f"{t[16] / t[1]:.2f}x",
-                     f"{m['ok']}/{m['requests']}", json.dumps(m["statuses"]), f"{m['tokens_per_s']:.1f}", ratio,
-                     f"{m['p50_s']:.2f}", f"{m['p95_s']:.2f}", f"{m['ttft_p50_s']:.2f}",
-                     f"{m['rss_before'] / 1e6:.0f}->{m['rss_after'] / 1e6:.0f}"])  # fmt: skip
+        rows.append(
+            [
+                name,
+                f"{t[1]:.1f}",
+                f"{t[4]:.1f}",
+                f"{t[16]:.1f}",
+                f"{t[16] / t[1]:.2f}x",
+                f"{m['ok']}/{m['requests']}",
+                json.dumps(m["statuses"]),
+                f"{m['tokens_per_s']:.1f}",
+                ratio,
+                f"{m['p50_s']:.2f}",
+                f"{m['p95_s']:.2f}",
+                f"{m['ttft_p50_s']:.2f}",
+                f"{m['rss_before'] / 1e6:.0f}->{m['rss_after'] / 1e6:.0f}",
+            ]
+        )
     print(f"\nserver benchmark: {MODEL}@{quant}, {threads} threads", file=sys.stderr)
-    print_table(["server", "tok/s c=1", "c=4", "c=16", "16 vs 1", "load ok", "statuses", "load tok/s", "vs llama.cpp",
-                 "p50 s", "p95 s", "ttft p50 s", "RSS MB"], rows)  # fmt: skip
+    print_table(
+        [
+            "server",
+            "tok/s c=1",
+            "c=4",
+            "c=16",
+            "16 vs 1",
+            "load ok",
+            "statuses",
+            "load tok/s",
+            "vs llama.cpp",
+            "p50 s",
+            "p95 s",
+            "ttft p50 s",
+            "RSS MB",
+        ],
+        rows,
+    )
 
 
 if __name__ == "__main__":

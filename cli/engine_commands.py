@@ -71,8 +71,12 @@ def models_fetch(name: str | None) -> None:
 @click.option(
     "--max-queue", default=64, show_default=True, type=click.IntRange(1), help="Waiting requests before 429."
 )
-@click.option("--api-key", envvar="WORKBENCH_API_KEY", default=None,
-              help="Require 'Authorization: Bearer KEY' (or set WORKBENCH_API_KEY).")  # fmt: skip
+@click.option(
+    "--api-key",
+    envvar="WORKBENCH_API_KEY",
+    default=None,
+    help="Require 'Authorization: Bearer KEY' (or set WORKBENCH_API_KEY).",
+)
 @click.option("--threads", type=int, default=None, help="Torch threads (default: all cores).")
 @click.option(
     "--kv-dtype",
@@ -110,9 +114,21 @@ def models_fetch(name: str | None) -> None:
     f"are verified per step (0: off). Default: {DEFAULT_DRAFT_TOKENS} where the output stays token for token "
     "plain greedy decoding's (int8/int4/GPTQ/AWQ/RTN/SmoothQuant with the native kernel), else off.",
 )
-def serve(model: str | None, quant: str | None, host: str, port: int, max_batch: int, max_queue: int,
-          api_key: str | None, threads: int | None, kv_dtype: str, kv_block_size: str, kv_memory_mb: int,
-          prefix_cache: bool, draft_tokens: int | None) -> None:  # fmt: skip
+def serve(
+    model: str | None,
+    quant: str | None,
+    host: str,
+    port: int,
+    max_batch: int,
+    max_queue: int,
+    api_key: str | None,
+    threads: int | None,
+    kv_dtype: str,
+    kv_block_size: str,
+    kv_memory_mb: int,
+    prefix_cache: bool,
+    draft_tokens: int | None,
+) -> None:
     """Serve a local model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions).
 
     The KV cache is paged: blocks are allocated as a sequence grows and freed when it ends, so memory holds only
@@ -122,9 +138,21 @@ def serve(model: str | None, quant: str | None, host: str, port: int, max_batch:
     from settings import get_settings
 
     settings = get_settings()
-    options = ServeOptions(model or settings.default_model, quant or settings.default_quant, host, port, max_batch,
-                           max_queue, api_key, threads, kv_dtype, int(kv_block_size), kv_memory_mb, prefix_cache,
-                           draft_tokens)  # fmt: skip
+    options = ServeOptions(
+        model or settings.default_model,
+        quant or settings.default_quant,
+        host,
+        port,
+        max_batch,
+        max_queue,
+        api_key,
+        threads,
+        kv_dtype,
+        int(kv_block_size),
+        kv_memory_mb,
+        prefix_cache,
+        draft_tokens,
+    )
     if not serve_engine(options, lambda line: click.echo(line, err=True)):
         sys.exit(EXIT_INVALID)
 

@@ -63,8 +63,14 @@ def rate(result_id: int, verdict: str, score: int | None, tags: tuple[str, ...],
 
 @click.command()
 @click.argument("result_id", type=int)
-@click.option("--as", "how", type=click.Choice(["equals", "similar", "rubric", "not"]), default="equals",
-              show_default=True, help="How the rated output becomes an assertion of its case.")  # fmt: skip
+@click.option(
+    "--as",
+    "how",
+    type=click.Choice(["equals", "similar", "rubric", "not"]),
+    default="equals",
+    show_default=True,
+    help="How the rated output becomes an assertion of its case.",
+)
 @click.option("--threshold", type=click.FloatRange(0, 1), default=0.8, show_default=True, help="For similar.")
 def promote(result_id: int, how: str, threshold: float) -> None:
     """Turn a rated output into an assertion of its case, in a new version of the suite (suites are immutable)."""

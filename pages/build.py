@@ -177,8 +177,10 @@ for row in labels_service.labels(db, template.name):
     st.markdown(f"`{row.template}@{row.label}` → **{row.version}**")
 own = labels_service.labelled_versions(db, template.name)
 if not own:
-    st.caption("Save a version of this template to label it (production, staging, …): `NAME@LABEL` then names it "
-               "everywhere a version is named.")  # fmt: skip
+    st.caption(
+        "Save a version of this template to label it (production, staging, …): `NAME@LABEL` then names it "
+        "everywhere a version is named."
+    )
 else:
     c1, c2, c3 = st.columns([2, 2, 1])
     target = c1.selectbox("Version", own, key="label_version")

@@ -39,8 +39,10 @@ def configured() -> None:
         cols[2].metric("Bits / parameter", f"{card.get('bits_per_param', 0):.2f}")
         cols[3].metric("Running sequences", metrics.get("running_sequences", 0))
         cols[4].metric("Queued requests", metrics.get("queued_requests", 0))
-        st.caption(f"{metrics.get('requests_total', 0):,} requests · {metrics.get('prompt_tokens_total', 0):,} tokens in · "
-                   f"{metrics.get('completion_tokens_total', 0):,} tokens out · last batch {metrics.get('batch_size', 0)}")  # fmt: skip
+        st.caption(
+            f"{metrics.get('requests_total', 0):,} requests · {metrics.get('prompt_tokens_total', 0):,} tokens in · "
+            f"{metrics.get('completion_tokens_total', 0):,} tokens out · last batch {metrics.get('batch_size', 0)}"
+        )
         return
     st.warning(f"No engine answers at {settings.engine_url}.", icon=":material/warning:")
     method = st.selectbox("Quantization method", quant_methods.CHOICES, key="engine_start_method")
@@ -61,9 +63,11 @@ def engines_list() -> None:
     engines.reap()
     rows = engines.listing()
     st.subheader("Running engines")
-    st.caption(f"On-demand engines stop after {settings.engine_idle_s:,.0f} s idle (WORKBENCH_ENGINE_IDLE_S); at most "
-               f"{settings.max_engines} run at once (WORKBENCH_MAX_ENGINES), starting one more stops the least "
-               "recently used.")  # fmt: skip
+    st.caption(
+        f"On-demand engines stop after {settings.engine_idle_s:,.0f} s idle (WORKBENCH_ENGINE_IDLE_S); at most "
+        f"{settings.max_engines} run at once (WORKBENCH_MAX_ENGINES), starting one more stops the least "
+        "recently used."
+    )
     if not rows:
         st.caption("None.")
     for row in rows:
@@ -83,14 +87,24 @@ def sizes(cards: list[dict]) -> pd.DataFrame:
     report = bench_report("engine") or {}
     for r in report.get("results", []):
         if r.get("system") == "ours":
-            rows[r["method"]] = {"method": r["method"], "weights": r.get("weight_bytes"), "bits": r.get("bits_per_param"),
-                                 "perplexity": r.get("ppl"), "decode tok/s": r.get("decode_tok_s"),
-                                 "source": "last make bench"}  # fmt: skip
+            rows[r["method"]] = {
+                "method": r["method"],
+                "weights": r.get("weight_bytes"),
+                "bits": r.get("bits_per_param"),
+                "perplexity": r.get("ppl"),
+                "decode tok/s": r.get("decode_tok_s"),
+                "source": "last make bench",
+            }
     for card in cards:
         method = card.get("quant") or card["id"].split("@")[-1]
-        rows[method] = {**rows.get(method, {"perplexity": None, "decode tok/s": None}), "method": method,
-                        "weights": card.get("weight_bytes"), "bits": card.get("bits_per_param"),
-                        "kv": card.get("kv_bytes_per_token"), "source": "running engine"}  # fmt: skip
+        rows[method] = {
+            **rows.get(method, {"perplexity": None, "decode tok/s": None}),
+            "method": method,
+            "weights": card.get("weight_bytes"),
+            "bits": card.get("bits_per_param"),
+            "kv": card.get("kv_bytes_per_token"),
+            "source": "running engine",
+        }
     return pd.DataFrame(rows.values())
 
 
@@ -99,8 +113,10 @@ def memory() -> None:
     cards = published_cards()  # one /v1/models request per running engine, for both sections
     frame = sizes(cards)
     if frame.empty:
-        st.info("No engine runs and no bench report exists: start an engine above, or run `make bench` to measure "
-                "every method.")  # fmt: skip
+        st.info(
+            "No engine runs and no bench report exists: start an engine above, or run `make bench` to measure "
+            "every method."
+        )
         return
     frame["weights MB"] = frame["weights"] / 1e6
     shown = frame[["method", "weights", "bits", "perplexity", "decode tok/s", "source"]].copy()
@@ -112,14 +128,29 @@ def memory() -> None:
             shown[column] = shown[column].map(lambda v, spec=spec: "–" if pd.isna(v) else format(v, spec))
     if not measured:
         st.caption("Perplexity and decode speed per method come from `make bench` (none has run here yet).")
-    st.dataframe(shown, hide_index=True,
-                 column_config={"bits": st.column_config.NumberColumn("bits / parameter", format="%.2f")})  # fmt: skip
-    st.caption("Weights of the linear layers and the output head, scales included (what the engine publishes in "
-               "/v1/models; the bench measures the same).")  # fmt: skip
-    st.altair_chart(alt.Chart(frame.dropna(subset=["weights MB"])).mark_bar().encode(
-        x=alt.X("weights MB:Q", title="weights (MB)"), y=alt.Y("method:N", title="quantization method", sort="x"),
-        tooltip=["method", alt.Tooltip("weights MB:Q", format=".1f"), alt.Tooltip("bits:Q", format=".2f")]),
-        width="stretch")  # fmt: skip
+    st.dataframe(
+        shown,
+        hide_index=True,
+        column_config={"bits": st.column_config.NumberColumn("bits / parameter", format="%.2f")},
+    )
+    st.caption(
+        "Weights of the linear layers and the output head, scales included (what the engine publishes in "
+        "/v1/models; the bench measures the same)."
+    )
+    st.altair_chart(
+        alt.Chart(frame.dropna(subset=["weights MB"]))
+        .mark_bar()
+        .encode(
+            x=alt.X("weights MB:Q", title="weights (MB)"),
+            y=alt.Y("method:N", title="quantization method", sort="x"),
+            tooltip=[
+                "method",
+                alt.Tooltip("weights MB:Q", format=".1f"),
+                alt.Tooltip("bits:Q", format=".2f"),
+            ],
+        ),
+        width="stretch",
+    )
     kv_cache(cards)
 
 
@@ -128,8 +159,10 @@ def kv_cache(cards: list[dict]) -> None:
     card = next((c for c in cards if c.get("kv_bytes_per_token_by_dtype")), None)
     if card is None:
         return
-    st.markdown("**KV cache** — paged: a sequence holds whole blocks of its own tokens only; full blocks of a prefix "
-                "that sequences share (a suite's system prompt and examples) are held once.")  # fmt: skip
+    st.markdown(
+        "**KV cache** — paged: a sequence holds whole blocks of its own tokens only; full blocks of a prefix "
+        "that sequences share (a suite's system prompt and examples) are held once."
+    )
     tokens, batch, shared, block = kv_inputs(card)
     pool = card.get("kv_cache_bytes")
     per_dtype = card["kv_bytes_per_token_by_dtype"].items()
@@ -139,50 +172,89 @@ def kv_cache(cards: list[dict]) -> None:
     fits = [
         kv_plan(dtype, per_token, block, tokens, batch, reused, pool).fits for dtype, per_token in per_dtype
     ]
-    table = pd.DataFrame([{"KV dtype": p.kv_dtype + (" (running)" if p.kv_dtype == card.get("kv_dtype") else ""),
-                           "per token": human(p.bytes_per_token), "without prefix sharing": human(p.bytes_unshared),
-                           "with prefix sharing": human(p.bytes_shared),
-                           f"sequences that fit {human(pool)}": fit} for p, fit in zip(plans, fits, strict=True)])  # fmt: skip
+    table = pd.DataFrame(
+        [
+            {
+                "KV dtype": p.kv_dtype + (" (running)" if p.kv_dtype == card.get("kv_dtype") else ""),
+                "per token": human(p.bytes_per_token),
+                "without prefix sharing": human(p.bytes_unshared),
+                "with prefix sharing": human(p.bytes_shared),
+                f"sequences that fit {human(pool)}": fit,
+            }
+            for p, fit in zip(plans, fits, strict=True)
+        ]
+    )
     st.dataframe(table, hide_index=True)
     kv_chart(plans)
-    st.caption(f"Bytes per token as the engine publishes them in /v1/models; the running engine uses "
-               f"{card.get('kv_dtype')} KV in blocks of {card.get('kv_block_size')} tokens, a pool of "
-               f"{card.get('kv_blocks', 0):,} blocks ({human(pool)}), prefix caching "
-               f"{'on' if card.get('prefix_caching') else 'off'} (`workbench serve --kv-dtype --kv-block-size "
-               "--kv-memory-mb --no-prefix-cache`).")  # fmt: skip
+    st.caption(
+        f"Bytes per token as the engine publishes them in /v1/models; the running engine uses "
+        f"{card.get('kv_dtype')} KV in blocks of {card.get('kv_block_size')} tokens, a pool of "
+        f"{card.get('kv_blocks', 0):,} blocks ({human(pool)}), prefix caching "
+        f"{'on' if card.get('prefix_caching') else 'off'} (`workbench serve --kv-dtype --kv-block-size "
+        "--kv-memory-mb --no-prefix-cache`)."
+    )
 
 
 def kv_inputs(card: dict) -> tuple[int, int, int, int]:
     """Tokens per sequence, sequences at once, shared prefix and block size, as the reader sets them."""
     c1, c2, c3, c4 = st.columns(4)
-    tokens = c1.number_input("Tokens per sequence", 1, 131072, 1030, step=64, key="engine_tokens",
-                             help="Prompt and answer together.")  # fmt: skip
+    tokens = c1.number_input(
+        "Tokens per sequence",
+        1,
+        131072,
+        1030,
+        step=64,
+        key="engine_tokens",
+        help="Prompt and answer together.",
+    )
     batch = c2.number_input("Sequences at once", 1, 256, 16, key="engine_batch")
-    shared = c3.number_input("Shared prefix (tokens)", 0, 131072, 1000, step=64, key="engine_shared",
-                             help="Tokens every sequence starts with: the part of a suite's prompt before the case.")  # fmt: skip
+    shared = c3.number_input(
+        "Shared prefix (tokens)",
+        0,
+        131072,
+        1000,
+        step=64,
+        key="engine_shared",
+        help="Tokens every sequence starts with: the part of a suite's prompt before the case.",
+    )
     offered = [16, 32, 64]
     running = card.get("kv_block_size", 16)
-    block = c4.selectbox("Block size", offered, index=offered.index(running) if running in offered else 0,
-                         key="engine_block")  # fmt: skip
+    block = c4.selectbox(
+        "Block size", offered, index=offered.index(running) if running in offered else 0, key="engine_block"
+    )
     return int(tokens), int(batch), int(shared), int(block)
 
 
 def kv_chart(plans: list) -> None:
-    chart = pd.DataFrame([{"KV dtype": p.kv_dtype, "prefix": label, "MB": value / 1e6} for p in plans
-                          for label, value in (("not shared", p.bytes_unshared), ("shared", p.bytes_shared))])  # fmt: skip
-    st.altair_chart(alt.Chart(chart).mark_bar().encode(
-        x=alt.X("MB:Q", title="KV cache (MB)"), y=alt.Y("KV dtype:N", title=None, sort=[p.kv_dtype for p in plans]),
-        yOffset="prefix:N",
-        color=alt.Color("prefix:N", title="prefix"), tooltip=["KV dtype", "prefix", alt.Tooltip("MB:Q", format=",.1f")]),
-        width="stretch")  # fmt: skip
+    chart = pd.DataFrame(
+        [
+            {"KV dtype": p.kv_dtype, "prefix": label, "MB": value / 1e6}
+            for p in plans
+            for label, value in (("not shared", p.bytes_unshared), ("shared", p.bytes_shared))
+        ]
+    )
+    st.altair_chart(
+        alt.Chart(chart)
+        .mark_bar()
+        .encode(
+            x=alt.X("MB:Q", title="KV cache (MB)"),
+            y=alt.Y("KV dtype:N", title=None, sort=[p.kv_dtype for p in plans]),
+            yOffset="prefix:N",
+            color=alt.Color("prefix:N", title="prefix"),
+            tooltip=["KV dtype", "prefix", alt.Tooltip("MB:Q", format=",.1f")],
+        ),
+        width="stretch",
+    )
 
 
 def training() -> None:
     total = parameter_count(settings.default_model)
     if total is None:
         return
-    st.markdown(f"Training estimate for {total / 1e6:,.1f} M parameters (fp32, AdamW): weights 4 + gradients 4 + two "
-                f"Adam moments 8 = 16 bytes per parameter = **{human(total * 16)}**, before activations.")  # fmt: skip
+    st.markdown(
+        f"Training estimate for {total / 1e6:,.1f} M parameters (fp32, AdamW): weights 4 + gradients 4 + two "
+        f"Adam moments 8 = 16 bytes per parameter = **{human(total * 16)}**, before activations."
+    )
 
 
 configured()

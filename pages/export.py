@@ -50,10 +50,17 @@ def j2_tab(ref: str) -> None:
 
 def openai_tab(ref: str) -> None:
     text, _ = exports.export_openai(db, ref)
-    st.caption("The messages with each free variable as a `{{ name }}` placeholder (delimiters and guardrails "
-               "applied), the variables with their descriptions, and the values fixed in the structure.")  # fmt: skip
-    st.download_button("OpenAI prompt template", text, file_name=f"{stem(ref)}.json", mime="application/json",
-                       icon=":material/download:")  # fmt: skip
+    st.caption(
+        "The messages with each free variable as a `{{ name }}` placeholder (delimiters and guardrails "
+        "applied), the variables with their descriptions, and the values fixed in the structure."
+    )
+    st.download_button(
+        "OpenAI prompt template",
+        text,
+        file_name=f"{stem(ref)}.json",
+        mime="application/json",
+        icon=":material/download:",
+    )
     st.code(text, language="json")
 
 
@@ -62,16 +69,25 @@ def request_tab(ref: str) -> None:
     values = {}
     for var in template["variables"]:
         default = "" if var.get("default") is None else str(var["default"])
-        values[var["name"]] = st.text_input(var["name"], default or str(var.get("example") or ""),
-                                            key=f"export_var_{var['name']}", help=var.get("description"))  # fmt: skip
+        values[var["name"]] = st.text_input(
+            var["name"],
+            default or str(var.get("example") or ""),
+            key=f"export_var_{var['name']}",
+            help=var.get("description"),
+        )
     try:
         body = exports.request_body(db, ref, values)
     except PromptingError as exc:
         st.error(str(exc))
         return
     text = json.dumps(body, indent=2, ensure_ascii=False)
-    st.download_button("Request body", text, file_name=f"{stem(ref)}-request.json", mime="application/json",
-                       icon=":material/download:")  # fmt: skip
+    st.download_button(
+        "Request body",
+        text,
+        file_name=f"{stem(ref)}-request.json",
+        mime="application/json",
+        icon=":material/download:",
+    )
     st.code(text, language="json")
     st.markdown('**Copy as curl** (for a remote API add `-H "Authorization: Bearer $KEY"`)')
     st.code(exports.curl(body), language="bash")
@@ -85,8 +101,13 @@ def promptfoo_tab(ref: str) -> None:
     text, warnings = export_promptfoo(db, ref, None if suite.startswith("(none") else suite)
     for warning in warnings:
         st.warning(warning, icon=":material/info:")
-    st.download_button("promptfooconfig.yaml", text, file_name="promptfooconfig.yaml", mime="text/yaml",
-                       icon=":material/download:")  # fmt: skip
+    st.download_button(
+        "promptfooconfig.yaml",
+        text,
+        file_name="promptfooconfig.yaml",
+        mime="text/yaml",
+        icon=":material/download:",
+    )
     st.caption(
         "Run it with `npx promptfoo@0.123.1 eval -c promptfooconfig.yaml` while `make run` serves the engine."
     )
@@ -103,8 +124,13 @@ def report_section() -> None:
     run_id = st.selectbox("Run", list(labels), format_func=labels.get, key="export_run")
     with st.spinner("Writing the report…"):
         page = reports.html_report(reports.payload(db, run_id))
-    st.download_button("HTML report (one self-contained file)", page, file_name=f"{run_id}.html", mime="text/html",
-                       icon=":material/download:")  # fmt: skip
+    st.download_button(
+        "HTML report (one self-contained file)",
+        page,
+        file_name=f"{run_id}.html",
+        mime="text/html",
+        icon=":material/download:",
+    )
 
 
 ref = pick()

@@ -26,17 +26,21 @@ def start_form() -> None:
         st.info("A run needs a suite (Test cases page) and at least one saved version (Build page).")
         return
     # enter_to_submit=False: pressing Enter in a field never starts a run; only the button does
-    with st.expander("Start a run", expanded=not runs.listing(db), icon=":material/add_circle:"), \
-            st.form("start_run", enter_to_submit=False):  # fmt: skip
+    with (
+        st.expander("Start a run", expanded=not runs.listing(db), icon=":material/add_circle:"),
+        st.form("start_run", enter_to_submit=False),
+    ):
         names, recent = list(suites), suites_service.recent_suite(db)
         suite_name = st.selectbox(
             "Suite", names, index=names.index(recent) if recent in names else 0, key="runs_suite"
         )
         newest = versions_service.newest_label(db)
-        chosen_versions = st.multiselect("Versions", list(versions), default=[newest] if newest else [],
-                                         key="runs_versions")  # fmt: skip
-        chosen_providers = st.multiselect("Providers", [s.label for s in specs], default=[specs[0].label],
-                                          key="runs_providers")  # fmt: skip
+        chosen_versions = st.multiselect(
+            "Versions", list(versions), default=[newest] if newest else [], key="runs_versions"
+        )
+        chosen_providers = st.multiselect(
+            "Providers", [s.label for s in specs], default=[specs[0].label], key="runs_providers"
+        )
         options = run_options()
         start = st.form_submit_button("Start run", type="primary")
     if not start:
@@ -54,22 +58,43 @@ def run_options() -> dict:
     """Repeats, strategy, concurrency, decoding and the cache policy, as `runs.start` takes them."""
     c1, c2, c3 = st.columns(3)
     repeats = c1.number_input("Repeats", 1, 100, 1, key="runs_repeats")
-    strategy = c2.selectbox("Strategy", [DECLARED, *STRATEGIES], key="runs_strategy",
-                            help="Each template declares the strategy of its technique (self-consistency votes over "
-                            "5 samples, the verbalizer scores label words...); pick one to override it.")  # fmt: skip
+    strategy = c2.selectbox(
+        "Strategy",
+        [DECLARED, *STRATEGIES],
+        key="runs_strategy",
+        help="Each template declares the strategy of its technique (self-consistency votes over "
+        "5 samples, the verbalizer scores label words...); pick one to override it.",
+    )
     concurrency = c3.number_input("Concurrency", 1, 64, 4, key="runs_concurrency")
     temperature = st.slider("temperature", 0.0, 2.0, 0.0, 0.05, key="runs_temperature")
-    max_tokens = st.number_input("max tokens", 0, 4096, 0, key="runs_max_tokens",
-                                 help="0: what each technique's template declares (its front matter), else the "
-                                 "provider's default")  # fmt: skip
-    cache = st.radio("Cache", ["reuse", "fresh"], horizontal=True, key="runs_cache",
-                     captions=["deterministic answers (temperature 0) from earlier runs are reused",
-                               "every request is made again"],
-                     help="Sampled answers (temperature above 0) are never reused from another run: each run "
-                     "draws its own, so repeats and re-runs show the real variation.")  # fmt: skip
+    max_tokens = st.number_input(
+        "max tokens",
+        0,
+        4096,
+        0,
+        key="runs_max_tokens",
+        help="0: what each technique's template declares (its front matter), else the provider's default",
+    )
+    cache = st.radio(
+        "Cache",
+        ["reuse", "fresh"],
+        horizontal=True,
+        key="runs_cache",
+        captions=[
+            "deterministic answers (temperature 0) from earlier runs are reused",
+            "every request is made again",
+        ],
+        help="Sampled answers (temperature above 0) are never reused from another run: each run "
+        "draws its own, so repeats and re-runs show the real variation.",
+    )
     params = {"temperature": temperature, **({"max_tokens": int(max_tokens)} if max_tokens else {})}
-    return {"repeats": int(repeats), "strategy": None if strategy == DECLARED else strategy, "params": params,
-            "concurrency": int(concurrency), "cache": cache}  # fmt: skip
+    return {
+        "repeats": int(repeats),
+        "strategy": None if strategy == DECLARED else strategy,
+        "params": params,
+        "concurrency": int(concurrency),
+        "cache": cache,
+    }
 
 
 def actions(run_id: str, status: str, errored: int, missing: int) -> None:
@@ -77,12 +102,18 @@ def actions(run_id: str, status: str, errored: int, missing: int) -> None:
     if status in runs.ACTIVE and c1.button("Cancel", icon=":material/stop_circle:", key="do_runs_cancel"):
         runs.cancel(db, run_id)
         st.rerun()
-    if status not in runs.ACTIVE and missing and c2.button(f"Resume ({missing} cells left)", icon=":material/replay:",
-                                                      key="do_runs_resume"):  # fmt: skip
+    if (
+        status not in runs.ACTIVE
+        and missing
+        and c2.button(f"Resume ({missing} cells left)", icon=":material/replay:", key="do_runs_resume")
+    ):
         runs.resume(db, run_id)
         st.rerun()
-    if status not in runs.ACTIVE and errored and c3.button(f"Retry {errored} errored cell(s)", icon=":material/refresh:",
-                                                      key="do_runs_retry"):  # fmt: skip
+    if (
+        status not in runs.ACTIVE
+        and errored
+        and c3.button(f"Retry {errored} errored cell(s)", icon=":material/refresh:", key="do_runs_retry")
+    ):
         runs.retry_errored(db, run_id)
         st.rerun()
 
@@ -93,8 +124,11 @@ def live_status(run_id: str) -> None:
     state = runs.progress(db, run_id)
     if runs.is_active(run):
         fraction = state.done / state.total if state.total else 0.0
-        st.progress(fraction, text=f"{run.status}: {state.done}/{state.total} cells — pass {state.passed}, "
-                                   f"fail {state.failed}, errors {state.errors}")  # fmt: skip
+        st.progress(
+            fraction,
+            text=f"{run.status}: {state.done}/{state.total} cells — pass {state.passed}, "
+            f"fail {state.failed}, errors {state.errors}",
+        )
     st.caption(run_view.status_line(db, run_id))
     rows = run_view.group_rows(db, run_id)
     if rows:
@@ -116,22 +150,38 @@ def results(run_id: str) -> None:
     shown = run_view.cells(db, run_id)
     if not shown:
         return
-    grid = pd.DataFrame([
-        {"case": c.case, "version": c.version, "provider": c.provider, "repeat": c.result.repeat_index,
-         "result": c.outcome, "score": c.result.score, "output": (c.result.error or c.result.output or "")[:120],
-         "latency ms": round(c.result.latency_ms), "cached": c.result.cached, "review": c.review}
-        for c in shown])  # fmt: skip
+    grid = pd.DataFrame(
+        [
+            {
+                "case": c.case,
+                "version": c.version,
+                "provider": c.provider,
+                "repeat": c.result.repeat_index,
+                "result": c.outcome,
+                "score": c.result.score,
+                "output": (c.result.error or c.result.output or "")[:120],
+                "latency ms": round(c.result.latency_ms),
+                "cached": c.result.cached,
+                "review": c.review,
+            }
+            for c in shown
+        ]
+    )
     st.subheader("Results")
     # a Styler shows floats with six decimals unless told; a score reads to two, an absent one as a dash
     styled = grid.style.apply(colour, axis=1).format({"score": "{:.2f}"}, na_rep="–")
     st.dataframe(styled, hide_index=True, width="stretch")
     st.subheader("Cell detail")
     for c in shown:
-        with st.expander(f"{c.outcome.upper()} · {c.case} · {c.version} · {c.provider} #{c.result.repeat_index}"):
+        with st.expander(
+            f"{c.outcome.upper()} · {c.case} · {c.version} · {c.provider} #{c.result.repeat_index}"
+        ):
             cell_detail(c.result, c.scores)
             if c.rating is not None:
-                st.caption(f"Reviewed by {c.rating.reviewer}: {c.review}"
-                           + (f" — {c.rating.comment}" if c.rating.comment else ""))  # fmt: skip
+                st.caption(
+                    f"Reviewed by {c.rating.reviewer}: {c.review}"
+                    + (f" — {c.rating.comment}" if c.rating.comment else "")
+                )
 
 
 def cell_detail(result, scores) -> None:
@@ -143,13 +193,25 @@ def cell_detail(result, scores) -> None:
     for score in scores:
         mark = ":green[:material/check_circle:]" if score.passed else ":red[:material/cancel:]"
         st.markdown(f"{mark} `{score.type}` ({score.score:.2f}): {score.reason}")
-    st.caption(f"{result.tokens_in} tokens in · {result.tokens_out} out · {result.latency_ms:.0f} ms"
-               + (" · cached" if result.cached else ""))  # fmt: skip
+    st.caption(
+        f"{result.tokens_in} tokens in · {result.tokens_out} out · {result.latency_ms:.0f} ms"
+        + (" · cached" if result.cached else "")
+    )
     samples = result.detail.get("samples") if result.detail else None
     if samples:
         st.markdown(f"**Votes** {result.detail.get('votes')} — answer: {result.answer or 'none found'}")
-        st.dataframe(pd.DataFrame([{"answer": s.get("answer") if s.get("answer") is not None else "no answer found",
-                                    "text": s.get("text", "")[:200]} for s in samples]), hide_index=True)  # fmt: skip
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {
+                        "answer": s.get("answer") if s.get("answer") is not None else "no answer found",
+                        "text": s.get("text", "")[:200],
+                    }
+                    for s in samples
+                ]
+            ),
+            hide_index=True,
+        )
     if result.detail:
         st.json(result.detail, expanded=False)
 

@@ -60,7 +60,15 @@ class Search:
 
     def run(self, limits: Limits, values: dict[str, float], numeric: bool) -> tuple[dict, str | None, str]:
         """Level by level from the root: (the best node, an answer if one was proposed, its text)."""
-        root = {"id": 0, "parent": None, "depth": 0, "state": "", "value": None, "kept": True, "why": "the problem"}
+        root = {
+            "id": 0,
+            "parent": None,
+            "depth": 0,
+            "state": "",
+            "value": None,
+            "kept": True,
+            "why": "the problem",
+        }
         self.nodes.append(root)
         frontier = [root]
         for level in range(1, limits.depth + 1):
@@ -102,8 +110,16 @@ class Search:
         steps = [line.strip()[2:].strip() for line in text.splitlines() if line.strip().startswith("- ")]
         children = []
         for step in steps[:proposals]:
-            child = {"id": len(self.nodes), "parent": node["id"], "depth": level, "step": step, "value": None,
-                     "state": f"{node['state']}\n{step}".strip(), "kept": False, "why": ""}  # fmt: skip
+            child = {
+                "id": len(self.nodes),
+                "parent": node["id"],
+                "depth": level,
+                "step": step,
+                "value": None,
+                "state": f"{node['state']}\n{step}".strip(),
+                "kept": False,
+                "why": "",
+            }
             self.nodes.append(child)
             children.append(child)
         return children, found
@@ -181,7 +197,16 @@ def tree_of_thoughts(
         answer, text = search.finish(best, numeric)
         search.stopped += "; the best path was asked for its answer"
     out.answer, out.output = answer, text or best["state"]
-    out.detail.update({"tree": search.nodes, "breadth": limits.breadth, "depth": limits.depth,
-                       "proposals": limits.proposals, "best_state": best["state"], "stopped": search.stopped,
-                       "calls": search.calls, "ties": TIE_RULE})  # fmt: skip
+    out.detail.update(
+        {
+            "tree": search.nodes,
+            "breadth": limits.breadth,
+            "depth": limits.depth,
+            "proposals": limits.proposals,
+            "best_state": best["state"],
+            "stopped": search.stopped,
+            "calls": search.calls,
+            "ties": TIE_RULE,
+        }
+    )
     return out

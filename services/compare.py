@@ -220,8 +220,11 @@ def _warnings(a: Group, b: Group, result: Paired) -> list[str]:
 def run_group_stats(store: Store, run_id: str, seed: int = 0) -> dict[tuple[int, int], GroupStats]:
     """Per version × provider of a run: pass rate and score with intervals, pass@k, flaky cases."""
     run = store.get_run(run_id)
-    return {(v, p): group_stats(outcomes(store, GroupRef(run_id, v, p))[0], seed)
-            for v in run.version_ids for p in run.provider_ids}  # fmt: skip
+    return {
+        (v, p): group_stats(outcomes(store, GroupRef(run_id, v, p))[0], seed)
+        for v in run.version_ids
+        for p in run.provider_ids
+    }
 
 
 def against_reference(
@@ -232,12 +235,21 @@ def against_reference(
     base, _ = outcomes(store, reference)
     results = [(name, paired(base, outcomes(store, ref)[0], seed=seed)) for name, ref in others]
     adjusted = holm([r.p_value if r.p_value is not None else 1.0 for _, r in results])
-    return [{"variant": name, "delta": r.delta, "low": r.delta_ci.low if r.delta_ci else None,
-             "high": r.delta_ci.high if r.delta_ci else None, "delta_score": r.delta_score,
-             "score_low": r.delta_score_ci.low if r.delta_score_ci else None,
-             "score_high": r.delta_score_ci.high if r.delta_score_ci else None, "p": r.p_value, "p_holm": p,
-             "significant": p < 0.05 and r.delta_ci is not None and not r.delta_ci.contains(0.0)}
-            for (name, r), p in zip(results, adjusted, strict=True)]  # fmt: skip
+    return [
+        {
+            "variant": name,
+            "delta": r.delta,
+            "low": r.delta_ci.low if r.delta_ci else None,
+            "high": r.delta_ci.high if r.delta_ci else None,
+            "delta_score": r.delta_score,
+            "score_low": r.delta_score_ci.low if r.delta_score_ci else None,
+            "score_high": r.delta_score_ci.high if r.delta_score_ci else None,
+            "p": r.p_value,
+            "p_holm": p,
+            "significant": p < 0.05 and r.delta_ci is not None and not r.delta_ci.contains(0.0),
+        }
+        for (name, r), p in zip(results, adjusted, strict=True)
+    ]
 
 
 def interval_dict(ci) -> list[float] | None:
@@ -269,10 +281,17 @@ def paired_dict(result: Paired) -> dict[str, Any]:
 def comparison_dict(result: Comparison) -> dict[str, Any]:
     """Everything `runs compare --json` prints: the headline, the per-case rows and the warnings."""
     rows = [
-        {"case": r.case, "change": r.change, "a": r.a, "b": r.b, "delta": r.delta, "score_a": r.score_a,
-         "score_b": r.score_b}
+        {
+            "case": r.case,
+            "change": r.change,
+            "a": r.a,
+            "b": r.b,
+            "delta": r.delta,
+            "score_a": r.score_a,
+            "score_b": r.score_b,
+        }
         for r in result.rows
-    ]  # fmt: skip
+    ]
     return {
         "a": result.a.label,
         "b": result.b.label,
@@ -284,9 +303,16 @@ def comparison_dict(result: Comparison) -> dict[str, Any]:
 
 
 def stats_dict(stats: GroupStats) -> dict[str, Any]:
-    return {"cases": stats.cases, "pass_rate": stats.pass_rate, "pass_rate_ci": interval_dict(stats.pass_ci),
-            "mean_score": stats.mean_score, "mean_score_ci": interval_dict(stats.score_ci),
-            "pass_at_k": stats.pass_at, "pass_hat_k": stats.pass_hat, "flaky_cases": len(stats.flaky)}  # fmt: skip
+    return {
+        "cases": stats.cases,
+        "pass_rate": stats.pass_rate,
+        "pass_rate_ci": interval_dict(stats.pass_ci),
+        "mean_score": stats.mean_score,
+        "mean_score_ci": interval_dict(stats.score_ci),
+        "pass_at_k": stats.pass_at,
+        "pass_hat_k": stats.pass_hat,
+        "flaky_cases": len(stats.flaky),
+    }
 
 
 def ablation_effects(store: Store, run_id: str, seed: int = 0) -> list[dict[str, Any]]:
@@ -329,13 +355,18 @@ def sweep_rows(store: Store, sweep: str, seed: int = 0) -> list[dict[str, Any]]:
         run = store.get_run(row["run_id"])
         stats = run_group_stats(store, run.id, seed)[(run.version_ids[0], run.provider_ids[0])]
         measured = {k: row.get(k) for k in ("ppl", "weight_mb", "tokens_per_s")}
-        rows.append({
-            "method": row["method"], "status": row["status"],
-            "pass rate": numbers.percent(stats.pass_rate, stats.cases),
-            "95 % interval": numbers.percent_interval(stats.pass_ci, stats.cases),
-            "mean score": numbers.score(row["score"]), "errors": row["errors"],
-            "perplexity": "–" if measured["ppl"] is None else f"{measured['ppl']:.2f}",
-            "weights (MB)": "–" if measured["weight_mb"] is None else f"{measured['weight_mb']:.1f}",
-            "tokens/s": "–" if measured["tokens_per_s"] is None else f"{measured['tokens_per_s']:.1f}",
-            "run": row["run_id"]})  # fmt: skip
+        rows.append(
+            {
+                "method": row["method"],
+                "status": row["status"],
+                "pass rate": numbers.percent(stats.pass_rate, stats.cases),
+                "95 % interval": numbers.percent_interval(stats.pass_ci, stats.cases),
+                "mean score": numbers.score(row["score"]),
+                "errors": row["errors"],
+                "perplexity": "–" if measured["ppl"] is None else f"{measured['ppl']:.2f}",
+                "weights (MB)": "–" if measured["weight_mb"] is None else f"{measured['weight_mb']:.1f}",
+                "tokens/s": "–" if measured["tokens_per_s"] is None else f"{measured['tokens_per_s']:.1f}",
+                "run": row["run_id"],
+            }
+        )
     return rows

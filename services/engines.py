@@ -206,8 +206,18 @@ class Engines:
             self._stop_record(alive.pop(0))
 
     def _start(self, model: str, quant: str, port: int) -> EngineRecord:
-        cmd = [workbench_command(), "serve", "--model", model, "--quant", quant, "--host", "127.0.0.1",
-               "--port", str(port)]  # fmt: skip
+        cmd = [
+            workbench_command(),
+            "serve",
+            "--model",
+            model,
+            "--quant",
+            quant,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ]
         begin = time.time()
         log = (self.folder / f"{model}@{quant}.log").open("w")
         # its own session: it is not killed with the terminal of the process that happened to start it
@@ -220,8 +230,16 @@ class Engines:
                 raise ProviderError(f"the local engine for {model}@{quant} exited: {tail}")
             if serves(url, f"{model}@{quant}"):
                 now = time.time()
-                return EngineRecord(model, quant, port, proc.pid, psutil.Process(proc.pid).create_time(), begin,
-                                    round(now - begin, 2), now)  # fmt: skip
+                return EngineRecord(
+                    model,
+                    quant,
+                    port,
+                    proc.pid,
+                    psutil.Process(proc.pid).create_time(),
+                    begin,
+                    round(now - begin, 2),
+                    now,
+                )
             time.sleep(0.25)
         proc.kill()
         raise ProviderError(
@@ -343,8 +361,15 @@ class KVPlan:
     fits: int | None  # sequences of this shape a pool of `pool_bytes` holds at once (None: no pool given)
 
 
-def kv_plan(kv_dtype: str, bytes_per_token: int, block_size: int, tokens: int, sequences: int, shared_prefix: int,
-            pool_bytes: int | None = None) -> KVPlan:  # fmt: skip
+def kv_plan(
+    kv_dtype: str,
+    bytes_per_token: int,
+    block_size: int,
+    tokens: int,
+    sequences: int,
+    shared_prefix: int,
+    pool_bytes: int | None = None,
+) -> KVPlan:
     """Blocks are whole: a sequence of `tokens` holds ceil(tokens / block_size) blocks; only full blocks of the
     prefix are shared (the engine keys a block by its complete content)."""
     per_sequence = -(-tokens // block_size)
@@ -356,8 +381,15 @@ def kv_plan(kv_dtype: str, bytes_per_token: int, block_size: int, tokens: int, s
         # a sequence writes at least one block of its own (its next token), even when its prompt is all shared
         pool_blocks, own = pool_bytes // block_bytes, max(per_sequence - shared, 1)
         fits = 0 if pool_blocks < per_sequence else (pool_blocks - shared) // own
-    return KVPlan(kv_dtype, bytes_per_token, per_sequence, shared, blocks_shared * block_bytes,
-                  sequences * per_sequence * block_bytes, fits)  # fmt: skip
+    return KVPlan(
+        kv_dtype,
+        bytes_per_token,
+        per_sequence,
+        shared,
+        blocks_shared * block_bytes,
+        sequences * per_sequence * block_bytes,
+        fits,
+    )
 
 
 def bench_report(name: str) -> dict | None:

@@ -18,7 +18,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for(url: str, timeout: float = 180.0, proc: subprocess.Popen | None = None, every: float = 0.25) -> None:
+def wait_for(
+    url: str, timeout: float = 180.0, proc: subprocess.Popen | None = None, every: float = 0.25
+) -> None:
     """Until GET `url` answers 200; RuntimeError naming the URL after `timeout` seconds, or at once when `proc`
     (the server's process) has exited."""
     deadline = time.time() + timeout

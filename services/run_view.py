@@ -16,7 +16,7 @@ from store import Store
 
 
 def status_line(store: Store, run_id: str) -> str:
-    """"status completed · strategy zero_shot@v1: single · repeats 1 · cache: … · engine start-up 3.1 s …"."""
+    """ "status completed · strategy zero_shot@v1: single · repeats 1 · cache: … · engine start-up 3.1 s …"."""
     run = store.get_run(run_id)
     used = "; ".join(f"{label}: {strategy_text(s)}" for label, s in strategies_of(run).items())
     startup = (run.options or {}).get("engine_startup_s")
@@ -83,7 +83,9 @@ class CellView:
         """A rating in a word (and its 1–5 score)."""
         if self.rating is None:
             return ""
-        return ("good" if self.rating.passed else "bad") + (f" ({self.rating.score}/5)" if self.rating.score else "")
+        return ("good" if self.rating.passed else "bad") + (
+            f" ({self.rating.score}/5)" if self.rating.score else ""
+        )
 
 
 def cells(store: Store, run_id: str) -> list[CellView]:

@@ -58,9 +58,17 @@ def create(store: Store, plan: RunPlan, **options: Any):
     options["cache"] = options.get("cache", "reuse")
     check_options(options)
     options["strategies"] = strategies_used(store, plan.version_ids, plan.strategy)
-    return store.create_run(suite_id=plan.suite_id, version_ids=plan.version_ids, provider_ids=plan.provider_ids,
-                            repeats=plan.repeats, strategy=plan.strategy, params=plan.params,
-                            description=plan.description, run_id=plan.run_id, options=options)  # fmt: skip
+    return store.create_run(
+        suite_id=plan.suite_id,
+        version_ids=plan.version_ids,
+        provider_ids=plan.provider_ids,
+        repeats=plan.repeats,
+        strategy=plan.strategy,
+        params=plan.params,
+        description=plan.description,
+        run_id=plan.run_id,
+        options=options,
+    )
 
 
 def start(
@@ -77,8 +85,15 @@ def start(
     """The Runs page's "Start run": the suite by name, the providers saved as configurations, a strategy name
     (None: as each template declares), queued for the worker."""
     configs = [save_provider(store, spec) for spec in providers]
-    plan = RunPlan(store.get_suite(suite).id, version_ids, [c.id for c in configs], repeats,
-                   {"name": strategy} if strategy else {}, dict(params or {}), f"UI: {suite}")  # fmt: skip
+    plan = RunPlan(
+        store.get_suite(suite).id,
+        version_ids,
+        [c.id for c in configs],
+        repeats,
+        {"name": strategy} if strategy else {},
+        dict(params or {}),
+        f"UI: {suite}",
+    )
     return submit(store, plan, **options)
 
 
@@ -166,8 +181,9 @@ def progress(store: Store, run_id: str) -> Progress:
     counts = store.cell_counts(run_id)
     stored, errors, passed = store.result_counts(run_id)
     total = sum(counts.values()) or stored
-    return Progress(done=stored, total=total, passed=passed, failed=stored - errors - passed, errors=errors,
-                    elapsed_s=0.0)  # fmt: skip
+    return Progress(
+        done=stored, total=total, passed=passed, failed=stored - errors - passed, errors=errors, elapsed_s=0.0
+    )
 
 
 def labels(store: Store) -> tuple[dict[int, str], dict[int, str]]:
@@ -182,16 +198,23 @@ def summary(store: Store, run_id: str) -> list[GroupSummary]:
     results = [r for r, _ in store.run_results(run_id)]
     versions, providers = labels(store)
     groups = summarize(results, lambda r: (r.version_id, r.provider_id))
-    return [GroupSummary(vid, pid, versions.get(vid, str(vid)), providers.get(pid, str(pid)), s)
-            for (vid, pid), s in groups.items()]  # fmt: skip
+    return [
+        GroupSummary(vid, pid, versions.get(vid, str(vid)), providers.get(pid, str(pid)), s)
+        for (vid, pid), s in groups.items()
+    ]
 
 
 def overall(store: Store, run_id: str) -> Summary:
     return Summary.of(r for r, _ in store.run_results(run_id))
 
 
-def describe(store: Store, run, versions: dict[int, str] | None = None, providers: dict[int, str] | None = None,
-             status: bool = True) -> str:  # fmt: skip
+def describe(
+    store: Store,
+    run,
+    versions: dict[int, str] | None = None,
+    providers: dict[int, str] | None = None,
+    status: bool = True,
+) -> str:
     """A run as people name it: suite · versions · providers · date (· status)."""
     if versions is None or providers is None:
         versions, providers = labels(store)

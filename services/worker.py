@@ -66,8 +66,15 @@ def live_workers(store: Store, general_only: bool = True) -> list:
 class Worker:
     """One worker process (or a CLI run's in-process worker when `only_run` is set)."""
 
-    def __init__(self, store: Store, *, only_run: str | None = None, providers: dict[int, Provider] | None = None,
-                 embed=None, on_result: Callable[[CellResult], None] | None = None):  # fmt: skip
+    def __init__(
+        self,
+        store: Store,
+        *,
+        only_run: str | None = None,
+        providers: dict[int, Provider] | None = None,
+        embed=None,
+        on_result: Callable[[CellResult], None] | None = None,
+    ):
         self.store, self.only_run = store, only_run
         self.providers, self.embed, self.on_result = providers, embed, on_result
         self.id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -124,8 +131,14 @@ class Worker:
             self.store.set_run_status(run_id, "running")
         prepare_engines(self.store, run, self.providers)
         options = run.options or {}
-        runner = build_runner(self.store, run, concurrency=int(options.get("concurrency", 4)),
-                              providers=self.providers, embed=self.embed, stop=self.stop)  # fmt: skip
+        runner = build_runner(
+            self.store,
+            run,
+            concurrency=int(options.get("concurrency", 4)),
+            providers=self.providers,
+            embed=self.embed,
+            stop=self.stop,
+        )
         claimed: dict[Cell, int] = {}
 
         def sink(result: CellResult) -> None:
@@ -159,8 +172,16 @@ class Worker:
 # --- building a stored run's runner, and running it here -----------------------------------------------
 
 
-def build_runner(store: Store, run, *, concurrency: int = 4, providers: dict[int, Provider] | None = None,
-                 embed=None, judge=None, stop: threading.Event | None = None) -> Runner:  # fmt: skip
+def build_runner(
+    store: Store,
+    run,
+    *,
+    concurrency: int = 4,
+    providers: dict[int, Provider] | None = None,
+    embed=None,
+    judge=None,
+    stop: threading.Event | None = None,
+) -> Runner:
     """The runner for a stored run: its versions, providers (`providers` overrides how a configuration is
     reached) and cases, with the run's cache policy (`cache` in its options: reuse or fresh)."""
     versions = [store.get_version(v) for v in run.version_ids]
@@ -168,21 +189,42 @@ def build_runner(store: Store, run, *, concurrency: int = 4, providers: dict[int
         VersionSpec(v.id, prompt_of(v), v.label, dict((v.options or {}).get("params") or {}))
         for v in versions
     ]
-    handles = [ProviderHandle(pid, (providers or {}).get(pid) or provider_for(spec_of(store.get_provider(pid))))
-               for pid in run.provider_ids]  # fmt: skip
+    handles = [
+        ProviderHandle(pid, (providers or {}).get(pid) or provider_for(spec_of(store.get_provider(pid))))
+        for pid in run.provider_ids
+    ]
     cases = [case_of(c) for c in store.suite_cases(run.suite_id)]
     if embed is None:
         from prompting.embeddings import embed  # loads its model on first use only
     if judge is None:
         judge = judge_for(store.get_suite(run.suite_id).config.get("judge"))
-    return Runner(specs, handles, cases, repeats=run.repeats, strategy=run.strategy, params=run.params,
-                  concurrency=concurrency, cache=store.cache(), cache_policy=cache_policy(run), run_id=run.id,
-                  embed=embed, judge=judge, stop=stop or threading.Event())  # fmt: skip
+    return Runner(
+        specs,
+        handles,
+        cases,
+        repeats=run.repeats,
+        strategy=run.strategy,
+        params=run.params,
+        concurrency=concurrency,
+        cache=store.cache(),
+        cache_policy=cache_policy(run),
+        run_id=run.id,
+        embed=embed,
+        judge=judge,
+        stop=stop or threading.Event(),
+    )
 
 
-def execute(store: Store, run_id: str, *, progress: Callable[[Progress], None] | None = None,
-            on_result: Callable[[CellResult], None] | None = None, providers: dict[int, Provider] | None = None,
-            embed=None, **options: Any) -> Progress | None:  # fmt: skip
+def execute(
+    store: Store,
+    run_id: str,
+    *,
+    progress: Callable[[Progress], None] | None = None,
+    on_result: Callable[[CellResult], None] | None = None,
+    providers: dict[int, Provider] | None = None,
+    embed=None,
+    **options: Any,
+) -> Progress | None:
     """Queue a run's missing cells and work them off in this process (tests, and `workbench run` when no worker
     is alive). Raises Interrupted (run marked interrupted) when stopped or on Ctrl-C."""
     resume(store, run_id, **options)
@@ -228,6 +270,10 @@ def spawn_worker() -> int:
 
     from services.engines import workbench_command
 
-    proc = subprocess.Popen([workbench_command(), "worker"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [workbench_command(), "worker"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     return proc.pid

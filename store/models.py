@@ -100,7 +100,8 @@ class Run(SQLModel, table=True):
     status: str = "queued"  # one of RUN_STATUSES
     created_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None
-    # how to execute (concurrency, cache: reuse | fresh), what it is part of (kind, parent), what it measured (startup_s)
+    # how to execute (concurrency, cache: reuse | fresh), what it is part of (kind, parent), what it measured
+    # (startup_s)
     options: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
 
 

@@ -115,11 +115,21 @@ def test_start_a_run_against_a_fake_remote_api(fake_api):
     fake_api.script.transform = lambda text: "Sourdough is here!"
     store = open_store()
     version = store.save_version("co_star", open(ROOT / "templates" / "co_star.j2").read(), variables=COSTAR)
-    store.save_suite("bakery", [
-        {"description": "mentions sourdough", "vars": {}, "assertions": [{"type": "icontains", "value": "sourdough"}]},
-        {"description": "is short", "vars": {},
-         "assertions": [{"type": "levenshtein", "value": "Sourdough!", "threshold": 3}]},
-    ])  # fmt: skip
+    store.save_suite(
+        "bakery",
+        [
+            {
+                "description": "mentions sourdough",
+                "vars": {},
+                "assertions": [{"type": "icontains", "value": "sourdough"}],
+            },
+            {
+                "description": "is short",
+                "vars": {},
+                "assertions": [{"type": "levenshtein", "value": "Sourdough!", "threshold": 3}],
+            },
+        ],
+    )
     label = remote(fake_api)
     at = app()
     at.switch_page("pages/runs.py").run()

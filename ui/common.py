@@ -87,8 +87,11 @@ def worker_notice() -> None:
     if live_workers(store()):
         return
     left, right = st.columns([4, 1])
-    left.warning("No worker is running, so queued runs wait. `make run` starts one; or start one here "
-                 "(it keeps running when this page is closed).", icon=":material/warning:")  # fmt: skip
+    left.warning(
+        "No worker is running, so queued runs wait. `make run` starts one; or start one here "
+        "(it keeps running when this page is closed).",
+        icon=":material/warning:",
+    )
     if right.button("Start a worker", icon=":material/engineering:", key="do_start_worker"):
         spawn_worker()
         with st.spinner("Starting the worker…"):

@@ -28,8 +28,9 @@ def suite_and_version(db, prefix: str) -> tuple[str, str] | None:
         "Suite", suites, index=suites.index(recent) if recent in suites else 0, key=f"{prefix}_suite"
     )
     labels = list(versions)
-    version = st.selectbox("Version", labels, index=labels.index(newest) if newest in labels else 0,
-                           key=f"{prefix}_version")  # fmt: skip
+    version = st.selectbox(
+        "Version", labels, index=labels.index(newest) if newest in labels else 0, key=f"{prefix}_version"
+    )
     return suite, version
 
 
@@ -64,23 +65,37 @@ def sweep_view(db, sweep: str) -> None:
     st.dataframe(pd.DataFrame(rows), hide_index=True)
     effects = compare.sweep_effects(db, sweep)
     reference = effects[0]["reference"] if effects else None
-    effects_view(effects, f"Pass rate change against {reference}", "Each method is compared with the first once "
-                 "two have completed.")  # fmt: skip
+    effects_view(
+        effects,
+        f"Pass rate change against {reference}",
+        "Each method is compared with the first once two have completed.",
+    )
 
 
 def sweep_tab(db) -> None:
-    st.caption("The same suite on the local model under several quantization methods; each method's engine is "
-               "started on demand. Perplexity is measured on the text shipped in engine/data.")  # fmt: skip
+    st.caption(
+        "The same suite on the local model under several quantization methods; each method's engine is "
+        "started on demand. Perplexity is measured on the text shipped in engine/data."
+    )
     picked = suite_and_version(db, "sweep")
     if picked is None:
         return
-    methods = st.multiselect("Methods (the first is the reference)", quant_methods.CHOICES, default=["int4", "int8"],
-                             key="sweep_methods")  # fmt: skip
+    methods = st.multiselect(
+        "Methods (the first is the reference)",
+        quant_methods.CHOICES,
+        default=["int4", "int8"],
+        key="sweep_methods",
+    )
     if st.button("Queue the sweep", key="do_sweep_run", icon=":material/play_arrow:"):
         try:
-            st.session_state["sweep_id"] = sweeps.sweep_submit(db, picked[0], version_labels()[picked[1]],
-                                                             get_settings().default_model, methods,
-                                                             params={"temperature": 0})  # fmt: skip
+            st.session_state["sweep_id"] = sweeps.sweep_submit(
+                db,
+                picked[0],
+                version_labels()[picked[1]],
+                get_settings().default_model,
+                methods,
+                params={"temperature": 0},
+            )
         except (PromptingError, StoreError) as exc:
             st.error(str(exc))
     found = sweeps.sweep_ids(db)
@@ -97,13 +112,18 @@ def ablation_view(db, run_id: str) -> None:
             state.done / state.total if state.total else 0.0, text=f"{state.done}/{state.total} cells"
         )
         return
-    effects_view(compare.ablation_effects(db, run_id), "Pass rate change when a part is dropped (vs the full prompt)",
-                 "No variant to compare.")  # fmt: skip
+    effects_view(
+        compare.ablation_effects(db, run_id),
+        "Pass rate change when a part is dropped (vs the full prompt)",
+        "No variant to compare.",
+    )
 
 
 def ablation_tab(db) -> None:
-    st.caption("Variants of one version that each drop one section, the guardrail block or one few-shot example, "
-               "run as one matrix; each is compared with the full prompt on the same cases.")  # fmt: skip
+    st.caption(
+        "Variants of one version that each drop one section, the guardrail block or one few-shot example, "
+        "run as one matrix; each is compared with the full prompt on the same cases."
+    )
     picked = suite_and_version(db, "abl")
     if picked is None:
         return
@@ -112,8 +132,9 @@ def ablation_tab(db) -> None:
     if st.button("Queue the ablation", key="do_abl_run", icon=":material/play_arrow:"):
         spec = next(s for s in specs if s.label == label)
         try:
-            st.session_state["abl_run"] = sweeps.ablation_submit(db, picked[0], version_labels()[picked[1]],
-                                                               spec, params={"temperature": 0})  # fmt: skip
+            st.session_state["abl_run"] = sweeps.ablation_submit(
+                db, picked[0], version_labels()[picked[1]], spec, params={"temperature": 0}
+            )
         except (PromptingError, StoreError) as exc:
             st.error(str(exc))
     ablations = {r.id: run_label(r) for r in runs.listing(db, kind="ablation")}

@@ -54,8 +54,12 @@ def test_one_pass_rate_with_an_errored_cell(tmp_path, fake_api):
 
     store = open_store()
     run = store.get_run("mixed")
-    store.create_run(suite_id=run.suite_id, version_ids=run.version_ids, provider_ids=run.provider_ids,
-                     run_id="mixed-again")  # fmt: skip
+    store.create_run(
+        suite_id=run.suite_id,
+        version_ids=run.version_ids,
+        provider_ids=run.provider_ids,
+        run_id="mixed-again",
+    )
     assert CliRunner().invoke(main, ["run", str(path), "--run-id", "mixed-again"]).exit_code == 1
     at.switch_page("pages/compare.py").run()
     assert not at.exception, at.exception

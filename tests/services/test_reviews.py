@@ -71,8 +71,12 @@ def test_promote_creates_a_suite_whose_new_assertion_passes_on_the_output(tmp_pa
     [case] = store.suite_cases(store.get_suite(name).id)
     assert case.assertions[-1] == {"type": "equals", "value": "echo: Say alpha"}
     run = store.get_run("one")
-    store.create_run(suite_id=store.get_suite(name).id, version_ids=run.version_ids, provider_ids=run.provider_ids,
-                     run_id="promoted")  # fmt: skip
+    store.create_run(
+        suite_id=store.get_suite(name).id,
+        version_ids=run.version_ids,
+        provider_ids=run.provider_ids,
+        run_id="promoted",
+    )
     assert invoke("run", str(path), "--run-id", "promoted").exit_code == 0  # the promoted assertion passes
 
 
