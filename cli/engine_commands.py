@@ -7,15 +7,7 @@ import sys
 import click
 
 from cli.common import EXIT_INVALID
-from engine.entry import (
-    BLOCK_SIZES,
-    DEFAULT_BLOCK_SIZE,
-    DEFAULT_DRAFT_TOKENS,
-    DEFAULT_KV_DTYPE,
-    DEFAULT_KV_MEMORY_MB,
-    KV_DTYPE_NAMES,
-    MAX_DRAFT_TOKENS,
-)
+from engine import entry
 
 
 @click.group()
@@ -80,22 +72,22 @@ def models_fetch(name: str | None) -> None:
 @click.option("--threads", type=int, default=None, help="Torch threads (default: all cores).")
 @click.option(
     "--kv-dtype",
-    type=click.Choice(KV_DTYPE_NAMES),
-    default=DEFAULT_KV_DTYPE,
+    type=click.Choice(entry.KV_DTYPE_NAMES),
+    default=entry.DEFAULT_KV_DTYPE,
     show_default=True,
     help="KV cache element type; int8 keeps a scale per token and head (about 1/4 of fp32's bytes).",
 )
 @click.option(
     "--kv-block-size",
-    type=click.Choice([str(b) for b in BLOCK_SIZES]),
-    default=str(DEFAULT_BLOCK_SIZE),
+    type=click.Choice([str(b) for b in entry.BLOCK_SIZES]),
+    default=str(entry.DEFAULT_BLOCK_SIZE),
     show_default=True,
     help="Tokens per KV cache block (the unit of allocation and prefix sharing).",
 )
 @click.option(
     "--kv-memory-mb",
     type=click.IntRange(1),
-    default=DEFAULT_KV_MEMORY_MB,
+    default=entry.DEFAULT_KV_MEMORY_MB,
     show_default=True,
     help="Memory for the KV block pool; requests beyond what it holds wait in the queue (429 when full).",
 )
@@ -108,10 +100,10 @@ def models_fetch(name: str | None) -> None:
 )
 @click.option(
     "--draft-tokens",
-    type=click.IntRange(0, MAX_DRAFT_TOKENS),
+    type=click.IntRange(0, entry.MAX_DRAFT_TOKENS),
     default=None,
     help=f"Prompt-lookup speculative decoding of greedy requests: at most N tokens copied from the context "
-    f"are verified per step (0: off). Default: {DEFAULT_DRAFT_TOKENS} where the output stays token for token "
+    f"are verified per step (0: off). Default: {entry.DEFAULT_DRAFT_TOKENS} where the output stays token for token "
     "plain greedy decoding's (int8/int4/GPTQ/AWQ/RTN/SmoothQuant with the native kernel), else off.",
 )
 def serve(

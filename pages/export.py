@@ -42,10 +42,14 @@ def j2_tab(ref: str) -> None:
     text, note = exports.export_j2(db, ref)
     if note:
         st.caption(note)
-    st.download_button(
-        ".j2 template", text, file_name=f"{stem(ref)}.j2", mime="text/plain", icon=":material/download:"
-    )
-    st.code(text, language="jinja")
+    offer(".j2 template", text, f"{stem(ref)}.j2", "text/plain", "jinja")
+
+
+def offer(label: str, text: str, file_name: str, mime: str, language: str | None = None) -> None:
+    """A download button for an export, and the text itself below it when `language` is given."""
+    st.download_button(label, text, file_name=file_name, mime=mime, icon=":material/download:")
+    if language:
+        st.code(text, language=language)
 
 
 def openai_tab(ref: str) -> None:
@@ -54,14 +58,7 @@ def openai_tab(ref: str) -> None:
         "The messages with each free variable as a `{{ name }}` placeholder (delimiters and guardrails "
         "applied), the variables with their descriptions, and the values fixed in the structure."
     )
-    st.download_button(
-        "OpenAI prompt template",
-        text,
-        file_name=f"{stem(ref)}.json",
-        mime="application/json",
-        icon=":material/download:",
-    )
-    st.code(text, language="json")
+    offer("OpenAI prompt template", text, f"{stem(ref)}.json", "application/json", "json")
 
 
 def request_tab(ref: str) -> None:
@@ -81,14 +78,7 @@ def request_tab(ref: str) -> None:
         st.error(str(exc))
         return
     text = json.dumps(body, indent=2, ensure_ascii=False)
-    st.download_button(
-        "Request body",
-        text,
-        file_name=f"{stem(ref)}-request.json",
-        mime="application/json",
-        icon=":material/download:",
-    )
-    st.code(text, language="json")
+    offer("Request body", text, f"{stem(ref)}-request.json", "application/json", "json")
     st.markdown('**Copy as curl** (for a remote API add `-H "Authorization: Bearer $KEY"`)')
     st.code(exports.curl(body), language="bash")
 
@@ -101,13 +91,7 @@ def promptfoo_tab(ref: str) -> None:
     text, warnings = export_promptfoo(db, ref, None if suite.startswith("(none") else suite)
     for warning in warnings:
         st.warning(warning, icon=":material/info:")
-    st.download_button(
-        "promptfooconfig.yaml",
-        text,
-        file_name="promptfooconfig.yaml",
-        mime="text/yaml",
-        icon=":material/download:",
-    )
+    offer("promptfooconfig.yaml", text, "promptfooconfig.yaml", "text/yaml")
     st.caption(
         "Run it with `npx promptfoo@0.123.1 eval -c promptfooconfig.yaml` while `make run` serves the engine."
     )
@@ -124,13 +108,7 @@ def report_section() -> None:
     run_id = st.selectbox("Run", list(labels), format_func=labels.get, key="export_run")
     with st.spinner("Writing the report…"):
         page = reports.html_report(reports.payload(db, run_id))
-    st.download_button(
-        "HTML report (one self-contained file)",
-        page,
-        file_name=f"{run_id}.html",
-        mime="text/html",
-        icon=":material/download:",
-    )
+    offer("HTML report (one self-contained file)", page, f"{run_id}.html", "text/html")
 
 
 ref = pick()

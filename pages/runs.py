@@ -98,24 +98,29 @@ def run_options() -> dict:
 
 
 def actions(run_id: str, status: str, errored: int, missing: int) -> None:
-    c1, c2, c3 = st.columns(3)
-    if status in runs.ACTIVE and c1.button("Cancel", icon=":material/stop_circle:", key="do_runs_cancel"):
-        runs.cancel(db, run_id)
-        st.rerun()
-    if (
-        status not in runs.ACTIVE
-        and missing
-        and c2.button(f"Resume ({missing} cells left)", icon=":material/replay:", key="do_runs_resume")
-    ):
-        runs.resume(db, run_id)
-        st.rerun()
-    if (
-        status not in runs.ACTIVE
-        and errored
-        and c3.button(f"Retry {errored} errored cell(s)", icon=":material/refresh:", key="do_runs_retry")
-    ):
-        runs.retry_errored(db, run_id)
-        st.rerun()
+    """Cancel an active run; resume one with missing cells or retry its errored cells once it has stopped."""
+    active = status in runs.ACTIVE
+    buttons = [
+        (active, "Cancel", ":material/stop_circle:", "do_runs_cancel", runs.cancel),
+        (
+            not active and missing,
+            f"Resume ({missing} cells left)",
+            ":material/replay:",
+            "do_runs_resume",
+            runs.resume,
+        ),
+        (
+            not active and errored,
+            f"Retry {errored} errored cell(s)",
+            ":material/refresh:",
+            "do_runs_retry",
+            runs.retry_errored,
+        ),
+    ]
+    for column, (shown, label, icon, key, act) in zip(st.columns(3), buttons, strict=True):
+        if shown and column.button(label, icon=icon, key=key):
+            act(db, run_id)
+            st.rerun()
 
 
 def live_status(run_id: str) -> None:

@@ -120,3 +120,13 @@ def test_the_formatter_decides_layout():
         if line.rstrip().endswith("# fmt" + ": skip")
     ]
     assert marked == [], f"lines that opt out of the formatter: {marked}"
+
+
+def test_the_readmes_layer_table_is_the_contracts():
+    sys.path.insert(0, str(ROOT / "docs"))
+    try:
+        import layers
+    finally:
+        sys.path.remove(str(ROOT / "docs"))
+    block = layers.BLOCK.search((ROOT / "README.md").read_text())
+    assert block and block.group(2) == layers.table(), "the README's layer table is stale: run python docs/layers.py"
