@@ -8,22 +8,25 @@ import streamlit as st
 
 from services import database_label
 from settings import get_settings
-from views.common import active_runs_panel, engine_status
+from ui.common import active_runs_panel, engine_status
 
 # The icon is a file in the repository: a material-icon favicon is fetched from a font CDN on every load.
-st.set_page_config(page_title="Prompt workbench", page_icon=str(Path(__file__).parent / "assets" / "favicon.png"),
-                   layout="wide")  # fmt: skip
+st.set_page_config(
+    page_title="Prompt workbench",
+    page_icon=str(Path(__file__).parent / "assets" / "favicon.png"),
+    layout="wide",
+)
 
 # Material icons: they need no emoji font (a bare Chromium shows emoji as empty boxes).
 PAGES = [
-    st.Page("views/build.py", title="Build", icon=":material/construction:", default=True),
-    st.Page("views/playground.py", title="Playground", icon=":material/tune:"),
-    st.Page("views/test_cases.py", title="Test cases", icon=":material/checklist:"),
-    st.Page("views/runs.py", title="Runs", icon=":material/play_circle:"),
-    st.Page("views/compare.py", title="Compare", icon=":material/compare_arrows:"),
-    st.Page("views/review.py", title="Review", icon=":material/rate_review:"),
-    st.Page("views/engine.py", title="Engine", icon=":material/memory:"),
-    st.Page("views/export.py", title="Export", icon=":material/ios_share:"),
+    st.Page("pages/build.py", title="Build", icon=":material/construction:", default=True),
+    st.Page("pages/playground.py", title="Playground", icon=":material/tune:"),
+    st.Page("pages/test_cases.py", title="Test cases", icon=":material/checklist:"),
+    st.Page("pages/runs.py", title="Runs", icon=":material/play_circle:"),
+    st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
+    st.Page("pages/review.py", title="Review", icon=":material/rate_review:"),
+    st.Page("pages/engine.py", title="Engine", icon=":material/memory:"),
+    st.Page("pages/export.py", title="Export", icon=":material/ios_share:"),
 ]
 
 page = st.navigation(PAGES)

@@ -16,8 +16,21 @@ CALIBRATED_BITS = (3, 4)
 CALIBRATED_GROUPS = (32, 64, 128)
 CALIBRATED_DEFAULT = (4, 128)  # bits, group
 # The order pickers offer them in: the default first, then by how often they are worth trying.
-CHOICES = ("int4", "int8", "bf16", "none", "int4-g64", "int4-g128", "gptq", "awq", "gptq-3b-g64", "awq-3b-g64",
-           "nf4", "llm_int8", "smoothquant")  # fmt: skip
+CHOICES = (
+    "int4",
+    "int8",
+    "bf16",
+    "none",
+    "int4-g64",
+    "int4-g128",
+    "gptq",
+    "awq",
+    "gptq-3b-g64",
+    "awq-3b-g64",
+    "nf4",
+    "llm_int8",
+    "smoothquant",
+)
 
 
 class UnknownMethod(ValueError):

@@ -72,13 +72,17 @@ def measure_ours(method: str, threads: int, repeats: int, new_tokens: int) -> di
 
     weight_bytes, params_count = linear_weight_bytes(model)
     result = {
-        "system": "ours", "method": method,
-        "decode_tok_s": median_of(repeats, decode), "prefill_tok_s": median_of(repeats, prefill),
-        "ppl": perplexity(engine, text_ids), "weight_bytes": weight_bytes,
+        "system": "ours",
+        "method": method,
+        "decode_tok_s": median_of(repeats, decode),
+        "prefill_tok_s": median_of(repeats, prefill),
+        "ppl": perplexity(engine, text_ids),
+        "weight_bytes": weight_bytes,
         "bits_per_param": weight_bytes * 8 / params_count,
-        "kv_bytes_per_token": engine.pool.bytes_per_token(), "peak_rss_bytes": peak_rss_bytes(),
+        "kv_bytes_per_token": engine.pool.bytes_per_token(),
+        "peak_rss_bytes": peak_rss_bytes(),
         "decode_tokens": new_tokens,
-    }  # fmt: skip
+    }
     # after the peak memory was read: the reference model below is the measurement's, not the method's
     result["kld"] = kl_divergence(model, text_ids[:KLD_TOKENS]) if parsed.name != "none" else 0.0
     return result
@@ -135,11 +139,16 @@ def measure_transformers(threads: int, repeats: int, new_tokens: int) -> dict:
         + model.lm_head.weight.numel()
     )
     return {
-        "system": "transformers", "method": "none",
-        "decode_tok_s": median_of(repeats, decode), "prefill_tok_s": median_of(repeats, prefill),
-        "ppl": math.exp(float(nll)), "weight_bytes": n_params * 4, "bits_per_param": 32.0,
-        "kv_bytes_per_token": None, "peak_rss_bytes": peak_rss_bytes(),
-    }  # fmt: skip
+        "system": "transformers",
+        "method": "none",
+        "decode_tok_s": median_of(repeats, decode),
+        "prefill_tok_s": median_of(repeats, prefill),
+        "ppl": math.exp(float(nll)),
+        "weight_bytes": n_params * 4,
+        "bits_per_param": 32.0,
+        "kv_bytes_per_token": None,
+        "peak_rss_bytes": peak_rss_bytes(),
+    }
 
 
 def ensure_llama_cpp() -> str | None:
@@ -207,11 +216,16 @@ def measure_llama_cpp(threads: int, repeats: int, new_tokens: int) -> dict:
         nll -= row[window[i + 1]] - top - math.log(np.exp(row - top).sum())
         count += 1
     return {
-        "system": "llama.cpp", "method": "gguf-q4_1",
-        "decode_tok_s": decode_s, "prefill_tok_s": prefill_s, "ppl": math.exp(nll / count),
-        "weight_bytes": path.stat().st_size, "bits_per_param": None, "kv_bytes_per_token": None,
+        "system": "llama.cpp",
+        "method": "gguf-q4_1",
+        "decode_tok_s": decode_s,
+        "prefill_tok_s": prefill_s,
+        "ppl": math.exp(nll / count),
+        "weight_bytes": path.stat().st_size,
+        "bits_per_param": None,
+        "kv_bytes_per_token": None,
         "peak_rss_bytes": peak_rss_bytes(),
-    }  # fmt: skip
+    }
 
 
 def run_all(threads: int, repeats: int, new_tokens: int, methods: list[str], llama_cpp: bool) -> dict:
@@ -248,14 +262,22 @@ def print_report(report: dict) -> None:
     cpp = next((r for r in results if r["system"] == "llama.cpp"), None)
     rows = []
     for r in results:
-        rows.append([
-            r["system"], r["method"], fmt(r["decode_tok_s"]),
-            fmt(r["decode_tok_s"] / hf["decode_tok_s"], ".2f") + "x" if hf else "-",
-            fmt(r["decode_tok_s"] / cpp["decode_tok_s"], ".2f") + "x" if cpp else "-",
-            fmt(r["prefill_tok_s"], ".0f"), fmt(r["ppl"], ".3f"), fmt(r.get("ppl_delta_pct"), "+.2f"),
-            fmt(r.get("kld"), ".4f"),
-            fmt(r["weight_bytes"] / 1e6, ".1f"), fmt(r["bits_per_param"], ".2f"), fmt(r["peak_rss_bytes"] / 1e6, ".0f"),
-        ])  # fmt: skip
+        rows.append(
+            [
+                r["system"],
+                r["method"],
+                fmt(r["decode_tok_s"]),
+                fmt(r["decode_tok_s"] / hf["decode_tok_s"], ".2f") + "x" if hf else "-",
+                fmt(r["decode_tok_s"] / cpp["decode_tok_s"], ".2f") + "x" if cpp else "-",
+                fmt(r["prefill_tok_s"], ".0f"),
+                fmt(r["ppl"], ".3f"),
+                fmt(r.get("ppl_delta_pct"), "+.2f"),
+                fmt(r.get("kld"), ".4f"),
+                fmt(r["weight_bytes"] / 1e6, ".1f"),
+                fmt(r["bits_per_param"], ".2f"),
+                fmt(r["peak_rss_bytes"] / 1e6, ".0f"),
+            ]
+        )
     print(
         f"\nengine benchmark: {MODEL}, {report['threads']} threads, default method {report['default_method']}",
         file=sys.stderr,

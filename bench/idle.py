@@ -12,7 +12,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -20,49 +19,47 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import psutil
 
 from bench.common import print_table, save_report
+from services.net import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait(url: str, timeout: float = 180) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"{url} did not come up")
-
-
 def start(home: str) -> tuple[dict[str, subprocess.Popen], str]:
-    engine_port, ui_port = _port(), _port()
+    engine_port, ui_port = free_port(), free_port()
     from settings import get_settings
 
     # a fresh data folder, but the model cache (and its built kernels) of this machine
-    env = {**os.environ, "WORKBENCH_HOME": home, "WORKBENCH_ENGINE_URL": f"http://127.0.0.1:{engine_port}/v1",
-           "WORKBENCH_MODELS": str(get_settings().models_dir)}  # fmt: skip
+    env = {
+        **os.environ,
+        "WORKBENCH_HOME": home,
+        "WORKBENCH_ENGINE_URL": f"http://127.0.0.1:{engine_port}/v1",
+        "WORKBENCH_MODELS": str(get_settings().models_dir),
+    }
     quiet = {"env": env, "cwd": ROOT, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     procs = {
         "engine": subprocess.Popen([str(BIN / "workbench"), "serve", "--port", str(engine_port)], **quiet),
         "worker": subprocess.Popen([str(BIN / "workbench"), "worker"], **quiet),
-        "ui": subprocess.Popen([str(BIN / "streamlit"), "run", "app.py", "--server.port", str(ui_port),
-                                "--server.headless", "true", "--server.fileWatcherType", "none"], **quiet),
-    }  # fmt: skip
-    _wait(f"http://127.0.0.1:{engine_port}/health")
-    _wait(f"http://127.0.0.1:{ui_port}/_stcore/health")
+        "ui": subprocess.Popen(
+            [
+                str(BIN / "streamlit"),
+                "run",
+                "app.py",
+                "--server.port",
+                str(ui_port),
+                "--server.headless",
+                "true",
+                "--server.fileWatcherType",
+                "none",
+            ],
+            **quiet,
+        ),
+    }
+    wait_for(f"http://127.0.0.1:{engine_port}/health")
+    wait_for(f"http://127.0.0.1:{ui_port}/_stcore/health")
     return procs, f"http://127.0.0.1:{ui_port}"
 
 
@@ -155,8 +152,11 @@ def _open_session(url: str) -> subprocess.Popen | None:
     if not chromium:
         print("  chromium not installed: measuring without a browser session", file=sys.stderr)
         return None
-    return subprocess.Popen([chromium, "--headless", "--no-sandbox", "--disable-gpu", url],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    return subprocess.Popen(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", url],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 if __name__ == "__main__":

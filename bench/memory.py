@@ -66,9 +66,14 @@ def prefix_ttft(base) -> dict:
                 times[name].append(time.perf_counter() - start)
             engine.run()
     median = {name: statistics.median(values) for name, values in times.items()}
-    return {"cases": SUITE_CASES, "prefix_tokens": PREFIX_TOKENS, "ttft_cached_s": median["cached"], "ttft_plain_s": median["plain"],
-            "ttft_ratio": median["plain"] / median["cached"],
-            "hit_tokens": cached.blocks.stats["hit_tokens"]}  # fmt: skip
+    return {
+        "cases": SUITE_CASES,
+        "prefix_tokens": PREFIX_TOKENS,
+        "ttft_cached_s": median["cached"],
+        "ttft_plain_s": median["plain"],
+        "ttft_ratio": median["plain"] / median["cached"],
+        "hit_tokens": cached.blocks.stats["hit_tokens"],
+    }
 
 
 def peak_memory(base) -> dict:
@@ -92,9 +97,14 @@ def peak_memory(base) -> dict:
             peak = (engine.blocks.used(), sum(live), max(live, default=0), len(live))
     per_token = engine.pool.bytes_per_token()
     blocks, tokens, longest, rows = peak
-    return {"requests": CONCURRENT, "lengths": lengths, "peak_kv_bytes": blocks * engine.pool.block_bytes(),
-            "tokens_bytes": tokens * per_token, "peak_ratio": blocks * engine.pool.block_size / max(tokens, 1),
-            "grow_to_longest_ratio": rows * longest / max(tokens, 1)}  # fmt: skip
+    return {
+        "requests": CONCURRENT,
+        "lengths": lengths,
+        "peak_kv_bytes": blocks * engine.pool.block_bytes(),
+        "tokens_bytes": tokens * per_token,
+        "peak_ratio": blocks * engine.pool.block_size / max(tokens, 1),
+        "grow_to_longest_ratio": rows * longest / max(tokens, 1),
+    }
 
 
 def kv_dtypes(base) -> list[dict]:
@@ -104,8 +114,13 @@ def kv_dtypes(base) -> list[dict]:
     rows = []
     for kv in ("fp32", "bf16", "int8"):
         engine = Engine(base.model, base.tokenizer, name=base.name, method=base.method, kv_dtype=kv)
-        rows.append({"kv_dtype": kv, "kv_bytes_per_token": engine.pool.bytes_per_token(),
-                     "ppl": perplexity(engine, ids)})  # fmt: skip
+        rows.append(
+            {
+                "kv_dtype": kv,
+                "kv_bytes_per_token": engine.pool.bytes_per_token(),
+                "ppl": perplexity(engine, ids),
+            }
+        )
     for row in rows:
         row["ppl_delta_pct"] = (row["ppl"] / rows[0]["ppl"] - 1) * 100
         row["bytes_ratio"] = rows[0]["kv_bytes_per_token"] / row["kv_bytes_per_token"]
@@ -115,17 +130,35 @@ def kv_dtypes(base) -> list[dict]:
 def print_report(report: dict) -> None:
     p, m = report["prefix"], report["peak"]
     print(f"\nmemory benchmark: {MODEL}@{report['method']}, {report['threads']} threads", file=sys.stderr)
-    print_table(["measure", "value", "target"], [
-        [f"TTFT, {SUITE_CASES} cases after a {PREFIX_TOKENS}-token shared prefix: no cache / cache",
-         f"{p['ttft_plain_s'] * 1000:.0f} / {p['ttft_cached_s'] * 1000:.0f} ms = {p['ttft_ratio']:.1f}x", ">= 5x"],
-        [f"peak KV of {m['requests']} requests of {SHORTEST}-{LONGEST} tokens / their tokens' bytes",
-         f"{m['peak_ratio']:.3f}x ({m['peak_kv_bytes'] / 1e6:.0f} MB)", "<= 1.2x"],
-        ["the same, had every row grown to the longest", f"{m['grow_to_longest_ratio']:.2f}x", "-"],
-    ])  # fmt: skip
-    print_table(["KV dtype", "bytes/token", "vs fp32", "ppl", "ppl delta %"], [
-        [r["kv_dtype"], r["kv_bytes_per_token"], f"{r['bytes_ratio']:.2f}x smaller", fmt(r["ppl"], ".3f"),
-         fmt(r["ppl_delta_pct"], "+.2f")] for r in report["kv"]
-    ])  # fmt: skip
+    print_table(
+        ["measure", "value", "target"],
+        [
+            [
+                f"TTFT, {SUITE_CASES} cases after a {PREFIX_TOKENS}-token shared prefix: no cache / cache",
+                f"{p['ttft_plain_s'] * 1000:.0f} / {p['ttft_cached_s'] * 1000:.0f} ms = {p['ttft_ratio']:.1f}x",
+                ">= 5x",
+            ],
+            [
+                f"peak KV of {m['requests']} requests of {SHORTEST}-{LONGEST} tokens / their tokens' bytes",
+                f"{m['peak_ratio']:.3f}x ({m['peak_kv_bytes'] / 1e6:.0f} MB)",
+                "<= 1.2x",
+            ],
+            ["the same, had every row grown to the longest", f"{m['grow_to_longest_ratio']:.2f}x", "-"],
+        ],
+    )
+    print_table(
+        ["KV dtype", "bytes/token", "vs fp32", "ppl", "ppl delta %"],
+        [
+            [
+                r["kv_dtype"],
+                r["kv_bytes_per_token"],
+                f"{r['bytes_ratio']:.2f}x smaller",
+                fmt(r["ppl"], ".3f"),
+                fmt(r["ppl_delta_pct"], "+.2f"),
+            ]
+            for r in report["kv"]
+        ],
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -138,8 +171,13 @@ def main(argv: list[str] | None = None) -> int:
 
     method = args.method or get_settings().default_quant
     base = _model(method, args.threads)
-    report = {"method": method, "threads": args.threads, "prefix": prefix_ttft(base), "peak": peak_memory(base),
-              "kv": kv_dtypes(base)}  # fmt: skip
+    report = {
+        "method": method,
+        "threads": args.threads,
+        "prefix": prefix_ttft(base),
+        "peak": peak_memory(base),
+        "kv": kv_dtypes(base),
+    }
     print_report(report)
     save_report("memory", report)
     if args.json:

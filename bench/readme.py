@@ -18,37 +18,49 @@ def idle_table(report: dict) -> str:
     names = list(report[kinds[0]])
     head = "| process | " + " | ".join(f"{kind} (one core = 100 %)" for kind in kinds) + " |\n"
     rule = "|---|" + "---|" * len(kinds) + "\n"
-    rows = "\n".join(f"| {name} | " + " | ".join(f"{report[k][name]:.2f} %" for k in kinds) + " |" for name in names)
+    rows = "\n".join(
+        f"| {name} | " + " | ".join(f"{report[k][name]:.2f} %" for k in kinds) + " |" for name in names
+    )
     return head + rule + rows
 
 
 def stats_table(report: dict) -> str:
-    return ("| measure | value | target |\n|---|---|---|\n"
-            f"| compare two runs of {report['cells']:,} cells (2,000 bootstrap resamples) | {report['compare_s']:.2f} s "
-            "| ≤ 2 s |")  # fmt: skip
+    return (
+        "| measure | value | target |\n|---|---|---|\n"
+        f"| compare two runs of {report['cells']:,} cells (2,000 bootstrap resamples) | {report['compare_s']:.2f} s "
+        "| ≤ 2 s |"
+    )
 
 
 def runner_table(report: dict) -> str:
-    rows = ["| measure | value | target |", "|---|---|---|",
-            f"| runner overhead per cell (instant fake provider) | {report['overhead_ms_per_cell']:.2f} ms | ≤ 5 ms |",
-            f"| writing 10,000 results (one commit each) | {report['write_10k_s']:.2f} s | ≤ 2 s |"]  # fmt: skip
+    rows = [
+        "| measure | value | target |",
+        "|---|---|---|",
+        f"| runner overhead per cell (instant fake provider) | {report['overhead_ms_per_cell']:.2f} ms | ≤ 5 ms |",
+        f"| writing 10,000 results (one commit each) | {report['write_10k_s']:.2f} s | ≤ 2 s |",
+    ]
     if "speedup" in report:
-        rows.append(f"| {report['cases']} cases against the local engine, concurrency 8 vs 1 "
-                    f"| {report['engine_serial_s']:.1f} s → {report['engine_concurrency8_s']:.1f} s = "
-                    f"**{report['speedup']:.2f}×** | ≥ 3× |")  # fmt: skip
+        rows.append(
+            f"| {report['cases']} cases against the local engine, concurrency 8 vs 1 "
+            f"| {report['engine_serial_s']:.1f} s → {report['engine_concurrency8_s']:.1f} s = "
+            f"**{report['speedup']:.2f}×** | ≥ 3× |"
+        )
     return "\n".join(rows)
 
 
 def structured_table(report: dict) -> str:
     r = report
-    return ("| cases | schema-valid, free → constrained | decode tok/s free → constrained | overhead "
-            "| constrained tok/s, drafts off | identical tokens | grammar per token (median / mean) |\n"
-            "|---|---|---|---|---|---|---|\n"
-            f"| {r['cases']} ({', '.join(r['kinds'])}) | {r['schema_valid_free']:.0%} → **{r['schema_valid_constrained']:.0%}** "
-            f"| {r['decode_tps_unconstrained']:.1f} → {r['decode_tps_constrained']:.1f} "
-            f"| **{100 * r['decode_overhead']:+.1f} %** (target ≤ 15 %) | {r['decode_tps_constrained_no_drafts']:.1f} "
-            f"| {'yes' if r['identical_without_drafts'] else 'no'} "
-            f"| {r['grammar_us_per_token_median'] / 1000:.2f} / {r['grammar_us_per_token_mean'] / 1000:.2f} ms |")  # fmt: skip
+    return (
+        "| cases | schema-valid, free → constrained | decode tok/s free → constrained | overhead "
+        "| constrained tok/s, drafts off | identical tokens | grammar per token (median / mean) |\n"
+        "|---|---|---|---|---|---|---|\n"
+        f"| {r['cases']} ({', '.join(r['kinds'])}) "
+        f"| {r['schema_valid_free']:.0%} → **{r['schema_valid_constrained']:.0%}** "
+        f"| {r['decode_tps_unconstrained']:.1f} → {r['decode_tps_constrained']:.1f} "
+        f"| **{100 * r['decode_overhead']:+.1f} %** (target ≤ 15 %) | {r['decode_tps_constrained_no_drafts']:.1f} "
+        f"| {'yes' if r['identical_without_drafts'] else 'no'} "
+        f"| {r['grammar_us_per_token_median'] / 1000:.2f} / {r['grammar_us_per_token_mean'] / 1000:.2f} ms |"
+    )
 
 
 def example_description(name: str) -> str:
@@ -72,7 +84,8 @@ def techniques_table(report: dict) -> str:
         ci = f" [{r['ci'][0]:.0%}, {r['ci'][1]:.0%}]" if r.get("ci") else ""
         rate = "–" if r["pass_rate"] is None else f"{r['pass_rate']:.0%}{ci}"
         rows.append(
-            f"| {r['example']} | {example_description(r['example'])} | {r['strategy']} | {r['passed']} of {r['cases']} | {rate} |"
+            f"| {r['example']} | {example_description(r['example'])} | {r['strategy']} "
+            f"| {r['passed']} of {r['cases']} | {rate} |"
         )
     return "\n".join(rows)
 
@@ -90,19 +103,24 @@ def engine_table(report: dict) -> str:
     hf = next((r for r in results if r["system"] == "transformers"), None)
     cpp = next((r for r in results if r["system"] == "llama.cpp"), None)
     names = {"transformers": "none (fp32 `generate`)", "llama.cpp": "GGUF Q4_1"}
-    rows = ["| system | method | decode tok/s | vs HF | vs llama.cpp | prefill tok/s | ppl | ppl Δ | KLD | linear MB | "
-            "bits/param | peak RSS MB |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    rows = [
+        "| system | method | decode tok/s | vs HF | vs llama.cpp | prefill tok/s | ppl | ppl Δ | KLD | linear MB | "
+        "bits/param | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in results:
         method = names.get(r["system"], r["method"])
         if r["system"] == "ours" and r["method"] == report.get("default_method"):
             method = f"**{method}** (default)"
         delta = r.get("ppl_delta_pct")
-        rows.append(f"| {r['system']} | {method} | {_num(r['decode_tok_s'], '.1f')} | "
-                    f"{_ratio(r['decode_tok_s'], hf, 'decode_tok_s')} | {_ratio(r['decode_tok_s'], cpp, 'decode_tok_s')} | "
-                    f"{_num(r['prefill_tok_s'], '.0f')} | {_num(r['ppl'], '.3f')} | "
-                    f"{'—' if delta is None else f'{delta:+.2f} %'} | {_num(r.get('kld'), '.4f')} | "
-                    f"{_num(r['weight_bytes'] / 1e6, '.1f')} | "
-                    f"{_num(r.get('bits_per_param'), '.2f')} | {_num(r['peak_rss_bytes'] / 1e6, '.0f')} |")  # fmt: skip
+        rows.append(
+            f"| {r['system']} | {method} | {_num(r['decode_tok_s'], '.1f')} | "
+            f"{_ratio(r['decode_tok_s'], hf, 'decode_tok_s')} | {_ratio(r['decode_tok_s'], cpp, 'decode_tok_s')} | "
+            f"{_num(r['prefill_tok_s'], '.0f')} | {_num(r['ppl'], '.3f')} | "
+            f"{'—' if delta is None else f'{delta:+.2f} %'} | {_num(r.get('kld'), '.4f')} | "
+            f"{_num(r['weight_bytes'] / 1e6, '.1f')} | "
+            f"{_num(r.get('bits_per_param'), '.2f')} | {_num(r['peak_rss_bytes'] / 1e6, '.0f')} |"
+        )
     return "\n".join(rows) + "\n\n" + calibrated_table(results)
 
 
@@ -133,24 +151,34 @@ def calibrated_table(results: list[dict]) -> str:
 
 def memory_table(report: dict) -> str:
     p, m = report["prefix"], report["peak"]
-    rows = ["| measure | value | target |", "|---|---|---|",
-            f"| time to first token, {p.get('cases', 50)} cases after a {p.get('prefix_tokens', 1000):,}-token shared "
-            f"prefix: no prefix cache / prefix cache | {p['ttft_plain_s'] * 1000:.0f} ms / {p['ttft_cached_s'] * 1000:.0f}"
-            f" ms = **{p['ttft_ratio']:.1f}×** | ≥ 5× |",
-            f"| peak KV blocks' bytes of {m['requests']} concurrent requests ({min(m['lengths']):,}–{max(m['lengths']):,} "
-            f"tokens) / their tokens × bytes per token | **{m['peak_ratio']:.3f}×** ({m['peak_kv_bytes'] / 1e6:,.0f} MB) "
-            "| ≤ 1.2× |",
-            f"| the same, had every row grown to the longest sequence | {m['grow_to_longest_ratio']:.2f}× | — |",
-            "", "| KV dtype | bytes per token | smaller than fp32 | perplexity | Δ vs fp32 KV |", "|---|---|---|---|---|"]  # fmt: skip
+    rows = [
+        "| measure | value | target |",
+        "|---|---|---|",
+        f"| time to first token, {p.get('cases', 50)} cases after a {p.get('prefix_tokens', 1000):,}-token shared "
+        f"prefix: no prefix cache / prefix cache | {p['ttft_plain_s'] * 1000:.0f} ms / {p['ttft_cached_s'] * 1000:.0f}"
+        f" ms = **{p['ttft_ratio']:.1f}×** | ≥ 5× |",
+        f"| peak KV blocks' bytes of {m['requests']} concurrent requests ({min(m['lengths']):,}–{max(m['lengths']):,} "
+        f"tokens) / their tokens × bytes per token | **{m['peak_ratio']:.3f}×** ({m['peak_kv_bytes'] / 1e6:,.0f} MB) "
+        "| ≤ 1.2× |",
+        f"| the same, had every row grown to the longest sequence | {m['grow_to_longest_ratio']:.2f}× | — |",
+        "",
+        "| KV dtype | bytes per token | smaller than fp32 | perplexity | Δ vs fp32 KV |",
+        "|---|---|---|---|---|",
+    ]
     for r in report["kv"]:
-        rows.append(f"| {r['kv_dtype']} | {r['kv_bytes_per_token']:,} | {r['bytes_ratio']:.2f}× | {r['ppl']:.3f} | "
-                    f"{r['ppl_delta_pct']:+.2f} % |")  # fmt: skip
+        rows.append(
+            f"| {r['kv_dtype']} | {r['kv_bytes_per_token']:,} | {r['bytes_ratio']:.2f}× | {r['ppl']:.3f} | "
+            f"{r['ppl_delta_pct']:+.2f} % |"
+        )
     return "\n".join(rows)
 
 
 def server_table(report: dict) -> str:
-    rows = ["| server | tok/s at concurrency 1 | 4 | 16 | 16 vs 1 | load: requests at concurrency 32 | load tok/s | "
-            "p50 / p95 latency | TTFT p50 | RSS before → after |", "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    rows = [
+        "| server | tok/s at concurrency 1 | 4 | 16 | 16 vs 1 | load: requests at concurrency 32 | load tok/s | "
+        "p50 / p95 latency | TTFT p50 | RSS before → after |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     systems = report["systems"]
     base = systems.get("llama.cpp")
     for name, m in systems.items():
@@ -161,30 +189,45 @@ def server_table(report: dict) -> str:
             else ""
         )
         errors = m["requests"] - m["ok"]
-        rows.append(f"| {'llama-cpp-python server' if name == 'llama.cpp' else name} | {t[1]:.1f} | {t[4]:.1f} | "
-                    f"{t[16]:.1f} | {t[16] / t[1]:.2f}× | {m['requests']} requests: {m['ok']} OK, {errors} errors | "
-                    f"{m['tokens_per_s']:.1f}{versus} | {m['p50_s']:.2f} s / {m['p95_s']:.2f} s | {m['ttft_p50_s']:.2f} s | "
-                    f"{m['rss_before'] / 1e6:.0f} → {m['rss_after'] / 1e6:.0f} MB |")  # fmt: skip
+        rows.append(
+            f"| {'llama-cpp-python server' if name == 'llama.cpp' else name} | {t[1]:.1f} | {t[4]:.1f} | "
+            f"{t[16]:.1f} | {t[16] / t[1]:.2f}× | {m['requests']} requests: {m['ok']} OK, {errors} errors | "
+            f"{m['tokens_per_s']:.1f}{versus} | {m['p50_s']:.2f} s / {m['p95_s']:.2f} s | {m['ttft_p50_s']:.2f} s | "
+            f"{m['rss_before'] / 1e6:.0f} → {m['rss_after'] / 1e6:.0f} MB |"
+        )
     return "\n".join(rows)
 
 
 def speculative_table(report: dict) -> str:
-    rows = ["| prompts | decode tok/s plain → speculative | speedup (median of passes) | draft tokens accepted "
-            "| identical tokens | target |", "|---|---|---|---|---|---|"]  # fmt: skip
+    rows = [
+        "| prompts | decode tok/s plain → speculative | speedup (median of passes) | draft tokens accepted "
+        "| identical tokens | target |",
+        "|---|---|---|---|---|---|",
+    ]
     for key, label, target in (
         ("grounded", "grounded: copy, extract, rewrite", "≥ 1.5×"),
         ("open", "open-ended", "—"),
     ):
         r = report[key]
         accepted = "—" if r["acceptance"] is None else f"{r['acceptance']:.0%}"
-        rows.append(f"| {label} ({r['prompts']}) | {r['plain_tok_s']:.1f} → {r['fast_tok_s']:.1f} | "
-                    f"**{r['speedup']:.2f}×** | {accepted} | {'yes' if r['identical'] else 'NO'} | {target} |")  # fmt: skip
+        rows.append(
+            f"| {label} ({r['prompts']}) | {r['plain_tok_s']:.1f} → {r['fast_tok_s']:.1f} | "
+            f"**{r['speedup']:.2f}×** | {accepted} | {'yes' if r['identical'] else 'NO'} | {target} |"
+        )
     return "\n".join(rows)
 
 
-RENDERERS = {"idle": idle_table, "stats": stats_table, "techniques": techniques_table, "engine": engine_table,
-             "memory": memory_table, "server": server_table, "speculative": speculative_table,
-             "structured": structured_table, "runner": runner_table}  # fmt: skip
+RENDERERS = {
+    "idle": idle_table,
+    "stats": stats_table,
+    "techniques": techniques_table,
+    "engine": engine_table,
+    "memory": memory_table,
+    "server": server_table,
+    "speculative": speculative_table,
+    "structured": structured_table,
+    "runner": runner_table,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -56,10 +56,17 @@ def bulk_writes(count: int) -> float:
         start = time.perf_counter()
         for case_id in case_ids:
             store.save_result(
-                {"run_id": run.id, "case_id": case_id, "version_id": version.id, "provider_id": provider.id,
-                 "output": "Paris", "passed": True, "score": 1.0},
+                {
+                    "run_id": run.id,
+                    "case_id": case_id,
+                    "version_id": version.id,
+                    "provider_id": provider.id,
+                    "output": "Paris",
+                    "passed": True,
+                    "score": 1.0,
+                },
                 [{"type": "icontains", "passed": True, "score": 1.0, "reason": "ok"}],
-            )  # fmt: skip
+            )
         elapsed = time.perf_counter() - start
         store.dispose()
         return elapsed

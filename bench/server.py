@@ -9,7 +9,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -17,36 +16,15 @@ import time
 from pathlib import Path
 
 from bench.common import print_table, save_report
+from services.net import free_port, wait_for
 
 MODEL = "smollm2-135m-instruct"
 SWEEP_CONCURRENCY = (1, 4, 16)
 SWEEP_PASSES = 3  # the sweep's figures are medians of this many passes
 
 
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait(url: str, proc: subprocess.Popen, timeout: float = 300) -> None:
-    import httpx
-
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        try:
-            if httpx.get(f"{url}/models", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError("server did not start")
-
-
 def start_ours(quant: str, threads: int) -> tuple[subprocess.Popen, str, str]:
-    port = _port()
+    port = free_port()
     exe = str(Path(sys.executable).parent / "workbench")
     proc = subprocess.Popen(
         [
@@ -67,7 +45,7 @@ def start_ours(quant: str, threads: int) -> tuple[subprocess.Popen, str, str]:
         stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}/v1"
-    _wait(url, proc)
+    wait_for(f"{url}/models", proc=proc, timeout=300)
     return proc, url, f"{MODEL}@{quant}"
 
 
@@ -96,7 +74,7 @@ def start_llama_cpp(threads: int) -> tuple[subprocess.Popen, str, str] | None:
                 file=sys.stderr,
             )
             return None
-    port = _port()
+    port = free_port()
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -123,7 +101,7 @@ def start_llama_cpp(threads: int) -> tuple[subprocess.Popen, str, str] | None:
     )
     url = f"http://127.0.0.1:{port}/v1"
     try:
-        _wait(url, proc)
+        wait_for(f"{url}/models", proc=proc, timeout=300)
     except RuntimeError as exc:
         print(f"llama.cpp server: {exc}", file=sys.stderr)
         proc.terminate()
@@ -224,14 +202,20 @@ def measure(url: str, model: str, pid: int, quick: bool) -> dict:
     statuses: dict[str, int] = {}
     for r in results:
         statuses[str(r["status"])] = statuses.get(str(r["status"]), 0) + 1
-    out.update({
-        "requests": total, "ok": len(ok), "statuses": statuses, "req_per_s": len(ok) / elapsed,
-        "tokens_per_s": sum(r["tokens"] for r in ok) / elapsed,
-        "p50_s": statistics.median(latencies) if latencies else None,
-        "p95_s": latencies[int(0.95 * (len(latencies) - 1))] if latencies else None,
-        "ttft_p50_s": statistics.median(ttfts) if ttfts else None,
-        "rss_before": before, "rss_after": after,
-    })  # fmt: skip
+    out.update(
+        {
+            "requests": total,
+            "ok": len(ok),
+            "statuses": statuses,
+            "req_per_s": len(ok) / elapsed,
+            "tokens_per_s": sum(r["tokens"] for r in ok) / elapsed,
+            "p50_s": statistics.median(latencies) if latencies else None,
+            "p95_s": latencies[int(0.95 * (len(latencies) - 1))] if latencies else None,
+            "ttft_p50_s": statistics.median(ttfts) if ttfts else None,
+            "rss_before": before,
+            "rss_after": after,
+        }
+    )
     return out
 
 
@@ -275,13 +259,42 @@ def print_report(report: dict, quant: str, threads: int) -> None:
         t = m["throughput"]
         usable = base and base["tokens_per_s"] and name != "llama.cpp"
         ratio = f"{m['tokens_per_s'] / base['tokens_per_s']:.2f}x" if usable else "-"
-        rows.append([name, f"{t[1]:.1f}", f"{t[4]:.1f}", f"{t[16]:.1f}", f"{t[16] / t[1]:.2f}x",
-                     f"{m['ok']}/{m['requests']}", json.dumps(m["statuses"]), f"{m['tokens_per_s']:.1f}", ratio,
-                     f"{m['p50_s']:.2f}", f"{m['p95_s']:.2f}", f"{m['ttft_p50_s']:.2f}",
-                     f"{m['rss_before'] / 1e6:.0f}->{m['rss_after'] / 1e6:.0f}"])  # fmt: skip
+        rows.append(
+            [
+                name,
+                f"{t[1]:.1f}",
+                f"{t[4]:.1f}",
+                f"{t[16]:.1f}",
+                f"{t[16] / t[1]:.2f}x",
+                f"{m['ok']}/{m['requests']}",
+                json.dumps(m["statuses"]),
+                f"{m['tokens_per_s']:.1f}",
+                ratio,
+                f"{m['p50_s']:.2f}",
+                f"{m['p95_s']:.2f}",
+                f"{m['ttft_p50_s']:.2f}",
+                f"{m['rss_before'] / 1e6:.0f}->{m['rss_after'] / 1e6:.0f}",
+            ]
+        )
     print(f"\nserver benchmark: {MODEL}@{quant}, {threads} threads", file=sys.stderr)
-    print_table(["server", "tok/s c=1", "c=4", "c=16", "16 vs 1", "load ok", "statuses", "load tok/s", "vs llama.cpp",
-                 "p50 s", "p95 s", "ttft p50 s", "RSS MB"], rows)  # fmt: skip
+    print_table(
+        [
+            "server",
+            "tok/s c=1",
+            "c=4",
+            "c=16",
+            "16 vs 1",
+            "load ok",
+            "statuses",
+            "load tok/s",
+            "vs llama.cpp",
+            "p50 s",
+            "p95 s",
+            "ttft p50 s",
+            "RSS MB",
+        ],
+        rows,
+    )
 
 
 if __name__ == "__main__":

@@ -97,8 +97,9 @@ def run(method: str, threads: int, repeats: int) -> dict:
     from engine.generate import Engine
 
     fast = Engine.load(MODEL, method, prefix_cache=False)
-    plain = Engine(fast.model, fast.tokenizer, name=fast.name, method=fast.method, prefix_cache=False,
-                   draft_tokens=0)  # fmt: skip
+    plain = Engine(
+        fast.model, fast.tokenizer, name=fast.name, method=fast.method, prefix_cache=False, draft_tokens=0
+    )
     grounded = [
         chat_ids(fast.tokenizer, [{"role": "user", "content": f"{task}\n\n{p}"}])
         for task in GROUNDED_TASKS
@@ -122,12 +123,33 @@ def print_report(report: dict) -> None:
     for key, label in (("grounded", "grounded (copy / extract / rewrite)"), ("open", "open-ended")):
         r = report[key]
         acceptance = "-" if r["acceptance"] is None else f"{r['acceptance']:.0%}"
-        rows.append([label, r["prompts"], f"{r['plain_tok_s']:.1f}", f"{r['fast_tok_s']:.1f}",
-                     f"{r['speedup']:.2f}x", acceptance, "yes" if r["identical"] else "NO"])  # fmt: skip
-    print(f"speculative decoding, {report['method']}, {report['threads']} threads, draft <= {report['draft_tokens']}",
-          file=sys.stderr)  # fmt: skip
-    print_table(["prompts", "n", "plain tok/s", "speculative tok/s", "speedup (median)", "draft accepted",
-                 "identical tokens"], rows)  # fmt: skip
+        rows.append(
+            [
+                label,
+                r["prompts"],
+                f"{r['plain_tok_s']:.1f}",
+                f"{r['fast_tok_s']:.1f}",
+                f"{r['speedup']:.2f}x",
+                acceptance,
+                "yes" if r["identical"] else "NO",
+            ]
+        )
+    print(
+        f"speculative decoding, {report['method']}, {report['threads']} threads, draft <= {report['draft_tokens']}",
+        file=sys.stderr,
+    )
+    print_table(
+        [
+            "prompts",
+            "n",
+            "plain tok/s",
+            "speculative tok/s",
+            "speedup (median)",
+            "draft accepted",
+            "identical tokens",
+        ],
+        rows,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,9 +29,25 @@ def two_runs(store, cells: int) -> tuple[str, str]:
     for chance in (0.70, 0.72):
         run = store.create_run(suite_id=suite.id, version_ids=[version.id], provider_ids=[provider.id])
         passed = rng.random(cells) < chance
-        rows = [{"run_id": run.id, "case_id": c, "version_id": version.id, "provider_id": provider.id, "repeat_index": 0,
-                 "passed": bool(p), "score": float(p), "messages": [], "detail": {}, "tokens_in": 0, "tokens_out": 0,
-                 "latency_ms": 0.0, "cost": 0.0, "cached": False} for c, p in zip(case_ids, passed, strict=True)]  # fmt: skip
+        rows = [
+            {
+                "run_id": run.id,
+                "case_id": c,
+                "version_id": version.id,
+                "provider_id": provider.id,
+                "repeat_index": 0,
+                "passed": bool(p),
+                "score": float(p),
+                "messages": [],
+                "detail": {},
+                "tokens_in": 0,
+                "tokens_out": 0,
+                "latency_ms": 0.0,
+                "cost": 0.0,
+                "cached": False,
+            }
+            for c, p in zip(case_ids, passed, strict=True)
+        ]
         with store.sql.begin() as conn:
             conn.execute(insert(Result.__table__), rows)
         ids.append(run.id)
@@ -59,9 +75,17 @@ def main(argv: list[str] | None = None) -> int:
     seconds = statistics.median(timings)
     report = {"cells": args.cells, "compare_s": seconds, "verdict": result.verdict}
     print("\nstatistics benchmark (median)", file=sys.stderr)
-    print_table(["measure", "value", "target", "ratio"],
-                [[f"compare two runs of {args.cells:,} cells (2,000 resamples)", f"{seconds:.2f} s", "<= 2 s",
-                  f"{2 / seconds:.1f}x headroom"]])  # fmt: skip
+    print_table(
+        ["measure", "value", "target", "ratio"],
+        [
+            [
+                f"compare two runs of {args.cells:,} cells (2,000 resamples)",
+                f"{seconds:.2f} s",
+                "<= 2 s",
+                f"{2 / seconds:.1f}x headroom",
+            ]
+        ],
+    )
     save_report("stats", report)
     if args.json:
         print(json.dumps(report))

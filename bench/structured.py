@@ -57,38 +57,56 @@ SCHEMAS = {
 }
 TEXTS = {
     "person": [
-        "Maria Lopez, 34, moved to Madrid last spring.", "Our new colleague Tom Becker (51) commutes from Hamburg.",
-        "Aiko Tanaka is a 27-year-old designer based in Osaka.", "At 73, Peter Novak still runs marathons in Prague.",
-        "Lena Fischer, aged 19, studies physics in Zurich.", "Samir Khan lives in Karachi and turned 42 today.",
-        "The author, Olga Ivanova, 60, writes from her flat in Kazan.", "Noah Smith (8) won the spelling bee in Denver.",
-        "Chen Wei, 45, is a surgeon in Shanghai.", "Fatima Zahra, thirty-one, teaches in Rabat.",
+        "Maria Lopez, 34, moved to Madrid last spring.",
+        "Our new colleague Tom Becker (51) commutes from Hamburg.",
+        "Aiko Tanaka is a 27-year-old designer based in Osaka.",
+        "At 73, Peter Novak still runs marathons in Prague.",
+        "Lena Fischer, aged 19, studies physics in Zurich.",
+        "Samir Khan lives in Karachi and turned 42 today.",
+        "The author, Olga Ivanova, 60, writes from her flat in Kazan.",
+        "Noah Smith (8) won the spelling bee in Denver.",
+        "Chen Wei, 45, is a surgeon in Shanghai.",
+        "Fatima Zahra, thirty-one, teaches in Rabat.",
         "Lucas Moreau, a 66-year-old baker, has a shop in Lyon.",
     ],
     "product": [
-        "The AquaPure bottle costs $19.99 and is in stock.", "Sold out: the Nimbus umbrella, EUR 35.",
-        "Get the TrailMax boots for 120 pounds; available now.", "The ZenKettle is 8900 yen, currently unavailable.",
-        "Desk lamp Lumo: USD 42.50, ships today.", "Coffee grinder BrewPro at 79 euros, back in stock.",
-        "The Pocket Radio sells for GBP 24 but is out of stock.", "Yoga mat FlexiFit, $29, in stock.",
-        "Headphones Quietude cost 199 dollars and are sold out.", "A 3-pack of Ecoline sponges for EUR 4.20, available.",
+        "The AquaPure bottle costs $19.99 and is in stock.",
+        "Sold out: the Nimbus umbrella, EUR 35.",
+        "Get the TrailMax boots for 120 pounds; available now.",
+        "The ZenKettle is 8900 yen, currently unavailable.",
+        "Desk lamp Lumo: USD 42.50, ships today.",
+        "Coffee grinder BrewPro at 79 euros, back in stock.",
+        "The Pocket Radio sells for GBP 24 but is out of stock.",
+        "Yoga mat FlexiFit, $29, in stock.",
+        "Headphones Quietude cost 199 dollars and are sold out.",
+        "A 3-pack of Ecoline sponges for EUR 4.20, available.",
         "The Samurai knife set costs 15000 JPY and ships now.",
     ],
     "event": [
-        "The Spring Gala on 2025-04-12 expects 300 guests.", "Hackathon Zero takes place 2024-11-02 with 85 coders.",
-        "Join the Book Fair, 2026-09-18, about 1200 visitors.", "Team offsite: 2025-01-30, 14 people.",
-        "The Jazz Night on 2024-07-06 sold 450 tickets.", "Board meeting 2025-03-03, 9 attendees.",
-        "Marathon Day is 2025-10-19; 5000 runners registered.", "The Science Slam, 2024-12-14, drew 230 people.",
-        "Our reunion on 2026-06-27 will have 60 classmates.", "Chess open, 2025-08-09, 128 players.",
+        "The Spring Gala on 2025-04-12 expects 300 guests.",
+        "Hackathon Zero takes place 2024-11-02 with 85 coders.",
+        "Join the Book Fair, 2026-09-18, about 1200 visitors.",
+        "Team offsite: 2025-01-30, 14 people.",
+        "The Jazz Night on 2024-07-06 sold 450 tickets.",
+        "Board meeting 2025-03-03, 9 attendees.",
+        "Marathon Day is 2025-10-19; 5000 runners registered.",
+        "The Science Slam, 2024-12-14, drew 230 people.",
+        "Our reunion on 2026-06-27 will have 60 classmates.",
+        "Chess open, 2025-08-09, 128 players.",
         "The Film Festival opens 2025-05-21 for 2000 guests.",
     ],
-}  # fmt: skip
+}
 CASES = [(kind, text) for kind, texts in TEXTS.items() for text in texts]
 
 
 def prompt_ids(tokenizer, kind: str, text: str) -> list[int]:
     messages = [
-        {"role": "system", "content": f"Extract the facts as a JSON object matching this schema:\n{json.dumps(SCHEMAS[kind])}"},
+        {
+            "role": "system",
+            "content": f"Extract the facts as a JSON object matching this schema:\n{json.dumps(SCHEMAS[kind])}",
+        },
         {"role": "user", "content": text},
-    ]  # fmt: skip
+    ]
     return chat_ids(tokenizer, messages)
 
 
@@ -218,16 +236,31 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     report = run(args.threads, args.repeats)
     print_table(
-        ["cases", "valid free", "valid constrained", "decode tok/s free", "constrained", "overhead",
-         "constrained, no drafts", "identical", "grammar µs/token median / mean"],
-        [[
-            report["cases"], fmt(100 * report["schema_valid_free"], ".0f") + " %",
-            fmt(100 * report["schema_valid_constrained"], ".0f") + " %", fmt(report["decode_tps_unconstrained"]),
-            fmt(report["decode_tps_constrained"]), fmt(100 * report["decode_overhead"], ".1f") + " %",
-            fmt(report["decode_tps_constrained_no_drafts"]), "yes" if report["identical_without_drafts"] else "NO",
-            f"{report['grammar_us_per_token_median']:.0f} / {report['grammar_us_per_token_mean']:.0f}",
-        ]],
-    )  # fmt: skip
+        [
+            "cases",
+            "valid free",
+            "valid constrained",
+            "decode tok/s free",
+            "constrained",
+            "overhead",
+            "constrained, no drafts",
+            "identical",
+            "grammar µs/token median / mean",
+        ],
+        [
+            [
+                report["cases"],
+                fmt(100 * report["schema_valid_free"], ".0f") + " %",
+                fmt(100 * report["schema_valid_constrained"], ".0f") + " %",
+                fmt(report["decode_tps_unconstrained"]),
+                fmt(report["decode_tps_constrained"]),
+                fmt(100 * report["decode_overhead"], ".1f") + " %",
+                fmt(report["decode_tps_constrained_no_drafts"]),
+                "yes" if report["identical_without_drafts"] else "NO",
+                f"{report['grammar_us_per_token_median']:.0f} / {report['grammar_us_per_token_mean']:.0f}",
+            ]
+        ],
+    )
     save_report("structured", report)
     if args.json:
         print(json.dumps(report))

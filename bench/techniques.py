@@ -14,28 +14,51 @@ from pathlib import Path
 from bench.common import print_table, save_report
 
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = ["co_star", "few_shot", "chain_of_thought", "zero_shot_cot", "self_consistency", "generate_knowledge",
-            "tree_of_thoughts", "verbalizer", "ape", "capitals"]  # fmt: skip
+EXAMPLES = [
+    "co_star",
+    "few_shot",
+    "chain_of_thought",
+    "zero_shot_cot",
+    "self_consistency",
+    "generate_knowledge",
+    "tree_of_thoughts",
+    "verbalizer",
+    "ape",
+    "capitals",
+]
 
 
 def measure(name: str) -> dict:
-    from services import compare, open_store, runs, suites
+    from services import compare, open_store, runs, suites, worker
 
     store = open_store()
     path = ROOT / "examples" / f"{name}.yaml"
     suite = suites.load_file(path)
     imported = suites.import_suite(store, suite)
-    plan = runs.RunPlan(imported.suite_id, imported.version_ids, imported.provider_ids, suite.repeat, suite.strategy,
-                        suite.params, f"bench: {name}")  # fmt: skip
+    plan = runs.RunPlan(
+        imported.suite_id,
+        imported.version_ids,
+        imported.provider_ids,
+        suite.repeat,
+        suite.strategy,
+        suite.params,
+        f"bench: {name}",
+    )
     run = runs.create(store, plan)
-    runs.execute(store, run.id, concurrency=4)
+    worker.execute(store, run.id, concurrency=4)
     total = runs.overall(store, run.id)
     stats = list(compare.run_group_stats(store, run.id).values())[0]
     strategies = store.get_run(run.id).options["strategies"]
-    return {"example": name, "strategy": "; ".join(runs.strategy_text(s) for s in strategies.values()),
-            "cases": total.cells, "passed": total.passed, "errors": total.errors, "pass_rate": total.pass_rate,
-            "ci": [stats.pass_ci.low, stats.pass_ci.high] if stats.pass_ci else None,
-            "latency_ms": total.mean_latency_ms}  # fmt: skip
+    return {
+        "example": name,
+        "strategy": "; ".join(runs.strategy_text(s) for s in strategies.values()),
+        "cases": total.cells,
+        "passed": total.passed,
+        "errors": total.errors,
+        "pass_rate": total.pass_rate,
+        "ci": [stats.pass_ci.low, stats.pass_ci.high] if stats.pass_ci else None,
+        "latency_ms": total.mean_latency_ms,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,8 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         engines.stop_all()
     print("\ntechnique examples on the default model", file=sys.stderr)
-    print_table(["example", "strategy", "passed", "pass rate"],
-                [[r["example"], r["strategy"], f"{r['passed']}/{r['cases']}", f"{(r['pass_rate'] or 0):.0%}"] for r in rows])  # fmt: skip
+    print_table(
+        ["example", "strategy", "passed", "pass rate"],
+        [
+            [r["example"], r["strategy"], f"{r['passed']}/{r['cases']}", f"{(r['pass_rate'] or 0):.0%}"]
+            for r in rows
+        ],
+    )
     os.environ.pop("WORKBENCH_HOME")
     save_report("techniques", {"results": rows})
     if args.json:

@@ -35,7 +35,14 @@ def main() -> None:
     """
 
 
-from cli import engine_commands, io_commands, review_commands, run_commands, template_commands  # noqa: E402
+from cli import (  # noqa: E402
+    engine_commands,
+    io_commands,
+    review_commands,
+    run_commands,
+    runs_commands,
+    template_commands,
+)
 
-for module in (template_commands, engine_commands, run_commands, io_commands, review_commands):
+for module in (template_commands, engine_commands, run_commands, runs_commands, io_commands, review_commands):
     module.register(main)

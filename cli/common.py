@@ -52,7 +52,15 @@ def console():
     return Console(stderr=True)
 
 
-var_option = click.option("--var", "var_items", multiple=True, metavar="KEY=VALUE",
-                          help="A variable (repeatable); JSON for [..] or {..}.")  # fmt: skip
-vars_file_option = click.option("--vars-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                                help="JSON object of variables.")  # fmt: skip
+var_option = click.option(
+    "--var",
+    "var_items",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A variable (repeatable); JSON for [..] or {..}.",
+)
+vars_file_option = click.option(
+    "--vars-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="JSON object of variables.",
+)

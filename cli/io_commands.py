@@ -16,10 +16,15 @@ FORMATS = ["j2", "openai", "openai-request", "promptfoo"]
 
 @click.command("export")
 @click.argument("name_or_version")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), required=True,
-              help="j2: the template (a version's bound values, delimiter and guardrails in its front matter); "
-              "openai: a chat prompt template with {{ name }} placeholders, or the filled messages with --var; "
-              "openai-request: a Chat Completions request body; promptfoo: a config `promptfoo eval` runs.")  # fmt: skip
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    required=True,
+    help="j2: the template (a version's bound values, delimiter and guardrails in its front matter); "
+    "openai: a chat prompt template with {{ name }} placeholders, or the filled messages with --var; "
+    "openai-request: a Chat Completions request body; promptfoo: a config `promptfoo eval` runs.",
+)
 @var_option
 @vars_file_option
 @click.option(
@@ -28,10 +33,22 @@ FORMATS = ["j2", "openai", "openai-request", "promptfoo"]
 @click.option(
     "--model", default=None, help="Model of the request body (default: the local model and method)."
 )
-@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write here instead of stdout.")  # fmt: skip
-def export(name_or_version: str, fmt: str, var_items: tuple[str, ...], vars_file: Path | None,
-           suite_name: str | None, model: str | None, out: Path | None) -> None:  # fmt: skip
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write here instead of stdout.",
+)
+def export(
+    name_or_version: str,
+    fmt: str,
+    var_items: tuple[str, ...],
+    vars_file: Path | None,
+    suite_name: str | None,
+    model: str | None,
+    out: Path | None,
+) -> None:
     """Export a stored version (NAME@vN, NAME@latest or an id) or a library template (NAME or library:NAME).
 
     Secrets are never exported: providers carry the name of their key's environment variable.
@@ -78,8 +95,10 @@ def import_(file: Path, name: str | None) -> None:
         click.echo(f"imported promptfoo results as run {run_id}")
         return
     imported = suites.import_file(store(), file, name)
-    click.echo(f"imported suite {name or file.stem} (id {imported.suite_id}): {imported.cases} tests, "
-               f"{len(imported.version_ids)} prompts, {len(imported.provider_ids)} providers")  # fmt: skip
+    click.echo(
+        f"imported suite {name or file.stem} (id {imported.suite_id}): {imported.cases} tests, "
+        f"{len(imported.version_ids)} prompts, {len(imported.provider_ids)} providers"
+    )
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})

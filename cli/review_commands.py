@@ -17,22 +17,21 @@ def label() -> None:
 @click.argument("name")
 def label_set(version: str, name: str) -> None:
     """Point label NAME at VERSION (NAME@vN, an id, or another label such as co_star@staging)."""
-    from services import reviews
+    from services import labels
 
-    db = store()
-    target = db.get_version(version)
-    move = db.set_label(target.id, name, reviews.reviewer())
-    before = f" (was {db.get_version(move.from_version_id).label})" if move.from_version_id else ""
-    click.echo(f"{target.name}@{name} -> {target.label}{before}")
+    moved = labels.move(store(), version, name)
+    before = f" (was {moved.before})" if moved.before else ""
+    click.echo(f"{moved.template}@{name} -> {moved.after}{before}")
 
 
 @label.command("list")
 @click.argument("template", required=False)
 def label_list(template: str | None) -> None:
     """Every label, or a template's, with the version it points at."""
-    db = store()
-    for row in db.labels(template):
-        click.echo(f"{row.name}@{row.label} -> {db.get_version(row.version_id).label}")
+    from services import labels
+
+    for row in labels.labels(store(), template):
+        click.echo(f"{row.template}@{row.label} -> {row.version}")
 
 
 @label.command("history")
@@ -40,11 +39,10 @@ def label_list(template: str | None) -> None:
 @click.option("--label", "only", default=None, help="Only this label's moves.")
 def label_history(template: str, only: str | None) -> None:
     """Every move of a template's labels: when, who, from which version to which."""
-    db = store()
-    for move in db.label_history(template, only):
-        before = db.get_version(move.from_version_id).label if move.from_version_id else "(new)"
-        click.echo(f"{move.at:%Y-%m-%d %H:%M:%S}  {move.who}  {move.name}@{move.label}: {before} -> "
-                   f"{db.get_version(move.to_version_id).label}")  # fmt: skip
+    from services import labels
+
+    for move in labels.history(store(), template, only):
+        click.echo(f"{move.at:%Y-%m-%d %H:%M:%S}  {move.who}  {move.text}")
 
 
 @click.command()
@@ -65,8 +63,14 @@ def rate(result_id: int, verdict: str, score: int | None, tags: tuple[str, ...],
 
 @click.command()
 @click.argument("result_id", type=int)
-@click.option("--as", "how", type=click.Choice(["equals", "similar", "rubric", "not"]), default="equals",
-              show_default=True, help="How the rated output becomes an assertion of its case.")  # fmt: skip
+@click.option(
+    "--as",
+    "how",
+    type=click.Choice(["equals", "similar", "rubric", "not"]),
+    default="equals",
+    show_default=True,
+    help="How the rated output becomes an assertion of its case.",
+)
 @click.option("--threshold", type=click.FloatRange(0, 1), default=0.8, show_default=True, help="For similar.")
 def promote(result_id: int, how: str, threshold: float) -> None:
     """Turn a rated output into an assertion of its case, in a new version of the suite (suites are immutable)."""

@@ -1,8 +1,7 @@
-"""`workbench run`, `workbench ape` and `workbench runs list|show|compare`."""
+"""`workbench run`, `workbench ape`, `workbench worker` and `workbench plan`."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -10,8 +9,10 @@ import click
 
 from cli.common import console, store
 
-STRATEGY_HELP = ("single, self_consistency, tree_of_thoughts, generate_knowledge, verbalizer "
-                 "(parameters from the template's front matter).")  # fmt: skip
+STRATEGY_HELP = (
+    "single, self_consistency, tree_of_thoughts, generate_knowledge, verbalizer "
+    "(parameters from the template's front matter)."
+)
 
 
 def summary_table(groups, title: str):
@@ -34,19 +35,30 @@ def summary_table(groups, title: str):
         table.add_column(column, justify="left" if column in ("version", "provider") else "right")
     for g in groups:
         s = g.summary
-        table.add_row(g.version, g.provider, str(s.cells), str(s.errors), percent(s.pass_rate, s.scored),
-                      "–" if s.mean_score is None else f"{s.mean_score:.3f}", str(s.cached),
-                      "–" if s.mean_latency_ms is None else f"{s.mean_latency_ms:.0f}",
-                      f"{s.tokens_in}/{s.tokens_out}")  # fmt: skip
+        table.add_row(
+            g.version,
+            g.provider,
+            str(s.cells),
+            str(s.errors),
+            percent(s.pass_rate, s.scored),
+            "–" if s.mean_score is None else f"{s.mean_score:.3f}",
+            str(s.cached),
+            "–" if s.mean_latency_ms is None else f"{s.mean_latency_ms:.0f}",
+            f"{s.tokens_in}/{s.tokens_out}",
+        )
     return table
 
 
 def progress_bar():
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("pass {task.fields[passed]} fail {task.fields[failed]} err {task.fields[errors]}"),
-               TimeRemainingColumn()]  # fmt: skip
+    columns = [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("pass {task.fields[passed]} fail {task.fields[failed]} err {task.fields[errors]}"),
+        TimeRemainingColumn(),
+    ]
     return Progress(*columns, console=console(), transient=False)
 
 
@@ -58,46 +70,98 @@ def prepare_run(
 
     suite = suites.load_file(suite_file, db)
     suites.override(suite, suite_file, providers=providers, strategy=strategy)
-    if run_id and db.has_run(run_id):
+    if run_id and runs.exists(db, run_id):
         if retry_errored:
             click.echo(f"retrying {runs.retry_errored(db, run_id)} errored cells of {run_id}", err=True)
-        click.echo(f"resuming {run_id}: {db.count_results(run_id)} cells already stored", err=True)
+        click.echo(f"resuming {run_id}: {runs.stored_cells(db, run_id)} cells already stored", err=True)
         return run_id, suite
     if retry_errored:
         raise click.BadParameter("needs the --run-id of an existing run", param_hint="--retry-errored")
     imported = suites.import_suite(db, suite)
-    plan = runs.RunPlan(imported.suite_id, imported.version_ids, imported.provider_ids, repeat or suite.repeat,
-                        suite.strategy, suite.params, str(suite_file), run_id)  # fmt: skip
+    plan = runs.RunPlan(
+        imported.suite_id,
+        imported.version_ids,
+        imported.provider_ids,
+        repeat or suite.repeat,
+        suite.strategy,
+        suite.params,
+        str(suite_file),
+        run_id,
+    )
     return runs.create(db, plan).id, suite
 
 
 @click.command()
 @click.argument("suite_file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--provider", "providers", multiple=True, metavar="ID",
-              help="Provider id (repeatable), overriding the file's: local:MODEL[@QUANT] or openai:chat:MODEL.")  # fmt: skip
-@click.option("--concurrency", type=click.IntRange(1, 256), default=None,
-              help="Cells in flight (default: the file's evaluateOptions.maxConcurrency, else 4).")  # fmt: skip
+@click.option(
+    "--provider",
+    "providers",
+    multiple=True,
+    metavar="ID",
+    help="Provider id (repeatable), overriding the file's: local:MODEL[@QUANT] or openai:chat:MODEL.",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 256),
+    default=None,
+    help="Cells in flight (default: the file's evaluateOptions.maxConcurrency, else 4).",
+)
 @click.option("--repeat", type=click.IntRange(1, 1000), default=None, help="Repeats of every cell.")
 @click.option("--strategy", default=None, help=STRATEGY_HELP)
-@click.option("--threshold", type=click.FloatRange(0, 1), default=1.0, show_default=True,
-              help="Exit 0 when every cell was scored and the pass rate reaches this fraction, else 1.")  # fmt: skip
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0, 1),
+    default=1.0,
+    show_default=True,
+    help="Exit 0 when every cell was scored and the pass rate reaches this fraction, else 1.",
+)
 @click.option("--run-id", default=None, help="Resume this run (only missing cells run), or name a new one.")
-@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write results as .json, .csv or .html (by extension).")  # fmt: skip
-@click.option("--cache", "cache", type=click.Choice(["reuse", "fresh"]), default=None,
-              help="reuse (the default for a new run; a resumed run keeps its own): a deterministic request (temperature 0, beam search or a seed) answered in an earlier run "
-              "is reused; fresh: every request is made again. Sampled requests are never reused across runs (only "
-              "when this run resumes).")  # fmt: skip
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write results as .json, .csv or .html (by extension).",
+)
+@click.option(
+    "--cache",
+    "cache",
+    type=click.Choice(["reuse", "fresh"]),
+    default=None,
+    help="reuse (the default for a new run; a resumed run keeps its own): a deterministic request "
+    "(temperature 0, beam search or a seed) answered in an earlier run is reused; fresh: every request is made "
+    "again. Sampled requests are never reused across runs (only when this run resumes).",
+)
 @click.option("--no-cache", is_flag=True, help="The same as --cache fresh.")
 @click.option("--retry-errored", is_flag=True, help="With --run-id: re-run only the cells that errored.")
-@click.option("--baseline", default=None, metavar="RUN_ID",
-              help="Gate on a stored run instead of --threshold: exit 1 only on a significant regression.")  # fmt: skip
-@click.option("--max-drop", type=click.FloatRange(0, 1), default=0.0, show_default=True,
-              help="With --baseline: the pass-rate drop tolerated; exit 1 when the 95 % interval of the change lies "
-              "wholly below -MAX_DROP.")  # fmt: skip
-def run(suite_file: Path, providers: tuple[str, ...], concurrency: int | None, repeat: int | None,
-        strategy: str | None, threshold: float, run_id: str | None, output: Path | None, cache: str | None,
-        no_cache: bool, retry_errored: bool, baseline: str | None, max_drop: float) -> None:  # fmt: skip
+@click.option(
+    "--baseline",
+    default=None,
+    metavar="RUN_ID",
+    help="Gate on a stored run instead of --threshold: exit 1 only on a significant regression.",
+)
+@click.option(
+    "--max-drop",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="With --baseline: the pass-rate drop tolerated; exit 1 when the 95 % interval of the change lies "
+    "wholly below -MAX_DROP.",
+)
+def run(
+    suite_file: Path,
+    providers: tuple[str, ...],
+    concurrency: int | None,
+    repeat: int | None,
+    strategy: str | None,
+    threshold: float,
+    run_id: str | None,
+    output: Path | None,
+    cache: str | None,
+    no_cache: bool,
+    retry_errored: bool,
+    baseline: str | None,
+    max_drop: float,
+) -> None:
     """Run a suite (promptfoo-style YAML, CSV or JSONL) over prompts x providers x tests x repeats.
 
     Results go to the store as they finish. Exit codes: 0 every cell scored and the pass rate >= --threshold
@@ -105,6 +169,7 @@ def run(suite_file: Path, providers: tuple[str, ...], concurrency: int | None, r
     stops cleanly and prints the --run-id to resume with.
     """
     from services import reports
+    from services import runs as run_service
 
     if output:
         try:
@@ -112,7 +177,7 @@ def run(suite_file: Path, providers: tuple[str, ...], concurrency: int | None, r
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--output") from None
     db = store()
-    if baseline and not db.has_run(baseline):
+    if baseline and not run_service.exists(db, baseline):
         raise click.BadParameter(f"no stored run '{baseline}'", param_hint="--baseline")
     run_id, suite = prepare_run(db, suite_file, providers, repeat, strategy, run_id, retry_errored)
     print_strategies(db, run_id)
@@ -125,23 +190,29 @@ def run(suite_file: Path, providers: tuple[str, ...], concurrency: int | None, r
 
 def print_strategies(db, run_id: str) -> None:
     """Which strategy each prompt runs with (its template's declared one unless overridden)."""
-    from services.runs import strategy_text
+    from services import runs
 
-    for label, strategy in ((db.get_run(run_id).options or {}).get("strategies") or {}).items():
-        click.echo(f"strategy for {label}: {strategy_text(strategy)}", err=True)
+    for label, strategy in runs.strategies_of(runs.get(db, run_id)).items():
+        click.echo(f"strategy for {label}: {runs.strategy_text(strategy)}", err=True)
 
 
 def execute_or_attach(db, run_id: str, options: dict, suite_file: Path) -> None:
     """With a `workbench worker` alive, queue the run for it and watch; otherwise run it in this process."""
-    from services import runs
+    from services import runs, worker
     from services.worker import live_workers
 
     with progress_bar() as bar:
         task = bar.add_task(run_id, total=None, passed=0, failed=0, errors=0)
 
         def on_progress(state) -> None:
-            bar.update(task, total=state.total, completed=state.done, passed=state.passed, failed=state.failed,
-                       errors=state.errors)  # fmt: skip
+            bar.update(
+                task,
+                total=state.total,
+                completed=state.done,
+                passed=state.passed,
+                failed=state.failed,
+                errors=state.errors,
+            )
 
         workers = live_workers(db)
         try:
@@ -149,16 +220,22 @@ def execute_or_attach(db, run_id: str, options: dict, suite_file: Path) -> None:
                 runs.resume(db, run_id, **options)
                 watch(db, run_id, on_progress)
             else:
-                runs.execute(db, run_id, progress=on_progress, **options)
+                worker.execute(db, run_id, progress=on_progress, **options)
         except KeyboardInterrupt:
             bar.stop()
             # plain echo, not rich: the command must stay on one line to be copied
             if workers:
-                click.echo(f"\ndetached; the run continues in worker {workers[0].id}. Cancel it with:\n"
-                           f"  workbench runs cancel {run_id}", err=True)  # fmt: skip
+                click.echo(
+                    f"\ndetached; the run continues in worker {workers[0].id}. Cancel it with:\n"
+                    f"  workbench runs cancel {run_id}",
+                    err=True,
+                )
             else:
-                click.echo(f"\ninterrupted; finished cells are stored. Resume with:\n  workbench run {suite_file} "
-                           f"--run-id {run_id}", err=True)  # fmt: skip
+                click.echo(
+                    f"\ninterrupted; finished cells are stored. Resume with:\n  workbench run {suite_file} "
+                    f"--run-id {run_id}",
+                    err=True,
+                )
             sys.exit(130)
 
 
@@ -170,13 +247,14 @@ def watch(db, run_id: str, on_progress, poll_s: float = 0.5) -> None:
 
     while True:
         on_progress(runs.progress(db, run_id))
-        if db.get_run(run_id).status not in ("queued", "running"):
+        if not runs.is_active(runs.get(db, run_id)):
             return
         time.sleep(poll_s)
 
 
-def finish(db, run_id: str, threshold: float, output: Path | None, baseline: str | None = None,
-           max_drop: float = 0.0) -> None:  # fmt: skip
+def finish(
+    db, run_id: str, threshold: float, output: Path | None, baseline: str | None = None, max_drop: float = 0.0
+) -> None:
     """Print the summary table and the verdict line, write the report, exit 0 or 1."""
     from prompting.numbers import percent
     from services import reports, runs
@@ -189,12 +267,19 @@ def finish(db, run_id: str, threshold: float, output: Path | None, baseline: str
     total = runs.overall(db, run_id)
     errored = f"; {total.errors} errored cells have no verdict (--retry-errored)" if total.errors else ""
     if total.cached:
-        click.echo(f"{total.cached} of {total.cells} cells were answered from the cache ({runs.cache_policy_text(db, run_id)}); "
-                   "their latency is left out of the latency figures", err=True)  # fmt: skip
+        policy = runs.cache_policy_text(db, run_id)
+        click.echo(
+            f"{total.cached} of {total.cells} cells were answered from the cache ({policy}); "
+            "their latency is left out of the latency figures",
+            err=True,
+        )
     if baseline:
         gate(db, baseline, run_id, max_drop, total)
-    click.echo(f"pass rate {percent(total.pass_rate, total.scored)} ({total.passed} of {total.scored} scored cells"
-               f"{errored}; threshold {threshold:.0%}) - run id {run_id}", err=True)  # fmt: skip
+    click.echo(
+        f"pass rate {percent(total.pass_rate, total.scored)} ({total.passed} of {total.scored} scored cells"
+        f"{errored}; threshold {threshold:.0%}) - run id {run_id}",
+        err=True,
+    )
     sys.exit(0 if total.meets(threshold) else 1)
 
 
@@ -211,17 +296,30 @@ def gate(db, baseline: str, run_id: str, max_drop: float, total) -> None:
         f"against {baseline} ({result.cases} shared cases, {result.test}): {result.verdict}{errored}",
         err=True,
     )
-    click.echo(f"gate: {'FAIL' if failed else 'pass'} (tolerated drop {max_drop * 100:.0f} pts) - run id {run_id}",
-               err=True)  # fmt: skip
+    click.echo(
+        f"gate: {'FAIL' if failed else 'pass'} (tolerated drop {max_drop * 100:.0f} pts) - run id {run_id}",
+        err=True,
+    )
     sys.exit(1 if failed else 0)
 
 
 @click.command()
 @click.argument("suite_file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("-m", "count", type=click.IntRange(1, 20), default=5, show_default=True,
-              help="How many instructions to propose.")  # fmt: skip
-@click.option("--provider", "provider_id", default=None, metavar="ID",
-              help="Provider id (default: the suite's first provider).")  # fmt: skip
+@click.option(
+    "-m",
+    "count",
+    type=click.IntRange(1, 20),
+    default=5,
+    show_default=True,
+    help="How many instructions to propose.",
+)
+@click.option(
+    "--provider",
+    "provider_id",
+    default=None,
+    metavar="ID",
+    help="Provider id (default: the suite's first provider).",
+)
 def ape(suite_file: Path, count: int, provider_id: str | None) -> None:
     """Automatic prompt engineering: propose instructions from the suite's input/output pairs, score each one
     zero-shot on the suite, and print them ranked by pass rate (cases need an `input` variable)."""
@@ -231,146 +329,14 @@ def ape(suite_file: Path, count: int, provider_id: str | None) -> None:
         click.echo(f"{rank}. {item['score']:.0%}  {item['instruction']}")
 
 
-@click.group()
-def runs() -> None:
-    """Stored runs: list, show one, compare two."""
-
-
-@runs.command("list")
-def runs_list() -> None:
-    """Every run, newest first: id, status, created, cells, pass rate."""
-    from prompting.numbers import percent
-    from services import runs as run_service
-
-    db = store()
-    all_runs = db.list_runs()
-    width = max((len(r.id) for r in all_runs), default=0)
-    for row in all_runs:
-        total = run_service.overall(db, row.id)
-        click.echo(f"{row.id:<{width}}  {row.status:<11}  {row.created_at:%Y-%m-%d %H:%M}  {total.cells:>5} cells  "
-                   f"pass {percent(total.pass_rate, total.scored):>4}  {row.description}")  # fmt: skip
-
-
-@runs.command("show")
-@click.argument("run_id")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object with a results list, on stdout.")
-def runs_show(run_id: str, as_json: bool) -> None:
-    """A run with every result: case, version, provider, repeat, output, pass, score, error."""
-    from services import reports
-    from services.runs import strategy_text
-
-    payload = reports.payload(store(), run_id)
-    if as_json:
-        click.echo(json.dumps(payload, ensure_ascii=False, default=str))
-        return
-    click.echo(f"run {payload['id']}  status {payload['status']}")
-    for label, strategy in payload["strategies"].items():
-        click.echo(f"strategy for {label}: {strategy_text(strategy)}")
-    for group in payload["groups"]:
-        click.echo(f"{group['version']} × {group['provider']}: {describe_stats(group)}")
-    for judge in payload["agreement"]:
-        click.echo(describe_agreement(judge))
-    for r in payload["results"]:
-        mark = "ERROR" if r["error"] else ("PASS" if r["pass"] else "FAIL")
-        score = "-" if r["score"] is None else f"{r['score']:.2f}"
-        text = (r["error"] or r["output"] or "").replace("\n", " ")
-        click.echo(f"[{mark}] case {r['case_id']} {r['case']!r} {r['version']} {r['provider']} #{r['repeat']} "
-                   f"score {score}: {text[:100]}")  # fmt: skip
-
-
-def describe_stats(group: dict) -> str:
-    """One line: pass rate and mean score with their 95 % intervals over cases, errors, pass@k, flaky cases."""
-    from prompting.numbers import percent, percent_interval, score, score_interval
-    from prompting.stats import Interval
-
-    stats = group["stats"]
-    n = stats["cases"]
-    if not n:
-        return f"no scored cell ({group['errors']} errored)"
-    pass_ci, score_ci = (
-        None if ci is None else Interval(*ci) for ci in (stats["pass_rate_ci"], stats["mean_score_ci"])
-    )
-    text = (
-        f"pass rate {percent(stats['pass_rate'], n)} ({percent_interval(pass_ci, n)}) over {n} cases, "
-        f"mean score {score(stats['mean_score'])}" + (f" ({score_interval(score_ci)})" if score_ci else "")
-    )
-    if group["errors"]:
-        text += f", {group['errors']} errored cells apart"
-    for name, values in (("pass@", stats["pass_at_k"]), ("pass^", stats["pass_hat_k"])):
-        text += "".join(f", {name}{k} {percent(v, n)}" for k, v in values.items() if int(k) > 1)
-    if stats["flaky_cases"]:
-        text += f", {stats['flaky_cases']} flaky case(s)"
-    return text
-
-
-def describe_agreement(judge: dict) -> str:
-    """How an automatic judge agrees with the reviewers' ratings on the same cells (or why κ is undefined)."""
-    matrix = ", ".join(f"{k} {v}" for k, v in judge["matrix"].items())
-    return f"{judge['assertion']} vs reviewers: {judge['text']}; {matrix}"
-
-
-@runs.command("compare")
-@click.argument("run_a")
-@click.argument("run_b")
-@click.option(
-    "--json", "as_json", is_flag=True, help="The headline, the per-case rows and the warnings as JSON."
-)
-def runs_compare(run_a: str, run_b: str, as_json: bool) -> None:
-    """Run B against run A over the cases they share, as the Compare page does: the runs may differ in provider,
-    quantization or version. Cells pair on the case (and on the version or provider only where a run holds
-    several). Prints each case that changed, the totals, and a verdict from a paired test (exact McNemar, or a
-    sign-flip test over cases when they repeat) with a bootstrap interval and the smallest difference the suite
-    detects."""
-    from prompting.numbers import percent, points
-    from services import compare as compare_service
-
-    result = compare_service.compare_runs(store(), run_a, run_b)
-    if as_json:
-        click.echo(json.dumps(compare_service.comparison_dict(result), ensure_ascii=False))
-        return
-    p = result.paired
-    click.echo(f"A: {result.a.label}\nB: {result.b.label}\nmatched on {result.matched_on}: {p.cases} shared")
-    for warning in result.warnings:
-        click.echo(f"warning: {warning}", err=True)
-    for row in result.rows:
-        if row.change != "unchanged":
-            change = "" if row.delta is None else f" ({points(row.delta, p.cases)} points)"
-            click.echo(f"  {row.change:<10} {row.case}: {percent(row.a)} -> {percent(row.b)}{change}")
-    unchanged = p.cases - len(p.improved) - len(p.regressed)
-    click.echo(f"pass rate {percent(p.rate_a, p.cases)} -> {percent(p.rate_b, p.cases)} "
-               f"({points(p.delta, p.cases)} points); improved {len(p.improved)}, regressed {len(p.regressed)}, "
-               f"unchanged {unchanged}; only in A {len(p.only_a)}, only in B {len(p.only_b)}")  # fmt: skip
-    click.echo(f"verdict: {p.verdict}")
-    click.echo(f"test: {p.test}, p = {p.p_value:.3g}")
-
-
-@runs.command("resume")
-@click.argument("run_id")
-@click.option("--wait/--no-wait", default=True, show_default=True, help="Follow its progress until it ends.")
-def runs_resume(run_id: str, wait: bool) -> None:
-    """Queue a cancelled or interrupted run's missing cells again (a worker, or this process, runs them)."""
-    from services import runs as run_service
-
-    db = store()
-    pending = run_service.resume(db, run_id)
-    click.echo(f"{run_id}: {pending} cells queued", err=True)
-    if wait and pending:
-        execute_or_attach(db, run_id, {}, Path(db.get_run(run_id).description or "SUITE"))
-
-
-@runs.command("cancel")
-@click.argument("run_id")
-def runs_cancel(run_id: str) -> None:
-    """Stop a run: no new cell starts; cells in flight finish and are kept; `runs resume` continues it."""
-    from services import runs as run_service
-
-    run_service.cancel(store(), run_id)
-    click.echo(f"{run_id}: cancelled")
-
-
 @click.command()
-@click.option("--poll", type=click.FloatRange(0.05, 60), default=0.5, show_default=True,
-              help="Seconds between looks at the queue when it is empty.")  # fmt: skip
+@click.option(
+    "--poll",
+    type=click.FloatRange(0.05, 60),
+    default=0.5,
+    show_default=True,
+    help="Seconds between looks at the queue when it is empty.",
+)
 def worker(poll: float) -> None:
     """Execute queued runs (from the pages, `workbench run` and other terminals) until stopped with Ctrl-C.
 
@@ -397,10 +363,19 @@ def worker(poll: float) -> None:
 
 
 @click.command()
-@click.option("--detect", type=click.FloatRange(0.001, 0.999), required=True,
-              help="The pass-rate change to detect, as a fraction (0.10 = 10 points).")  # fmt: skip
-@click.option("--baseline-rate", type=click.FloatRange(0.001, 0.999), default=0.7, show_default=True,
-              help="The pass rate you expect today.")  # fmt: skip
+@click.option(
+    "--detect",
+    type=click.FloatRange(0.001, 0.999),
+    required=True,
+    help="The pass-rate change to detect, as a fraction (0.10 = 10 points).",
+)
+@click.option(
+    "--baseline-rate",
+    type=click.FloatRange(0.001, 0.999),
+    default=0.7,
+    show_default=True,
+    help="The pass rate you expect today.",
+)
 @click.option("--power", type=click.FloatRange(0.5, 0.99), default=0.8, show_default=True)
 def plan(detect: float, baseline_rate: float, power: float) -> None:
     """How many cases a suite needs to detect a given change in pass rate (two-sided, 5 % level)."""
@@ -410,10 +385,12 @@ def plan(detect: float, baseline_rate: float, power: float) -> None:
         n = cases_needed(detect, baseline_rate, power)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--detect") from None
-    click.echo(f"{n} cases detect a change of {detect * 100:.0f} points from {baseline_rate:.0%} with {power:.0%} power "
-               "(independent outcomes; comparing two runs of the same cases usually needs fewer)")  # fmt: skip
+    click.echo(
+        f"{n} cases detect a change of {detect * 100:.0f} points from {baseline_rate:.0%} with {power:.0%} power "
+        "(independent outcomes; comparing two runs of the same cases usually needs fewer)"
+    )
 
 
 def register(main: click.Group) -> None:
-    for command in (run, ape, runs, worker, plan):
+    for command in (run, ape, worker, plan):
         main.add_command(command)

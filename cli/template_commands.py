@@ -79,12 +79,24 @@ def read_guardrails(path: Path | None):
     help="Section delimiter style [default: what an exported version bound, else hash].",
 )
 @click.option("--stage", default=None, help="Stage of a multi-stage template (default: its first).")
-@click.option("--guardrails", "guardrails_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="JSON or YAML with task, output_format, json_schema, rules, refusal.")  # fmt: skip
+@click.option(
+    "--guardrails",
+    "guardrails_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="JSON or YAML with task, output_format, json_schema, rules, refusal.",
+)
 @click.option("--fold-system", is_flag=True, help="Fold the system message into the first user message.")
 @click.option("--format", "fmt", type=click.Choice(["json", "text"]), default="json", show_default=True)
-def render(name_or_path: str, var_items: tuple[str, ...], vars_file: Path | None, delimiter: str,
-           stage: str | None, guardrails_file: Path | None, fold_system: bool, fmt: str) -> None:  # fmt: skip
+def render(
+    name_or_path: str,
+    var_items: tuple[str, ...],
+    vars_file: Path | None,
+    delimiter: str,
+    stage: str | None,
+    guardrails_file: Path | None,
+    fold_system: bool,
+    fmt: str,
+) -> None:
     """Render a library template (by name) or a .j2 file (by path) to OpenAI chat messages."""
     from prompting.templates import render as render_template
 
@@ -94,8 +106,14 @@ def render(name_or_path: str, var_items: tuple[str, ...], vars_file: Path | None
     ):  # a stored version: NAME@vN, NAME@LABEL
         click.echo(format_output(render_stored(name_or_path, values, delimiter, fold_system), fmt))
         return
-    messages = render_template(name_or_path, values, delimiter=delimiter, stage=stage,
-                               guardrails=read_guardrails(guardrails_file), fold_system=fold_system)  # fmt: skip
+    messages = render_template(
+        name_or_path,
+        values,
+        delimiter=delimiter,
+        stage=stage,
+        guardrails=read_guardrails(guardrails_file),
+        fold_system=fold_system,
+    )
     click.echo(
         json.dumps(messages, indent=2, ensure_ascii=False)
         if fmt == "json"

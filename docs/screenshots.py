@@ -1,6 +1,7 @@
 """Regenerate the README's screenshots: `python docs/screenshots.py` starts the processes of `make run` on free
 ports with a fresh data folder, stores a small demo (a CO-STAR version, a capitals suite run on the local model
-under int4 and int8, three ratings, a production label), opens every page in Debian's Chromium and writes docs/screenshots/<page>.png."""
+under int4 and int8, three ratings, a production label), opens every page in Debian's Chromium and writes
+docs/screenshots/<page>.png."""
 
 from __future__ import annotations
 

@@ -78,9 +78,17 @@ class PagedContext:
         pool = self.pool
         if self.native is not None:
             return self.native.paged_attention(
-                q.float().contiguous(), pool.k[layer], pool.v[layer], pool.k_scale[layer], pool.v_scale[layer],
-                self.tables, self.row_of, self.lengths, pool.block_size, 1.0 / math.sqrt(q.shape[-1]),
-            ).to(q.dtype)  # fmt: skip
+                q.float().contiguous(),
+                pool.k[layer],
+                pool.v[layer],
+                pool.k_scale[layer],
+                pool.v_scale[layer],
+                self.tables,
+                self.row_of,
+                self.lengths,
+                pool.block_size,
+                1.0 / math.sqrt(q.shape[-1]),
+            ).to(q.dtype)
         outs = []
         for segment, slots in zip(self.segments, self.context_slots, strict=True):
             k, v = pool.read(layer, slots, q.dtype)  # [L, KVH, D]
@@ -96,9 +104,12 @@ def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, first: int) -> torch
     if S > 1:
         mask = torch.arange(L)[None, :] <= torch.arange(first, first + S)[:, None]  # [S, L]
     out = F.scaled_dot_product_attention(
-        q.transpose(0, 1).unsqueeze(0), k.transpose(0, 1).unsqueeze(0), v.transpose(0, 1).unsqueeze(0),
-        attn_mask=mask, enable_gqa=q.shape[1] != k.shape[1],
-    )  # fmt: skip
+        q.transpose(0, 1).unsqueeze(0),
+        k.transpose(0, 1).unsqueeze(0),
+        v.transpose(0, 1).unsqueeze(0),
+        attn_mask=mask,
+        enable_gqa=q.shape[1] != k.shape[1],
+    )
     return out[0].transpose(0, 1)  # [S, H, D]
 
 

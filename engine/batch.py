@@ -35,8 +35,16 @@ def token_logprob(logprobs: torch.Tensor, token: int, n: int) -> TokenLogprob:
 
 
 class DecodeBatch:
-    def __init__(self, model: Transformer, tokenizer: Any, pool: KVPool, blocks: BlockManager,
-                 eos_ids: set[int], stats: dict[str, int], draft_tokens: int = 0):  # fmt: skip
+    def __init__(
+        self,
+        model: Transformer,
+        tokenizer: Any,
+        pool: KVPool,
+        blocks: BlockManager,
+        eos_ids: set[int],
+        stats: dict[str, int],
+        draft_tokens: int = 0,
+    ):
         self.model, self.tokenizer, self.pool, self.blocks = model, tokenizer, pool, blocks
         self.draft_tokens = draft_tokens  # the longest prompt-lookup draft a row verifies per step; 0: none
         self.eos_ids, self.stats = eos_ids, stats

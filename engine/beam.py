@@ -3,8 +3,9 @@
 A group's W beams live in W decode rows of the batch. Every step each beam's log-probabilities (penalised,
 constrained and with bans before `min_tokens`) are added to its score; the best candidates either finish a
 hypothesis (a stop token or the length limit) or become next step's beams, which take their parents' KV
-blocks (shared, copied only when written). With an output constraint each beam carries its own matcher, copied from its parent and advanced by the
-chosen token. Text is sent once, when the group finishes, because beams are rearranged every step.
+blocks (shared, copied only when written). With an output constraint each beam carries its own matcher, copied
+from its parent and advanced by the chosen token. Text is sent once, when the group finishes, because beams are
+rearranged every step.
 """
 
 from __future__ import annotations
@@ -45,10 +46,11 @@ class BeamGroup:
         generated = len(self.beams[0].tokens)  # tokens before this step, equal for all beams
         new_len = generated + 1
         hits = [
-            batch.is_stop_token(params, t, generated) or new_len >= params.max_new_tokens
+            batch.is_stop_token(params, t, generated)
+            or new_len >= params.max_new_tokens
             or self._grammar_done(parents[i], t)
             for i, t in enumerate(tokens)
-        ]  # fmt: skip
+        ]
         self._record_finished(parents, tokens, cand_scores, hits, new_len)
         running = sorted(range(keep), key=lambda r: cand_scores[r] - (DEAD if hits[r] else 0.0), reverse=True)
         self._advance(batch, [parents[r] for r in running[:width]], [tokens[r] for r in running[:width]])
@@ -70,12 +72,17 @@ class BeamGroup:
             raw = torch.stack([b.matcher.mask(raw[i]) for i, b in enumerate(self.beams)])
         logprobs = torch.log_softmax(raw, -1)
         if params.has_penalties:
-            logprobs = torch.stack([
-                apply_penalties(logprobs[i], params,
-                                torch.tensor(request.prompt_ids + b.tokens, dtype=torch.long),
-                                torch.tensor(b.tokens, dtype=torch.long))
-                for i, b in enumerate(self.beams)
-            ])  # fmt: skip
+            logprobs = torch.stack(
+                [
+                    apply_penalties(
+                        logprobs[i],
+                        params,
+                        torch.tensor(request.prompt_ids + b.tokens, dtype=torch.long),
+                        torch.tensor(b.tokens, dtype=torch.long),
+                    )
+                    for i, b in enumerate(self.beams)
+                ]
+            )
         banned = batch.banned(params, len(self.beams[0].tokens))
         if banned:
             logprobs[:, banned] = float("-inf")

@@ -216,8 +216,9 @@ def cache_path(cache_key: str, label: str, ids: torch.Tensor, model: nn.Module) 
     )
 
 
-def load_or_calibrate(model: nn.Module, name: str, bits: int, group: int, ids: torch.Tensor, label: str,
-                      cache_key: str | None) -> dict[str, Codes]:  # fmt: skip
+def load_or_calibrate(
+    model: nn.Module, name: str, bits: int, group: int, ids: torch.Tensor, label: str, cache_key: str | None
+) -> dict[str, Codes]:
     """`calibrate`, or its result from disk (codes, and the norm weights AWQ changed) when computed before."""
     from safetensors.torch import load_file, save_file
 

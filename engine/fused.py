@@ -52,10 +52,24 @@ class FusedLayers:
     def __call__(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, context: Any) -> torch.Tensor:
         pool = context.pool
         return self.native.decoder_layers(
-            x.contiguous(), cos.reshape(cos.shape[0], -1), sin.reshape(sin.shape[0], -1), self.norms,
-            self.linears, self.sizes, self.shape, self.eps, pool.k, pool.v, pool.k_scale, pool.v_scale,
-            context.slots, context.tables, context.row_of, context.lengths, pool.block_size,
-        )  # fmt: skip
+            x.contiguous(),
+            cos.reshape(cos.shape[0], -1),
+            sin.reshape(sin.shape[0], -1),
+            self.norms,
+            self.linears,
+            self.sizes,
+            self.shape,
+            self.eps,
+            pool.k,
+            pool.v,
+            pool.k_scale,
+            pool.v_scale,
+            context.slots,
+            context.tables,
+            context.row_of,
+            context.lengths,
+            pool.block_size,
+        )
 
 
 def fuse(model: Transformer) -> FusedLayers | None:

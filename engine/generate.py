@@ -39,9 +39,18 @@ from engine.scheduler import WaitingQueue, admit, fit_memory, rows_for
 from engine.speculative import rows_exact
 
 __all__ = [
-    "Choice", "ContextLengthError", "Engine", "EngineError", "Event", "Request", "Sequence", "TokenLogprob",
-    "generate", "perplexity", "score",
-]  # fmt: skip
+    "Choice",
+    "ContextLengthError",
+    "Engine",
+    "EngineError",
+    "Event",
+    "Request",
+    "Sequence",
+    "TokenLogprob",
+    "generate",
+    "perplexity",
+    "score",
+]
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 CALIBRATION_TEXT = DATA_DIR / "calibration.txt"  # SmoothQuant's activation statistics
@@ -65,7 +74,7 @@ class Engine:
         kv_memory_mb: int | None = None,
         prefix_cache: bool = True,
         draft_tokens: int | None = None,
-    ):  # fmt: skip
+    ):
         if block_size not in BLOCK_SIZES:
             raise ValueError(f"KV block size must be one of {BLOCK_SIZES}, got {block_size}")
         self.model, self.tokenizer = model, tokenizer
@@ -81,9 +90,18 @@ class Engine:
         self.blocks = BlockManager(
             self.pool.num_blocks, block_size, f"{name}@{method}@{kv_dtype}", prefix_cache
         )
-        self.stats = {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0, "steps": 0,
-                      "prefill_chunks": 0, "prompts_batched": 0, "decode_steps": 0, "preemptions": 0,
-                      "draft_tokens": 0, "accepted_tokens": 0}  # fmt: skip
+        self.stats = {
+            "requests": 0,
+            "prompt_tokens": 0,
+            "completion_tokens": 0,
+            "steps": 0,
+            "prefill_chunks": 0,
+            "prompts_batched": 0,
+            "decode_steps": 0,
+            "preemptions": 0,
+            "draft_tokens": 0,
+            "accepted_tokens": 0,
+        }
         self.queue = WaitingQueue()
         self.exact = rows_exact(model, self.pool)
         if draft_tokens is None:  # speculate by default wherever the output stays exactly plain greedy's
@@ -314,12 +332,20 @@ def calibration_ids(tokenizer: Any) -> torch.Tensor:
 def kv_bytes_by_dtype(model: Transformer) -> dict[str, int]:
     """Bytes per cached token under each KV dtype (what `--kv-dtype` would give), for memory planning."""
     a = model.args
-    return {name: KVPool(a.n_layers, a.n_kv_heads, a.head_dim, 0, DEFAULT_BLOCK_SIZE, name).bytes_per_token()
-            for name in KV_DTYPE_NAMES}  # fmt: skip
+    return {
+        name: KVPool(a.n_layers, a.n_kv_heads, a.head_dim, 0, DEFAULT_BLOCK_SIZE, name).bytes_per_token()
+        for name in KV_DTYPE_NAMES
+    }
 
 
-def _pool(model: Transformer, kv_dtype: str, block_size: int, kv_blocks: int | None, kv_memory_mb: int | None,
-          max_batch: int) -> KVPool:  # fmt: skip
+def _pool(
+    model: Transformer,
+    kv_dtype: str,
+    block_size: int,
+    kv_blocks: int | None,
+    kv_memory_mb: int | None,
+    max_batch: int,
+) -> KVPool:
     """The block pool: `kv_blocks` if given, else as many as `kv_memory_mb` holds, never more than max_batch + 1
     sequences of a full window need."""
     a = model.args

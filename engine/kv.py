@@ -37,8 +37,15 @@ class KVPool:
     `[slots, kv_heads, head_dim]`, so the weighted sum runs along head_dim. int8 keeps one fp32 scale per token
     and head for each (`[slots, kv_heads]`)."""
 
-    def __init__(self, n_layers: int, kv_heads: int, head_dim: int, num_blocks: int, block_size: int,
-                 kv_dtype: str = DEFAULT_KV_DTYPE):  # fmt: skip
+    def __init__(
+        self,
+        n_layers: int,
+        kv_heads: int,
+        head_dim: int,
+        num_blocks: int,
+        block_size: int,
+        kv_dtype: str = DEFAULT_KV_DTYPE,
+    ):
         if kv_dtype not in KV_DTYPES:
             raise ValueError(f"unknown KV dtype '{kv_dtype}'; supported: {', '.join(KV_DTYPES)}")
         self.kv_dtype, self.dtype = kv_dtype, KV_DTYPES[kv_dtype]
@@ -205,13 +212,16 @@ class BlockManager:
 
     def snapshot(self) -> dict[str, int]:
         return {
-            "kv_blocks_total": self.num_blocks, "kv_blocks_used": self.used(),
-            "kv_blocks_free": len(self.free), "kv_blocks_cached": len(self.evictable),
-            "kv_block_size": self.block_size, "kv_blocks_peak_used": self.stats["peak_used"],
+            "kv_blocks_total": self.num_blocks,
+            "kv_blocks_used": self.used(),
+            "kv_blocks_free": len(self.free),
+            "kv_blocks_cached": len(self.evictable),
+            "kv_block_size": self.block_size,
+            "kv_blocks_peak_used": self.stats["peak_used"],
             "prefix_cache_hit_tokens": self.stats["hit_tokens"],
             "prefix_cache_queried_tokens": self.stats["queried_tokens"],
             "prefix_cache_evictions": self.stats["evictions"],
-        }  # fmt: skip
+        }
 
 
 class BlockTable:

@@ -99,9 +99,13 @@ def kernels() -> Any | None:
         folder.mkdir(parents=True, exist_ok=True)
         _clear_stale_lock(folder)
         return cpp_extension.load(
-            name="workbench_native", sources=[str(s) for s in SOURCES], build_directory=str(folder),
-            extra_cflags=CFLAGS, extra_ldflags=LDFLAGS, verbose=False,
-        )  # fmt: skip
+            name="workbench_native",
+            sources=[str(s) for s in SOURCES],
+            build_directory=str(folder),
+            extra_cflags=CFLAGS,
+            extra_ldflags=LDFLAGS,
+            verbose=False,
+        )
     except Exception as exc:  # any build or load failure: the torch path still works
         log.warning("native kernels unavailable, using the torch path: %s", exc)
         return None

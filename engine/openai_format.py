@@ -221,14 +221,26 @@ class CommonFields(BaseModel):
             raise ApiError(400, f"stop may hold at most {MAX_STOP_SEQUENCES} sequences", param="stop")
         return SamplingParams(
             max_new_tokens=MAX_TOKENS_DEFAULT if max_tokens is None else max_tokens,
-            temperature=self.temperature, top_k=self.top_k, top_p=self.top_p, min_p=self.min_p,
-            repetition_penalty=self.repetition_penalty, presence_penalty=self.presence_penalty,
-            frequency_penalty=self.frequency_penalty, n=self.n, seed=self.seed, stop=stops,
-            stop_token_ids=list(self.stop_token_ids or []), ignore_eos=self.ignore_eos, min_tokens=self.min_tokens,
-            logprobs=logprobs, prompt_logprobs=self.prompt_logprobs, use_beam_search=self.use_beam_search,
-            length_penalty=self.length_penalty, early_stopping=self.early_stopping,
+            temperature=self.temperature,
+            top_k=self.top_k,
+            top_p=self.top_p,
+            min_p=self.min_p,
+            repetition_penalty=self.repetition_penalty,
+            presence_penalty=self.presence_penalty,
+            frequency_penalty=self.frequency_penalty,
+            n=self.n,
+            seed=self.seed,
+            stop=stops,
+            stop_token_ids=list(self.stop_token_ids or []),
+            ignore_eos=self.ignore_eos,
+            min_tokens=self.min_tokens,
+            logprobs=logprobs,
+            prompt_logprobs=self.prompt_logprobs,
+            use_beam_search=self.use_beam_search,
+            length_penalty=self.length_penalty,
+            early_stopping=self.early_stopping,
             skip_special_tokens=self.skip_special_tokens,
-        )  # fmt: skip
+        )
 
 
 class ChatBody(CommonFields):

@@ -58,12 +58,18 @@ class SamplingParams:
             ("frequency_penalty", -2.0 <= self.frequency_penalty <= 2.0, "must be between -2 and 2"),
             ("n", 1 <= self.n <= 64, "must be between 1 and 64"),
             ("min_tokens", self.min_tokens >= 0, "must be >= 0"),
-            ("length_penalty", -MAX_LENGTH_PENALTY <= self.length_penalty <= MAX_LENGTH_PENALTY,
-             f"must be between -{MAX_LENGTH_PENALTY} and {MAX_LENGTH_PENALTY}"),
+            (
+                "length_penalty",
+                -MAX_LENGTH_PENALTY <= self.length_penalty <= MAX_LENGTH_PENALTY,
+                f"must be between -{MAX_LENGTH_PENALTY} and {MAX_LENGTH_PENALTY}",
+            ),
             ("logprobs", self.logprobs is None or 0 <= self.logprobs <= 20, "must be between 0 and 20"),
-            ("prompt_logprobs", self.prompt_logprobs is None or 0 <= self.prompt_logprobs <= 20,
-             "must be between 0 and 20"),
-        ]  # fmt: skip
+            (
+                "prompt_logprobs",
+                self.prompt_logprobs is None or 0 <= self.prompt_logprobs <= 20,
+                "must be between 0 and 20",
+            ),
+        ]
         for name, ok, why in checks:
             if not ok:
                 raise EngineError(f"{name} {why}, got {getattr(self, name)!r}", param=name)

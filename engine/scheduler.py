@@ -66,15 +66,19 @@ def fit_memory(prompt_tokens: int, params: SamplingParams, blocks: int, block_si
     if prompt_tokens + 1 > capacity:
         raise EngineError(
             f"the prompt has {prompt_tokens} tokens but the KV cache holds {capacity} ({blocks} blocks of "
-            f"{block_size}); start the engine with more KV memory", param="prompt", code="kv_cache_exceeded",
-        )  # fmt: skip
+            f"{block_size}); start the engine with more KV memory",
+            param="prompt",
+            code="kv_cache_exceeded",
+        )
     shared = (prompt_tokens // block_size) * block_size  # full prompt blocks are shared by the n rows
     room = block_size * ((blocks - shared // block_size) // params.n) - (prompt_tokens - shared)
     if room < 1:
         raise EngineError(
             f"{params.n} sequences of a {prompt_tokens}-token prompt do not fit the KV cache ({blocks} blocks of "
-            f"{block_size})", param="n", code="kv_cache_exceeded",
-        )  # fmt: skip
+            f"{block_size})",
+            param="n",
+            code="kv_cache_exceeded",
+        )
     if params.max_new_tokens > room:
         return room
     return None

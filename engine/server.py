@@ -44,7 +44,7 @@ from engine.openai_format import (
     completion_choice,
     prompt_logprobs_vllm,
     usage,
-)  # fmt: skip
+)
 from engine.request import Choice, Request
 from engine.sampling import SamplingParams
 from engine.scheduler import DEFAULT_MAX_QUEUE, Scheduler
@@ -288,9 +288,14 @@ async def list_models(http: HttpRequest):
     state = engine_state(http)
     engine = state.ready().engine
     card = ModelCard(
-        id=state.model_id, created=state.created, root=state.model_name, quant=state.method,
-        max_model_len=engine.window, capabilities=CAPABILITIES, **state.info,
-    )  # fmt: skip
+        id=state.model_id,
+        created=state.created,
+        root=state.model_name,
+        quant=state.method,
+        max_model_len=engine.window,
+        capabilities=CAPABILITIES,
+        **state.info,
+    )
     return ModelList(data=[card]).wire()
 
 
@@ -320,10 +325,13 @@ async def chat_completions(body: ChatBody, http: HttpRequest):
         return sse(chat_stream(chunks, queue, prefix, plan), request)
     await wait_done(http, request, queue)
     response = ChatCompletion(
-        id=completion_id, created=int(request.created), model=state.model_id,
+        id=completion_id,
+        created=int(request.created),
+        model=state.model_id,
         choices=[chat_choice(engine.tokenizer, c, prefix, plan) for c in request.choices],
-        usage=usage(request), system_fingerprint=f"workbench-{state.method}",
-    )  # fmt: skip
+        usage=usage(request),
+        system_fingerprint=f"workbench-{state.method}",
+    )
     if params.prompt_logprobs is not None:
         response.prompt_logprobs = prompt_logprobs_vllm(engine.tokenizer, request)
     return WireResponse(response.wire(), headers=clamp_header(request))
@@ -367,9 +375,12 @@ async def completions(body: CompletionBody, http: HttpRequest):
     completion_tokens = sum(len(c.token_ids) for r, _ in submitted for c in r.choices)
     total = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}
     response = Completion(
-        id=completion_id, created=int(time.time()), model=state.model_id, choices=choices,
+        id=completion_id,
+        created=int(time.time()),
+        model=state.model_id,
+        choices=choices,
         usage={**total, "total_tokens": prompt_tokens + completion_tokens},
-    )  # fmt: skip
+    )
     return WireResponse(response.wire(), headers=clamp_header(submitted[0][0]))
 
 

@@ -172,12 +172,20 @@ def _textual(role: str, content: str, calls: list[ToolCall] | None, call_id: str
 def _with_tool_note(messages: list[dict[str, Any]], plan: ToolPlan) -> list[dict[str, Any]]:
     """Add the functions and the answer format to the system message (a new one if there is none)."""
     listing = "\n".join(
-        json.dumps({"name": t.function.name, "description": t.function.description or "",
-                    "parameters": t.function.parameters or ANY_OBJECT})
+        json.dumps(
+            {
+                "name": t.function.name,
+                "description": t.function.description or "",
+                "parameters": t.function.parameters or ANY_OBJECT,
+            }
+        )
         for t in plan.tools
-    )  # fmt: skip
+    )
     if plan.mode == "auto":
-        how = f'To call a function, answer with {CALL_OPEN}{{"name": ..., "arguments": {{...}}}}{CALL_CLOSE}; otherwise answer normally.'
+        how = (
+            f'To call a function, answer with {CALL_OPEN}{{"name": ..., "arguments": {{...}}}}{CALL_CLOSE}; '
+            "otherwise answer normally."
+        )
     elif plan.mode == "none":
         how = "Do not call a function now; answer normally."
     else:

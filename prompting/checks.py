@@ -49,8 +49,11 @@ def case_label(
     return f"{noun} {index + 1}"
 
 
-def render_problems(prompts: Iterable[tuple[str, Callable[[dict], Any]]], cases: list[tuple[str, dict[str, Any]]],
-                    noun: str = "case") -> list[Problem]:  # fmt: skip
+def render_problems(
+    prompts: Iterable[tuple[str, Callable[[dict], Any]]],
+    cases: list[tuple[str, dict[str, Any]]],
+    noun: str = "case",
+) -> list[Problem]:
     """Render every prompt with every case's variables; each failure (missing variables named) is a Problem."""
     problems = []
     for prompt_label, render in prompts:

@@ -52,8 +52,15 @@ def as_template(prompt, values: dict[str, Any] | None = None) -> TemplateExport:
         else:
             context[var.name] = Placeholder(var.name)
             default = prompt.variables.get(var.name, var.default)  # a version's bound value is the default
-            free.append({"name": var.name, "description": var.description, "required": default is None and var.required,
-                         "default": default, "example": var.example if var.example is not None else default})  # fmt: skip
+            free.append(
+                {
+                    "name": var.name,
+                    "description": var.description,
+                    "required": default is None and var.required,
+                    "default": default,
+                    "example": var.example if var.example is not None else default,
+                }
+            )
     for (
         name
     ) in prompt.template.undeclared_variables():  # an inline prompt declares nothing: its names are free
@@ -62,8 +69,15 @@ def as_template(prompt, values: dict[str, Any] | None = None) -> TemplateExport:
         else:
             context[name] = Placeholder(name)
             default = prompt.variables.get(name)
-            free.append({"name": name, "description": "", "required": default is None, "default": default,
-                         "example": default})  # fmt: skip
+            free.append(
+                {
+                    "name": name,
+                    "description": "",
+                    "required": default is None,
+                    "default": default,
+                    "example": default,
+                }
+            )
     messages = prompt.render(context)
     return TemplateExport(messages, free, fixed)
 

@@ -22,10 +22,15 @@ def provider_entry(spec: ProviderSpec, engine_url: str, params: dict[str, Any]) 
     """promptfoo's id and config for a provider; decoding parameters go into its config (promptfoo sends them)."""
     if spec.kind == "local":
         # the label lets `workbench import` recognise our engine again
-        return {"id": f"openai:chat:{spec.model}@{spec.quant}", "label": spec.label,
-                "config": {"apiBaseUrl": engine_url, "apiKeyRequired": False, **params, **spec.params}}  # fmt: skip
-    return {"id": f"openai:chat:{spec.model}",
-            "config": {"apiBaseUrl": spec.base_url, "apiKeyEnvar": spec.api_key_env, **params, **spec.params}}  # fmt: skip
+        return {
+            "id": f"openai:chat:{spec.model}@{spec.quant}",
+            "label": spec.label,
+            "config": {"apiBaseUrl": engine_url, "apiKeyRequired": False, **params, **spec.params},
+        }
+    return {
+        "id": f"openai:chat:{spec.model}",
+        "config": {"apiBaseUrl": spec.base_url, "apiKeyEnvar": spec.api_key_env, **params, **spec.params},
+    }
 
 
 def _js_regex(pattern: str) -> tuple[str, str]:
@@ -39,24 +44,28 @@ def answer_equals_js(expected: Any, pattern: str | None, tolerance: float | None
     """promptfoo has no answer-equals: the same check as a javascript assertion (last match of the answer pattern,
     else the last line; numbers compared with a relative tolerance, text case-insensitively)."""
     source, flags = _js_regex(pattern or r"(?m)^(.*)$")
-    return "\n".join([
-        f"const found = [...output.matchAll(new RegExp({json.dumps(source)}, {json.dumps(flags)}))];",
-        "const last = found.length ? found[found.length - 1] : null;",
-        "const answer = (last ? (last[1] ?? last[0]) : (output.trim().split('\\n').pop() || '')).trim();",
-        f"const expected = {json.dumps(str(expected).strip())};",
-        "const a = parseFloat(answer.replace(/[$,%]/g, '')), b = parseFloat(expected.replace(/[$,%]/g, ''));",
-        "if (!isNaN(a) && !isNaN(b) && /^[-\\d.,eE\\s$%]+$/.test(expected))",
-        f"  return Math.abs(a - b) <= {tolerance if tolerance is not None else 1e-6} * Math.max(1, Math.abs(b));",
-        "return answer.replace(/\\.+$/, '').toLowerCase() === expected.replace(/\\.+$/, '').toLowerCase();",
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            f"const found = [...output.matchAll(new RegExp({json.dumps(source)}, {json.dumps(flags)}))];",
+            "const last = found.length ? found[found.length - 1] : null;",
+            "const answer = (last ? (last[1] ?? last[0]) : (output.trim().split('\\n').pop() || '')).trim();",
+            f"const expected = {json.dumps(str(expected).strip())};",
+            "const a = parseFloat(answer.replace(/[$,%]/g, '')), b = parseFloat(expected.replace(/[$,%]/g, ''));",
+            "if (!isNaN(a) && !isNaN(b) && /^[-\\d.,eE\\s$%]+$/.test(expected))",
+            f"  return Math.abs(a - b) <= {tolerance if tolerance is not None else 1e-6} * Math.max(1, Math.abs(b));",
+            "return answer.replace(/\\.+$/, '').toLowerCase() === expected.replace(/\\.+$/, '').toLowerCase();",
+        ]
+    )
 
 
 def assertion_entry(assertion: dict[str, Any], answer_pattern: str | None) -> dict[str, Any]:
     kind = str(assertion.get("type", ""))
     if kind.removeprefix("not-") != "answer-equals":
         return dict(assertion)
-    entry = {"type": ("not-" if kind.startswith("not-") else "") + "javascript",
-             "value": answer_equals_js(assertion.get("value"), answer_pattern, assertion.get("threshold"))}  # fmt: skip
+    entry = {
+        "type": ("not-" if kind.startswith("not-") else "") + "javascript",
+        "value": answer_equals_js(assertion.get("value"), answer_pattern, assertion.get("threshold")),
+    }
     if "weight" in assertion:
         entry["weight"] = assertion["weight"]
     return entry
@@ -77,8 +86,16 @@ def test_entry(case: SuiteCase, answer_pattern: str | None = None) -> dict[str, 
     return out
 
 
-def config(description: str, prompts: list[str], providers: list[dict[str, Any]], tests: list[dict[str, Any]], *,
-           repeat: int = 1, concurrency: int | None = None, workbench: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+def config(
+    description: str,
+    prompts: list[str],
+    providers: list[dict[str, Any]],
+    tests: list[dict[str, Any]],
+    *,
+    repeat: int = 1,
+    concurrency: int | None = None,
+    workbench: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     data: dict[str, Any] = {
         "description": description,
         "prompts": prompts,

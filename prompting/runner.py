@@ -23,7 +23,7 @@ from prompting.assertions import AssertionResult, Context, base_type, case_score
 from prompting.errors import PromptingError
 from prompting.providers import Completion, Provider, Usage
 from prompting.strategies import Prompt, StrategyOutput, run_strategy
-from prompting.summary import Summary, summarize
+from prompting.summary import Summary
 
 
 @dataclass(frozen=True)
@@ -145,8 +145,13 @@ def constrained(params: dict[str, Any], prompt: Prompt, provider: Provider) -> d
     schema = prompt.guardrails.json_schema if prompt.guardrails else None
     if not schema or "response_format" in params or not constrains(provider):
         return params
-    return {**params, "response_format": {"type": "json_schema",
-                                          "json_schema": {"name": "output", "schema": schema, "strict": True}}}  # fmt: skip
+    return {
+        **params,
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "output", "schema": schema, "strict": True},
+        },
+    }
 
 
 def constrains(provider: Provider) -> bool:
@@ -288,8 +293,11 @@ class Runner:
 
     @cached_property
     def _lookup(self) -> tuple[dict, dict, dict]:
-        return ({v.id: v for v in self.versions}, {p.id: p.provider for p in self.providers},
-                {c.id: c for c in self.cases})  # fmt: skip
+        return (
+            {v.id: v for v in self.versions},
+            {p.id: p.provider for p in self.providers},
+            {c.id: c for c in self.cases},
+        )
 
     def inputs(self, cell: Cell) -> tuple[VersionSpec, Provider, CaseSpec]:
         """The version, provider and case a cell names."""
@@ -346,9 +354,18 @@ class Runner:
             result.error = f"{type(exc).__name__}: {exc}"
             return result
         fill_result(result, out, params)
-        ctx = Context(vars=case.vars, latency_ms=out.usage.latency_ms, cost=out.usage.cost, logprobs=out.logprobs,
-                      answer_pattern=version.prompt.template.answer_pattern, answer=out.answer, embed=self.embed,
-                      judge=self.judge, tools=params.get("tools"), tool_calls=out.detail.get("tool_calls"))  # fmt: skip
+        ctx = Context(
+            vars=case.vars,
+            latency_ms=out.usage.latency_ms,
+            cost=out.usage.cost,
+            logprobs=out.logprobs,
+            answer_pattern=version.prompt.template.answer_pattern,
+            answer=out.answer,
+            embed=self.embed,
+            judge=self.judge,
+            tools=params.get("tools"),
+            tool_calls=out.detail.get("tool_calls"),
+        )
         try:
             result.assertions = [evaluate(a, out.output, ctx) for a in case.assertions]
         except PromptingError as exc:
@@ -416,15 +433,6 @@ def ablation_variants(prompt: Prompt) -> list[tuple[str, Prompt]]:
     return variants
 
 
-def ablation_summary(results: list[CellResult], labels: dict[int, str]) -> list[dict[str, Any]]:
-    """Score change per dropped part against the full prompt (negative: the part helped)."""
-    by_variant = summarize(results, lambda r: labels[r.cell.version_id])
-    base = by_variant["full"].mean_score if "full" in by_variant else None
-    return [{"variant": name, "score": s.mean_score, "pass_rate": s.pass_rate,
-             "delta": None if s.mean_score is None or base is None else s.mean_score - base}
-            for name, s in by_variant.items()]  # fmt: skip
-
-
 def ape_ranking(
     cases: list[CaseSpec],
     provider: Provider,
@@ -439,8 +447,11 @@ def ape_ranking(
     from prompting.strategies import ape, ape_proposals
     from prompting.templates import load
 
-    examples = [{"input": c.vars["input"], "output": c.assertions[0].get("value")}
-                for c in cases if "input" in c.vars and c.assertions]  # fmt: skip
+    examples = [
+        {"input": c.vars["input"], "output": c.assertions[0].get("value")}
+        for c in cases
+        if "input" in c.vars and c.assertions
+    ]
     if not examples:
         raise PromptingError(
             "APE needs cases with an `input` variable and at least one assertion with a value"

@@ -82,8 +82,9 @@ def wilson(successes: float, n: int, confidence: float = CONFIDENCE) -> Interval
     return Interval(max(0.0, centre - half), min(1.0, centre + half))
 
 
-def bootstrap_mean(values: np.ndarray, seed: int = 0, resamples: int = RESAMPLES,
-                   confidence: float = CONFIDENCE) -> Interval | None:  # fmt: skip
+def bootstrap_mean(
+    values: np.ndarray, seed: int = 0, resamples: int = RESAMPLES, confidence: float = CONFIDENCE
+) -> Interval | None:
     """Bootstrap interval of a mean over cases (scipy.stats.bootstrap, seeded): BCa, or the percentile interval
     for suites larger than BCA_MAX_CASES."""
     values = np.asarray(values, dtype=float)
@@ -92,12 +93,26 @@ def bootstrap_mean(values: np.ndarray, seed: int = 0, resamples: int = RESAMPLES
     if np.all(values == values[0]):
         return Interval(float(values[0]), float(values[0]))
     method = "BCa" if values.size <= BCA_MAX_CASES else "percentile"
-    result = stats.bootstrap((values,), np.mean, n_resamples=resamples, confidence_level=confidence,
-                             method=method, rng=np.random.default_rng(seed), batch=250)  # fmt: skip
+    result = stats.bootstrap(
+        (values,),
+        np.mean,
+        n_resamples=resamples,
+        confidence_level=confidence,
+        method=method,
+        rng=np.random.default_rng(seed),
+        batch=250,
+    )
     low, high = result.confidence_interval
     if not (math.isfinite(low) and math.isfinite(high)):  # BCa degenerates on near-constant data
-        result = stats.bootstrap((values,), np.mean, n_resamples=resamples, confidence_level=confidence,
-                                 method="percentile", rng=np.random.default_rng(seed), batch=250)  # fmt: skip
+        result = stats.bootstrap(
+            (values,),
+            np.mean,
+            n_resamples=resamples,
+            confidence_level=confidence,
+            method="percentile",
+            rng=np.random.default_rng(seed),
+            batch=250,
+        )
         low, high = result.confidence_interval
     return Interval(float(low), float(high))
 
@@ -131,8 +146,13 @@ def group_stats(outcomes: CaseOutcomes, seed: int = 0) -> GroupStats:
     if n == 0:
         return GroupStats(0, None, None, None, None)
     fractions = outcomes.pass_fraction
-    result = GroupStats(n, float(fractions.mean()), wilson(float(fractions.sum()), n), float(outcomes.score.mean()),
-                        bootstrap_mean(outcomes.score, seed))  # fmt: skip
+    result = GroupStats(
+        n,
+        float(fractions.mean()),
+        wilson(float(fractions.sum()), n),
+        float(outcomes.score.mean()),
+        bootstrap_mean(outcomes.score, seed),
+    )
     repeats = int(outcomes.scored.min())
     if repeats > 1:
         for k in range(1, repeats + 1):
@@ -362,7 +382,8 @@ def verdict(result: Paired) -> str:
     if result.settle_cases is not None and result.settle_cases > n:
         return f"{text}; about {result.settle_cases} cases would settle a {SETTLE * 100:.0f}-point difference"
     if result.mdd is not None:
-        return f"{text}; a real difference of {magnitude(result.mdd, n)} points or more would likely (80 % power) have shown"
+        mdd = magnitude(result.mdd, n)
+        return f"{text}; a real difference of {mdd} points or more would likely (80 % power) have shown"
     return text
 
 
@@ -422,7 +443,14 @@ def kappa_interval(
         )
         return np.where(pe == 1.0, 1.0, (po - pe) / np.where(pe == 1.0, 1.0, 1.0 - pe))
 
-    result = stats.bootstrap((x, y), kappa, paired=True, vectorized=True, n_resamples=resamples, method="percentile",
-                             rng=np.random.default_rng(seed))  # fmt: skip
+    result = stats.bootstrap(
+        (x, y),
+        kappa,
+        paired=True,
+        vectorized=True,
+        n_resamples=resamples,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
     low, high = result.confidence_interval
     return Interval(float(low), float(high))

@@ -80,11 +80,25 @@ class StrategyOutput:
 Call = Callable[[list[dict[str, str]], dict[str, Any]], Completion]
 
 
-NUMBER_WORDS = {w: i for i, w in enumerate(
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
-    "seventeen eighteen nineteen twenty".split())}  # fmt: skip
-NUMBER_WORDS.update({"thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90,
-                     "hundred": 100})  # fmt: skip
+NUMBER_WORDS = {
+    w: i
+    for i, w in enumerate(
+        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+        "seventeen eighteen nineteen twenty".split()
+    )
+}
+NUMBER_WORDS.update(
+    {
+        "thirty": 30,
+        "forty": 40,
+        "fifty": 50,
+        "sixty": 60,
+        "seventy": 70,
+        "eighty": 80,
+        "ninety": 90,
+        "hundred": 100,
+    }
+)
 
 
 def normalise_answer(answer: str | None, numeric: bool = False) -> str | None:
@@ -112,12 +126,12 @@ def vote(answers: list[str | None]) -> tuple[str | None, float, dict[str, int]]:
     return winner, counts[winner] / len(answers), dict(counts)
 
 
-def _option(options: dict, template: Template, name: str, default: float) -> float:
+def option_value(options: dict, template: Template, name: str, default: float) -> float:
     """A strategy parameter: the run's options first, then the template's recommended strategy, then a default."""
     return options.get(name, template.strategy.get(name, default))
 
 
-def _require_stages(template: Template, stages: list[str], strategy: str) -> None:
+def require_stages(template: Template, stages: list[str], strategy: str) -> None:
     if template.stages[: len(stages)] != stages:
         raise StrategyError(
             f"{strategy} needs a template with {' and '.join(stages)} stages; "
@@ -181,8 +195,8 @@ def single(prompt: Prompt, case_vars: dict, call: Call, params: dict, options: d
 def self_consistency(
     prompt: Prompt, case_vars: dict, call: Call, params: dict, options: dict
 ) -> StrategyOutput:
-    n = int(_option(options, prompt.template, "n", 5))
-    temperature = float(_option(options, prompt.template, "temperature", 0.7))
+    n = int(option_value(options, prompt.template, "n", 5))
+    temperature = float(option_value(options, prompt.template, "temperature", 0.7))
     pattern = options.get("answer_pattern") or prompt.template.answer_pattern
     if not pattern:
         raise StrategyError(
@@ -216,9 +230,9 @@ def generate_knowledge(
     prompt: Prompt, case_vars: dict, call: Call, params: dict, options: dict
 ) -> StrategyOutput:
     template = prompt.template
-    _require_stages(template, ["knowledge", "answer"], "generate-knowledge")
-    k = int(_option(options, template, "k", 3))
-    temperature = float(_option(options, template, "temperature", 0.7))
+    require_stages(template, ["knowledge", "answer"], "generate-knowledge")
+    k = int(option_value(options, template, "k", 3))
+    temperature = float(option_value(options, template, "temperature", 0.7))
     knowledge_messages = prompt.render(case_vars, stage="knowledge")
     out = StrategyOutput(output="", messages=knowledge_messages)
     facts = out.add(call(knowledge_messages, {**params, "n": k, "temperature": temperature})).texts
@@ -241,171 +255,6 @@ def generate_knowledge(
     return out
 
 
-def _value_of(text: str, values: dict[str, float]) -> float:
-    """sure/likely/impossible (the template's `values`) or a 1-10 rating, read from the last line mentioning one."""
-    for line in reversed(text.strip().lower().splitlines()):
-        for word, value in values.items():
-            if re.search(rf"\b{re.escape(word)}\b", line):
-                return float(value)
-        number = re.search(r"\b(10|[1-9])(?:\s*/\s*10)?\b", line)
-        if number:
-            return int(number.group(1)) / 10.0
-    return 0.0
-
-
-@dataclass
-class Search:
-    """A tree-of-thoughts search in progress: every node (with the raw model text that made or scored it), the
-    calls spent, and why it stopped."""
-
-    prompt: Prompt
-    case_vars: dict
-    call: Call
-    params: dict
-    options: dict
-    out: StrategyOutput
-    nodes: list[dict[str, Any]] = field(default_factory=list)
-    calls: int = 0
-    stopped: str = ""
-
-    def ask(self, messages: list[dict[str, str]], params: dict) -> str:
-        self.calls += 1
-        return self.out.add(self.call(messages, params)).text
-
-    def propose(self, node: dict, level: int, proposals: int, numeric: bool) -> tuple[list[dict], str | None]:
-        """One propose call on `node`: its children (proposed steps) or an answer."""
-        template = self.prompt.template
-        messages = self.prompt.render(
-            self.case_vars, stage="propose", state=node["state"], proposals=proposals
-        )
-        params = {**self.params, "temperature": self.params.get("temperature", 0.0)}
-        prefix = template.answer_prefix or "Answer:"
-        if self.options.get("constrain_answers") and "guided_grammar" not in params:
-            params["guided_grammar"] = answers.steps_grammar(proposals, prefix, numeric)
-        node["proposal_text"] = text = self.ask(messages, params)
-        found = extract_answer(text, template.answer_pattern)
-        steps = [line.strip()[2:].strip() for line in text.splitlines() if line.strip().startswith("- ")]
-        children = []
-        for step in steps[:proposals]:
-            child = {"id": len(self.nodes), "parent": node["id"], "depth": level, "step": step, "value": None,
-                     "state": f"{node['state']}\n{step}".strip(), "kept": False, "why": ""}  # fmt: skip
-            self.nodes.append(child)
-            children.append(child)
-        return children, found
-
-    def evaluate(self, child: dict, values: dict[str, float]) -> None:
-        messages = self.prompt.render(self.case_vars, stage="evaluate", candidate=child["state"])
-        prefix = self.prompt.template.meta.get("verdict_prefix", "Verdict:")
-        params = constrained_answer(
-            self.prompt,
-            {**self.params, "temperature": 0.0},
-            self.options,
-            prefix=prefix,
-            choices=list(values),
-        )
-        child["evaluation_text"] = text = self.ask(messages, params)
-        child["value"] = _value_of(text, values)
-
-    def finish(self, node: dict, numeric: bool) -> tuple[str | None, str]:
-        """Ask for the answer from the best path found (the final line is enforced where it can be)."""
-        template = self.prompt.template
-        messages = self.prompt.render(self.case_vars, stage="answer", state=node["state"])
-        prefix = template.answer_prefix or "Answer:"
-        params = constrained_answer(
-            self.prompt, {**self.params, "temperature": 0.0}, self.options, numeric, prefix
-        )
-        node["answer_text"] = text = self.ask(messages, params)
-        return read_answer(self.out, text, template.answer_pattern, numeric), text
-
-
-def select(candidates: list[dict], breadth: int) -> list[dict]:
-    """The frontier: the `breadth` best-scored candidates, and every candidate tied with the last of them (up
-    to twice the breadth; beyond that the earlier proposal wins). Each candidate says why it was kept or pruned."""
-    ranked = sorted(candidates, key=lambda c: -c["value"])  # stable: equal scores keep proposal order
-    if not ranked:
-        return []
-    cut = ranked[min(breadth, len(ranked)) - 1]["value"]
-    kept = []
-    for rank, child in enumerate(ranked):
-        if rank < breadth:
-            child["why"] = f"kept: rank {rank + 1} of {len(ranked)} (score {child['value']:.1f})"
-        elif child["value"] == cut and rank < 2 * breadth:
-            child["why"] = f"kept: tied with the last kept at score {cut:.1f}"
-        elif child["value"] == cut:
-            child["why"] = f"pruned: tied at {cut:.1f} beyond twice the breadth; earlier proposals win"
-        else:
-            child["why"] = f"pruned: score {child['value']:.1f} below the cut at {cut:.1f}"
-        child["kept"] = child["why"].startswith("kept")
-        if child["kept"]:
-            kept.append(child)
-    return kept
-
-
-def tree_of_thoughts(
-    prompt: Prompt, case_vars: dict, call: Call, params: dict, options: dict
-) -> StrategyOutput:
-    """Breadth-limited search: each level proposes next steps from the kept nodes, scores them, keeps the best;
-    it stops at an answer, at the depth, when nothing is proposed, or when the call budget is spent, and then
-    asks the best path for its answer. The detail says why it stopped and keeps every call's raw text."""
-    template = prompt.template
-    _require_stages(template, ["propose", "evaluate"], "tree-of-thoughts")
-    breadth, depth = (
-        int(_option(options, template, "breadth", 2)),
-        int(_option(options, template, "depth", 3)),
-    )
-    proposals, budget = (
-        int(_option(options, template, "proposals", 3)),
-        int(_option(options, template, "max_calls", 40)),
-    )
-    values = template.meta.get("values") or {"sure": 1.0, "likely": 0.5, "impossible": 0.0}
-    numeric = answers.numeric_answer({**template.defaults, **prompt.variables, **case_vars})
-    out = StrategyOutput(
-        output="", messages=prompt.render(case_vars, stage="propose", state="", proposals=proposals)
-    )
-    search = Search(prompt, case_vars, call, params, options, out)
-    root = {
-        "id": 0,
-        "parent": None,
-        "depth": 0,
-        "state": "",
-        "value": None,
-        "kept": True,
-        "why": "the problem",
-    }
-    search.nodes.append(root)
-    frontier, answer, text = [root], None, ""
-    for level in range(1, depth + 1):
-        candidates = []
-        for node in frontier:
-            children, answer = search.propose(node, level, proposals, numeric)
-            candidates += children
-            if answer is not None:
-                text, search.stopped = node["proposal_text"], f"answer proposed at level {level}"
-                break
-        if answer is not None:
-            break
-        if not candidates:
-            search.stopped = f"no next step proposed at level {level}"
-            break
-        for child in candidates:
-            search.evaluate(child, values)
-        frontier = select(candidates, breadth) or frontier
-        if search.calls >= budget:
-            search.stopped = f"call budget spent ({search.calls} of {budget} calls) at level {level}"
-            break
-    else:
-        search.stopped = f"depth {depth} reached"
-    best = frontier[0]
-    if answer is None:
-        answer, text = search.finish(best, numeric)
-        search.stopped += "; the best path was asked for its answer"
-    out.answer, out.output = answer, text or best["state"]
-    out.detail.update({"tree": search.nodes, "breadth": breadth, "depth": depth, "proposals": proposals,
-                       "best_state": best["state"], "stopped": search.stopped, "calls": search.calls,
-                       "ties": "ties at the cut are kept, up to twice the breadth; then the earlier proposal"})  # fmt: skip
-    return out
-
-
 def verbalizer(
     prompt: Prompt, case_vars: dict, provider: Provider, params: dict, options: dict
 ) -> StrategyOutput:
@@ -418,7 +267,7 @@ def verbalizer(
         raise StrategyError(
             f"the verbalizer needs labels (class -> label words); '{prompt.template.name}' has none"
         )
-    calibrate = bool(_option(options, prompt.template, "calibrate", True))
+    calibrate = bool(option_value(options, prompt.template, "calibrate", True))
     out = StrategyOutput(output="", messages=prompt.render(case_vars))
     winner, out.detail, out.usage = classify(prompt, case_vars, provider, labels, calibrate)
     out.output = out.answer = winner
@@ -465,6 +314,8 @@ def run_strategy(
     if name == "self_consistency":
         return self_consistency(prompt, case_vars, call, params, options)
     if name == "tree_of_thoughts":
+        from prompting.tree import tree_of_thoughts
+
         return tree_of_thoughts(prompt, case_vars, call, params, options)
     if name == "generate_knowledge":
         return generate_knowledge(prompt, case_vars, call, params, options)

@@ -175,9 +175,13 @@ def parse_case(raw: Any, where: Where, path: tuple) -> SuiteCase:
     description = raw.get("description") or ""
     if not isinstance(description, str):
         raise where.error("description must be text", *path, "description")
-    return SuiteCase(description=description, vars=dict(variables),
-                     assertions=[_assertion(a, where, *path, "assert", i) for i, a in enumerate(asserts)],
-                     threshold=threshold, tags=[str(t) for t in tags])  # fmt: skip
+    return SuiteCase(
+        description=description,
+        vars=dict(variables),
+        assertions=[_assertion(a, where, *path, "assert", i) for i, a in enumerate(asserts)],
+        threshold=threshold,
+        tags=[str(t) for t in tags],
+    )
 
 
 EXPECTED_RE = re.compile(
@@ -271,11 +275,23 @@ def _check_special_columns(path: Path, header: list[str]) -> None:
     variable and the case would silently lose its assertion)."""
     special = [h for h in header if h.startswith("__")]
     unsupported = [h for h in special if h.startswith(CSV_UNSUPPORTED)]
-    unknown = [h for h in special if not (CSV_EXPECTED.fullmatch(h) or h in ("__description", "__threshold")
-                                          or h.startswith(CSV_METADATA) or h.startswith(CSV_UNSUPPORTED))]  # fmt: skip
+    unknown = [
+        h
+        for h in special
+        if not (
+            CSV_EXPECTED.fullmatch(h)
+            or h in ("__description", "__threshold")
+            or h.startswith(CSV_METADATA)
+            or h.startswith(CSV_UNSUPPORTED)
+        )
+    ]
     if unknown:
-        raise SuiteError(path.name, "line 1", f"unknown special columns: {', '.join(unknown)} (known: __expected, "
-                         "__expected1.., __description, __threshold, __metric, __metadata:<name>)")  # fmt: skip
+        raise SuiteError(
+            path.name,
+            "line 1",
+            f"unknown special columns: {', '.join(unknown)} (known: __expected, "
+            "__expected1.., __description, __threshold, __metric, __metadata:<name>)",
+        )
     if unsupported:
         raise SuiteError(
             path.name, "line 1", f"promptfoo columns not supported here: {', '.join(unsupported)}"
@@ -296,8 +312,9 @@ def _csv_cell(case: SuiteCase, column: str, cell: str, file: str, line: int, uns
         try:
             case.threshold = float(cell) if cell.strip() else None
         except ValueError:
-            raise SuiteError(file, f"line {line} (column __threshold)",
-                             f"threshold must be a number, got {cell!r}") from None  # fmt: skip
+            raise SuiteError(
+                file, f"line {line} (column __threshold)", f"threshold must be a number, got {cell!r}"
+            ) from None
     elif not column.startswith("__"):
         case.vars[column] = cell
 

@@ -343,10 +343,16 @@ def _cases(data: dict, path: Path, where: Where) -> list[SuiteCase]:
                 parse_case(entry, where, ("tests", i) if isinstance(tests, list) else ("tests",))
             )
     where.raise_unsupported()
-    return [SuiteCase(description=c.description, vars={**default_case.vars, **c.vars},
-                      assertions=[*default_case.assertions, *c.assertions],
-                      threshold=c.threshold if c.threshold is not None else default_case.threshold,
-                      tags=c.tags) for c in raw_cases]  # fmt: skip
+    return [
+        SuiteCase(
+            description=c.description,
+            vars={**default_case.vars, **c.vars},
+            assertions=[*default_case.assertions, *c.assertions],
+            threshold=c.threshold if c.threshold is not None else default_case.threshold,
+            tags=c.tags,
+        )
+        for c in raw_cases
+    ]
 
 
 def _evaluate_options(data: dict, suite: Suite, where: Where) -> None:
@@ -363,9 +369,16 @@ def _evaluate_options(data: dict, suite: Suite, where: Where) -> None:
 
 def _check_vars(suite: Suite, where: Where, from_file: bool) -> None:
     """Every test must give every prompt the variables it needs: every missing one of every test is named."""
-    prompts = [(p.label, lambda v, p=p: p.template.render({**(p.template.bound.get("values") or {}), **p.values, **v},
-                                                            delimiter=p.delimiter or suite.delimiter))
-               for p in suite.prompts]  # fmt: skip
+    prompts = [
+        (
+            p.label,
+            lambda v, p=p: p.template.render(
+                {**(p.template.bound.get("values") or {}), **p.values, **v},
+                delimiter=p.delimiter or suite.delimiter,
+            ),
+        )
+        for p in suite.prompts
+    ]
     problems = render_problems(prompts, [(c.description, c.vars) for c in suite.cases], noun="test")
     if problems:
         raise where.error(listing(problems), "tests", problems[0].case_index, "vars")

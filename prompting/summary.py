@@ -3,8 +3,8 @@
 Pass rate = passed cells / scored cells. An errored cell (the provider failed, the prompt did not render, an
 assertion could not run) has no verdict: it is counted in `errors` and shown beside the rate, never folded into
 it. A cell answered from the response cache is counted in `cached`; its latency and cost were measured by the
-call that first produced the answer, so they enter neither the latency figures nor the cost. Every view — the CLI table and exit code, `runs show`, the Runs and Compare pages, APE's ranking — reads
-these numbers from here.
+call that first produced the answer, so they enter neither the latency figures nor the cost. Every view — the
+CLI table and exit code, `runs show`, the Runs and Compare pages, APE's ranking — reads these numbers from here.
 """
 
 from __future__ import annotations
@@ -97,10 +97,20 @@ class Summary:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"cells": self.cells, "scored": self.scored, "errors": self.errors, "passed": self.passed,
-                "failed": self.failed, "pass_rate": self.pass_rate, "score": self.mean_score,
-                "cached": self.cached, "latency_ms": self.mean_latency_ms, "tokens_in": self.tokens_in, "tokens_out": self.tokens_out,
-                "cost": self.cost}  # fmt: skip
+        return {
+            "cells": self.cells,
+            "scored": self.scored,
+            "errors": self.errors,
+            "passed": self.passed,
+            "failed": self.failed,
+            "pass_rate": self.pass_rate,
+            "score": self.mean_score,
+            "cached": self.cached,
+            "latency_ms": self.mean_latency_ms,
+            "tokens_in": self.tokens_in,
+            "tokens_out": self.tokens_out,
+            "cost": self.cost,
+        }
 
 
 def summarize(cells: Iterable[Scorable], key: Callable[[Any], Hashable]) -> dict[Hashable, Summary]:

@@ -315,8 +315,10 @@ class Template:
         for var in self.variables:
             value = context.get(var.name)
             if var.choices and value is not None and str(value) not in var.choices:
-                raise RenderError(f"variable '{var.name}' of template '{self.name}' must be one of: "
-                                  f"{', '.join(var.choices)}; got {value!r}")  # fmt: skip
+                raise RenderError(
+                    f"variable '{var.name}' of template '{self.name}' must be one of: "
+                    f"{', '.join(var.choices)}; got {value!r}"
+                )
 
     def _execute(self, context: dict[str, Any], state: _RenderState) -> str:
         """Run the compiled template with `state` active, within the render limits; Jinja's errors become domain

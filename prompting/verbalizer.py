@@ -80,8 +80,9 @@ def content_free_prior(
         return total, usage
 
 
-def classify(prompt, case_vars: dict, provider: Provider, labels: dict[str, list[str]], calibrate: bool = True
-             ) -> tuple[str, dict[str, Any], Usage]:  # fmt: skip
+def classify(
+    prompt, case_vars: dict, provider: Provider, labels: dict[str, list[str]], calibrate: bool = True
+) -> tuple[str, dict[str, Any], Usage]:
     """(predicted class, detail, usage): per-class probabilities, the uncalibrated ones and the prior."""
     if not labels:
         raise PromptingError("the verbalizer needs labels (class -> label words)")

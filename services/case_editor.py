@@ -40,12 +40,24 @@ def tables(
     names = list(dict.fromkeys([k for c in stored for k in c.vars] + list(extra_variables)))
     out = Tables(names)
     for number, case in enumerate(stored, start=1):
-        row = {"Description": case.description, **{n: _text(case.vars.get(n)) for n in names},
-               "Expected": case.expected or "", "Threshold": _text(case.threshold), "Tags": ", ".join(case.tags)}  # fmt: skip
+        row = {
+            "Description": case.description,
+            **{n: _text(case.vars.get(n)) for n in names},
+            "Expected": case.expected or "",
+            "Threshold": _text(case.threshold),
+            "Tags": ", ".join(case.tags),
+        }
         out.cases.append(row)
         for a in case.assertions:
-            out.assertions.append({"Case": str(number), "Type": a.get("type"), "Value": _text(a.get("value")),
-                                   "Threshold": _text(a.get("threshold")), "Weight": a.get("weight", 1.0)})  # fmt: skip
+            out.assertions.append(
+                {
+                    "Case": str(number),
+                    "Type": a.get("type"),
+                    "Value": _text(a.get("value")),
+                    "Threshold": _text(a.get("threshold")),
+                    "Weight": a.get("weight", 1.0),
+                }
+            )
     out.cases += [{c: "" for c in ("Description", *names, "Expected", "Threshold", "Tags")}] * blank_rows
     out.assertions += [{"Case": "", "Type": "", "Value": "", "Threshold": "", "Weight": 1.0}] * blank_rows
     return out
@@ -127,10 +139,14 @@ def _case(row: dict[str, Any], number: int, variables: list[str], problems: list
         if not _blank(row.get(name)):
             values[name] = _value(row[name], f"cases row {number}, column {name}", problems)
     tags = row.get("Tags") if not _blank(row.get("Tags")) else ""
-    return {"description": "" if _blank(row.get("Description")) else str(row["Description"]), "vars": values,
-            "expected": None if _blank(row.get("Expected")) else str(row["Expected"]),
-            "threshold": _fraction(row.get("Threshold"), f"cases row {number}, column Threshold", problems),
-            "tags": [t.strip() for t in str(tags).split(",") if t.strip()], "assertions": []}  # fmt: skip
+    return {
+        "description": "" if _blank(row.get("Description")) else str(row["Description"]),
+        "vars": values,
+        "expected": None if _blank(row.get("Expected")) else str(row["Expected"]),
+        "threshold": _fraction(row.get("Threshold"), f"cases row {number}, column Threshold", problems),
+        "tags": [t.strip() for t in str(tags).split(",") if t.strip()],
+        "assertions": [],
+    }
 
 
 def _assertion(
@@ -174,8 +190,9 @@ def _assertion(
     return case, out
 
 
-def cases_from_tables(case_rows: list[dict[str, Any]], assertion_rows: list[dict[str, Any]],
-                      variables: list[str]) -> tuple[list[dict[str, Any]], list[str]]:  # fmt: skip
+def cases_from_tables(
+    case_rows: list[dict[str, Any]], assertion_rows: list[dict[str, Any]], variables: list[str]
+) -> tuple[list[dict[str, Any]], list[str]]:
     """The edited tables as cases, and every problem (table, row and column named, rows counted as the grid shows
     them). Blank rows are ignored wherever they are; an assertion names its case by the case's grid row."""
     problems: list[str] = []

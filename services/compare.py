@@ -15,10 +15,9 @@ from typing import Any
 
 from prompting.checks import case_label
 from prompting.stats import CaseOutcomes, GroupStats, Paired, group_stats, holm, paired
-from services.runs import describe, labels
+from services.runs import ACTIVE, describe, labels
+from services.sweeps import sweep_result, sweep_runs
 from store import Store, StoreError
-
-ACTIVE = ("queued", "running")
 
 
 def fingerprint(description: str, variables: dict) -> str:
@@ -221,8 +220,11 @@ def _warnings(a: Group, b: Group, result: Paired) -> list[str]:
 def run_group_stats(store: Store, run_id: str, seed: int = 0) -> dict[tuple[int, int], GroupStats]:
     """Per version × provider of a run: pass rate and score with intervals, pass@k, flaky cases."""
     run = store.get_run(run_id)
-    return {(v, p): group_stats(outcomes(store, GroupRef(run_id, v, p))[0], seed)
-            for v in run.version_ids for p in run.provider_ids}  # fmt: skip
+    return {
+        (v, p): group_stats(outcomes(store, GroupRef(run_id, v, p))[0], seed)
+        for v in run.version_ids
+        for p in run.provider_ids
+    }
 
 
 def against_reference(
@@ -233,12 +235,21 @@ def against_reference(
     base, _ = outcomes(store, reference)
     results = [(name, paired(base, outcomes(store, ref)[0], seed=seed)) for name, ref in others]
     adjusted = holm([r.p_value if r.p_value is not None else 1.0 for _, r in results])
-    return [{"variant": name, "delta": r.delta, "low": r.delta_ci.low if r.delta_ci else None,
-             "high": r.delta_ci.high if r.delta_ci else None, "delta_score": r.delta_score,
-             "score_low": r.delta_score_ci.low if r.delta_score_ci else None,
-             "score_high": r.delta_score_ci.high if r.delta_score_ci else None, "p": r.p_value, "p_holm": p,
-             "significant": p < 0.05 and r.delta_ci is not None and not r.delta_ci.contains(0.0)}
-            for (name, r), p in zip(results, adjusted, strict=True)]  # fmt: skip
+    return [
+        {
+            "variant": name,
+            "delta": r.delta,
+            "low": r.delta_ci.low if r.delta_ci else None,
+            "high": r.delta_ci.high if r.delta_ci else None,
+            "delta_score": r.delta_score,
+            "score_low": r.delta_score_ci.low if r.delta_score_ci else None,
+            "score_high": r.delta_score_ci.high if r.delta_score_ci else None,
+            "p": r.p_value,
+            "p_holm": p,
+            "significant": p < 0.05 and r.delta_ci is not None and not r.delta_ci.contains(0.0),
+        }
+        for (name, r), p in zip(results, adjusted, strict=True)
+    ]
 
 
 def interval_dict(ci) -> list[float] | None:
@@ -270,10 +281,17 @@ def paired_dict(result: Paired) -> dict[str, Any]:
 def comparison_dict(result: Comparison) -> dict[str, Any]:
     """Everything `runs compare --json` prints: the headline, the per-case rows and the warnings."""
     rows = [
-        {"case": r.case, "change": r.change, "a": r.a, "b": r.b, "delta": r.delta, "score_a": r.score_a,
-         "score_b": r.score_b}
+        {
+            "case": r.case,
+            "change": r.change,
+            "a": r.a,
+            "b": r.b,
+            "delta": r.delta,
+            "score_a": r.score_a,
+            "score_b": r.score_b,
+        }
         for r in result.rows
-    ]  # fmt: skip
+    ]
     return {
         "a": result.a.label,
         "b": result.b.label,
@@ -285,16 +303,21 @@ def comparison_dict(result: Comparison) -> dict[str, Any]:
 
 
 def stats_dict(stats: GroupStats) -> dict[str, Any]:
-    return {"cases": stats.cases, "pass_rate": stats.pass_rate, "pass_rate_ci": interval_dict(stats.pass_ci),
-            "mean_score": stats.mean_score, "mean_score_ci": interval_dict(stats.score_ci),
-            "pass_at_k": stats.pass_at, "pass_hat_k": stats.pass_hat, "flaky_cases": len(stats.flaky)}  # fmt: skip
+    return {
+        "cases": stats.cases,
+        "pass_rate": stats.pass_rate,
+        "pass_rate_ci": interval_dict(stats.pass_ci),
+        "mean_score": stats.mean_score,
+        "mean_score_ci": interval_dict(stats.score_ci),
+        "pass_at_k": stats.pass_at,
+        "pass_hat_k": stats.pass_hat,
+        "flaky_cases": len(stats.flaky),
+    }
 
 
 def ablation_effects(store: Store, run_id: str, seed: int = 0) -> list[dict[str, Any]]:
-    """Each dropped part against the full prompt, on pass rate and mean score, with intervals and Holm-adjusted
-    p-values (negative: the part helped)."""
-    from services.runs import ablation_result
-
+    """The ablation summary: each dropped part against the full prompt, on pass rate and mean score, with
+    intervals and Holm-adjusted p-values (negative: the part helped), and each variant's mean score."""
     run = store.get_run(run_id)
     variant_of = {int(k): v for k, v in (run.options or {}).get("variants", {}).items()}
     full = next((vid for vid, name in variant_of.items() if name == "full"), None)
@@ -302,15 +325,14 @@ def ablation_effects(store: Store, run_id: str, seed: int = 0) -> list[dict[str,
         return []
     provider = run.provider_ids[0]
     others = [(name, GroupRef(run_id, vid, provider)) for vid, name in variant_of.items() if name != "full"]
-    means = {row["variant"]: row for row in ablation_result(store, run_id)["variants"]}
+    stats = run_group_stats(store, run_id, seed)
     rows = against_reference(store, GroupRef(run_id, full, provider), others, seed)
-    return [{**row, "score": means.get(row["variant"], {}).get("score")} for row in rows]
+    score = {name: stats[(vid, provider)].mean_score for vid, name in variant_of.items()}
+    return [{**row, "score": score.get(row["variant"])} for row in rows]
 
 
 def sweep_effects(store: Store, sweep: str, seed: int = 0) -> list[dict[str, Any]]:
     """Each method of a quantization sweep against the first one (the reference), paired by case."""
-    from services.runs import sweep_runs
-
     runs_ = [r for r in sweep_runs(store, sweep) if r.status not in ACTIVE]
     if len(runs_) < 2:
         return []
@@ -321,3 +343,30 @@ def sweep_effects(store: Store, sweep: str, seed: int = 0) -> list[dict[str, Any
     ]
     rows = against_reference(store, GroupRef(ref.id, ref.version_ids[0], ref.provider_ids[0]), others, seed)
     return [{**row, "reference": (ref.options or {}).get("method", ref.id)} for row in rows]
+
+
+def sweep_rows(store: Store, sweep: str, seed: int = 0) -> list[dict[str, Any]]:
+    """A sweep's table: per method its status, pass rate with the 95 % interval over cases, mean score, errors and
+    the engine's measures, formatted as every page formats them."""
+    from prompting import numbers
+
+    rows = []
+    for row in sweep_result(store, sweep):
+        run = store.get_run(row["run_id"])
+        stats = run_group_stats(store, run.id, seed)[(run.version_ids[0], run.provider_ids[0])]
+        measured = {k: row.get(k) for k in ("ppl", "weight_mb", "tokens_per_s")}
+        rows.append(
+            {
+                "method": row["method"],
+                "status": row["status"],
+                "pass rate": numbers.percent(stats.pass_rate, stats.cases),
+                "95 % interval": numbers.percent_interval(stats.pass_ci, stats.cases),
+                "mean score": numbers.score(row["score"]),
+                "errors": row["errors"],
+                "perplexity": "–" if measured["ppl"] is None else f"{measured['ppl']:.2f}",
+                "weights (MB)": "–" if measured["weight_mb"] is None else f"{measured['weight_mb']:.1f}",
+                "tokens/s": "–" if measured["tokens_per_s"] is None else f"{measured['tokens_per_s']:.1f}",
+                "run": row["run_id"],
+            }
+        )
+    return rows

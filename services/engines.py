@@ -17,7 +17,6 @@ import fcntl
 import functools
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -30,6 +29,7 @@ import httpx
 import psutil
 
 from prompting.providers import ProviderError
+from services.net import free_port
 from settings import get_settings
 
 START_TIMEOUT_S = 180
@@ -121,12 +121,6 @@ def configured_status(timeout: float = 1.5) -> dict | None:
     return {"url": url, "card": card, "metrics": metrics(url, timeout) or {}}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def workbench_command() -> str:
     return shutil.which("workbench") or str(Path(sys.executable).parent / "workbench")
 
@@ -197,7 +191,7 @@ class Engines:
                     self._write(record)
                     return Ensured(record.url, 0.0)
             self._make_room()
-            record = self._start(model, quant, _free_port())
+            record = self._start(model, quant, free_port())
             self._write(record)
             self._mine[model_id] = record
             return Ensured(record.url, record.startup_s)
@@ -212,8 +206,18 @@ class Engines:
             self._stop_record(alive.pop(0))
 
     def _start(self, model: str, quant: str, port: int) -> EngineRecord:
-        cmd = [workbench_command(), "serve", "--model", model, "--quant", quant, "--host", "127.0.0.1",
-               "--port", str(port)]  # fmt: skip
+        cmd = [
+            workbench_command(),
+            "serve",
+            "--model",
+            model,
+            "--quant",
+            quant,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ]
         begin = time.time()
         log = (self.folder / f"{model}@{quant}.log").open("w")
         # its own session: it is not killed with the terminal of the process that happened to start it
@@ -226,8 +230,16 @@ class Engines:
                 raise ProviderError(f"the local engine for {model}@{quant} exited: {tail}")
             if serves(url, f"{model}@{quant}"):
                 now = time.time()
-                return EngineRecord(model, quant, port, proc.pid, psutil.Process(proc.pid).create_time(), begin,
-                                    round(now - begin, 2), now)  # fmt: skip
+                return EngineRecord(
+                    model,
+                    quant,
+                    port,
+                    proc.pid,
+                    psutil.Process(proc.pid).create_time(),
+                    begin,
+                    round(now - begin, 2),
+                    now,
+                )
             time.sleep(0.25)
         proc.kill()
         raise ProviderError(
@@ -349,8 +361,15 @@ class KVPlan:
     fits: int | None  # sequences of this shape a pool of `pool_bytes` holds at once (None: no pool given)
 
 
-def kv_plan(kv_dtype: str, bytes_per_token: int, block_size: int, tokens: int, sequences: int, shared_prefix: int,
-            pool_bytes: int | None = None) -> KVPlan:  # fmt: skip
+def kv_plan(
+    kv_dtype: str,
+    bytes_per_token: int,
+    block_size: int,
+    tokens: int,
+    sequences: int,
+    shared_prefix: int,
+    pool_bytes: int | None = None,
+) -> KVPlan:
     """Blocks are whole: a sequence of `tokens` holds ceil(tokens / block_size) blocks; only full blocks of the
     prefix are shared (the engine keys a block by its complete content)."""
     per_sequence = -(-tokens // block_size)
@@ -362,8 +381,15 @@ def kv_plan(kv_dtype: str, bytes_per_token: int, block_size: int, tokens: int, s
         # a sequence writes at least one block of its own (its next token), even when its prompt is all shared
         pool_blocks, own = pool_bytes // block_bytes, max(per_sequence - shared, 1)
         fits = 0 if pool_blocks < per_sequence else (pool_blocks - shared) // own
-    return KVPlan(kv_dtype, bytes_per_token, per_sequence, shared, blocks_shared * block_bytes,
-                  sequences * per_sequence * block_bytes, fits)  # fmt: skip
+    return KVPlan(
+        kv_dtype,
+        bytes_per_token,
+        per_sequence,
+        shared,
+        blocks_shared * block_bytes,
+        sequences * per_sequence * block_bytes,
+        fits,
+    )
 
 
 def bench_report(name: str) -> dict | None:
@@ -373,3 +399,19 @@ def bench_report(name: str) -> dict | None:
         return json.loads(path.read_text()) if path.is_file() else None
     except ValueError:
         return None
+
+
+def parameter_count(model: str) -> int | None:
+    """Parameters of a converted Llama-family model, from its config.json (None when it is not converted):
+    attention and MLP weights per layer, the embedding (and the head unless tied) and the norms."""
+    config_path = get_settings().models_dir / model / "config.json"
+    if not config_path.is_file():
+        return None
+    config = json.loads(config_path.read_text())
+    hidden, layers, vocab = config["hidden_size"], config["num_hidden_layers"], config["vocab_size"]
+    heads = config["num_attention_heads"]
+    kv_heads, head_dim = config.get("num_key_value_heads", heads), config.get("head_dim") or hidden // heads
+    per_layer = hidden * (heads + 2 * kv_heads) * head_dim + heads * head_dim * hidden
+    per_layer += 3 * hidden * config["intermediate_size"]
+    embeddings = vocab * hidden * (1 if config.get("tie_word_embeddings") else 2)
+    return layers * per_layer + embeddings + hidden * (2 * layers + 1)

@@ -47,8 +47,14 @@ def resolve(store: Store, ref: str) -> Resolved:
     if ref in library_names() or ref.endswith(".j2"):
         template = load(ref)
         stored = [v.label for v in store.list_versions(template.name)]
-        note = (f"exported the library template '{ref}'; stored versions of that name: {', '.join(stored)} "
-                f"(name one, e.g. {stored[-1]}, to export it)") if stored else None  # fmt: skip
+        note = (
+            (
+                f"exported the library template '{ref}'; stored versions of that name: {', '.join(stored)} "
+                f"(name one, e.g. {stored[-1]}, to export it)"
+            )
+            if stored
+            else None
+        )
         return Resolved(Prompt(template), template.name, None, note)
     version = store.get_version(ref)
     return Resolved(prompt_of(version), version.label, version)
@@ -82,22 +88,39 @@ def export_openai(store: Store, ref: str, values: dict[str, Any] | None = None) 
     if values:
         return json.dumps(found.prompt.render(values), indent=2, ensure_ascii=False) + "\n", found.note
     exported = as_template(found.prompt)
-    data = {"name": found.label, "type": "chat", "delimiter": found.prompt.delimiter, "messages": exported.messages,
-            "variables": exported.variables, "fixed": exported.fixed}  # fmt: skip
+    data = {
+        "name": found.label,
+        "type": "chat",
+        "delimiter": found.prompt.delimiter,
+        "messages": exported.messages,
+        "variables": exported.variables,
+        "fixed": exported.fixed,
+    }
     return json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", found.note
 
 
-def request_body(store: Store, ref: str, values: dict[str, Any], model: str | None = None,
-                 params: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+def request_body(
+    store: Store,
+    ref: str,
+    values: dict[str, Any],
+    model: str | None = None,
+    params: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """A Chat Completions request body, ready to POST to `workbench serve` or any OpenAI-compatible API."""
     found = resolve(store, ref)
     settings = get_settings()
-    body = {"model": model or f"{settings.default_model}@{settings.default_quant}",
-            "messages": found.prompt.render(values), **DEFAULT_REQUEST_PARAMS, **(params or {})}  # fmt: skip
+    body = {
+        "model": model or f"{settings.default_model}@{settings.default_quant}",
+        "messages": found.prompt.render(values),
+        **DEFAULT_REQUEST_PARAMS,
+        **(params or {}),
+    }
     schema = found.prompt.guardrails.json_schema if found.prompt.guardrails else None
     if schema:
-        body["response_format"] = {"type": "json_schema",
-                                   "json_schema": {"name": "output", "schema": schema, "strict": True}}  # fmt: skip
+        body["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": "output", "schema": schema, "strict": True},
+        }
     return body
 
 

@@ -40,8 +40,10 @@ def chart(groups: list[dict[str, Any]]) -> str:
     if not rows:
         return ""
     height, left = ROW * len(rows) + 30, 330
-    parts = [f"<svg class='chart' xmlns='http://www.w3.org/2000/svg' width='{left + BAR_WIDTH + 60}' height='{height}' "
-             "role='img' aria-label='pass rate per group with 95 % intervals'>"]  # fmt: skip
+    parts = [
+        f"<svg class='chart' xmlns='http://www.w3.org/2000/svg' width='{left + BAR_WIDTH + 60}' height='{height}' "
+        "role='img' aria-label='pass rate per group with 95 % intervals'>"
+    ]
     for i, g in enumerate(rows):
         y, rate, ci = 10 + ROW * i, g["stats"]["pass_rate"], g["stats"]["pass_rate_ci"]
         parts.append(
@@ -59,13 +61,22 @@ def chart(groups: list[dict[str, Any]]) -> str:
             ]
         parts.append(f"<text x='{left + BAR_WIDTH + 8}' y='{y + 15}' font-size='12'>{rate:.0%}</text>")
     axis = ROW * len(rows) + 22
-    parts += [f"<text x='{left + BAR_WIDTH * t:.0f}' y='{axis}' font-size='10' text-anchor='middle'>{t:.0%}</text>"
-              for t in (0, 0.25, 0.5, 0.75, 1)]  # fmt: skip
+    parts += [
+        f"<text x='{left + BAR_WIDTH * t:.0f}' y='{axis}' font-size='10' text-anchor='middle'>{t:.0%}</text>"
+        for t in (0, 0.25, 0.5, 0.75, 1)
+    ]
     return "".join(parts) + "</svg>"
 
 
 def summary_table(groups: list[dict[str, Any]]) -> str:
-    head = "<tr><th>version</th><th>provider</th><th>cells</th><th>errors</th><th>pass rate [95 %]</th><th>mean score [95 %]</th></tr>"
+    head = (
+        "<tr>"
+        + "".join(
+            f"<th>{name}</th>"
+            for name in ("version", "provider", "cells", "errors", "pass rate [95 %]", "mean score [95 %]")
+        )
+        + "</tr>"
+    )
     rows = []
     for g in groups:
         s = g["stats"]
@@ -81,30 +92,42 @@ def summary_table(groups: list[dict[str, Any]]) -> str:
             else f"{s['mean_score']:.2f}"
             + (f" [{s['mean_score_ci'][0]:.2f}, {s['mean_score_ci'][1]:.2f}]" if s["mean_score_ci"] else "")
         )
-        rows.append(f"<tr><td>{esc(g['version'])}</td><td>{esc(g['provider'])}</td><td>{g['cells']}</td>"
-                    f"<td>{g['errors']}</td><td>{rate}</td><td>{score}</td></tr>")  # fmt: skip
+        rows.append(
+            f"<tr><td>{esc(g['version'])}</td><td>{esc(g['provider'])}</td><td>{g['cells']}</td>"
+            f"<td>{g['errors']}</td><td>{rate}</td><td>{score}</td></tr>"
+        )
     return f"<table class='summary'>{head}{''.join(rows)}</table>"
 
 
 def cell_row(r: dict[str, Any]) -> str:
     kind = "error" if r["error"] else ("pass" if r["pass"] else "fail")
-    messages = "".join(f"<div class='muted'>[{esc(m.get('role'))}]</div><pre>{esc(m.get('content'))}</pre>"
-                       for m in r.get("messages") or [])  # fmt: skip
-    checks = "".join(f"<li>{'✔' if a['pass'] else '✘'} <code>{esc(a['type'])}</code> ({a['score']:.2f}): "
-                     f"{esc(a['reason'])}</li>" for a in r["assertions"])  # fmt: skip
+    messages = "".join(
+        f"<div class='muted'>[{esc(m.get('role'))}]</div><pre>{esc(m.get('content'))}</pre>"
+        for m in r.get("messages") or []
+    )
+    checks = "".join(
+        f"<li>{'✔' if a['pass'] else '✘'} <code>{esc(a['type'])}</code> ({a['score']:.2f}): "
+        f"{esc(a['reason'])}</li>"
+        for a in r["assertions"]
+    )
     output = esc(r["error"] or r["output"])
     rating = r.get("rating")
     if rating:
-        checks += (f"<li class='rating'>reviewer {esc(rating['reviewer'])}: {'good' if rating['passed'] else 'bad'}"
-                   + (f", {rating['score']}/5" if rating.get("score") else "")
-                   + (f" — {esc(rating['comment'])}" if rating.get("comment") else "") + "</li>")  # fmt: skip
-    return (f"<tr class='{kind}' data-cell='1'><td>{esc(r['case'] or r['case_id'])}</td><td>{esc(r['version'])}</td>"
-            f"<td>{esc(r['provider'])}</td><td>{r['repeat']}</td><td>{kind}</td>"
-            f"<td>{'' if r['score'] is None else format(r['score'], '.2f')}</td>"
-            f"<td><details><summary>{esc((r['error'] or r['output'] or '')[:120])}</summary>"
-            f"<h4>Messages</h4>{messages}<h4>Output</h4><pre>{output}</pre><ul>{checks}</ul>"
-            f"<div class='muted'>{r['tokens_in']} tokens in · {r['tokens_out']} out · {r['latency_ms']:.0f} ms</div>"
-            "</details></td></tr>")  # fmt: skip
+        checks += (
+            f"<li class='rating'>reviewer {esc(rating['reviewer'])}: {'good' if rating['passed'] else 'bad'}"
+            + (f", {rating['score']}/5" if rating.get("score") else "")
+            + (f" — {esc(rating['comment'])}" if rating.get("comment") else "")
+            + "</li>"
+        )
+    return (
+        f"<tr class='{kind}' data-cell='1'><td>{esc(r['case'] or r['case_id'])}</td><td>{esc(r['version'])}</td>"
+        f"<td>{esc(r['provider'])}</td><td>{r['repeat']}</td><td>{kind}</td>"
+        f"<td>{'' if r['score'] is None else format(r['score'], '.2f')}</td>"
+        f"<td><details><summary>{esc((r['error'] or r['output'] or '')[:120])}</summary>"
+        f"<h4>Messages</h4>{messages}<h4>Output</h4><pre>{output}</pre><ul>{checks}</ul>"
+        f"<div class='muted'>{r['tokens_in']} tokens in · {r['tokens_out']} out · {r['latency_ms']:.0f} ms</div>"
+        "</details></td></tr>"
+    )
 
 
 def render(data: dict[str, Any]) -> str:
@@ -113,13 +136,22 @@ def render(data: dict[str, Any]) -> str:
         f"{esc(k)}: {esc(v.get('name'))}" for k, v in (data.get("strategies") or {}).items()
     )
     cells = "".join(cell_row(r) for r in data["results"])
-    head = "<tr><th>case</th><th>version</th><th>provider</th><th>repeat</th><th>result</th><th>score</th><th>output</th></tr>"
+    head = (
+        "<tr>"
+        + "".join(
+            f"<th>{name}</th>"
+            for name in ("case", "version", "provider", "repeat", "result", "score", "output")
+        )
+        + "</tr>"
+    )
     total = data["summary"]
-    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{title}</title>"
-            f"<style>{STYLE}</style><script>{SCRIPT}</script></head><body>"
-            f"<h1>Run {title}</h1><p class='muted'>{esc(data['description'])} · {esc(data['status'])} · "
-            f"{esc(data['created_at'])} · strategy {strategies or esc(data['strategy'].get('name', 'as declared'))}</p>"
-            f"<h2>Summary</h2><p>{total['passed']} of {total['scored']} scored cells passed; {total['errors']} errored "
-            "(counted apart). Intervals are 95 %, over cases (repeats averaged per case).</p>"
-            f"{summary_table(data['groups'])}{chart(data['groups'])}"
-            f"<h2>Cells</h2>{FILTERS}<table>{head}{cells}</table></body></html>")  # fmt: skip
+    return (
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{title}</title>"
+        f"<style>{STYLE}</style><script>{SCRIPT}</script></head><body>"
+        f"<h1>Run {title}</h1><p class='muted'>{esc(data['description'])} · {esc(data['status'])} · "
+        f"{esc(data['created_at'])} · strategy {strategies or esc(data['strategy'].get('name', 'as declared'))}</p>"
+        f"<h2>Summary</h2><p>{total['passed']} of {total['scored']} scored cells passed; {total['errors']} errored "
+        "(counted apart). Intervals are 95 %, over cases (repeats averaged per case).</p>"
+        f"{summary_table(data['groups'])}{chart(data['groups'])}"
+        f"<h2>Cells</h2>{FILTERS}<table>{head}{cells}</table></body></html>"
+    )

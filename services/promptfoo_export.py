@@ -23,8 +23,11 @@ from store import Store, StoreError
 
 def example_case(prompt) -> SuiteCase:
     """With no suite: one test built from the variables' examples."""
-    values = {v.name: v.example for v in prompt.template.variables
-              if v.example is not None and not structural(v) and v.name not in prompt.variables}  # fmt: skip
+    values = {
+        v.name: v.example
+        for v in prompt.template.variables
+        if v.example is not None and not structural(v) and v.name not in prompt.variables
+    }
     return SuiteCase(description="example", vars=values)
 
 
@@ -36,8 +39,10 @@ def suite_parts(
         local = ProviderSpec.parse(f"local:{settings.default_model}@{settings.default_quant}")
         return [example_case(prompt)], [local], {}
     suite = store.get_suite(suite_name)
-    cases = [SuiteCase(c.description, c.vars, effective_assertions(c), c.threshold, c.tags)
-             for c in store.suite_cases(suite.id)]  # fmt: skip
+    cases = [
+        SuiteCase(c.description, c.vars, effective_assertions(c), c.threshold, c.tags)
+        for c in store.suite_cases(suite.id)
+    ]
     used = {pid for r in store.list_runs() if r.suite_id == suite.id for pid in r.provider_ids}
     providers = [spec_of(p) for p in store.list_providers() if p.id in used]
     if not providers:
@@ -75,12 +80,16 @@ def served_providers(providers: list[ProviderSpec], engine_url: str) -> tuple[li
     served = served_models(engine_url)
     if served is None:
         names = ", ".join(p.label for p in local)
-        return providers, [f"no engine answers at {engine_url} to check {names} against: promptfoo needs one "
-                           "serving each (`make run` serves the default)"]  # fmt: skip
+        return providers, [
+            f"no engine answers at {engine_url} to check {names} against: promptfoo needs one "
+            "serving each (`make run` serves the default)"
+        ]
     missing = [p for p in local if p.model_id not in served]
-    notes = [f"left out {p.label}: the engine at {engine_url} serves {', '.join(served)}. Serve it with "
-             f"`{serve_command(p)}` and export with WORKBENCH_ENGINE_URL=http://127.0.0.1:PORT/v1"
-             for p in missing]  # fmt: skip
+    notes = [
+        f"left out {p.label}: the engine at {engine_url} serves {', '.join(served)}. Serve it with "
+        f"`{serve_command(p)}` and export with WORKBENCH_ENGINE_URL=http://127.0.0.1:PORT/v1"
+        for p in missing
+    ]
     kept = [p for p in providers if p not in missing]
     if not kept:
         raise StoreError("no provider of this export is served: " + "; ".join(notes))
@@ -98,19 +107,35 @@ def export_promptfoo(store: Store, ref: str, suite_name: str | None = None) -> t
     strategy = effective_strategy(config.get("strategy"), prompt.template)
     warnings = ([found.note] if found.note else []) + served_notes
     if strategy.get("name", "single") != "single":
-        warnings.append(f"promptfoo cannot run the {strategy['name']} strategy: exported as a single call "
-                        "(the strategy is kept under the workbench key)")  # fmt: skip
+        warnings.append(
+            f"promptfoo cannot run the {strategy['name']} strategy: exported as a single call "
+            "(the strategy is kept under the workbench key)"
+        )
     exported = as_template(prompt)
     defaults = {v["name"]: v["default"] for v in exported.variables if v["default"] not in (None, "")}
     tests = [promptfoo.test_entry(c, prompt.template.answer_pattern) for c in cases]
-    workbench = {"prompts": [{"label": found.label, "source": prompt.template.source, "delimiter": prompt.delimiter,
-                              "values": prompt.variables,
-                              "guardrails": prompt.guardrails.to_dict() if prompt.guardrails else None}],
-                 "strategy": strategy, "params": params}  # fmt: skip
-    data = promptfoo.config(f"exported {found.label}", [json.dumps(exported.messages, ensure_ascii=False)],
-                            [promptfoo.provider_entry(spec, engine_url, params) for spec in providers], tests,
-                            repeat=int(config.get("repeat") or 1), concurrency=config.get("max_concurrency"),
-                            workbench=workbench)  # fmt: skip
+    workbench = {
+        "prompts": [
+            {
+                "label": found.label,
+                "source": prompt.template.source,
+                "delimiter": prompt.delimiter,
+                "values": prompt.variables,
+                "guardrails": prompt.guardrails.to_dict() if prompt.guardrails else None,
+            }
+        ],
+        "strategy": strategy,
+        "params": params,
+    }
+    data = promptfoo.config(
+        f"exported {found.label}",
+        [json.dumps(exported.messages, ensure_ascii=False)],
+        [promptfoo.provider_entry(spec, engine_url, params) for spec in providers],
+        tests,
+        repeat=int(config.get("repeat") or 1),
+        concurrency=config.get("max_concurrency"),
+        workbench=workbench,
+    )
     if defaults:  # a version's bound values fill its placeholders unless a test sets them
         data["defaultTest"] = {"vars": defaults}
     return promptfoo.to_yaml(data), warnings

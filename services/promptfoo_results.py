@@ -30,10 +30,16 @@ def _cases(results: list[dict], defaults: dict[str, Any]) -> list[dict[str, Any]
     for r in results:
         test = r.get("testCase") or {}
         own = {k: v for k, v in (test.get("vars") or {}).items() if k not in defaults or defaults[k] != v}
-        by_index.setdefault(r.get("testIdx", len(by_index)), {
-            "description": test.get("description") or "", "vars": own,
-            "assertions": [a for a in test.get("assert") or [] if isinstance(a, dict)],
-            "threshold": test.get("threshold"), "tags": []})  # fmt: skip
+        by_index.setdefault(
+            r.get("testIdx", len(by_index)),
+            {
+                "description": test.get("description") or "",
+                "vars": own,
+                "assertions": [a for a in test.get("assert") or [] if isinstance(a, dict)],
+                "threshold": test.get("threshold"),
+                "tags": [],
+            },
+        )
     return [by_index[i] for i in sorted(by_index)]
 
 
@@ -72,12 +78,22 @@ def _row(
     error = None if failed_assertion else (r.get("error") or response.get("error"))
     raw = (r.get("prompt") or {}).get("raw") or ""
     messages = chat_messages(raw) or [{"role": "user", "content": raw}]
-    return {"run_id": run_id, "case_id": case_id, "version_id": version_id, "provider_id": provider_id,
-            "repeat_index": repeat, "messages": messages, "output": None if error else str(response.get("output", "")),
-            "error": str(error) if error else None, "passed": None if error else bool(r.get("success")),
-            "score": None if error else float(r.get("score") or 0.0), "latency_ms": float(r.get("latencyMs") or 0.0),
-            "tokens_in": int(usage.get("prompt") or 0), "tokens_out": int(usage.get("completion") or 0),
-            "cost": float(r.get("cost") or 0.0)}  # fmt: skip
+    return {
+        "run_id": run_id,
+        "case_id": case_id,
+        "version_id": version_id,
+        "provider_id": provider_id,
+        "repeat_index": repeat,
+        "messages": messages,
+        "output": None if error else str(response.get("output", "")),
+        "error": str(error) if error else None,
+        "passed": None if error else bool(r.get("success")),
+        "score": None if error else float(r.get("score") or 0.0),
+        "latency_ms": float(r.get("latencyMs") or 0.0),
+        "tokens_in": int(usage.get("prompt") or 0),
+        "tokens_out": int(usage.get("completion") or 0),
+        "cost": float(r.get("cost") or 0.0),
+    }
 
 
 def import_results(store: Store, path: Path, name: str | None = None) -> str:
@@ -92,10 +108,14 @@ def import_results(store: Store, path: Path, name: str | None = None) -> str:
     suite = _store_cases(store, name or f"promptfoo-{eval_id}", digest, cases, "imported from promptfoo", {})
     case_ids = [c.id for c in store.suite_cases(suite.id)]
     versions, providers = _versions(store, results, eval_id), _providers(store, results)
-    run = store.create_run(suite_id=suite.id, version_ids=sorted(set(versions.values())),
-                           provider_ids=sorted(set(providers.values())), status="completed",
-                           description=f"promptfoo {eval_id} ({path.name})",
-                           options={"kind": "import", "source": "promptfoo", "eval_id": eval_id})  # fmt: skip
+    run = store.create_run(
+        suite_id=suite.id,
+        version_ids=sorted(set(versions.values())),
+        provider_ids=sorted(set(providers.values())),
+        status="completed",
+        description=f"promptfoo {eval_id} ({path.name})",
+        options={"kind": "import", "source": "promptfoo", "eval_id": eval_id},
+    )
     seen: dict[tuple, int] = {}
     for r in results:
         key = (r.get("testIdx", 0), r.get("promptIdx", 0), (r.get("provider") or {}).get("id") or "unknown")

@@ -10,7 +10,8 @@ import json
 import threading
 
 import quant_methods
-from prompting.providers import HttpProvider, Provider, ProviderSpec
+from prompting.http_provider import HttpProvider
+from prompting.providers import Provider, ProviderSpec
 from services.engines import configured_status, engines
 from settings import get_settings
 

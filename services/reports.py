@@ -11,8 +11,23 @@ from services.runs import labels, overall, summary
 from store import Store
 
 REPORT_SUFFIXES = (".json", ".csv", ".html")
-CSV_COLUMNS = ["case_id", "case", "version", "provider", "repeat", "output", "answer", "pass", "score", "error",
-               "latency_ms", "tokens_in", "tokens_out", "cost", "cached"]  # fmt: skip
+CSV_COLUMNS = [
+    "case_id",
+    "case",
+    "version",
+    "provider",
+    "repeat",
+    "output",
+    "answer",
+    "pass",
+    "score",
+    "error",
+    "latency_ms",
+    "tokens_in",
+    "tokens_out",
+    "cost",
+    "cached",
+]
 HTML_COLUMNS = ("case", "version", "provider", "repeat", "output", "pass", "score", "error")
 
 
@@ -26,32 +41,68 @@ def payload(store: Store, run_id: str) -> dict[str, Any]:
     results = []
     for result, scores in store.run_results(run_id):
         case = cases.get(result.case_id)
-        results.append({
-            "case_id": result.case_id, "case": case.description if case else "", "vars": case.vars if case else {},
-            "version": versions.get(result.version_id), "provider": providers.get(result.provider_id),
-            "repeat": result.repeat_index, "output": result.output, "answer": result.answer, "pass": result.passed,
-            "score": result.score, "error": result.error, "latency_ms": result.latency_ms,
-            "tokens_in": result.tokens_in, "tokens_out": result.tokens_out, "cost": result.cost,
-            "cached": result.cached, "messages": result.messages, "result_id": result.id,
-            "rating": _rating(rated.get(result.id)),
-            "assertions": [{"type": s.type, "pass": s.passed, "score": s.score, "reason": s.reason} for s in scores],
-        })  # fmt: skip
-    return {"id": run.id, "status": run.status, "created_at": run.created_at.isoformat(),
-            "description": run.description, "strategy": run.strategy, "repeats": run.repeats,
-            "strategies": (run.options or {}).get("strategies") or {},
-            "agreement": [{"assertion": a.assertion, "cells": a.cells, "matrix": a.matrix, "kappa": a.kappa,
-                           "kappa_ci": None if a.interval is None else [a.interval.low, a.interval.high],
-                           "kappa_undefined": a.undefined, "text": a.text}
-                          for a in agreement(store, run_id)],
-            "summary": overall(store, run_id).to_dict(), "groups": _groups(store, run_id),
-            "results": results}  # fmt: skip
+        results.append(
+            {
+                "case_id": result.case_id,
+                "case": case.description if case else "",
+                "vars": case.vars if case else {},
+                "version": versions.get(result.version_id),
+                "provider": providers.get(result.provider_id),
+                "repeat": result.repeat_index,
+                "output": result.output,
+                "answer": result.answer,
+                "pass": result.passed,
+                "score": result.score,
+                "error": result.error,
+                "latency_ms": result.latency_ms,
+                "tokens_in": result.tokens_in,
+                "tokens_out": result.tokens_out,
+                "cost": result.cost,
+                "cached": result.cached,
+                "messages": result.messages,
+                "result_id": result.id,
+                "rating": _rating(rated.get(result.id)),
+                "assertions": [
+                    {"type": s.type, "pass": s.passed, "score": s.score, "reason": s.reason} for s in scores
+                ],
+            }
+        )
+    return {
+        "id": run.id,
+        "status": run.status,
+        "created_at": run.created_at.isoformat(),
+        "description": run.description,
+        "strategy": run.strategy,
+        "repeats": run.repeats,
+        "strategies": (run.options or {}).get("strategies") or {},
+        "agreement": [
+            {
+                "assertion": a.assertion,
+                "cells": a.cells,
+                "matrix": a.matrix,
+                "kappa": a.kappa,
+                "kappa_ci": None if a.interval is None else [a.interval.low, a.interval.high],
+                "kappa_undefined": a.undefined,
+                "text": a.text,
+            }
+            for a in agreement(store, run_id)
+        ],
+        "summary": overall(store, run_id).to_dict(),
+        "groups": _groups(store, run_id),
+        "results": results,
+    }
 
 
 def _rating(rating) -> dict[str, Any] | None:
     if rating is None:
         return None
-    return {"passed": rating.passed, "score": rating.score, "tags": rating.tags, "comment": rating.comment,
-            "reviewer": rating.reviewer}  # fmt: skip
+    return {
+        "passed": rating.passed,
+        "score": rating.score,
+        "tags": rating.tags,
+        "comment": rating.comment,
+        "reviewer": rating.reviewer,
+    }
 
 
 def _groups(store: Store, run_id: str) -> list[dict[str, Any]]:

@@ -36,8 +36,12 @@ def reviewer() -> str:
 
 
 def subject(case, messages: list[dict], output: str | None) -> str:
-    payload = json.dumps([fingerprint(case.description, case.vars), messages, output or ""], sort_keys=True,
-                         ensure_ascii=False, default=str)  # fmt: skip
+    payload = json.dumps(
+        [fingerprint(case.description, case.vars), messages, output or ""],
+        sort_keys=True,
+        ensure_ascii=False,
+        default=str,
+    )
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -94,8 +98,11 @@ def queue(store: Store, run_id: str, only: str = "unrated") -> list[Item]:
             if len(verdicts[(i.result.case_id, i.result.version_id, i.result.provider_id)]) > 1
         ]
     if only == "disagreeing":
-        return [i for i in everything if i.rated and any(s.type in JUDGED and s.passed != i.ratings[0].passed
-                                                         for s in i.scores)]  # fmt: skip
+        return [
+            i
+            for i in everything
+            if i.rated and any(s.type in JUDGED and s.passed != i.ratings[0].passed for s in i.scores)
+        ]
     return everything
 
 
@@ -105,16 +112,31 @@ def progress(store: Store, run_id: str) -> tuple[int, int]:
     return sum(1 for i in everything if i.rated), len(everything)
 
 
-def rate(store: Store, result_id: int, passed: bool, *, score: int | None = None, tags: list[str] = (),
-         comment: str = "", who: str | None = None):  # fmt: skip
+def rate(
+    store: Store,
+    result_id: int,
+    passed: bool,
+    *,
+    score: int | None = None,
+    tags: list[str] = (),
+    comment: str = "",
+    who: str | None = None,
+):
     """Record a rating of a stored cell (its subject), under the reviewer's name."""
     result = store.get_result(result_id)
     run = store.get_run(result.run_id)
     case = next((c for c in store.suite_cases(run.suite_id) if c.id == result.case_id), None)
     if case is None or result.error is not None:
         raise StoreError(f"result {result_id} has no case or no output to rate")
-    return store.rate(subject(case, result.messages, result.output), who or reviewer(), passed, score=score,
-                      tags=tags, comment=comment, result_id=result_id)  # fmt: skip
+    return store.rate(
+        subject(case, result.messages, result.output),
+        who or reviewer(),
+        passed,
+        score=score,
+        tags=tags,
+        comment=comment,
+        result_id=result_id,
+    )
 
 
 PROMOTIONS = ("equals", "similar", "rubric", "not")
@@ -133,17 +155,36 @@ def promote(store: Store, result_id: int, how: str = "equals", threshold: float 
     suite = store.get_suite(run.suite_id)
     cases = store.suite_cases(suite.id)
     target = next((c for c in cases if c.id == result.case_id), None)
-    ratings = store.ratings([subject(target, result.messages, result.output)]).get(
-        subject(target, result.messages, result.output), []) if target else []  # fmt: skip
+    ratings = (
+        store.ratings([subject(target, result.messages, result.output)]).get(
+            subject(target, result.messages, result.output), []
+        )
+        if target
+        else []
+    )
     if not ratings:
         raise StoreError(f"result {result_id} is not rated: rate it before promoting it")
     assertion = _promoted(result.output or "", ratings[0], how, threshold)
-    rows = [{"description": c.description, "vars": c.vars, "expected": c.expected, "threshold": c.threshold,
-             "tags": c.tags, "assertions": [*c.assertions, assertion] if c.id == result.case_id else list(c.assertions)}
-            for c in cases]  # fmt: skip
+    rows = [
+        {
+            "description": c.description,
+            "vars": c.vars,
+            "expected": c.expected,
+            "threshold": c.threshold,
+            "tags": c.tags,
+            "assertions": [*c.assertions, assertion] if c.id == result.case_id else list(c.assertions),
+        }
+        for c in cases
+    ]
     digest = hashlib.sha256(json.dumps(rows, sort_keys=True, default=str).encode()).hexdigest()
-    stored = _store_cases(store, f"{suite.name}-reviewed", digest, rows, suite.description,
-                          {**(suite.config or {}), "promoted_from": suite.name})  # fmt: skip
+    stored = _store_cases(
+        store,
+        f"{suite.name}-reviewed",
+        digest,
+        rows,
+        suite.description,
+        {**(suite.config or {}), "promoted_from": suite.name},
+    )
     return stored.name
 
 
@@ -209,8 +250,11 @@ def agreement(store: Store, run_id: str) -> list[Agreement]:
     out = []
     for kind, found in pairs.items():
         judge, human = [j for j, _ in found], [h for _, h in found]
-        matrix = {f"judge {'pass' if j else 'fail'} / human {'pass' if h else 'fail'}": 0 for j in (True, False)
-                  for h in (True, False)}  # fmt: skip
+        matrix = {
+            f"judge {'pass' if j else 'fail'} / human {'pass' if h else 'fail'}": 0
+            for j in (True, False)
+            for h in (True, False)
+        }
         for j, h in found:
             matrix[f"judge {'pass' if j else 'fail'} / human {'pass' if h else 'fail'}"] += 1
         undefined = why_undefined(judge, human)

@@ -39,17 +39,31 @@ def stored_prompt(store: Store, ref: str):
     name, _, which = ref.partition("@")
     version = store.get_version(name if which == "latest" else ref)
     guardrails = Guardrails.from_dict(version.guardrails) if version.guardrails else None
-    return SuitePrompt(version.label, Template.from_source(version.source, name=version.name), f"stored:{version.label}",
-                       dict(version.variables), version.delimiter, guardrails, version_id=version.id)  # fmt: skip
+    return SuitePrompt(
+        version.label,
+        Template.from_source(version.source, name=version.name),
+        f"stored:{version.label}",
+        dict(version.variables),
+        version.delimiter,
+        guardrails,
+        version_id=version.id,
+    )
 
 
 def import_suite(store: Store, suite: SuiteFile, name: str | None = None) -> ImportedSuite:
     """Store a validated suite file: its cases, one version per prompt, one configuration per provider."""
     cases = [c.to_dict() for c in suite.cases]
-    config = {"strategy": suite.strategy, "delimiter": suite.delimiter, "params": suite.params,
-              "repeat": suite.repeat, "max_concurrency": suite.max_concurrency, "judge": suite.judge}  # fmt: skip
-    digest = hashlib.sha256(json.dumps([cases, config, suite.description], sort_keys=True, default=str)
-                            .encode()).hexdigest()  # fmt: skip
+    config = {
+        "strategy": suite.strategy,
+        "delimiter": suite.delimiter,
+        "params": suite.params,
+        "repeat": suite.repeat,
+        "max_concurrency": suite.max_concurrency,
+        "judge": suite.judge,
+    }
+    digest = hashlib.sha256(
+        json.dumps([cases, config, suite.description], sort_keys=True, default=str).encode()
+    ).hexdigest()
     stored = _store_cases(store, name or suite.name, digest, cases, suite.description, config)
     versions = [p.version_id or _save_prompt(store, suite, p).id for p in suite.prompts]
     providers = [save_provider(store, spec).id for spec in suite.providers]
@@ -65,10 +79,16 @@ def _save_prompt(store: Store, suite: SuiteFile, prompt):
     )
     guardrails = guardrails or suite.guardrails
     values = {**(bound.get("values") or {}), **prompt.values}
-    return store.save_version(prompt.label, prompt.template.source, variables=values,
-                              delimiter=prompt.delimiter or prompt.template.bound.get("delimiter") or suite.delimiter,
-                              guardrails=guardrails.to_dict() if guardrails else None, library_ref=prompt.library_ref,
-                              note=f"from {suite.name}", options={"params": prompt.params} if prompt.params else None)  # fmt: skip
+    return store.save_version(
+        prompt.label,
+        prompt.template.source,
+        variables=values,
+        delimiter=prompt.delimiter or prompt.template.bound.get("delimiter") or suite.delimiter,
+        guardrails=guardrails.to_dict() if guardrails else None,
+        library_ref=prompt.library_ref,
+        note=f"from {suite.name}",
+        options={"params": prompt.params} if prompt.params else None,
+    )
 
 
 def import_file(store: Store, path: str | Path, name: str | None = None) -> ImportedSuite:
@@ -81,8 +101,9 @@ def _store_cases(store: Store, base: str, digest: str, cases: list[dict], descri
         try:
             existing = store.get_suite(candidate)
         except StoreError:
-            return store.save_suite(candidate, cases, description=description,
-                                    config={**config, "content_hash": digest})  # fmt: skip
+            return store.save_suite(
+                candidate, cases, description=description, config={**config, "content_hash": digest}
+            )
         if existing.config.get("content_hash") == digest:
             return existing
     raise StoreError(f"suite names '{base}' and '{base}-{digest[:8]}' are both taken by other content")
@@ -121,6 +142,11 @@ def override(
                 "--strategy", "", f"unknown strategy '{strategy}'; choose one of: {', '.join(STRATEGIES)}"
             )
         suite.strategy = {"name": strategy}
+
+
+def names(store: Store) -> dict[str, int]:
+    """Every suite's name and number of cases, by name."""
+    return {suite.name: count for suite, count in store.list_suites()}
 
 
 def recent_suite(store: Store) -> str | None:

@@ -14,13 +14,25 @@ from services.specs import prompt_of
 from store import Store, StoreError
 
 
-def save(store: Store, template_name: str, values: dict[str, Any], delimiter: str,
-         guardrails: Guardrails | None, note: str = ""):  # fmt: skip
+def save(
+    store: Store,
+    template_name: str,
+    values: dict[str, Any],
+    delimiter: str,
+    guardrails: Guardrails | None,
+    note: str = "",
+):
     """A new immutable version of a library template with its bound values, delimiter style and guardrails."""
     template = load(template_name)
-    return store.save_version(template.name, template.source, variables=values, delimiter=delimiter,
-                              guardrails=guardrails.to_dict() if guardrails else None, note=note,
-                              library_ref=template_name)  # fmt: skip
+    return store.save_version(
+        template.name,
+        template.source,
+        variables=values,
+        delimiter=delimiter,
+        guardrails=guardrails.to_dict() if guardrails else None,
+        note=note,
+        library_ref=template_name,
+    )
 
 
 def version_labels(store: Store) -> dict[str, int]:
@@ -44,9 +56,13 @@ def diff(store: Store, first: str | int, second: str | int) -> str:
     va, vb = store.get_version(first), store.get_version(second)
 
     def describe(v) -> list[str]:
-        return [f"delimiter: {v.delimiter}", f"guardrails: {json.dumps(v.guardrails, sort_keys=True)}",
-                f"variables: {json.dumps(v.variables, sort_keys=True, ensure_ascii=False)}", "---",
-                *v.source.splitlines()]  # fmt: skip
+        return [
+            f"delimiter: {v.delimiter}",
+            f"guardrails: {json.dumps(v.guardrails, sort_keys=True)}",
+            f"variables: {json.dumps(v.variables, sort_keys=True, ensure_ascii=False)}",
+            "---",
+            *v.source.splitlines(),
+        ]
 
     return "\n".join(difflib.unified_diff(describe(va), describe(vb), va.label, vb.label, lineterm=""))
 

@@ -16,12 +16,15 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import psutil
 
 from prompting.providers import Provider
-from prompting.runner import Cell, CellResult, Interrupted, Progress
-from services.specs import result_rows
+from prompting.runner import Cell, CellResult, Interrupted, Progress, ProviderHandle, Runner, VersionSpec
+from services.providers import judge_for, provider_for
+from services.runs import cache_policy, resume
+from services.specs import case_of, prompt_of, result_rows, spec_of
 from store import Store
 
 HEARTBEAT_S = 2.0
@@ -63,8 +66,15 @@ def live_workers(store: Store, general_only: bool = True) -> list:
 class Worker:
     """One worker process (or a CLI run's in-process worker when `only_run` is set)."""
 
-    def __init__(self, store: Store, *, only_run: str | None = None, providers: dict[int, Provider] | None = None,
-                 embed=None, on_result: Callable[[CellResult], None] | None = None):  # fmt: skip
+    def __init__(
+        self,
+        store: Store,
+        *,
+        only_run: str | None = None,
+        providers: dict[int, Provider] | None = None,
+        embed=None,
+        on_result: Callable[[CellResult], None] | None = None,
+    ):
         self.store, self.only_run = store, only_run
         self.providers, self.embed, self.on_result = providers, embed, on_result
         self.id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -116,15 +126,19 @@ class Worker:
 
     def work_on(self, run_id: str, progress: Callable[[Progress], None] | None = None) -> Progress:
         """Claim and run this run's cells until none is pending; mark the run completed when every cell is."""
-        from services.runs import build_runner, prepare_engines
-
         run = self.store.get_run(run_id)
         if run.status == "queued":
             self.store.set_run_status(run_id, "running")
         prepare_engines(self.store, run, self.providers)
         options = run.options or {}
-        runner = build_runner(self.store, run, concurrency=int(options.get("concurrency", 4)),
-                              providers=self.providers, embed=self.embed, stop=self.stop)  # fmt: skip
+        runner = build_runner(
+            self.store,
+            run,
+            concurrency=int(options.get("concurrency", 4)),
+            providers=self.providers,
+            embed=self.embed,
+            stop=self.stop,
+        )
         claimed: dict[Cell, int] = {}
 
         def sink(result: CellResult) -> None:
@@ -140,8 +154,6 @@ class Worker:
             self.store.release_cells(cell_ids=list(claimed.values()))
             raise
         if self.store.finish_if_done(run_id):
-            from services.runs import after_completion
-
             after_completion(self.store, run_id)
         return state
 
@@ -157,12 +169,111 @@ class Worker:
                 yield cell
 
 
+# --- building a stored run's runner, and running it here -----------------------------------------------
+
+
+def build_runner(
+    store: Store,
+    run,
+    *,
+    concurrency: int = 4,
+    providers: dict[int, Provider] | None = None,
+    embed=None,
+    judge=None,
+    stop: threading.Event | None = None,
+) -> Runner:
+    """The runner for a stored run: its versions, providers (`providers` overrides how a configuration is
+    reached) and cases, with the run's cache policy (`cache` in its options: reuse or fresh)."""
+    versions = [store.get_version(v) for v in run.version_ids]
+    specs = [
+        VersionSpec(v.id, prompt_of(v), v.label, dict((v.options or {}).get("params") or {}))
+        for v in versions
+    ]
+    handles = [
+        ProviderHandle(pid, (providers or {}).get(pid) or provider_for(spec_of(store.get_provider(pid))))
+        for pid in run.provider_ids
+    ]
+    cases = [case_of(c) for c in store.suite_cases(run.suite_id)]
+    if embed is None:
+        from prompting.embeddings import embed  # loads its model on first use only
+    if judge is None:
+        judge = judge_for(store.get_suite(run.suite_id).config.get("judge"))
+    return Runner(
+        specs,
+        handles,
+        cases,
+        repeats=run.repeats,
+        strategy=run.strategy,
+        params=run.params,
+        concurrency=concurrency,
+        cache=store.cache(),
+        cache_policy=cache_policy(run),
+        run_id=run.id,
+        embed=embed,
+        judge=judge,
+        stop=stop or threading.Event(),
+    )
+
+
+def execute(
+    store: Store,
+    run_id: str,
+    *,
+    progress: Callable[[Progress], None] | None = None,
+    on_result: Callable[[CellResult], None] | None = None,
+    providers: dict[int, Provider] | None = None,
+    embed=None,
+    **options: Any,
+) -> Progress | None:
+    """Queue a run's missing cells and work them off in this process (tests, and `workbench run` when no worker
+    is alive). Raises Interrupted (run marked interrupted) when stopped or on Ctrl-C."""
+    resume(store, run_id, **options)
+    state = None
+    with Worker(store, only_run=run_id, providers=providers, embed=embed, on_result=on_result) as worker:
+        try:
+            while store.runnable(run_id):
+                state = worker.work_on(run_id, progress)
+        except (Interrupted, KeyboardInterrupt):
+            store.set_run_status(run_id, "interrupted")
+            raise
+    return state
+
+
+def prepare_engines(store: Store, run, providers: dict[int, Provider] | None = None) -> None:
+    """Start the local engines a run needs before its first cell, and record their start-up time on the run
+    (so it is not charged to the first cells' latency)."""
+    from services.engines import engines
+
+    startup = 0.0
+    for pid in run.provider_ids:
+        if providers and pid in providers:
+            continue
+        config = store.get_provider(pid)
+        if config.kind == "local":
+            startup += engines.ensure(config.model, config.quant).startup_s
+    if startup:
+        store.update_run_options(run.id, engine_startup_s=round(startup, 2))
+
+
+def after_completion(store: Store, run_id: str) -> None:
+    """Work that belongs to a finished run: a quantization sweep's run measures its engine."""
+    run = store.get_run(run_id)
+    if (run.options or {}).get("kind") == "sweep":
+        from services.sweeps import sweep_measures
+
+        store.update_run_options(run_id, measures=sweep_measures(store, run))
+
+
 def spawn_worker() -> int:
     """Start a `workbench worker` in its own session (it outlives the process that starts it); returns its pid."""
     import subprocess
 
     from services.engines import workbench_command
 
-    proc = subprocess.Popen([workbench_command(), "worker"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [workbench_command(), "worker"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     return proc.pid

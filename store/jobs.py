@@ -15,10 +15,10 @@ from sqlalchemy import delete, func, insert, text, update
 from sqlmodel import select
 
 from store.db import StoreError
+from store.models import ACTIVE_STATUSES as ACTIVE
 from store.models import Result, Run, RunCell, Score, Worker, utcnow
 from store.results import CellKey
 
-ACTIVE = ("queued", "running")
 # What an idle worker asks twice a second: one indexed probe, no ORM objects (the full `runnable` query built
 # and ran through a session cost the idle worker about 1 % of a core).
 _ANY_PENDING = text("SELECT 1 FROM run_cells WHERE state = 'pending' LIMIT 1")
@@ -34,28 +34,62 @@ class JobQueries:
             run = s.get(Run, run_id)
             if run is None:
                 raise StoreError(f"no run '{run_id}'")
-            have = {tuple(r) for r in s.exec(select(RunCell.case_id, RunCell.version_id, RunCell.provider_id,
-                                                    RunCell.repeat_index).where(RunCell.run_id == run_id))}  # fmt: skip
-            stored = {tuple(r) for r in s.exec(select(Result.case_id, Result.version_id, Result.provider_id,
-                                                      Result.repeat_index).where(Result.run_id == run_id))}  # fmt: skip
-            rows = [{"run_id": run_id, "case_id": c[0], "version_id": c[1], "provider_id": c[2], "repeat_index": c[3],
-                     "state": "done" if c in stored else "pending"} for c in cells if tuple(c) not in have]  # fmt: skip
+            have = {
+                tuple(r)
+                for r in s.exec(
+                    select(
+                        RunCell.case_id, RunCell.version_id, RunCell.provider_id, RunCell.repeat_index
+                    ).where(RunCell.run_id == run_id)
+                )
+            }
+            stored = {
+                tuple(r)
+                for r in s.exec(
+                    select(Result.case_id, Result.version_id, Result.provider_id, Result.repeat_index).where(
+                        Result.run_id == run_id
+                    )
+                )
+            }
+            rows = [
+                {
+                    "run_id": run_id,
+                    "case_id": c[0],
+                    "version_id": c[1],
+                    "provider_id": c[2],
+                    "repeat_index": c[3],
+                    "state": "done" if c in stored else "pending",
+                }
+                for c in cells
+                if tuple(c) not in have
+            ]
             if rows:
                 s.execute(insert(RunCell), rows)
             run.status, run.finished_at = "queued", None
             s.flush()
-            return s.exec(select(func.count()).select_from(RunCell)
-                          .where(RunCell.run_id == run_id, RunCell.state == "pending")).one()  # fmt: skip
+            return s.exec(
+                select(func.count())
+                .select_from(RunCell)
+                .where(RunCell.run_id == run_id, RunCell.state == "pending")
+            ).one()
 
     def claim_cells(self, run_id: str, worker_id: str, limit: int = 1) -> list[tuple[int, CellKey]]:
         """Take up to `limit` pending cells of an active run for this worker: (cell row id, cell key) pairs."""
-        pick = (select(RunCell.id).join(Run, Run.id == RunCell.run_id)
-                .where(RunCell.run_id == run_id, RunCell.state == "pending", Run.status.in_(ACTIVE))
-                .order_by(RunCell.id).limit(limit).with_for_update(skip_locked=True, of=RunCell))  # fmt: skip
-        claim = (update(RunCell).where(RunCell.id.in_(pick.scalar_subquery()))
-                 .values(state="claimed", worker_id=worker_id, claimed_at=utcnow())
-                 .returning(RunCell.id, RunCell.case_id, RunCell.version_id, RunCell.provider_id,
-                            RunCell.repeat_index))  # fmt: skip
+        pick = (
+            select(RunCell.id)
+            .join(Run, Run.id == RunCell.run_id)
+            .where(RunCell.run_id == run_id, RunCell.state == "pending", Run.status.in_(ACTIVE))
+            .order_by(RunCell.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True, of=RunCell)
+        )
+        claim = (
+            update(RunCell)
+            .where(RunCell.id.in_(pick.scalar_subquery()))
+            .values(state="claimed", worker_id=worker_id, claimed_at=utcnow())
+            .returning(
+                RunCell.id, RunCell.case_id, RunCell.version_id, RunCell.provider_id, RunCell.repeat_index
+            )
+        )
         with self.sql.begin() as conn:
             rows = conn.execute(claim).all()
         return sorted((r[0], (r[1], r[2], r[3], r[4])) for r in rows)
@@ -67,8 +101,11 @@ class JobQueries:
             return 0
         condition = RunCell.worker_id.in_(workers) if workers else RunCell.id.in_(cells)
         with self.sql.begin() as conn:
-            query = (update(RunCell).where(condition, RunCell.state == "claimed")
-                     .values(state="pending", worker_id=None, claimed_at=None))  # fmt: skip
+            query = (
+                update(RunCell)
+                .where(condition, RunCell.state == "claimed")
+                .values(state="pending", worker_id=None, claimed_at=None)
+            )
             return conn.execute(query).rowcount
 
     def cell_counts(self, run_id: str) -> dict[str, int]:
@@ -102,8 +139,11 @@ class JobQueries:
         """Mark an active run completed once no cell is pending or claimed; True when it is (or was) complete."""
         with self.session() as s:
             run = s.get(Run, run_id)
-            open_cells = s.exec(select(func.count()).select_from(RunCell)
-                                .where(RunCell.run_id == run_id, RunCell.state != "done")).one()  # fmt: skip
+            open_cells = s.exec(
+                select(func.count())
+                .select_from(RunCell)
+                .where(RunCell.run_id == run_id, RunCell.state != "done")
+            ).one()
             if open_cells:
                 return False
             if run.status in ACTIVE:
@@ -113,24 +153,37 @@ class JobQueries:
     def reset_errored(self, run_id: str) -> int:
         """Forget a run's errored results and queue their cells again; returns how many."""
         with self.session() as s:
-            errored = list(s.exec(select(Result.id, Result.case_id, Result.version_id, Result.provider_id,
-                                         Result.repeat_index).where(Result.run_id == run_id,
-                                                                    Result.error.is_not(None))))  # fmt: skip
+            errored = list(
+                s.exec(
+                    select(
+                        Result.id, Result.case_id, Result.version_id, Result.provider_id, Result.repeat_index
+                    ).where(Result.run_id == run_id, Result.error.is_not(None))
+                )
+            )
             if not errored:
                 return 0
             ids = [r[0] for r in errored]
             s.exec(delete(Score).where(Score.result_id.in_(ids)))
             s.exec(delete(Result).where(Result.id.in_(ids)))
             for _, *key in errored:
-                s.exec(update(RunCell).where(RunCell.run_id == run_id, RunCell.case_id == key[0],
-                                             RunCell.version_id == key[1], RunCell.provider_id == key[2],
-                                             RunCell.repeat_index == key[3]).values(state="pending", worker_id=None))  # fmt: skip
+                s.exec(
+                    update(RunCell)
+                    .where(
+                        RunCell.run_id == run_id,
+                        RunCell.case_id == key[0],
+                        RunCell.version_id == key[1],
+                        RunCell.provider_id == key[2],
+                        RunCell.repeat_index == key[3],
+                    )
+                    .values(state="pending", worker_id=None)
+                )
             return len(errored)
 
     # --- workers -----------------------------------------------------------------------------------------
 
-    def register_worker(self, worker_id: str, host: str, pid: int, process_started: float,
-                        only_run: str | None = None) -> None:  # fmt: skip
+    def register_worker(
+        self, worker_id: str, host: str, pid: int, process_started: float, only_run: str | None = None
+    ) -> None:
         with self.session() as s:
             s.add(
                 Worker(id=worker_id, host=host, pid=pid, process_started=process_started, only_run=only_run)

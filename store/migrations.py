@@ -24,9 +24,15 @@ def migration(fn: Callable[[Connection], None]) -> Callable[[Connection], None]:
 @migration
 def m001_initial_tables(conn: Connection) -> None:
     tables = [
-        models.TemplateVersion, models.Suite, models.TestCase, models.ProviderConfig, models.Run, models.Result,
-        models.Score, models.CachedResponse,
-    ]  # fmt: skip
+        models.TemplateVersion,
+        models.Suite,
+        models.TestCase,
+        models.ProviderConfig,
+        models.Run,
+        models.Result,
+        models.Score,
+        models.CachedResponse,
+    ]
     SQLModel.metadata.create_all(conn, tables=[t.__table__ for t in tables])
 
 

@@ -82,6 +82,10 @@ class ProviderConfig(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+RUN_STATUSES = ("queued", "running", "completed", "interrupted", "cancelled", "failed")
+ACTIVE_STATUSES = ("queued", "running")  # a worker will (still) execute cells of a run in one of these
+
+
 class Run(SQLModel, table=True):
     __tablename__ = "runs"
 
@@ -93,10 +97,11 @@ class Run(SQLModel, table=True):
     params: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     strategy: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     repeats: int = 1
-    status: str = "queued"  # queued | running | completed | interrupted | cancelled | failed
+    status: str = "queued"  # one of RUN_STATUSES
     created_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None
-    # how to execute (concurrency, cache: reuse | fresh), what it is part of (kind, parent), what it measured (startup_s)
+    # how to execute (concurrency, cache: reuse | fresh), what it is part of (kind, parent), what it measured
+    # (startup_s)
     options: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
 
 

@@ -54,10 +54,18 @@ class ResultQueries:
         options: dict | None = None,
     ) -> Run:
         with self.session() as s:
-            run = Run(id=run_id or new_run_id(), suite_id=suite_id, version_ids=version_ids,
-                      provider_ids=provider_ids, repeats=repeats, params=params or {},
-                      strategy=strategy or {}, description=description, status=status,
-                      options=options or {})  # fmt: skip
+            run = Run(
+                id=run_id or new_run_id(),
+                suite_id=suite_id,
+                version_ids=version_ids,
+                provider_ids=provider_ids,
+                repeats=repeats,
+                params=params or {},
+                strategy=strategy or {},
+                description=description,
+                status=status,
+                options=options or {},
+            )
             s.add(run)
             s.flush()
             return run
@@ -106,8 +114,11 @@ class ResultQueries:
     def finished_cells(self, run_id: str) -> set[CellKey]:
         """(case, version, provider, repeat) of every stored result of a run, errored ones included."""
         with self.session() as s:
-            rows = s.exec(select(Result.case_id, Result.version_id, Result.provider_id, Result.repeat_index)
-                          .where(Result.run_id == run_id))  # fmt: skip
+            rows = s.exec(
+                select(Result.case_id, Result.version_id, Result.provider_id, Result.repeat_index).where(
+                    Result.run_id == run_id
+                )
+            )
             return {tuple(r) for r in rows}
 
     def save_result(
@@ -136,8 +147,11 @@ class ResultQueries:
 
     def run_results(self, run_id: str) -> list[tuple[Result, list[Score]]]:
         with self.session() as s:
-            query = (select(Result).where(Result.run_id == run_id)
-                     .order_by(Result.case_id, Result.version_id, Result.provider_id, Result.repeat_index))  # fmt: skip
+            query = (
+                select(Result)
+                .where(Result.run_id == run_id)
+                .order_by(Result.case_id, Result.version_id, Result.provider_id, Result.repeat_index)
+            )
             results = list(s.exec(query))
             ids = [r.id for r in results]
             scores: dict[int, list[Score]] = {i: [] for i in ids}
@@ -152,8 +166,15 @@ class ResultQueries:
     ) -> list[tuple[int, int, int, int, bool | None, float | None, bool]]:
         """(case, version, provider, repeat, passed, score, errored) of every result of a run: what statistics
         need, without outputs, messages or scores."""
-        query = (select(Result.case_id, Result.version_id, Result.provider_id, Result.repeat_index, Result.passed,
-                        Result.score, Result.error.is_not(None)).where(Result.run_id == run_id))  # fmt: skip
+        query = select(
+            Result.case_id,
+            Result.version_id,
+            Result.provider_id,
+            Result.repeat_index,
+            Result.passed,
+            Result.score,
+            Result.error.is_not(None),
+        ).where(Result.run_id == run_id)
         with self.session() as s:
             return [tuple(row) for row in s.exec(query)]
 

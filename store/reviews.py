@@ -13,8 +13,17 @@ from store.models import LabelMove, Rating, TemplateVersion, VersionLabel, utcno
 class ReviewQueries:
     """Mixin of Store: ratings and labels."""
 
-    def rate(self, subject: str, reviewer: str, passed: bool, *, score: int | None = None, tags: list[str] = (),
-             comment: str = "", result_id: int | None = None) -> Rating:  # fmt: skip
+    def rate(
+        self,
+        subject: str,
+        reviewer: str,
+        passed: bool,
+        *,
+        score: int | None = None,
+        tags: list[str] = (),
+        comment: str = "",
+        result_id: int | None = None,
+    ) -> Rating:
         """Record (or update) a reviewer's rating of a subject."""
         if score is not None and not 1 <= score <= 5:
             raise StoreError(f"a rating's score is 1 to 5, got {score}")

@@ -37,10 +37,18 @@ class SuiteQueries:
                 s.add(suite)
             s.flush()
             for position, case in enumerate(cases):
-                s.add(TestCase(suite_id=suite.id, position=position, description=case.get("description", ""),
-                               vars=case.get("vars", {}), expected=case.get("expected"),
-                               assertions=case.get("assertions", []), tags=case.get("tags", []),
-                               threshold=case.get("threshold")))  # fmt: skip
+                s.add(
+                    TestCase(
+                        suite_id=suite.id,
+                        position=position,
+                        description=case.get("description", ""),
+                        vars=case.get("vars", {}),
+                        expected=case.get("expected"),
+                        assertions=case.get("assertions", []),
+                        tags=case.get("tags", []),
+                        threshold=case.get("threshold"),
+                    )
+                )
             return suite
 
     def list_suites(self) -> list[tuple[Suite, int]]:
@@ -61,8 +69,11 @@ class SuiteQueries:
     def case_contents(self, suite_id: int) -> list[tuple[int, int, str, dict]]:
         """(id, position, description, vars) of a suite's cases, without building row objects (statistics over
         large suites read only these)."""
-        query = (select(TestCase.id, TestCase.position, TestCase.description, TestCase.vars)
-                 .where(TestCase.suite_id == suite_id).order_by(TestCase.position))  # fmt: skip
+        query = (
+            select(TestCase.id, TestCase.position, TestCase.description, TestCase.vars)
+            .where(TestCase.suite_id == suite_id)
+            .order_by(TestCase.position)
+        )
         with self.session() as s:
             return [tuple(row) for row in s.exec(query)]
 

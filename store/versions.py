@@ -43,14 +43,27 @@ class VersionQueries:
 
         def write() -> TemplateVersion:
             with self.session() as s:
-                latest = s.exec(select(TemplateVersion).where(TemplateVersion.name == name)
-                                .order_by(TemplateVersion.version.desc())).first()  # fmt: skip
+                latest = s.exec(
+                    select(TemplateVersion)
+                    .where(TemplateVersion.name == name)
+                    .order_by(TemplateVersion.version.desc())
+                ).first()
                 if latest is not None and latest.content_hash == digest:
                     return latest
-                row = TemplateVersion(name=name, version=(latest.version + 1) if latest else 1, source=source,
-                                      variables=variables, delimiter=delimiter, guardrails=guardrails, note=note,
-                                      library_ref=library_ref, options=options or {}, content_hash=digest,
-                                      kind="variant" if parent_id else "user", parent_id=parent_id)  # fmt: skip
+                row = TemplateVersion(
+                    name=name,
+                    version=(latest.version + 1) if latest else 1,
+                    source=source,
+                    variables=variables,
+                    delimiter=delimiter,
+                    guardrails=guardrails,
+                    note=note,
+                    library_ref=library_ref,
+                    options=options or {},
+                    content_hash=digest,
+                    kind="variant" if parent_id else "user",
+                    parent_id=parent_id,
+                )
                 s.add(row)
                 s.flush()
                 return row
@@ -78,11 +91,17 @@ class VersionQueries:
                 row = s.get(TemplateVersion, int(ref))
             elif "@v" in str(ref) and str(ref).rpartition("@v")[2].isdigit():
                 name, _, number = str(ref).rpartition("@v")
-                row = s.exec(select(TemplateVersion).where(TemplateVersion.name == name,
-                                                           TemplateVersion.version == int(number))).first()  # fmt: skip
+                row = s.exec(
+                    select(TemplateVersion).where(
+                        TemplateVersion.name == name, TemplateVersion.version == int(number)
+                    )
+                ).first()
             else:
-                row = s.exec(select(TemplateVersion).where(TemplateVersion.name == ref)
-                             .order_by(TemplateVersion.version.desc())).first()  # fmt: skip
+                row = s.exec(
+                    select(TemplateVersion)
+                    .where(TemplateVersion.name == ref)
+                    .order_by(TemplateVersion.version.desc())
+                ).first()
             if row is None:
                 raise StoreError(f"no template version '{ref}'")
             return row

@@ -7,37 +7,30 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.conftest import free_port
+from services.net import free_port, wait_for
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic"]  # fmt: skip
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 
 
 def require_chromium() -> None:
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian's chromium is not installed (make test installs it when run as root)")
-
-
-def wait_for(url: str, timeout: float = 180) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"{url} did not come up")
 
 
 def spawn(args: list[str], env: dict) -> subprocess.Popen:
@@ -58,8 +51,11 @@ class App:
 
     def __init__(self, home: Path, *, engine: bool = True, worker: bool = True):
         self.engine_port, self.ui_port = free_port(), free_port()
-        self.env = {**os.environ, "WORKBENCH_HOME": str(home),
-                    "WORKBENCH_ENGINE_URL": f"http://127.0.0.1:{self.engine_port}/v1"}  # fmt: skip
+        self.env = {
+            **os.environ,
+            "WORKBENCH_HOME": str(home),
+            "WORKBENCH_ENGINE_URL": f"http://127.0.0.1:{self.engine_port}/v1",
+        }
         self.with_engine, self.with_worker = engine, worker
         self.procs: dict[str, subprocess.Popen] = {}
 
@@ -73,14 +69,30 @@ class App:
 
     def __enter__(self) -> App:
         if self.with_engine:
-            self.procs["engine"] = spawn([str(BIN / "workbench"), "serve", "--host", "127.0.0.1", "--port",
-                                          str(self.engine_port)], self.env)  # fmt: skip
+            self.procs["engine"] = spawn(
+                [str(BIN / "workbench"), "serve", "--host", "127.0.0.1", "--port", str(self.engine_port)],
+                self.env,
+            )
         if self.with_worker:
             self.start_worker()
-        self.procs["ui"] = spawn([str(BIN / "streamlit"), "run", str(ROOT / "app.py"), "--server.address",
-                                  "127.0.0.1", "--server.port", str(self.ui_port), "--server.headless", "true",
-                                  "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-                                 self.env)  # fmt: skip
+        self.procs["ui"] = spawn(
+            [
+                str(BIN / "streamlit"),
+                "run",
+                str(ROOT / "app.py"),
+                "--server.address",
+                "127.0.0.1",
+                "--server.port",
+                str(self.ui_port),
+                "--server.headless",
+                "true",
+                "--browser.gatherUsageStats",
+                "false",
+                "--server.fileWatcherType",
+                "none",
+            ],
+            self.env,
+        )
         if self.with_engine:
             wait_for(f"http://127.0.0.1:{self.engine_port}/health")
         wait_for(f"{self.url}/_stcore/health")
@@ -186,8 +198,10 @@ def greedy(page) -> None:
     slider.locator("input[type=range]").focus()
     page.keyboard.press("Home")
     # the thumb's value: the tick bar under the slider always shows the minimum, 0.00
-    page.wait_for_function("el => el.innerText.trim() === '0.00'",
-                           arg=slider.get_by_test_id("stSliderThumbValue").element_handle())  # fmt: skip
+    page.wait_for_function(
+        "el => el.innerText.trim() === '0.00'",
+        arg=slider.get_by_test_id("stSliderThumbValue").element_handle(),
+    )
     page.wait_for_timeout(500)  # the slider sends its value once the key is released
     idle(page)
 
@@ -205,8 +219,12 @@ def run_form(page):
 
 def chips(box) -> list[str]:
     """The options a multiselect holds, read from its chips' remove buttons."""
-    return [label.removeprefix("Remove ") for label in
-            box.locator("button[aria-label^='Remove']").evaluate_all("bs => bs.map(b => b.ariaLabel)")]  # fmt: skip
+    return [
+        label.removeprefix("Remove ")
+        for label in box.locator("button[aria-label^='Remove']").evaluate_all(
+            "bs => bs.map(b => b.ariaLabel)"
+        )
+    ]
 
 
 def choose_only(page, box, option: str, typed: str) -> None:
@@ -251,11 +269,20 @@ def submit_capitals_runs(store, methods=("int4", "int8")):
     from services.specs import save_provider
     from settings import get_settings
 
-    version = store.save_version("zero_shot", load("zero_shot").source,
-                                 variables={"instruction": "Answer with the capital city only."})  # fmt: skip
-    suite = store.save_suite("capitals", [{"description": country, "vars": {"input": f"Capital of {country}?"},
-                                           "assertions": [{"type": "icontains", "value": city}]}
-                                          for country, city in CAPITALS])  # fmt: skip
+    version = store.save_version(
+        "zero_shot", load("zero_shot").source, variables={"instruction": "Answer with the capital city only."}
+    )
+    suite = store.save_suite(
+        "capitals",
+        [
+            {
+                "description": country,
+                "vars": {"input": f"Capital of {country}?"},
+                "assertions": [{"type": "icontains", "value": city}],
+            }
+            for country, city in CAPITALS
+        ],
+    )
     ids = []
     for method in methods:
         config = save_provider(store, ProviderSpec.parse(f"local:{get_settings().default_model}@{method}"))

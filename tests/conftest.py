@@ -7,6 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from services.net import free_port, wait_for
+
+__all__ = ["free_port", "wait_until"]  # tests import free_port from here
+
 # The model cache is shared (read-mostly, filled by `make setup`); everything else lives in a temporary home.
 _USER_HOME = Path(os.environ.get("WORKBENCH_HOME", "~/.workbench")).expanduser()
 os.environ.setdefault("WORKBENCH_MODELS", str(_USER_HOME / "models"))
@@ -53,14 +57,6 @@ def wait_until(predicate, timeout: float = 60.0, interval: float = 0.05) -> bool
     return False
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class ThreadedServer:
     """A real uvicorn server on a loopback port, in a thread of the test process."""
 
@@ -89,16 +85,7 @@ class ThreadedServer:
         return self
 
     def wait_ready(self, timeout: float = 60) -> None:
-        import time
-
-        import httpx
-
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if httpx.get(f"{self.url}/health").status_code == 200:
-                return
-            time.sleep(0.05)
-        raise RuntimeError("engine did not become ready")
+        wait_for(f"{self.url}/health", timeout, every=0.05)
 
     def __exit__(self, *exc):
         self.server.should_exit = True

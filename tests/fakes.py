@@ -63,10 +63,21 @@ class FakeProvider:
             if self._fail and self._fail(messages):
                 raise ProviderError("fake: connection reset")
             texts = self._texts(messages, params)
-        logprobs = ([[{"token": w, "logprob": -0.5, "bytes": list(w.encode()), "top": []} for w in t.split()]
-                     for t in texts] if params.get("logprobs") else None)  # fmt: skip
-        usage = Usage(sum(len(m["content"].split()) for m in messages), sum(len(t.split()) for t in texts),
-                      self.latency_ms, 0.001, 1)  # fmt: skip
+        logprobs = (
+            [
+                [{"token": w, "logprob": -0.5, "bytes": list(w.encode()), "top": []} for w in t.split()]
+                for t in texts
+            ]
+            if params.get("logprobs")
+            else None
+        )
+        usage = Usage(
+            sum(len(m["content"].split()) for m in messages),
+            sum(len(t.split()) for t in texts),
+            self.latency_ms,
+            0.001,
+            1,
+        )
         with self._lock:
             self.usages.append(usage)
         return Completion(texts=texts, usage=usage, logprobs=logprobs, finish_reasons=["stop"] * len(texts))

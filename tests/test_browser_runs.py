@@ -25,8 +25,17 @@ def app(isolated_home, fake_api):
     fake_api.script.delay_s = 0.4
     store = open_store()
     store.save_version("echo", "Say {{ word }}")
-    store.save_suite("twelve", [{"description": f"word {i}", "vars": {"word": f"w{i}"},
-                                 "assertions": [{"type": "contains", "value": f"w{i}"}]} for i in range(CELLS)])  # fmt: skip
+    store.save_suite(
+        "twelve",
+        [
+            {
+                "description": f"word {i}",
+                "vars": {"word": f"w{i}"},
+                "assertions": [{"type": "contains", "value": f"w{i}"}],
+            }
+            for i in range(CELLS)
+        ],
+    )
     spec = ProviderSpec.parse(
         "openai:chat:fake-model", {"apiBaseUrl": f"{fake_api.url}/v1", "apiKeyEnvar": "FAKE_KEY"}
     )

@@ -219,10 +219,18 @@ def test_import_then_export_round_trip(tmp_path):
     assert result.exit_code == 0, result.output
     exported = yaml.safe_load(out.read_text())
     # promptfoo reaches our engine as an OpenAI-compatible API; the label brings it back to ours on import
-    assert exported["providers"] == [{"id": "openai:chat:smollm2-135m-instruct@int4",
-                                      "label": "local:smollm2-135m-instruct@int4",
-                                      "config": {"apiBaseUrl": get_settings().engine_url, "apiKeyRequired": False,
-                                                 "temperature": 0, "max_tokens": 24}}]  # fmt: skip
+    assert exported["providers"] == [
+        {
+            "id": "openai:chat:smollm2-135m-instruct@int4",
+            "label": "local:smollm2-135m-instruct@int4",
+            "config": {
+                "apiBaseUrl": get_settings().engine_url,
+                "apiKeyRequired": False,
+                "temperature": 0,
+                "max_tokens": 24,
+            },
+        }
+    ]
     again = load_suite(out)
     original = load_suite(source)
     assert [c.to_dict() for c in again.cases] == [c.to_dict() for c in original.cases]

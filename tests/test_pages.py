@@ -7,20 +7,20 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from services import open_store
+from services import open_store, worker
 from services.specs import save_provider
 from tests.fakes import FakeProvider
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [
-    "views/build.py",
-    "views/playground.py",
-    "views/test_cases.py",
-    "views/runs.py",
-    "views/compare.py",
-    "views/review.py",
-    "views/engine.py",
-    "views/export.py",
+    "pages/build.py",
+    "pages/playground.py",
+    "pages/test_cases.py",
+    "pages/runs.py",
+    "pages/compare.py",
+    "pages/review.py",
+    "pages/engine.py",
+    "pages/export.py",
 ]
 COSTAR = {
     "context": "We run a bakery.",
@@ -95,8 +95,8 @@ def test_save_a_version_and_diff_two():
 def test_state_survives_page_switches():
     at = app()
     fill_co_star(at)
-    at.switch_page("views/engine.py").run()
-    at.switch_page("views/build.py").run()
+    at.switch_page("pages/engine.py").run()
+    at.switch_page("pages/build.py").run()
     assert at.text_area(key="w_build_co_star_context").value == "We run a bakery."
 
 
@@ -115,23 +115,32 @@ def test_start_a_run_against_a_fake_remote_api(fake_api):
     fake_api.script.transform = lambda text: "Sourdough is here!"
     store = open_store()
     version = store.save_version("co_star", open(ROOT / "templates" / "co_star.j2").read(), variables=COSTAR)
-    store.save_suite("bakery", [
-        {"description": "mentions sourdough", "vars": {}, "assertions": [{"type": "icontains", "value": "sourdough"}]},
-        {"description": "is short", "vars": {},
-         "assertions": [{"type": "levenshtein", "value": "Sourdough!", "threshold": 3}]},
-    ])  # fmt: skip
+    store.save_suite(
+        "bakery",
+        [
+            {
+                "description": "mentions sourdough",
+                "vars": {},
+                "assertions": [{"type": "icontains", "value": "sourdough"}],
+            },
+            {
+                "description": "is short",
+                "vars": {},
+                "assertions": [{"type": "levenshtein", "value": "Sourdough!", "threshold": 3}],
+            },
+        ],
+    )
     label = remote(fake_api)
     at = app()
-    at.switch_page("views/runs.py").run()
+    at.switch_page("pages/runs.py").run()
     at.multiselect(key="runs_providers").set_value([label])
     at.multiselect(key="runs_versions").set_value([version.label])
     at.button(key="FormSubmitter:start_run-Start run").click().run()
     assert not at.exception, at.exception
     [run] = store.list_runs()
     assert run.status == "queued" and fake_api.script.requests == []  # the page queues; a worker executes
-    from services import runs
 
-    runs.execute(store, run.id)  # what `workbench worker` does
+    worker.execute(store, run.id)  # what `workbench worker` does
     at.run()
     stored = store.run_results(run.id)
     assert [r.error for r, _ in stored] == [None, None]
@@ -151,7 +160,7 @@ def test_playground_heatmap_with_a_fake_remote_api(fake_api):
     fake_api.script.transform = lambda text: "bread is good"
     label = remote(fake_api)
     at = app()
-    at.switch_page("views/playground.py").run()
+    at.switch_page("pages/playground.py").run()
     at.selectbox(key="play_provider").set_value(label)
     at.radio(key="play_source").set_value("Free text")
     at.radio(key="play_mode").set_value("Token heatmap").run()
@@ -164,7 +173,7 @@ def test_playground_heatmap_with_a_fake_remote_api(fake_api):
 
 def test_an_empty_suite_is_refused():
     at = app()
-    at.switch_page("views/test_cases.py").run()
+    at.switch_page("pages/test_cases.py").run()
     assert not at.exception
     at.text_input(key="cases_save_name").set_value("handmade").run()
     at.button(key="do_cases_save").click().run()
@@ -173,7 +182,6 @@ def test_an_empty_suite_is_refused():
 
 
 def test_compare_two_runs_and_export_a_version():
-    from services import runs
 
     store = open_store()
     fake = FakeProvider(lambda messages, params: "Sourdough is here!")
@@ -184,16 +192,16 @@ def test_compare_two_runs_and_export_a_version():
     config = save_provider(store, fake.spec)
     for run_id in ("run-a", "run-b"):
         store.create_run(suite_id=suite.id, version_ids=[version.id], provider_ids=[config.id], run_id=run_id)
-        runs.execute(store, run_id, providers={config.id: fake})
+        worker.execute(store, run_id, providers={config.id: fake})
     at = app()
-    at.switch_page("views/compare.py").run()
+    at.switch_page("pages/compare.py").run()
     assert not at.exception, at.exception
     assert any(m.label.startswith("Pass rate: A ") for m in at.metric)
-    at.switch_page("views/review.py").run()
+    at.switch_page("pages/review.py").run()
     assert not at.exception, at.exception
     # the cell under review is named by its version and provider, not by their database ids
     assert any(f"· co_star@v1 · {config.label} · repeat 0" in m.value for m in at.markdown)
-    at.switch_page("views/export.py").run()
+    at.switch_page("pages/export.py").run()
     assert not at.exception, at.exception
     assert at.selectbox(key="export_ref").value == "co_star@v1"
     code = "\n".join(c.value for c in at.code)

@@ -32,10 +32,18 @@ class ByteTokenizer:
 
 def tiny_config(vocab_size: int = 257, **overrides) -> LlamaConfig:
     values = dict(
-        vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True, eos_token_id=256,
-        bos_token_id=None, pad_token_id=None,
-    )  # fmt: skip
+        vocab_size=vocab_size,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        eos_token_id=256,
+        bos_token_id=None,
+        pad_token_id=None,
+    )
     values.update(overrides)
     return LlamaConfig(**values)
 

@@ -94,8 +94,12 @@ def test_nf4_with_double_quantization_matches_reference():
     c = absmax - mean
     c_scale = c.abs().max() / 127
     absmax_dq = torch.round(c / c_scale) * c_scale + mean
-    codes = torch.tensor([[min(range(16), key=lambda i: abs(v / a - NF4_CODE_BOOK[i].item())) for v in row.tolist()]
-                          for row, a in zip(blocks, absmax.tolist(), strict=True)])  # fmt: skip
+    codes = torch.tensor(
+        [
+            [min(range(16), key=lambda i: abs(v / a - NF4_CODE_BOOK[i].item())) for v in row.tolist()]
+            for row, a in zip(blocks, absmax.tolist(), strict=True)
+        ]
+    )
     ref = NF4_CODE_BOOK[codes] * absmax_dq[:, None]
     q = NF4Linear(layer)
     assert torch.allclose(q.dequantize().reshape(-1, 64), ref, atol=1e-6)

@@ -73,9 +73,21 @@ def test_first_token_frequencies_match_the_processed_distribution(tiny_vocab, pa
     counts = np.zeros(VOCAB)
     batch = 50
     for seed in range(SAMPLES // batch):
-        request = engine.submit(Request(prompt, SamplingParams(
-            max_new_tokens=1, n=batch, seed=seed * batch, ignore_eos=True, temperature=params.temperature,
-            top_k=params.top_k, top_p=params.top_p, min_p=params.min_p)))  # fmt: skip
+        request = engine.submit(
+            Request(
+                prompt,
+                SamplingParams(
+                    max_new_tokens=1,
+                    n=batch,
+                    seed=seed * batch,
+                    ignore_eos=True,
+                    temperature=params.temperature,
+                    top_k=params.top_k,
+                    top_p=params.top_p,
+                    min_p=params.min_p,
+                ),
+            )
+        )
         engine.run()
         for choice in request.choices:
             counts[choice.token_ids[0]] += 1

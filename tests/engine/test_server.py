@@ -76,9 +76,16 @@ def test_chat_completion_shape(client):
 def test_content_as_text_parts_equals_string(client):
     plain = ask(client, "Say hello.")
     parts = client.chat.completions.create(
-        model=MODEL, max_tokens=16, temperature=0,
-        messages=[{"role": "user", "content": [{"type": "text", "text": "Say "}, {"type": "text", "text": "hello."}]}],
-    )  # fmt: skip
+        model=MODEL,
+        max_tokens=16,
+        temperature=0,
+        messages=[
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": "Say "}, {"type": "text", "text": "hello."}],
+            }
+        ],
+    )
     assert parts.choices[0].message.content == plain.choices[0].message.content
 
 
@@ -95,11 +102,17 @@ def test_completions_and_max_completion_tokens(client):
 def test_async_client(server):
     async def go():
         client = openai.AsyncOpenAI(base_url=f"{server.url}/v1", api_key=KEY, max_retries=0)
-        results = await asyncio.gather(*[
-            client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": f"Count to {i}."}],
-                                           max_tokens=8, temperature=0)
-            for i in range(3)
-        ])  # fmt: skip
+        results = await asyncio.gather(
+            *[
+                client.chat.completions.create(
+                    model=MODEL,
+                    messages=[{"role": "user", "content": f"Count to {i}."}],
+                    max_tokens=8,
+                    temperature=0,
+                )
+                for i in range(3)
+            ]
+        )
         await client.close()
         return results
 
@@ -318,11 +331,26 @@ def test_workbench_serve_prints_a_ready_line_and_serves():
     port = free_port()
     exe = Path(sys.executable).parent / "workbench"
     proc = subprocess.Popen(
-        [str(exe), "serve", "--port", str(port), "--quant", "int8", "--max-batch", "4", "--kv-dtype", "int8",
-         "--kv-block-size", "32", "--kv-memory-mb", "64", "--no-prefix-cache"],
+        [
+            str(exe),
+            "serve",
+            "--port",
+            str(port),
+            "--quant",
+            "int8",
+            "--max-batch",
+            "4",
+            "--kv-dtype",
+            "int8",
+            "--kv-block-size",
+            "32",
+            "--kv-memory-mb",
+            "64",
+            "--no-prefix-cache",
+        ],
         stderr=subprocess.PIPE,
         text=True,
-    )  # fmt: skip
+    )
     try:
         line = proc.stderr.readline()
         assert line.startswith(

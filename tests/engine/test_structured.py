@@ -109,16 +109,30 @@ TOOLS = [
     },
 ]
 TOOL_PROMPTS = [
-    f"{q}" for q in (
-        "What's the weather in Paris?", "Is it raining in Tokyo right now?", "Find recent news about volcanoes.",
-        "How hot is it in Cairo in fahrenheit?", "Search for the best pasta recipes.", "Weather for Oslo, please.",
-        "Look up the population of Brazil.", "Do I need an umbrella in London today?", "Who won the 1998 World Cup?",
-        "Temperature in Sydney?", "Find a tutorial on Python decorators.", "Is it snowing in Denver?",
-        "Search: cheapest flights to Rome", "What is the weather like in Lima?", "Find the height of Mount Everest.",
-        "Check the weather in Mumbai in celsius.", "Search for reviews of the new phone.", "How cold is Moscow?",
-        "Find out when the Louvre opens.", "Weather in Cape Town tomorrow?",
+    f"{q}"
+    for q in (
+        "What's the weather in Paris?",
+        "Is it raining in Tokyo right now?",
+        "Find recent news about volcanoes.",
+        "How hot is it in Cairo in fahrenheit?",
+        "Search for the best pasta recipes.",
+        "Weather for Oslo, please.",
+        "Look up the population of Brazil.",
+        "Do I need an umbrella in London today?",
+        "Who won the 1998 World Cup?",
+        "Temperature in Sydney?",
+        "Find a tutorial on Python decorators.",
+        "Is it snowing in Denver?",
+        "Search: cheapest flights to Rome",
+        "What is the weather like in Lima?",
+        "Find the height of Mount Everest.",
+        "Check the weather in Mumbai in celsius.",
+        "Search for reviews of the new phone.",
+        "How cold is Moscow?",
+        "Find out when the Louvre opens.",
+        "Weather in Cape Town tomorrow?",
     )
-]  # fmt: skip
+]
 
 
 @pytest.fixture(scope="module")

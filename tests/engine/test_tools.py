@@ -75,10 +75,15 @@ def test_textual_fallback_for_templates_without_tools():
         tools=[WEATHER],
         messages=[
             {"role": "user", "content": "Weather in Oslo?"},
-            {"role": "assistant", "tool_calls": [{"id": "call_1", "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}]},
+            {
+                "role": "assistant",
+                "tool_calls": [
+                    {"id": "call_1", "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}
+                ],
+            },
             {"role": "tool", "tool_call_id": "call_1", "content": "12 C"},
         ],
-    )  # fmt: skip
+    )
     messages, tools = render_messages(request, plan_tools(request), native=False)
     assert tools is None and [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
     assert "get_weather" in messages[0]["content"] and "<tool_call>" in messages[0]["content"]

@@ -37,8 +37,11 @@ def test_a_cell_reports_the_sum_of_its_calls(strategy):
     template, variables = CASES[strategy]
     scores = {"positive": -0.5, "great": -1.0, "negative": -2.0, "terrible": -3.0, "neutral": -1.5}
     fake = FakeProvider(reply, scores=scores)
-    runner = Runner([VersionSpec(1, Prompt(load(template)))], [ProviderHandle(1, fake)],
-                    [CaseSpec(1, variables, [{"type": "contains", "value": "4"}])])  # fmt: skip
+    runner = Runner(
+        [VersionSpec(1, Prompt(load(template)))],
+        [ProviderHandle(1, fake)],
+        [CaseSpec(1, variables, [{"type": "contains", "value": "4"}])],
+    )
     results = []
     runner.run(set(), results.append)
     [cell] = results

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from prompting.http_provider import HttpProvider
 from prompting.providers import (
     CannotScore,
     Capabilities,
-    HttpProvider,
     Provider,
     ProviderError,
     ProviderSpec,
@@ -17,8 +17,9 @@ from tests.fakes import FakeProvider
 
 
 def remote(fake_api, **config) -> HttpProvider:
-    spec = ProviderSpec.parse("openai:chat:fake-model", {"apiBaseUrl": f"{fake_api.url}/v1",
-                                                         "apiKeyEnvar": "FAKE_KEY", **config})  # fmt: skip
+    spec = ProviderSpec.parse(
+        "openai:chat:fake-model", {"apiBaseUrl": f"{fake_api.url}/v1", "apiKeyEnvar": "FAKE_KEY", **config}
+    )
     return HttpProvider(spec, max_retries=3)
 
 

@@ -10,7 +10,6 @@ from prompting.runner import (
     ProviderHandle,
     Runner,
     VersionSpec,
-    ablation_summary,
     ablation_variants,
 )
 from prompting.strategies import Prompt
@@ -173,19 +172,3 @@ def test_ablation_drops_each_section_guardrails_and_example():
     assert labels == ["full", "-Examples", "-Input", "-guardrails", "-example 1", "-example 2"]
     dropped = dict(ablation_variants(prompt))["-example 1"]
     assert dropped.variables["examples"] == [{"input": "c", "output": "d"}]
-
-
-def test_ablation_summary_reports_the_score_change():
-    from prompting.runner import CellResult
-
-    results = [
-        CellResult(Cell(1, 1, 1, 0), score=1.0, passed=True),
-        CellResult(Cell(1, 2, 1, 0), score=0.25, passed=False),
-        CellResult(Cell(2, 1, 1, 0), score=0.5, passed=False),
-        CellResult(Cell(2, 2, 1, 0), score=0.25, passed=False),
-    ]
-    summary = ablation_summary(results, {1: "full", 2: "-Tone"})
-    assert summary == [
-        {"variant": "full", "score": 0.75, "delta": 0.0, "pass_rate": 0.5},
-        {"variant": "-Tone", "score": 0.25, "delta": -0.5, "pass_rate": 0.0},
-    ]

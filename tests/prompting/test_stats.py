@@ -52,9 +52,17 @@ def test_pass_at_k_and_pass_hat_k():
 
 
 def test_repeats_are_averaged_per_case_and_flaky_cases_listed():
-    cells = [("a", True, 1.0, False), ("a", True, 1.0, False), ("a", False, 0.0, False),
-             ("b", True, 1.0, False), ("b", True, 1.0, False), ("b", True, 1.0, False),
-             ("c", False, 0.0, False), ("c", False, 0.0, True), ("c", False, 0.0, False)]  # fmt: skip
+    cells = [
+        ("a", True, 1.0, False),
+        ("a", True, 1.0, False),
+        ("a", False, 0.0, False),
+        ("b", True, 1.0, False),
+        ("b", True, 1.0, False),
+        ("b", True, 1.0, False),
+        ("c", False, 0.0, False),
+        ("c", False, 0.0, True),
+        ("c", False, 0.0, False),
+    ]
     stats = group_stats(CaseOutcomes.from_cells(cells))
     assert stats.cases == 3 and abs(stats.pass_rate - (2 / 3 + 1 + 0) / 3) < 1e-12
     assert stats.flaky == ["a"]

@@ -11,11 +11,11 @@ from prompting.strategies import (
     generate_knowledge,
     run_strategy,
     self_consistency,
-    tree_of_thoughts,
     verbalizer,
     vote,
 )
 from prompting.templates import load
+from prompting.tree import tree_of_thoughts
 from tests.fakes import FakeProvider
 
 

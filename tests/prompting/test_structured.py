@@ -14,8 +14,13 @@ from prompting.templates import Template
 from tests.fakes import FakeProvider
 
 SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
-WEATHER = {"type": "function", "function": {"name": "weather", "parameters": {
-    "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}  # fmt: skip
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
 
 
 def fake(kind: str, structured: bool = True, **params) -> FakeProvider:
@@ -30,8 +35,11 @@ def run(provider: FakeProvider, version_params: dict | None = None) -> tuple[dic
     prompt = Prompt(
         Template.from_source("Capital of {{ c }}?", name="q"), guardrails=Guardrails(json_schema=SCHEMA)
     )
-    runner = Runner([VersionSpec(1, prompt, "q", version_params or {})], [ProviderHandle(1, provider)],
-                    [CaseSpec(1, {"c": "France"}, [{"type": "is-json", "value": SCHEMA}])])  # fmt: skip
+    runner = Runner(
+        [VersionSpec(1, prompt, "q", version_params or {})],
+        [ProviderHandle(1, provider)],
+        [CaseSpec(1, {"c": "France"}, [{"type": "is-json", "value": SCHEMA}])],
+    )
     results = []
     runner.run(set(), results.append)
     return provider.calls[0]["params"], results[0].detail
@@ -39,8 +47,10 @@ def run(provider: FakeProvider, version_params: dict | None = None) -> tuple[dic
 
 def test_a_schema_travels_as_response_format_to_a_constraining_provider():
     params, detail = run(fake("local"))
-    assert params["response_format"] == {"type": "json_schema",
-                                         "json_schema": {"name": "output", "schema": SCHEMA, "strict": True}}  # fmt: skip
+    assert params["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "output", "schema": SCHEMA, "strict": True},
+    }
     assert detail["constrained"] == "json_schema"
 
 

@@ -39,7 +39,7 @@ def test_idle_engines_stop_and_a_cap_evicts_the_least_recently_used(monkeypatch)
 
         at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
         at.run()
-        at.switch_page("views/engine.py").run()
+        at.switch_page("pages/engine.py").run()
         assert not at.exception, at.exception
         assert sorted(engine_rows(at)) == [f"{MODEL}@bf16", f"{MODEL}@int8"]
 

@@ -23,8 +23,11 @@ PROMPTFOO = ROOT / ".tools" / "promptfoo" / "node_modules" / ".bin"
 
 
 def example_values(template) -> dict:
-    return {v.name: v.example if v.example is not None else v.default for v in template.variables
-            if not v.stages or not template.stages or template.stages[0] in v.stages}  # fmt: skip
+    return {
+        v.name: v.example if v.example is not None else v.default
+        for v in template.variables
+        if not v.stages or not template.stages or template.stages[0] in v.stages
+    }
 
 
 @pytest.mark.parametrize("style", STYLES)
@@ -40,8 +43,13 @@ def test_the_placeholder_template_renders_back_to_what_render_produces(name, sty
 
 def test_a_version_exported_as_j2_renders_with_its_settings(tmp_path):
     store = open_store()
-    version = store.save_version("zero_shot", load("zero_shot").source, variables={"instruction": "Sum."},
-                                 delimiter="xml", guardrails={"rules": ["Be brief."]})  # fmt: skip
+    version = store.save_version(
+        "zero_shot",
+        load("zero_shot").source,
+        variables={"instruction": "Sum."},
+        delimiter="xml",
+        guardrails={"rules": ["Be brief."]},
+    )
     text, note = exports.export_j2(store, version.label)
     path = tmp_path / "v.j2"
     path.write_text(text)
@@ -66,8 +74,12 @@ def test_library_template_and_stored_version_never_shadow_each_other():
 def test_the_request_body_carries_the_schema_and_a_curl_line():
     store = open_store()
     schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
-    version = store.save_version("zero_shot", load("zero_shot").source, variables={"instruction": "Capital?"},
-                                 guardrails={"json_schema": schema})  # fmt: skip
+    version = store.save_version(
+        "zero_shot",
+        load("zero_shot").source,
+        variables={"instruction": "Capital?"},
+        guardrails={"json_schema": schema},
+    )
     body = exports.request_body(store, version.label, {"input": "France"})
     assert body["response_format"]["json_schema"]["schema"] == schema and body["temperature"] == 0
     assert body["messages"][-1]["content"].endswith("France")

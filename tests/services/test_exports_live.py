@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from prompting.templates import load
-from services import compare, exports, open_store, runs
+from services import compare, exports, open_store, runs, worker
 from services.engines import engines
 from services.promptfoo_export import export_promptfoo
 from services.promptfoo_results import import_results
@@ -48,21 +48,51 @@ def promptfoo(config: Path, out: Path, tmp_path: Path) -> dict:
         pytest.skip(
             "promptfoo is not installed: `make promptfoo` installs it (npm promptfoo@0.123.1, node 22)"
         )
-    env = {**os.environ, "PROMPTFOO_DISABLE_TELEMETRY": "1", "PROMPTFOO_DISABLE_UPDATE": "1",
-           "PROMPTFOO_CONFIG_DIR": str(tmp_path / "promptfoo-home"), "PROMPTFOO_CACHE_ENABLED": "false"}  # fmt: skip
-    done = subprocess.run([str(PROMPTFOO_BIN / "node"), str(PROMPTFOO_BIN / "promptfoo"), "eval", "-c", str(config),
-                           "--no-cache", "--no-progress-bar", "-o", str(out)], env=env, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    env = {
+        **os.environ,
+        "PROMPTFOO_DISABLE_TELEMETRY": "1",
+        "PROMPTFOO_DISABLE_UPDATE": "1",
+        "PROMPTFOO_CONFIG_DIR": str(tmp_path / "promptfoo-home"),
+        "PROMPTFOO_CACHE_ENABLED": "false",
+    }
+    done = subprocess.run(
+        [
+            str(PROMPTFOO_BIN / "node"),
+            str(PROMPTFOO_BIN / "promptfoo"),
+            "eval",
+            "-c",
+            str(config),
+            "--no-cache",
+            "--no-progress-bar",
+            "-o",
+            str(out),
+        ],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.exists(), done.stdout[-3000:] + done.stderr[-3000:]
     return json.loads(out.read_text())
 
 
 def capitals(store, params: dict) -> tuple:
-    version = store.save_version("zero_shot", load("zero_shot").source,
-                                 variables={"instruction": "Answer with the capital city only."})  # fmt: skip
-    store.save_suite("capitals", [{"description": country, "vars": {"input": f"Capital of {country}?"},
-                                   "assertions": [{"type": "icontains", "value": city}]} for country, city in CAPITALS],
-                     config={"params": params})  # fmt: skip
+    version = store.save_version(
+        "zero_shot", load("zero_shot").source, variables={"instruction": "Answer with the capital city only."}
+    )
+    store.save_suite(
+        "capitals",
+        [
+            {
+                "description": country,
+                "vars": {"input": f"Capital of {country}?"},
+                "assertions": [{"type": "icontains", "value": city}],
+            }
+            for country, city in CAPITALS
+        ],
+        config={"params": params},
+    )
     return version, store.get_suite("capitals")
 
 
@@ -70,8 +100,12 @@ def test_the_request_body_is_answered_by_the_engine(live):
     store = open_store()
     version = store.save_version("zero_shot", load("zero_shot").source, variables={"instruction": "Say hi."})
     body = exports.request_body(store, version.label, {"input": "Hello"}, params={"max_tokens": 8})
-    done = subprocess.run([*["sh", "-c"], exports.curl(body) + " -o /dev/null -w '%{http_code}'"], capture_output=True,
-                          text=True, timeout=120)  # fmt: skip
+    done = subprocess.run(
+        [*["sh", "-c"], exports.curl(body) + " -o /dev/null -w '%{http_code}'"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.stdout.strip() == "200", done.stderr
 
 
@@ -93,7 +127,7 @@ def test_promptfoo_and_we_agree_on_a_stored_version_and_its_suite(live, tmp_path
         "local:smollm2-135m-instruct@int4", "local", "smollm2-135m-instruct", quant="int4"
     ).id
     ours = runs.create(store, runs.RunPlan(suite.id, [version.id], [config_id], params=params))
-    runs.execute(store, ours.id)
+    worker.execute(store, ours.id)
     # a run of the suite on int8 (never executed): the engine serves int4 only, so int8 is left out by name
     int8 = store.upsert_provider(
         "local:smollm2-135m-instruct@int8", "local", "smollm2-135m-instruct", quant="int8"
@@ -115,9 +149,11 @@ def test_promptfoo_and_we_agree_on_a_stored_version_and_its_suite(live, tmp_path
     )
     assert stats["errors"] == 0 and (stats["successes"], stats["failures"]) == (total.passed, total.failed)
     theirs = import_results(store, tmp_path / "results.json")
-    comparison = compare.compare(store, compare.GroupRef(ours.id, version.id, config_id),
-                                 compare.GroupRef(theirs, *store.get_run(theirs).version_ids,
-                                                  *store.get_run(theirs).provider_ids))  # fmt: skip
+    comparison = compare.compare(
+        store,
+        compare.GroupRef(ours.id, version.id, config_id),
+        compare.GroupRef(theirs, *store.get_run(theirs).version_ids, *store.get_run(theirs).provider_ids),
+    )
     assert (
         comparison.paired.cases == len(CAPITALS) and comparison.paired.delta == 0
     )  # same cases, same verdicts
@@ -135,14 +171,20 @@ providers: [{{id: "openai:chat:fake-model", config: {{apiBaseUrl: "{fake_api.url
 tests:
   - {{vars: {{w: a}}, assert: [{{type: contains, value: a}}]}}
   - {{vars: {{w: b}}, assert: [{{type: contains, value: zzz}}]}}
-""")  # fmt: skip
+""")
     report = tmp_path / "report.html"
     assert CliRunner().invoke(main, ["run", str(suite), "--output", str(report)]).exit_code == 1
     requests: list[str] = []
     with chromium() as browser:
         page = browser.new_page()
-        page.route("**/*", lambda route: (requests.append(route.request.url), route.abort())
-                   if not route.request.url.startswith("file://") else route.continue_())  # fmt: skip
+        page.route(
+            "**/*",
+            lambda route: (
+                (requests.append(route.request.url), route.abort())
+                if not route.request.url.startswith("file://")
+                else route.continue_()
+            ),
+        )
         page.goto(report.as_uri())
         assert page.locator("svg.chart rect").count() == 1  # the chart is drawn from the file alone
         assert page.locator("tr[data-cell]").count() == 2
@@ -164,12 +206,25 @@ def test_promptfoo_is_json_passes_on_every_case_with_response_format(live, tmp_p
         {"vars": {"text": text}, "assert": [{"type": "is-json", "value": schema}]}
         for text in TEXTS["person"][:6]
     ]
-    config = {"prompts": ['[{"role": "user", "content": "Extract the person as JSON: {{ text }}"}]'],
-              "providers": [{"id": "openai:chat:smollm2-135m-instruct@int4", "config": {
-                  "apiBaseUrl": live, "apiKeyRequired": False, "temperature": 0, "max_tokens": 80,
-                  "response_format": {"type": "json_schema",
-                                      "json_schema": {"name": "person", "schema": schema, "strict": True}}}}],
-              "tests": tests}  # fmt: skip
+    config = {
+        "prompts": ['[{"role": "user", "content": "Extract the person as JSON: {{ text }}"}]'],
+        "providers": [
+            {
+                "id": "openai:chat:smollm2-135m-instruct@int4",
+                "config": {
+                    "apiBaseUrl": live,
+                    "apiKeyRequired": False,
+                    "temperature": 0,
+                    "max_tokens": 80,
+                    "response_format": {
+                        "type": "json_schema",
+                        "json_schema": {"name": "person", "schema": schema, "strict": True},
+                    },
+                },
+            }
+        ],
+        "tests": tests,
+    }
     path = tmp_path / "promptfooconfig.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     stats = promptfoo(path, tmp_path / "out.json", tmp_path)["results"]["stats"]
@@ -197,7 +252,7 @@ tests:
   - {vars: {city: Cairo}, assert: [{type: is-valid-openai-tools-call}]}
 workbench:
   params: {temperature: 0, max_tokens: 48}
-""")  # fmt: skip
+""")
     result = CliRunner().invoke(main, ["run", str(suite), "--run-id", "tools"])
     assert result.exit_code == 0, result.stderr[-2000:]
     cells = [r for r, _ in open_store().run_results("tools")]

@@ -47,17 +47,21 @@ def test_one_pass_rate_with_an_errored_cell(tmp_path, fake_api):
 
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
     at.run()
-    at.switch_page("views/runs.py").run()
+    at.switch_page("pages/runs.py").run()
     assert not at.exception, at.exception
     summary = at.dataframe[0].value
     assert list(summary["pass rate"]) == ["67%"] and list(summary["errors"]) == [1]
 
     store = open_store()
     run = store.get_run("mixed")
-    store.create_run(suite_id=run.suite_id, version_ids=run.version_ids, provider_ids=run.provider_ids,
-                     run_id="mixed-again")  # fmt: skip
+    store.create_run(
+        suite_id=run.suite_id,
+        version_ids=run.version_ids,
+        provider_ids=run.provider_ids,
+        run_id="mixed-again",
+    )
     assert CliRunner().invoke(main, ["run", str(path), "--run-id", "mixed-again"]).exit_code == 1
-    at.switch_page("views/compare.py").run()
+    at.switch_page("pages/compare.py").run()
     assert not at.exception, at.exception
     metric = next(m for m in at.metric if m.label.startswith("Pass rate: A 67% → B"))
     assert metric.value == "67%"

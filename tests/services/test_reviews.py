@@ -71,8 +71,12 @@ def test_promote_creates_a_suite_whose_new_assertion_passes_on_the_output(tmp_pa
     [case] = store.suite_cases(store.get_suite(name).id)
     assert case.assertions[-1] == {"type": "equals", "value": "echo: Say alpha"}
     run = store.get_run("one")
-    store.create_run(suite_id=store.get_suite(name).id, version_ids=run.version_ids, provider_ids=run.provider_ids,
-                     run_id="promoted")  # fmt: skip
+    store.create_run(
+        suite_id=store.get_suite(name).id,
+        version_ids=run.version_ids,
+        provider_ids=run.provider_ids,
+        run_id="promoted",
+    )
     assert invoke("run", str(path), "--run-id", "promoted").exit_code == 0  # the promoted assertion passes
 
 
@@ -158,15 +162,15 @@ def test_the_review_page_keeps_progress_and_ratings(tmp_path, fake_api):
     assert invoke("run", str(path), "--run-id", "one").exit_code == 0
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
     at.run()
-    at.switch_page("views/review.py").run()
+    at.switch_page("pages/review.py").run()
     assert not at.exception, at.exception
     for verdict in ("good", "bad", "good"):
         at.button(key=f"do_review_{verdict}").click().run()
         assert not at.exception, at.exception
-    at.switch_page("views/runs.py").run()
+    at.switch_page("pages/runs.py").run()
     [grid] = [d.value for d in at.dataframe if "review" in d.value.columns]
     assert sorted(grid["review"]) == ["", "bad", "good", "good"]  # the Runs page shows the ratings too
-    at.switch_page("views/review.py").run()
+    at.switch_page("pages/review.py").run()
     assert any("3 of 4 reviewed" in p.proto.text for p in at.get("progress")) or "3 of 4 reviewed" in str(
         at.main
     )
@@ -218,7 +222,7 @@ def test_judge_agreement_shows_kappa_in_runs_show_and_on_compare(tmp_path, fake_
     assert second.exit_code == 1
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
     at.run()
-    at.switch_page("views/compare.py").run()
+    at.switch_page("pages/compare.py").run()
     assert not at.exception, at.exception
     text = " ".join(m.value for m in at.markdown)
     assert f"Cohen's κ {expected:.2f} (" in text and "over 16 rated cells" in text, text

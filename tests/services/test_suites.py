@@ -71,9 +71,14 @@ def test_tables_become_cases_and_every_problem_names_table_row_and_column():
         "assertions row 3, column Value: 'contains' needs a value",
         "assertions row 4, column Type: unknown assertion type 'nope'",
     ]
-    assert cases[0] == {"description": "ok", "vars": {"country": "France", "examples": [{"input": "a"}]},
-                        "expected": "Paris", "threshold": None, "tags": ["geo", "easy"],
-                        "assertions": [{"type": "icontains", "value": "paris", "weight": 2.0}]}  # fmt: skip
+    assert cases[0] == {
+        "description": "ok",
+        "vars": {"country": "France", "examples": [{"input": "a"}]},
+        "expected": "Paris",
+        "threshold": None,
+        "tags": ["geo", "easy"],
+        "assertions": [{"type": "icontains", "value": "paris", "weight": 2.0}],
+    }
     assert case_editor.cases_from_tables([], [], [])[1] == ["a suite needs at least one case"]
 
 
@@ -115,9 +120,13 @@ def test_the_fall_back_values_of_a_version_and_a_library_template():
 
 def test_expected_is_asserted_once_at_run_time():
     store = open_store()
-    suite = store.save_suite("s", [{"vars": {}, "expected": "Paris",
-                                    "assertions": [{"type": "equals", "value": "Paris"}]},
-                                   {"vars": {}, "expected": "Rome", "assertions": []}])  # fmt: skip
+    suite = store.save_suite(
+        "s",
+        [
+            {"vars": {}, "expected": "Paris", "assertions": [{"type": "equals", "value": "Paris"}]},
+            {"vars": {}, "expected": "Rome", "assertions": []},
+        ],
+    )
     first, second = (case_of(c) for c in store.suite_cases(suite.id))
     assert first.assertions == [{"type": "equals", "value": "Paris"}]
     assert second.assertions == [{"type": "equals", "value": "Rome"}]
@@ -125,11 +134,20 @@ def test_expected_is_asserted_once_at_run_time():
 
 def test_the_test_cases_page_saves_a_suite_twice_without_growing_its_assertions():
     store = open_store()
-    store.save_suite("caps", [{"description": "france", "vars": {"country": "France"}, "expected": "Paris",
-                               "assertions": [{"type": "icontains", "value": "Paris"}]}])  # fmt: skip
+    store.save_suite(
+        "caps",
+        [
+            {
+                "description": "france",
+                "vars": {"country": "France"},
+                "expected": "Paris",
+                "assertions": [{"type": "icontains", "value": "Paris"}],
+            }
+        ],
+    )
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
     at.run()
-    at.switch_page("views/test_cases.py").run()
+    at.switch_page("pages/test_cases.py").run()
     name = "caps"
     for round_ in (1, 2):
         at.selectbox(key="cases_suite").set_value(name).run()

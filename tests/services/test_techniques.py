@@ -11,22 +11,48 @@ from pathlib import Path
 
 import pytest
 
-from services import open_store, runs, suites
+from services import open_store, runs, suites, worker
 from services.engines import engines
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = ["co_star", "few_shot", "chain_of_thought", "zero_shot_cot", "self_consistency", "generate_knowledge",
-            "tree_of_thoughts", "verbalizer", "ape", "capitals"]  # fmt: skip
-POSITIVE = ["I love this phone, it is wonderful!", "Fantastic service, I am very happy.", "Best meal I ever had.",
-            "Great quality and fast delivery.", "I am delighted with my purchase.", "What a lovely day at the beach.",
-            "The staff were kind and helpful.", "Excellent book, I enjoyed every page.", "This works perfectly.",
-            "Amazing concert, we had a great time."]  # fmt: skip
-NEGATIVE = ["This is the worst service I have ever had.", "Terrible food and rude staff.", "It broke after one day.",
-            "I hate waiting this long.", "Awful quality, a waste of money.", "The room was dirty and noisy.",
-            "Very disappointing and boring film.", "The app crashes all the time.", "Horrible experience, never again.",
-            "The package arrived damaged and late."]  # fmt: skip
+EXAMPLES = [
+    "co_star",
+    "few_shot",
+    "chain_of_thought",
+    "zero_shot_cot",
+    "self_consistency",
+    "generate_knowledge",
+    "tree_of_thoughts",
+    "verbalizer",
+    "ape",
+    "capitals",
+]
+POSITIVE = [
+    "I love this phone, it is wonderful!",
+    "Fantastic service, I am very happy.",
+    "Best meal I ever had.",
+    "Great quality and fast delivery.",
+    "I am delighted with my purchase.",
+    "What a lovely day at the beach.",
+    "The staff were kind and helpful.",
+    "Excellent book, I enjoyed every page.",
+    "This works perfectly.",
+    "Amazing concert, we had a great time.",
+]
+NEGATIVE = [
+    "This is the worst service I have ever had.",
+    "Terrible food and rude staff.",
+    "It broke after one day.",
+    "I hate waiting this long.",
+    "Awful quality, a waste of money.",
+    "The room was dirty and noisy.",
+    "Very disappointing and boring film.",
+    "The app crashes all the time.",
+    "Horrible experience, never again.",
+    "The package arrived damaged and late.",
+]
 
 
 @pytest.fixture(scope="module")
@@ -47,23 +73,33 @@ def run_suite(tmp_path: Path, text: str, engine_url: str, monkeypatch) -> str:
     store = open_store()
     imported = suites.import_file(store, path)
     suite = suites.load_file(path)
-    plan = runs.RunPlan(imported.suite_id, imported.version_ids, imported.provider_ids, strategy=suite.strategy,
-                        params=suite.params)  # fmt: skip
+    plan = runs.RunPlan(
+        imported.suite_id,
+        imported.version_ids,
+        imported.provider_ids,
+        strategy=suite.strategy,
+        params=suite.params,
+    )
     run = runs.create(store, plan)
-    runs.execute(store, run.id, concurrency=4)
+    worker.execute(store, run.id, concurrency=4)
     return run.id
 
 
 def test_declared_strategies_run_without_being_asked_and_an_override_wins(tmp_path, engine_url, monkeypatch):
     store = open_store()
-    declared = run_suite(tmp_path, """\
+    declared = run_suite(
+        tmp_path,
+        """\
 prompts: [self_consistency, verbalizer]
 providers: [local:smollm2-135m-instruct@int4]
 tests:
   - vars: {question: "What is 2 plus 3?", text: "I love it, wonderful!"}
 workbench:
   params: {max_tokens: 48, seed: 11}
-""", engine_url, monkeypatch)  # fmt: skip
+""",
+        engine_url,
+        monkeypatch,
+    )
     by_version = {store.get_version(r.version_id).name: r for r, _ in store.run_results(declared)}
     sc, vb = by_version["self_consistency"], by_version["verbalizer"]
     assert (
@@ -72,9 +108,13 @@ workbench:
     assert vb.error is None and vb.output in ("positive", "negative", "neutral") and vb.tokens_out == 0
     assert set(vb.detail["probabilities"]) == {"positive", "negative", "neutral"} and "prior" in vb.detail
     recorded = store.get_run(declared).options["strategies"]
-    assert recorded == {"self_consistency@v1": {"name": "self_consistency", "n": 5, "temperature": 0.7},
-                        "verbalizer@v1": {"name": "verbalizer"}}  # fmt: skip
-    overridden = run_suite(tmp_path, """\
+    assert recorded == {
+        "self_consistency@v1": {"name": "self_consistency", "n": 5, "temperature": 0.7},
+        "verbalizer@v1": {"name": "verbalizer"},
+    }
+    overridden = run_suite(
+        tmp_path,
+        """\
 prompts: [verbalizer]
 providers: [local:smollm2-135m-instruct@int4]
 tests:
@@ -82,23 +122,34 @@ tests:
 workbench:
   strategy: single
   params: {max_tokens: 12, temperature: 0}
-""", engine_url, monkeypatch)  # fmt: skip
+""",
+        engine_url,
+        monkeypatch,
+    )
     [(cell, _)] = store.run_results(overridden)
     assert cell.tokens_out > 0 and "probabilities" not in cell.detail  # generated, not scored
     assert store.get_run(overridden).options["strategies"] == {"verbalizer@v1": {"name": "single"}}
 
 
 def test_the_calibrated_verbalizer_on_a_balanced_suite(tmp_path, engine_url, monkeypatch):
-    cases = "\n".join(f"  - {{vars: {{text: \"{t}\"}}, assert: [{{type: equals, value: {label}}}]}}"
-                      for texts, label in ((POSITIVE, "positive"), (NEGATIVE, "negative")) for t in texts)  # fmt: skip
-    run_id = run_suite(tmp_path, f"""\
+    cases = "\n".join(
+        f'  - {{vars: {{text: "{t}"}}, assert: [{{type: equals, value: {label}}}]}}'
+        for texts, label in ((POSITIVE, "positive"), (NEGATIVE, "negative"))
+        for t in texts
+    )
+    run_id = run_suite(
+        tmp_path,
+        f"""\
 prompts: [verbalizer]
 providers: [local:smollm2-135m-instruct@int4]
 tests:
 {cases}
 workbench:
   strategy: {{name: verbalizer, labels: {{positive: [positive], negative: [negative]}}}}
-""", engine_url, monkeypatch)  # fmt: skip
+""",
+        engine_url,
+        monkeypatch,
+    )
     results = [r for r, _ in open_store().run_results(run_id)]
     truth = {t: "positive" for t in POSITIVE} | {t: "negative" for t in NEGATIVE}
     cases_by_id = {
@@ -124,9 +175,16 @@ def test_every_example_suite_runs_and_says_its_strategy(engine_url, isolated_hom
     env = {**os.environ, "WORKBENCH_ENGINE_URL": engine_url, "WORKBENCH_HOME": str(isolated_home)}
     exe = str(Path(sys.executable).parent / "workbench")
     # all at once: the engine batches their requests
-    procs = {name: subprocess.Popen([exe, "run", str(ROOT / "examples" / f"{name}.yaml"), "--threshold", "0"],
-                                    env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for name in EXAMPLES}  # fmt: skip
+    procs = {
+        name: subprocess.Popen(
+            [exe, "run", str(ROOT / "examples" / f"{name}.yaml"), "--threshold", "0"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in EXAMPLES
+    }
     for name, proc in procs.items():
         out, err = proc.communicate(timeout=900)
         assert proc.returncode == 0, f"{name}: {err[-2000:]}"

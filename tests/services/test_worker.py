@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from prompting.providers import ProviderSpec
-from services import open_store, runs, suites
+from services import open_store, runs, suites, worker
 from services.specs import save_provider
 from tests.conftest import wait_until
 
@@ -43,8 +43,9 @@ def submit_echo_run(tmp_path: Path, url: str, cells: int, concurrency: int = 2) 
 
 def start_worker(env: dict) -> subprocess.Popen:
     exe = str(Path(sys.executable).parent / "workbench")
-    return subprocess.Popen([exe, "worker", "--poll", "0.1"], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)  # fmt: skip
+    return subprocess.Popen(
+        [exe, "worker", "--poll", "0.1"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
 
 
 def test_in_process_cancel_and_resume(tmp_path, fake_api):
@@ -58,9 +59,9 @@ def test_in_process_cancel_and_resume(tmp_path, fake_api):
         if len(done) == 2:
             runs.cancel(store, run_id)
 
-    runs.execute(store, run_id, on_result=cancel_after_two)
+    worker.execute(store, run_id, on_result=cancel_after_two)
     assert store.get_run(run_id).status == "cancelled" and store.count_results(run_id) == 2
-    runs.execute(store, run_id)
+    worker.execute(store, run_id)
     assert store.get_run(run_id).status == "completed" and store.count_results(run_id) == 6
     assert len(fake_api.script.requests) == 6
 
@@ -119,8 +120,10 @@ def test_two_workers_on_postgresql_share_one_run_without_duplicates(tmp_path, fa
         assert store.count_results(run_id) == 40 and len(store.finished_cells(run_id)) == 40
         assert len(fake_api.script.requests) == 40  # no cell was requested twice
         with store.sql.connect() as conn:
-            shares = conn.execute(text("SELECT worker_id, count(*) FROM run_cells WHERE run_id = :r GROUP BY worker_id"),
-                                  {"r": run_id}).all()  # fmt: skip
+            shares = conn.execute(
+                text("SELECT worker_id, count(*) FROM run_cells WHERE run_id = :r GROUP BY worker_id"),
+                {"r": run_id},
+            ).all()
         assert len(shares) == 2 and sum(n for _, n in shares) == 40  # both workers took cells
     finally:
         for proc in workers:
@@ -136,11 +139,14 @@ def test_a_provider_given_in_process_is_not_started_as_an_engine():
     store = open_store()
     spec = ProviderSpec.parse("local:nothing-here@int4")
     config = save_provider(store, spec)
-    run = store.create_run(suite_id=store.save_suite("s", []).id, version_ids=[store.save_version("v", "x").id],
-                           provider_ids=[config.id])  # fmt: skip
+    run = store.create_run(
+        suite_id=store.save_suite("s", []).id,
+        version_ids=[store.save_version("v", "x").id],
+        provider_ids=[config.id],
+    )
     from tests.fakes import FakeProvider
 
-    runs.prepare_engines(
+    worker.prepare_engines(
         store, run, {config.id: FakeProvider()}
     )  # would fail to start a model named nothing-here
     assert "engine_startup_s" not in (store.get_run(run.id).options or {})

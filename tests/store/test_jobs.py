@@ -20,8 +20,16 @@ def queued_run(db, cells: int = 10):
 
 def test_enqueue_is_idempotent_and_marks_stored_cells_done(db):
     run, keys = queued_run(db, 4)
-    db.save_result({"run_id": run.id, "case_id": keys[0][0], "version_id": keys[0][1], "provider_id": keys[0][2],
-                    "passed": True}, [])  # fmt: skip
+    db.save_result(
+        {
+            "run_id": run.id,
+            "case_id": keys[0][0],
+            "version_id": keys[0][1],
+            "provider_id": keys[0][2],
+            "passed": True,
+        },
+        [],
+    )
     assert db.enqueue(run.id, keys) == 3
     assert db.enqueue(run.id, keys) == 3
     assert db.cell_counts(run.id) == {"pending": 3, "claimed": 0, "done": 1}
@@ -60,8 +68,18 @@ def test_saving_a_result_marks_its_cell_done_and_the_run_completes(db):
     db.enqueue(run.id, keys)
     for cell_id, key in db.claim_cells(run.id, "w", 5):
         assert not db.finish_if_done(run.id)
-        db.save_result({"run_id": run.id, "case_id": key[0], "version_id": key[1], "provider_id": key[2],
-                        "repeat_index": key[3], "passed": True}, [], cell_id=cell_id)  # fmt: skip
+        db.save_result(
+            {
+                "run_id": run.id,
+                "case_id": key[0],
+                "version_id": key[1],
+                "provider_id": key[2],
+                "repeat_index": key[3],
+                "passed": True,
+            },
+            [],
+            cell_id=cell_id,
+        )
     assert db.finish_if_done(run.id) and db.get_run(run.id).status == "completed"
 
 
@@ -81,8 +99,18 @@ def test_reset_errored_queues_exactly_the_errored_cells(db):
     db.enqueue(run.id, keys)
     claims = db.claim_cells(run.id, "w", 3)
     for (cell_id, key), error in zip(claims, [None, "timeout", None], strict=True):
-        db.save_result({"run_id": run.id, "case_id": key[0], "version_id": key[1], "provider_id": key[2],
-                        "error": error, "passed": None if error else True}, [], cell_id=cell_id)  # fmt: skip
+        db.save_result(
+            {
+                "run_id": run.id,
+                "case_id": key[0],
+                "version_id": key[1],
+                "provider_id": key[2],
+                "error": error,
+                "passed": None if error else True,
+            },
+            [],
+            cell_id=cell_id,
+        )
     db.finish_if_done(run.id)
     assert db.reset_errored(run.id) == 1
     assert db.cell_counts(run.id) == {"pending": 1, "claimed": 0, "done": 2}

@@ -10,7 +10,7 @@ from cli import main
 from prompting.providers import ProviderSpec
 from prompting.strategies import Prompt, verbalizer
 from prompting.templates import load
-from services import open_store, runs, suites
+from services import compare, open_store, runs, suites, sweeps, worker
 from services.engines import engines
 from services.providers import provider_for
 from services.specs import save_provider
@@ -60,7 +60,7 @@ def test_five_case_suite_against_the_real_engine(tmp_path, local_engine_started)
         ),
     )
     updates = []
-    state = runs.execute(store, run.id, concurrency=3, progress=updates.append)
+    state = worker.execute(store, run.id, concurrency=3, progress=updates.append)
     assert state.done == state.total == 5 and state.errors == 0
     assert [u.done for u in updates][-1] == 5
     stored = store.run_results(run.id)
@@ -115,7 +115,7 @@ def test_quantization_sweep_reports_score_perplexity_memory_and_speed(tmp_path, 
     path.write_text(SUITE)
     store = open_store()
     imported = suites.import_file(store, path)
-    sweep = runs.sweep_submit(
+    sweep = sweeps.sweep_submit(
         store,
         imported.suite_id,
         imported.version_ids[0],
@@ -123,9 +123,9 @@ def test_quantization_sweep_reports_score_perplexity_memory_and_speed(tmp_path, 
         ["int4"],
         params={"temperature": 0, "max_tokens": 12},
     )
-    [run] = runs.sweep_runs(store, sweep)
-    runs.execute(store, run.id)
-    [row] = runs.sweep_result(store, sweep)
+    [run] = sweeps.sweep_runs(store, sweep)
+    worker.execute(store, run.id)
+    [row] = sweeps.sweep_result(store, sweep)
     assert row["method"] == "int4" and 0.0 <= row["score"] <= 1.0
     assert 10 < row["ppl"] < 30  # the shipped text under int4 (bench: ~17.1)
     assert 80 < row["weight_mb"] < 110 and 5 < row["bits_per_param"] < 6
@@ -147,10 +147,11 @@ def test_section_ablation_runs_every_variant(tmp_path):
             line.strip("# ") for line in messages[-1]["content"].splitlines() if line.startswith("###")
         )
     )
-    run_id = runs.ablation_submit(store, suite.id, version.id, fake.spec)
-    runs.execute(store, run_id, providers={save_provider(store, fake.spec).id: fake})
-    result = runs.ablation_result(store, run_id)
-    deltas = {v["variant"]: v["delta"] for v in result["variants"]}
-    assert set(deltas) == {"full", "-Context", "-Objective", "-Style", "-Tone", "-Audience", "-Response"}
+    run_id = sweeps.ablation_submit(store, suite.id, version.id, fake.spec)
+    worker.execute(store, run_id, providers={save_provider(store, fake.spec).id: fake})
+    effects = compare.ablation_effects(store, run_id)
+    deltas = {v["variant"]: v["delta"] for v in effects}
+    assert set(deltas) == {"-Context", "-Objective", "-Style", "-Tone", "-Audience", "-Response"}
     assert deltas["-Tone"] == -1.0 and all(d == 0.0 for k, d in deltas.items() if k != "-Tone")
+    assert {v["variant"]: v["score"] for v in effects}["-Tone"] == 0.0
     assert len(fake.calls) == 7

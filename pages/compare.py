@@ -10,9 +10,9 @@ import streamlit as st
 from prompting import numbers
 from services import compare, reviews
 from services.errors import PromptingError, StoreError
-from views.charts import draw, forest, rates
-from views.common import store
-from views.compare_variants import ablation_tab, sweep_tab
+from ui.charts import draw, forest, rates
+from ui.common import store
+from ui.compare_variants import ablation_tab, sweep_tab
 
 st.title(":material/compare_arrows: Compare")
 db = store()
@@ -73,11 +73,16 @@ def figures(result: compare.Comparison) -> None:
         for g in (result.a, result.b)
     ]
     rows = [
-        {"group": side, "name": g.label, "rate": s.pass_rate, "low": s.pass_ci.low if s.pass_ci else None,
-         "high": s.pass_ci.high if s.pass_ci else None}
+        {
+            "group": side,
+            "name": g.label,
+            "rate": s.pass_rate,
+            "low": s.pass_ci.low if s.pass_ci else None,
+            "high": s.pass_ci.high if s.pass_ci else None,
+        }
         for side, g, s in zip("AB", (result.a, result.b), stats, strict=True)
         if s.pass_rate is not None
-    ]  # fmt: skip
+    ]
     p = result.paired
     change = numbers.points(p.delta, p.cases)
     st.metric(
@@ -95,9 +100,17 @@ def figures(result: compare.Comparison) -> None:
                 2,
             )
     if p.delta_ci is not None:
-        deltas = pd.DataFrame([
-            {"variant": "pass rate", "delta": p.delta, "low": p.delta_ci.low, "high": p.delta_ci.high,
-             "significant": p.significant}])  # fmt: skip
+        deltas = pd.DataFrame(
+            [
+                {
+                    "variant": "pass rate",
+                    "delta": p.delta,
+                    "low": p.delta_ci.low,
+                    "high": p.delta_ci.high,
+                    "significant": p.significant,
+                }
+            ]
+        )
         with right:
             draw(forest(deltas, "B − A"), len(deltas))
 
@@ -107,11 +120,20 @@ def per_case(result: compare.Comparison) -> None:
     order = {"regressed": 0, "improved": 1, "only in A": 2, "only in B": 3, "unchanged": 4}
     p, n = result.paired, result.paired.cases
     rows = sorted(result.rows, key=lambda r: (order[r.change], r.delta or 0))
-    frame = pd.DataFrame([
-        {"case": r.case, "change": r.change, "A": numbers.percent(r.a, n), "B": numbers.percent(r.b, n),
-         "change (points)": numbers.points(r.delta, n), "A score": numbers.score(r.score_a),
-         "B score": numbers.score(r.score_b)}
-        for r in rows])  # fmt: skip
+    frame = pd.DataFrame(
+        [
+            {
+                "case": r.case,
+                "change": r.change,
+                "A": numbers.percent(r.a, n),
+                "B": numbers.percent(r.b, n),
+                "change (points)": numbers.points(r.delta, n),
+                "A score": numbers.score(r.score_a),
+                "B score": numbers.score(r.score_b),
+            }
+            for r in rows
+        ]
+    )
     unchanged = n - len(p.improved) - len(p.regressed)
     st.markdown(
         f"**Per case** — improved {len(p.improved)}, regressed {len(p.regressed)}, unchanged {unchanged}; "
@@ -130,8 +152,13 @@ def judge_agreement(result: compare.Comparison) -> None:
         for run_id, judge in found:
             st.markdown(f"**{judge.assertion}** in run `{run_id[:8]}`: {judge.text}")
             matrix = pd.DataFrame(
-                [[judge.matrix[f"judge {j} / human {h}"] for h in ("pass", "fail")] for j in ("pass", "fail")],
-                index=["judge pass", "judge fail"], columns=["human pass", "human fail"])  # fmt: skip
+                [
+                    [judge.matrix[f"judge {j} / human {h}"] for h in ("pass", "fail")]
+                    for j in ("pass", "fail")
+                ],
+                index=["judge pass", "judge fail"],
+                columns=["human pass", "human fail"],
+            )
             st.dataframe(matrix)
 
 

@@ -14,8 +14,9 @@ def rates(
     frame: pd.DataFrame, value: str, low: str, high: str, title: str, label: str = "group"
 ) -> alt.LayerChart:
     """One bar per row with its 95 % interval as an error bar (`value`, `low`, `high` in 0..1)."""
-    base = alt.Chart(frame, title=title).encode(y=alt.Y(f"{label}:N", title=None, sort=None,
-                                                        axis=alt.Axis(labelLimit=420)))  # fmt: skip
+    base = alt.Chart(frame, title=title).encode(
+        y=alt.Y(f"{label}:N", title=None, sort=None, axis=alt.Axis(labelLimit=420))
+    )
     tooltip = [
         alt.Tooltip(c, format=".1%") if c in (value, low, high) else alt.Tooltip(c) for c in frame.columns
     ]
@@ -39,20 +40,30 @@ def forest(frame: pd.DataFrame, title: str, label: str = "variant", unit: str = 
     )
     scale = alt.Scale(domain=["better", "worse", "not significant"], range=[GREEN, RED, GREY])
     colour = alt.Color("verdict:N", scale=scale, title=None)
-    base = alt.Chart(frame, title=title).encode(y=alt.Y(f"{label}:N", title=None, sort=None,
-                                                        axis=alt.Axis(labelLimit=420)))  # fmt: skip
+    base = alt.Chart(frame, title=title).encode(
+        y=alt.Y(f"{label}:N", title=None, sort=None, axis=alt.Axis(labelLimit=420))
+    )
     fmt = "+.0%" if unit == "points" else "+.2f"
     title_x = f"change ({unit}) with 95 % interval"
-    tooltip = [label, alt.Tooltip("delta", format=fmt), alt.Tooltip("low", format=fmt),
-               alt.Tooltip("high", format=fmt), "verdict"]  # fmt: skip
-    points = base.mark_point(filled=True, size=90).encode(x=alt.X("delta:Q", title=title_x, axis=alt.Axis(format=fmt)),
-                                                          color=colour, tooltip=tooltip)  # fmt: skip
+    tooltip = [
+        label,
+        alt.Tooltip("delta", format=fmt),
+        alt.Tooltip("low", format=fmt),
+        alt.Tooltip("high", format=fmt),
+        "verdict",
+    ]
+    points = base.mark_point(filled=True, size=90).encode(
+        x=alt.X("delta:Q", title=title_x, axis=alt.Axis(format=fmt)), color=colour, tooltip=tooltip
+    )
     bars = base.mark_rule(strokeWidth=2).encode(x=alt.X("low:Q", title=title_x), x2="high:Q", color=colour)
-    zero = alt.Chart(pd.DataFrame({"zero": [0.0]})).mark_rule(strokeDash=[4, 4], color="black").encode(
-        x=alt.X("zero:Q", title=title_x))  # fmt: skip
+    zero = (
+        alt.Chart(pd.DataFrame({"zero": [0.0]}))
+        .mark_rule(strokeDash=[4, 4], color="black")
+        .encode(x=alt.X("zero:Q", title=title_x))
+    )
     return bars + points + zero
 
 
 def draw(chart, rows: int) -> None:
     """Show a chart with room for its rows (Streamlit ignores a layered chart's own height)."""
-    st.altair_chart(chart, use_container_width=True, height=110 + 34 * max(rows, 1))
+    st.altair_chart(chart, width="stretch", height=110 + 34 * max(rows, 1))

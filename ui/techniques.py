@@ -32,10 +32,15 @@ def heatmap_html(tokens: list[dict]) -> str:
         hue = int(120 * p)  # red (unlikely) .. green (likely)
         alternatives = "&#10;".join(f"{html.escape(repr(t))}: {q:.1%}" for t, q in piece.alternatives)
         merged = f" ({len(piece.tokens)} tokens)" if len(piece.tokens) > 1 else ""
-        spans.append(f"<span class='tok' title='p={p:.1%}{merged}&#10;{alternatives}' "
-                     f"style='background:hsl({hue},80%,80%)'>{html.escape(piece.text)}</span>")  # fmt: skip
-    return ("<div class='heatmap' style='line-height:2;font-family:monospace;white-space:pre-wrap'>"
-            + "".join(spans) + "</div>")  # fmt: skip
+        spans.append(
+            f"<span class='tok' title='p={p:.1%}{merged}&#10;{alternatives}' "
+            f"style='background:hsl({hue},80%,80%)'>{html.escape(piece.text)}</span>"
+        )
+    return (
+        "<div class='heatmap' style='line-height:2;font-family:monospace;white-space:pre-wrap'>"
+        + "".join(spans)
+        + "</div>"
+    )
 
 
 def self_consistency_view(out, n_source: str, pattern: str) -> None:
@@ -51,8 +56,10 @@ def self_consistency_view(out, n_source: str, pattern: str) -> None:
         if out.detail.get("constrained")
         else "this provider cannot constrain output, so a sample without the line is read by the fallback"
     )
-    st.caption(f"{n} samples ({n_source}); {enforced}; answers read with the pattern `{pattern}`, normalised "
-               f"before voting; {missing} of {n} had no answer.")  # fmt: skip
+    st.caption(
+        f"{n} samples ({n_source}); {enforced}; answers read with the pattern `{pattern}`, normalised "
+        f"before voting; {missing} of {n} had no answer."
+    )
     votes = pd.DataFrame([{"answer": a, "votes": c} for a, c in out.detail["votes"].items()])
     if not votes.empty:
         st.bar_chart(votes.set_index("answer"), horizontal=True, x_label="votes")
@@ -66,9 +73,11 @@ def self_consistency_view(out, n_source: str, pattern: str) -> None:
 def tree_view(out) -> None:
     detail, tree = out.detail, out.detail["tree"]
     st.metric("Answer", out.answer or "none found")
-    st.caption(f"Stopped: {detail['stopped']}. breadth {detail['breadth']} (kept per level; {detail['ties']}), "
-               f"depth {detail['depth']}, {detail['proposals']} proposals per node; {len(tree) - 1} thoughts, "
-               f"{detail['calls']} calls.")  # fmt: skip
+    st.caption(
+        f"Stopped: {detail['stopped']}. breadth {detail['breadth']} (kept per level; {detail['ties']}), "
+        f"depth {detail['depth']}, {detail['proposals']} proposals per node; {len(tree) - 1} thoughts, "
+        f"{detail['calls']} calls."
+    )
     dot = ['digraph tree { rankdir=LR; node [shape=box, style="rounded,filled", fontsize=10];']
     for node in tree:
         label = (node.get("step") or "problem").replace('"', "'")[:48]
@@ -79,8 +88,15 @@ def tree_view(out) -> None:
             dot.append(f"n{node['parent']} -> n{node['id']};")
     st.graphviz_chart("\n".join(dot) + "}")
     for level in sorted({n["depth"] for n in tree}):
-        rows = [{"thought": n.get("step") or "(the problem)", "score": "–" if n["value"] is None else f"{n['value']:.1f}",
-                 "decision": n.get("why", "")} for n in tree if n["depth"] == level]  # fmt: skip
+        rows = [
+            {
+                "thought": n.get("step") or "(the problem)",
+                "score": "–" if n["value"] is None else f"{n['value']:.1f}",
+                "decision": n.get("why", ""),
+            }
+            for n in tree
+            if n["depth"] == level
+        ]
         kept = sum(r["decision"].startswith("kept") for r in rows)
         st.markdown(f"**Level {level}**" + (f" — {kept} kept of {len(rows)}" if level else ""))
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")

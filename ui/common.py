@@ -87,8 +87,11 @@ def worker_notice() -> None:
     if live_workers(store()):
         return
     left, right = st.columns([4, 1])
-    left.warning("No worker is running, so queued runs wait. `make run` starts one; or start one here "
-                 "(it keeps running when this page is closed).", icon=":material/warning:")  # fmt: skip
+    left.warning(
+        "No worker is running, so queued runs wait. `make run` starts one; or start one here "
+        "(it keeps running when this page is closed).",
+        icon=":material/warning:",
+    )
     if right.button("Start a worker", icon=":material/engineering:", key="do_start_worker"):
         spawn_worker()
         with st.spinner("Starting the worker…"):
@@ -110,8 +113,9 @@ def refreshing(draw, active: bool, every_s: float, *args) -> None:
 
 def active_runs_panel() -> None:
     """The sidebar's list of queued and running runs, with progress and a cancel button, on every page."""
-    active = bool(store().active_runs())
-    if active:
+    from services import runs
+
+    if runs.active(store()):
         refreshing(_active_runs, True, 3.0)
 
 
@@ -119,7 +123,7 @@ def _active_runs() -> None:
     from services import runs
 
     db = store()
-    active = db.active_runs()
+    active = runs.active(db)
     if not active:
         st.rerun()  # the last one ended: redraw the page without a refreshing panel
     st.caption("Active runs")

@@ -8,15 +8,15 @@ import streamlit as st
 
 from services import reviews, runs
 from services.errors import StoreError
-from views.common import run_label, store
-from views.technique_views import heatmap_html
+from ui.common import run_label, store
+from ui.techniques import heatmap_html
 
 st.title(":material/rate_review: Review")
 db = store()
 
 
 def pick_run() -> str | None:
-    all_runs = db.list_runs()
+    all_runs = runs.listing(db)
     if not all_runs:
         st.info("No run to review yet: start one on the Runs page.")
         return None
@@ -61,18 +61,25 @@ def rate_controls(item: reviews.Item, who: str) -> None:
         (c1, True, "Good", ":material/thumb_up:"),
         (c2, False, "Bad", ":material/thumb_down:"),
     ):
-        if column.button(
-            name, key=f"do_review_{name.lower()}", icon=icon, use_container_width=True, type="primary"
-        ):
-            reviews.rate(db, item.result.id, passed, score=None if score == "–" else int(score),
-                         tags=[t.strip() for t in tags.split(",") if t.strip()], comment=comment, who=who)  # fmt: skip
+        if column.button(name, key=f"do_review_{name.lower()}", icon=icon, width="stretch", type="primary"):
+            reviews.rate(
+                db,
+                item.result.id,
+                passed,
+                score=None if score == "–" else int(score),
+                tags=[t.strip() for t in tags.split(",") if t.strip()],
+                comment=comment,
+                who=who,
+            )
             st.rerun()
 
 
 def promote_controls(item: reviews.Item) -> None:
     with st.expander("Promote into the suite", expanded=False, icon=":material/school:"):
-        st.caption("A good output becomes its case's expected answer; a bad one a `not-equals` (or, with a "
-                   "comment, a rubric note). Suites are immutable: this saves a new suite.")  # fmt: skip
+        st.caption(
+            "A good output becomes its case's expected answer; a bad one a `not-equals` (or, with a "
+            "comment, a rubric note). Suites are immutable: this saves a new suite."
+        )
         how = st.radio("As", reviews.PROMOTIONS, horizontal=True, key=f"review_how_{item.result.id}")
         if st.button("Promote", key="do_review_promote", icon=":material/upgrade:"):
             try:
@@ -84,9 +91,19 @@ def promote_controls(item: reviews.Item) -> None:
 run_id = pick_run()
 if run_id:
     who = st.text_input("Reviewer", reviews.reviewer(), key="review_who")
-    only = st.radio("Show", reviews.FILTERS, horizontal=True, key="review_filter",
-                    format_func=lambda f: {"unrated": "unrated", "failing": "failing", "flaky": "flaky (repeats disagree)",
-                                           "disagreeing": "judge and reviewer disagree", "all": "all"}[f])  # fmt: skip
+    only = st.radio(
+        "Show",
+        reviews.FILTERS,
+        horizontal=True,
+        key="review_filter",
+        format_func=lambda f: {
+            "unrated": "unrated",
+            "failing": "failing",
+            "flaky": "flaky (repeats disagree)",
+            "disagreeing": "judge and reviewer disagree",
+            "all": "all",
+        }[f],
+    )
     done, total = reviews.progress(db, run_id)
     st.progress(done / total if total else 0.0, text=f"{done} of {total} reviewed")
     pending = reviews.queue(db, run_id, only)

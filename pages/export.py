@@ -9,11 +9,12 @@ import json
 import streamlit as st
 
 from prompting.templates import library_names
-from services import exports, reports
+from services import exports, reports, runs
+from services import suites as suites_service
 from services import versions as versions_service
 from services.errors import PromptingError, StoreError
 from services.promptfoo_export import export_promptfoo
-from views.common import run_label, store, version_labels
+from ui.common import run_label, store, version_labels
 
 st.title(":material/ios_share: Export")
 db = store()
@@ -41,19 +42,23 @@ def j2_tab(ref: str) -> None:
     text, note = exports.export_j2(db, ref)
     if note:
         st.caption(note)
-    st.download_button(
-        ".j2 template", text, file_name=f"{stem(ref)}.j2", mime="text/plain", icon=":material/download:"
-    )
-    st.code(text, language="jinja")
+    offer(".j2 template", text, f"{stem(ref)}.j2", "text/plain", "jinja")
+
+
+def offer(label: str, text: str, file_name: str, mime: str, language: str | None = None) -> None:
+    """A download button for an export, and the text itself below it when `language` is given."""
+    st.download_button(label, text, file_name=file_name, mime=mime, icon=":material/download:")
+    if language:
+        st.code(text, language=language)
 
 
 def openai_tab(ref: str) -> None:
     text, _ = exports.export_openai(db, ref)
-    st.caption("The messages with each free variable as a `{{ name }}` placeholder (delimiters and guardrails "
-               "applied), the variables with their descriptions, and the values fixed in the structure.")  # fmt: skip
-    st.download_button("OpenAI prompt template", text, file_name=f"{stem(ref)}.json", mime="application/json",
-                       icon=":material/download:")  # fmt: skip
-    st.code(text, language="json")
+    st.caption(
+        "The messages with each free variable as a `{{ name }}` placeholder (delimiters and guardrails "
+        "applied), the variables with their descriptions, and the values fixed in the structure."
+    )
+    offer("OpenAI prompt template", text, f"{stem(ref)}.json", "application/json", "json")
 
 
 def request_tab(ref: str) -> None:
@@ -61,31 +66,32 @@ def request_tab(ref: str) -> None:
     values = {}
     for var in template["variables"]:
         default = "" if var.get("default") is None else str(var["default"])
-        values[var["name"]] = st.text_input(var["name"], default or str(var.get("example") or ""),
-                                            key=f"export_var_{var['name']}", help=var.get("description"))  # fmt: skip
+        values[var["name"]] = st.text_input(
+            var["name"],
+            default or str(var.get("example") or ""),
+            key=f"export_var_{var['name']}",
+            help=var.get("description"),
+        )
     try:
         body = exports.request_body(db, ref, values)
     except PromptingError as exc:
         st.error(str(exc))
         return
     text = json.dumps(body, indent=2, ensure_ascii=False)
-    st.download_button("Request body", text, file_name=f"{stem(ref)}-request.json", mime="application/json",
-                       icon=":material/download:")  # fmt: skip
-    st.code(text, language="json")
+    offer("Request body", text, f"{stem(ref)}-request.json", "application/json", "json")
     st.markdown('**Copy as curl** (for a remote API add `-H "Authorization: Bearer $KEY"`)')
     st.code(exports.curl(body), language="bash")
 
 
 def promptfoo_tab(ref: str) -> None:
-    suites = [s.name for s, _ in db.list_suites()]
+    suites = list(suites_service.names(db))
     suite = st.selectbox(
         "Tests (their providers come along)", ["(none: one example test)", *suites], key="export_suite"
     )
     text, warnings = export_promptfoo(db, ref, None if suite.startswith("(none") else suite)
     for warning in warnings:
         st.warning(warning, icon=":material/info:")
-    st.download_button("promptfooconfig.yaml", text, file_name="promptfooconfig.yaml", mime="text/yaml",
-                       icon=":material/download:")  # fmt: skip
+    offer("promptfooconfig.yaml", text, "promptfooconfig.yaml", "text/yaml")
     st.caption(
         "Run it with `npx promptfoo@0.123.1 eval -c promptfooconfig.yaml` while `make run` serves the engine."
     )
@@ -94,7 +100,7 @@ def promptfoo_tab(ref: str) -> None:
 
 def report_section() -> None:
     st.subheader("Run report")
-    all_runs = db.list_runs()
+    all_runs = runs.listing(db)
     if not all_runs:
         st.caption("No run yet.")
         return
@@ -102,8 +108,7 @@ def report_section() -> None:
     run_id = st.selectbox("Run", list(labels), format_func=labels.get, key="export_run")
     with st.spinner("Writing the report…"):
         page = reports.html_report(reports.payload(db, run_id))
-    st.download_button("HTML report (one self-contained file)", page, file_name=f"{run_id}.html", mime="text/html",
-                       icon=":material/download:")  # fmt: skip
+    offer("HTML report (one self-contained file)", page, f"{run_id}.html", "text/html")
 
 
 ref = pick()

@@ -12,8 +12,8 @@ from prompting.strategies import Prompt
 from services import techniques
 from services import versions as versions_service
 from services.errors import PromptingError, StoreError
-from views.common import engine_status, messages_view, provider, provider_specs, store, version_labels
-from views.technique_views import heatmap_html, self_consistency_view, tree_view, usage_caption
+from ui.common import engine_status, messages_view, provider, provider_specs, store, version_labels
+from ui.techniques import heatmap_html, self_consistency_view, tree_view, usage_caption
 
 st.title(":material/tune: Playground")
 
@@ -25,8 +25,11 @@ caps = chosen.capabilities
 if spec.kind == "local":
     status = engine_status(timeout=0.5)
     if status is None or status["card"]["id"] != chosen.model_id:
-        st.info(f"No engine serves {chosen.model_id} at the configured URL yet: the first request starts one "
-                "(a few seconds), or start it on the Engine page.", icon=":material/info:")  # fmt: skip
+        st.info(
+            f"No engine serves {chosen.model_id} at the configured URL yet: the first request starts one "
+            "(a few seconds), or start it on the Engine page.",
+            icon=":material/info:",
+        )
 
 
 def prompt_source() -> tuple[list[dict] | None, Prompt | None]:
@@ -61,11 +64,19 @@ def prompt_source() -> tuple[list[dict] | None, Prompt | None]:
 def decoding() -> dict:
     with st.sidebar:
         st.header("Decoding")
-        params = {"temperature": st.slider("temperature", 0.0, 2.0, 0.7, 0.05, key="play_temperature"),
-                  "top_p": st.slider("top_p", 0.05, 1.0, 1.0, 0.05, key="play_top_p"),
-                  "max_tokens": st.number_input("max tokens", 0, 4096, 0, key="play_max_tokens",
-                                                help="0: the max tokens the technique's template declares (its front "
-                                                "matter), else the provider's default")}  # fmt: skip
+        params = {
+            "temperature": st.slider("temperature", 0.0, 2.0, 0.7, 0.05, key="play_temperature"),
+            "top_p": st.slider("top_p", 0.05, 1.0, 1.0, 0.05, key="play_top_p"),
+            "max_tokens": st.number_input(
+                "max tokens",
+                0,
+                4096,
+                0,
+                key="play_max_tokens",
+                help="0: the max tokens the technique's template declares (its front "
+                "matter), else the provider's default",
+            ),
+        }
         if not params["max_tokens"]:
             del params["max_tokens"]
         n = st.number_input("n (samples)", 1, 16, 1, key="play_n")
@@ -91,11 +102,18 @@ def decoding() -> dict:
 
 def constraint() -> dict:
     """The "constrain output" control: decoding limited to a JSON schema, a regex or a list of choices."""
-    kind = st.selectbox("Constrain output", ["no", "JSON schema", "regex", "choices"], key="play_constrain",
-                        help="The engine masks every token that would break the constraint.")  # fmt: skip
+    kind = st.selectbox(
+        "Constrain output",
+        ["no", "JSON schema", "regex", "choices"],
+        key="play_constrain",
+        help="The engine masks every token that would break the constraint.",
+    )
     if kind == "JSON schema":
-        text = st.text_area("JSON schema", '{"type": "object", "properties": {"answer": {"type": "string"}}, '
-                            '"required": ["answer"]}', key="play_schema")  # fmt: skip
+        text = st.text_area(
+            "JSON schema",
+            '{"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}',
+            key="play_schema",
+        )
         try:
             schema = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -130,16 +148,23 @@ if messages:
     with st.expander("Messages sent", expanded=False):
         messages_view(messages)
 params = decoding()
-mode = st.radio("View", ["Stream", "Token heatmap", "Self-consistency", "Tree of thoughts", "Side by side"],
-                horizontal=True, key="play_mode")  # fmt: skip
+mode = st.radio(
+    "View",
+    ["Stream", "Token heatmap", "Self-consistency", "Tree of thoughts", "Side by side"],
+    horizontal=True,
+    key="play_mode",
+)
 if mode == "Side by side":
     st.multiselect(
         "Compare these providers (2–4)", labels, default=labels[:2], max_selections=4, key="play_side"
     )
 beam = bool(params.get("use_beam_search"))
 if mode == "Token heatmap" and beam:
-    st.info("Beam search returns its beams without per-token log-probabilities: set the beam width to 1 for the "
-            "heatmap.", icon=":material/info:")  # fmt: skip
+    st.info(
+        "Beam search returns its beams without per-token log-probabilities: set the beam width to 1 for the "
+        "heatmap.",
+        icon=":material/info:",
+    )
 blocked = not messages or (mode == "Token heatmap" and beam)
 if not messages:
     st.caption("Nothing to send yet: an empty message is not sent.")
@@ -164,8 +189,10 @@ def run_stream() -> None:
 
 def run_samples() -> None:
     completion = chosen.chat(messages, **params)
-    for i, (text, finish) in enumerate(zip(completion.texts, completion.finish_reasons or [None] * len(completion.texts),
-                                           strict=False), start=1):  # fmt: skip
+    for i, (text, finish) in enumerate(
+        zip(completion.texts, completion.finish_reasons or [None] * len(completion.texts), strict=False),
+        start=1,
+    ):
         st.markdown(f"**{'Beam' if beam else 'Sample'} {i}**")
         st.text(text)
         st.caption(f"finish: {finish}" if finish else "")
@@ -181,8 +208,10 @@ def run_heatmap() -> None:
     st.session_state["play_heatmap"] = completion.logprobs[0]
     with st.container(key="play_heatmap_box"):
         st.markdown(heatmap_html(completion.logprobs[0]), unsafe_allow_html=True)
-    st.caption("Colour: probability of each character (green likely, red unlikely; characters spread over several "
-               "tokens show their joint probability); hover for the top alternatives.")  # fmt: skip
+    st.caption(
+        "Colour: probability of each character (green likely, red unlikely; characters spread over several "
+        "tokens show their joint probability); hover for the top alternatives."
+    )
     usage_caption(completion.usage, completion.finish_reasons[0] if completion.finish_reasons else None)
 
 
@@ -212,8 +241,12 @@ def run_side_by_side() -> None:
             )
 
 
-RUNNERS = {"Token heatmap": run_heatmap, "Self-consistency": run_self_consistency, "Tree of thoughts": run_tree,
-           "Side by side": run_side_by_side}  # fmt: skip
+RUNNERS = {
+    "Token heatmap": run_heatmap,
+    "Self-consistency": run_self_consistency,
+    "Tree of thoughts": run_tree,
+    "Side by side": run_side_by_side,
+}
 if st.button("Run", type="primary", key="do_play_run", disabled=blocked):
     try:
         with st.spinner("Generating…"):

@@ -13,7 +13,7 @@ import streamlit as st
 from prompting.templates import library_names
 from services import case_editor, suites
 from services.errors import PromptingError, StoreError
-from views.common import store, version_labels
+from ui.common import store, version_labels
 
 NEW = "(new suite)"
 st.title(":material/checklist: Test cases")
@@ -39,16 +39,17 @@ def import_section() -> None:
             st.error(f"Nothing was imported. {exc}")
             return
     st.session_state["cases_suite"] = imported.name  # the imported suite is the one shown below
-    st.success(f"Imported {imported.cases} tests, {len(imported.version_ids)} prompts and "
-               f"{len(imported.provider_ids)} providers as suite {imported.name}.")  # fmt: skip
+    st.success(
+        f"Imported {imported.cases} tests, {len(imported.version_ids)} prompts and "
+        f"{len(imported.provider_ids)} providers as suite {imported.name}."
+    )
 
 
 BLANK_ROWS = 5  # empty rows under the cases and the assertions, to type into (and "More rows" adds as many)
 
 
 def pick_suite() -> str:
-    listed = db.list_suites()
-    counts = {s.name: n for s, n in listed}
+    counts = suites.names(db)
     names = [NEW, *counts]
     if "cases_saved" in st.session_state:  # a save just happened: the picker follows the saved suite
         st.session_state["cases_suite"] = st.session_state.pop("cases_saved")
@@ -56,8 +57,13 @@ def pick_suite() -> str:
     if st.session_state.get("cases_suite") not in names:
         recent = suites.recent_suite(db)
         st.session_state["cases_suite"] = recent if recent in names else NEW
-    return st.selectbox("Suite", names, key="cases_suite", on_change=default_save_name,
-                        format_func=lambda n: n if n == NEW else f"{n} ({counts[n]} cases)")  # fmt: skip
+    return st.selectbox(
+        "Suite",
+        names,
+        key="cases_suite",
+        on_change=default_save_name,
+        format_func=lambda n: n if n == NEW else f"{n} ({counts[n]} cases)",
+    )
 
 
 def default_save_name() -> None:
@@ -70,9 +76,13 @@ def prompt_variables() -> tuple[str, list[str], list]:
     """The prompt the cases are for (a saved version or a library template): its variables get columns, and
     what a blank cell falls back to is shown beside the grid."""
     options = ["(none)", *version_labels(), *(f"library:{n}" for n in library_names())]
-    ref = st.selectbox("Columns for the variables of", options, key="cases_template",
-                       help="The prompt you will run: a column for each variable a case must set; the values "
-                       "blank cells fall back to are listed below.")  # fmt: skip
+    ref = st.selectbox(
+        "Columns for the variables of",
+        options,
+        key="cases_template",
+        help="The prompt you will run: a column for each variable a case must set; the values "
+        "blank cells fall back to are listed below.",
+    )
     if ref == "(none)":
         return ref, [], []
     required, found = case_editor.fallbacks(db, ref)
@@ -82,8 +92,10 @@ def prompt_variables() -> tuple[str, list[str], list]:
 def fallback_table(ref: str, found: list) -> None:
     if not found:
         return
-    rows = [{"variable": f.name, "a blank cell uses": "" if f.value is None else str(f.value), "from": f.source}
-            for f in found]  # fmt: skip
+    rows = [
+        {"variable": f.name, "a blank cell uses": "" if f.value is None else str(f.value), "from": f.source}
+        for f in found
+    ]
     with st.expander(
         f"What blank cells fall back to when {ref} runs", expanded=True, icon=":material/input:"
     ):
@@ -117,18 +129,28 @@ def editors(selected: str, ref: str, required: list[str]) -> tuple[pd.DataFrame,
         "**Cases** — one row per case; a value in `[…]` or `{…}` is read as JSON (start it with `'` to keep "
         "it as text); blank rows are not saved, and clearing a row removes its case"
     )
-    cases = st.data_editor(numbered(data.cases, columns), num_rows="fixed", width="stretch",
-                           key=f"grid_cases_{selected}_{ref}_{generation}", column_config=text_columns(columns))  # fmt: skip
+    cases = st.data_editor(
+        numbered(data.cases, columns),
+        num_rows="fixed",
+        width="stretch",
+        key=f"grid_cases_{selected}_{ref}_{generation}",
+        column_config=text_columns(columns),
+    )
     st.markdown(
         "**Assertions** — `Case` is the row number of the case above; `Expected` adds an `equals` check"
     )
     # a text column: a selectbox column shows 'None' in every empty cell; a mistyped type is named on save
     st.caption("Types: " + ", ".join(case_editor.ASSERTION_TYPE_NAMES) + "; any of them negated with `not-`.")
     assertions = st.data_editor(
-        numbered(data.assertions, list(case_editor.ASSERTION_COLUMNS)), num_rows="fixed",
-        width="stretch", key=f"grid_asserts_{selected}_{generation}",
-        column_config={**text_columns(["Case", "Type", "Value", "Threshold"]),
-                       "Weight": st.column_config.NumberColumn(min_value=0.0, default=1.0)})  # fmt: skip
+        numbered(data.assertions, list(case_editor.ASSERTION_COLUMNS)),
+        num_rows="fixed",
+        width="stretch",
+        key=f"grid_asserts_{selected}_{generation}",
+        column_config={
+            **text_columns(["Case", "Type", "Value", "Threshold"]),
+            "Weight": st.column_config.NumberColumn(min_value=0.0, default=1.0),
+        },
+    )
     return cases, assertions, data.variables
 
 
@@ -179,8 +201,9 @@ with st.form("cases_form", enter_to_submit=False, border=False):
     cases_frame, assertions_frame, variables = editors(selected, ref, required)
     if "cases_save_name" not in st.session_state:
         default_save_name()
-    save_name = st.text_input("Save as (suites are immutable: a changed table becomes a new suite)",
-                              key="cases_save_name")  # fmt: skip
+    save_name = st.text_input(
+        "Save as (suites are immutable: a changed table becomes a new suite)", key="cases_save_name"
+    )
     left, right = st.columns([1, 4])
     submitted = left.form_submit_button(
         "Save suite", type="primary", icon=":material/save:", key="do_cases_save"

@@ -13,8 +13,9 @@ from prompting.errors import PromptingError
 from prompting.guardrails import Guardrails
 from prompting.templates import library_names, load
 from prompting.tokens import count_tokens
+from services import labels as labels_service
 from services import versions
-from views.common import local_tokenizer, messages_view, remembered, store, version_labels
+from ui.common import local_tokenizer, messages_view, remembered, store, version_labels
 
 st.title(":material/construction: Build a prompt")
 
@@ -172,25 +173,23 @@ else:
 st.divider()
 st.subheader("Labels")
 db = store()
-own = [v for v in db.list_versions(template.name)]
-for row in db.labels(template.name):
-    st.markdown(f"`{row.name}@{row.label}` → **{db.get_version(row.version_id).label}**")
+for row in labels_service.labels(db, template.name):
+    st.markdown(f"`{row.template}@{row.label}` → **{row.version}**")
+own = labels_service.labelled_versions(db, template.name)
 if not own:
-    st.caption("Save a version of this template to label it (production, staging, …): `NAME@LABEL` then names it "
-               "everywhere a version is named.")  # fmt: skip
+    st.caption(
+        "Save a version of this template to label it (production, staging, …): `NAME@LABEL` then names it "
+        "everywhere a version is named."
+    )
 else:
     c1, c2, c3 = st.columns([2, 2, 1])
-    target = c1.selectbox("Version", [v.label for v in own][::-1], key="label_version")
+    target = c1.selectbox("Version", own, key="label_version")
     label_name = c2.text_input("Label", "production", key="label_name").strip()
     if c3.button("Move label", key="do_label_move", icon=":material/sell:") and label_name:
-        from services.reviews import reviewer
-
-        move = db.set_label(db.get_version(target).id, label_name, reviewer())
-        st.success(f"{template.name}@{label_name} → {target}" + (" (moved)" if move.from_version_id else ""))
-    history = db.label_history(template.name)
+        moved = labels_service.move(db, target, label_name)
+        st.success(f"{moved.template}@{label_name} → {target}" + (" (moved)" if moved.before else ""))
+    history = labels_service.history(db, template.name)
     if history:
         with st.expander(f"History ({len(history)} moves)"):
             for move in history:
-                before = db.get_version(move.from_version_id).label if move.from_version_id else "(new)"
-                st.caption(f"{move.at:%Y-%m-%d %H:%M} {move.who}: @{move.label} {before} → "
-                           f"{db.get_version(move.to_version_id).label}")  # fmt: skip
+                st.caption(f"{move.at:%Y-%m-%d %H:%M} {move.who}: {move.text}")
