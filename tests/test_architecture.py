@@ -129,4 +129,6 @@ def test_the_readmes_layer_table_is_the_contracts():
     finally:
         sys.path.remove(str(ROOT / "docs"))
     block = layers.BLOCK.search((ROOT / "README.md").read_text())
-    assert block and block.group(2) == layers.table(), "the README's layer table is stale: run python docs/layers.py"
+    assert block and block.group(2) == layers.table(), (
+        "the README's layer table is stale: run python docs/layers.py"
+    )
