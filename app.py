@@ -29,8 +29,14 @@ PAGES = [
     st.Page("pages/export.py", title="Export", icon=":material/ios_share:"),
 ]
 
-page = st.navigation(PAGES)
+# The menu is drawn here rather than by st.navigation: with a pages/ folder, Streamlit shows its own listing of the
+# folder's files until this script has run (`client.showSidebarNavigation = false` turns that off, and with it
+# st.navigation's menu).
+page = st.navigation(PAGES, position="hidden")
 with st.sidebar:
+    for entry in PAGES:
+        st.page_link(entry)
+    st.divider()
     settings = get_settings()
     status = engine_status(timeout=0.5)
     if status:
