@@ -72,22 +72,22 @@ def models_fetch(name: str | None) -> None:
 @click.option("--threads", type=int, default=None, help="Torch threads (default: all cores).")
 @click.option(
     "--kv-dtype",
-    type=click.Choice(entry.KV_DTYPE_NAMES),
-    default=entry.DEFAULT_KV_DTYPE,
+    type=click.Choice(entry.kv_options.KV_DTYPE_NAMES),
+    default=entry.kv_options.DEFAULT_KV_DTYPE,
     show_default=True,
     help="KV cache element type; int8 keeps a scale per token and head (about 1/4 of fp32's bytes).",
 )
 @click.option(
     "--kv-block-size",
-    type=click.Choice([str(b) for b in entry.BLOCK_SIZES]),
-    default=str(entry.DEFAULT_BLOCK_SIZE),
+    type=click.Choice([str(b) for b in entry.kv_options.BLOCK_SIZES]),
+    default=str(entry.kv_options.DEFAULT_BLOCK_SIZE),
     show_default=True,
     help="Tokens per KV cache block (the unit of allocation and prefix sharing).",
 )
 @click.option(
     "--kv-memory-mb",
     type=click.IntRange(1),
-    default=entry.DEFAULT_KV_MEMORY_MB,
+    default=entry.kv_options.DEFAULT_KV_MEMORY_MB,
     show_default=True,
     help="Memory for the KV block pool; requests beyond what it holds wait in the queue (429 when full).",
 )
@@ -100,11 +100,11 @@ def models_fetch(name: str | None) -> None:
 )
 @click.option(
     "--draft-tokens",
-    type=click.IntRange(0, entry.MAX_DRAFT_TOKENS),
+    type=click.IntRange(0, entry.kv_options.MAX_DRAFT_TOKENS),
     default=None,
-    help=f"Prompt-lookup speculative decoding of greedy requests: at most N tokens copied from the context "
-    f"are verified per step (0: off). Default: {entry.DEFAULT_DRAFT_TOKENS} where the output stays token for token "
-    "plain greedy decoding's (int8/int4/GPTQ/AWQ/RTN/SmoothQuant with the native kernel), else off.",
+    help="Prompt-lookup speculative decoding of greedy requests: at most N tokens copied from the context "
+    f"are verified per step (0: off). Default: {entry.kv_options.DEFAULT_DRAFT_TOKENS} where the output stays "
+    "token for token plain greedy decoding's (int8/int4/GPTQ/AWQ/RTN/SmoothQuant with the native kernel), else off.",
 )
 def serve(
     model: str | None,

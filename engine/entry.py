@@ -8,29 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from engine.kv_options import (
-    BLOCK_SIZES,
-    DEFAULT_BLOCK_SIZE,
-    DEFAULT_DRAFT_TOKENS,
-    DEFAULT_KV_DTYPE,
-    DEFAULT_KV_MEMORY_MB,
-    KV_DTYPE_NAMES,
-    MAX_DRAFT_TOKENS,
-)
-
-__all__ = [
-    "BLOCK_SIZES",
-    "DEFAULT_BLOCK_SIZE",
-    "DEFAULT_DRAFT_TOKENS",
-    "DEFAULT_KV_DTYPE",
-    "DEFAULT_KV_MEMORY_MB",
-    "KV_DTYPE_NAMES",
-    "MAX_DRAFT_TOKENS",
-    "ServeOptions",
-    "fetch_model",
-    "model_listing",
-    "serve",
-]
+from engine import kv_options
 
 
 def model_listing() -> list[tuple[str, bool, str]]:
@@ -60,9 +38,9 @@ class ServeOptions:
     max_queue: int = 64
     api_key: str | None = None
     threads: int | None = None
-    kv_dtype: str = DEFAULT_KV_DTYPE
-    block_size: int = DEFAULT_BLOCK_SIZE
-    kv_memory_mb: int = DEFAULT_KV_MEMORY_MB
+    kv_dtype: str = kv_options.DEFAULT_KV_DTYPE
+    block_size: int = kv_options.DEFAULT_BLOCK_SIZE
+    kv_memory_mb: int = kv_options.DEFAULT_KV_MEMORY_MB
     prefix_cache: bool = True
     draft_tokens: int | None = None
 

@@ -2,8 +2,8 @@
 any SQLAlchemy URL by setting), migrated on first use.
 
 `Store.session()` commits on success and rolls back on any error, so a partial write never reaches the database.
-The query methods live in the mixins of store/versions.py, suites.py, runs.py and cache.py; this module holds the
-plumbing only.
+The query methods live in the mixins of store/versions.py, suites.py, results.py, jobs.py and reviews.py, and the
+response cache in cache.py; this module holds the plumbing only.
 """
 
 from __future__ import annotations

@@ -12,16 +12,8 @@ from services.specs import save_provider
 from tests.fakes import FakeProvider
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGES = [
-    "pages/build.py",
-    "pages/playground.py",
-    "pages/test_cases.py",
-    "pages/runs.py",
-    "pages/compare.py",
-    "pages/review.py",
-    "pages/engine.py",
-    "pages/export.py",
-]
+# every page script in pages/ (tests/test_architecture.py checks app.py lists exactly these)
+PAGES = sorted(f"pages/{p.name}" for p in (ROOT / "pages").glob("*.py") if p.stem != "__init__")
 COSTAR = {
     "context": "We run a bakery.",
     "objective": "Announce sourdough.",

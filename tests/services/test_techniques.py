@@ -11,24 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from bench import techniques as techniques_bench
 from services import open_store, runs, suites, worker
 from services.engines import engines
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = [
-    "co_star",
-    "few_shot",
-    "chain_of_thought",
-    "zero_shot_cot",
-    "self_consistency",
-    "generate_knowledge",
-    "tree_of_thoughts",
-    "verbalizer",
-    "ape",
-    "capitals",
-]
+EXAMPLES = techniques_bench.EXAMPLES  # every example suite, in the README table's order
 POSITIVE = [
     "I love this phone, it is wonderful!",
     "Fantastic service, I am very happy.",

@@ -131,6 +131,9 @@ def test_quantization_sweep_reports_score_perplexity_memory_and_speed(tmp_path, 
     assert 80 < row["weight_mb"] < 110 and 5 < row["bits_per_param"] < 6
     assert row["tokens_per_s"] > 0
     assert store.count_results(row["run_id"]) == 5
+    [shown] = compare.sweep_rows(store, sweep)  # the Compare page's sweep table: every figure formatted once
+    assert shown["method"] == "int4" and shown["status"] == "completed" and shown["pass rate"].endswith("%")
+    assert " to " in shown["95 % interval"] and shown["perplexity"] == f"{row['ppl']:.2f}"
 
 
 def test_section_ablation_runs_every_variant(tmp_path):
