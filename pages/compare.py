@@ -85,10 +85,16 @@ def figures(result: compare.Comparison) -> None:
     ]
     p = result.paired
     change = numbers.points(p.delta, p.cases)
+    moved = change not in ("0", "–")
+    # coloured only when the change is more than noise; the arrow says its direction either way (Streamlit reads
+    # direction from an ASCII '-', and our numbers carry a true minus sign)
+    colour = ("green" if p.delta > 0 else "red") if moved and p.significant else "gray"
     st.metric(
         f"Pass rate: A {numbers.percent(p.rate_a, p.cases)} → B",
         numbers.percent(p.rate_b, p.cases),
-        None if change in ("0", "–") else f"{change} points",
+        f"{change} points" if moved else None,
+        delta_color=colour,
+        delta_arrow=("up" if p.delta > 0 else "down") if moved else "off",
     )
     left, right = st.columns(2)
     if rows:

@@ -44,6 +44,12 @@ def forest(frame: pd.DataFrame, title: str, label: str = "variant", unit: str = 
         y=alt.Y(f"{label}:N", title=None, sort=None, axis=alt.Axis(labelLimit=420))
     )
     fmt = "+.0%" if unit == "points" else "+.2f"
+    # the axis reads as prompting/numbers does: "+12", "−4" and a bare "0"
+    scale_by = 100 if unit == "points" else 1
+    digits = 0 if unit == "points" else 2
+    labels = (
+        f"datum.value == 0 ? '0' : replace(format(datum.value * {scale_by}, '+.{digits}f'), '-', '\u2212')"
+    )
     title_x = f"change ({unit}) with 95 % interval"
     tooltip = [
         label,
@@ -53,7 +59,7 @@ def forest(frame: pd.DataFrame, title: str, label: str = "variant", unit: str = 
         "verdict",
     ]
     points = base.mark_point(filled=True, size=90).encode(
-        x=alt.X("delta:Q", title=title_x, axis=alt.Axis(format=fmt)), color=colour, tooltip=tooltip
+        x=alt.X("delta:Q", title=title_x, axis=alt.Axis(labelExpr=labels)), color=colour, tooltip=tooltip
     )
     bars = base.mark_rule(strokeWidth=2).encode(x=alt.X("low:Q", title=title_x), x2="high:Q", color=colour)
     zero = (
