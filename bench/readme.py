@@ -9,6 +9,9 @@ import re
 import sys
 from pathlib import Path
 
+from prompting import numbers
+from prompting.stats import Interval
+
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
@@ -77,15 +80,15 @@ def example_description(name: str) -> str:
 
 def techniques_table(report: dict) -> str:
     rows = [
-        "| example (`examples/NAME.yaml`) | what it shows | strategy run | passed | pass rate [95 % interval] |",
+        "| example (`examples/NAME.yaml`) | what it shows | strategy run | passed | pass rate (95 % interval) |",
         "|---|---|---|---|---|",
     ]
     for r in report["results"]:
-        ci = f" [{r['ci'][0]:.0%}, {r['ci'][1]:.0%}]" if r.get("ci") else ""
-        rate = "–" if r["pass_rate"] is None else f"{r['pass_rate']:.0%}{ci}"
+        n = r["cases"] - r.get("errors", 0)
+        ci = f" ({numbers.percent_interval(Interval(*r['ci']), n)})" if r.get("ci") else ""
         rows.append(
             f"| {r['example']} | {example_description(r['example'])} | {r['strategy']} "
-            f"| {r['passed']} of {r['cases']} | {rate} |"
+            f"| {r['passed']} of {r['cases']} | {numbers.percent(r['pass_rate'], n)}{ci} |"
         )
     return "\n".join(rows)
 

@@ -65,9 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.techniques", description=__doc__)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    os.environ["WORKBENCH_HOME"] = tempfile.mkdtemp(
-        prefix="workbench-techniques-"
-    )  # a fresh cache: real calls
+    from settings import get_settings
+
+    # a fresh data folder (an empty response cache: every call is real), but this machine's models and kernels
+    os.environ["WORKBENCH_MODELS"] = str(get_settings().models_dir)
+    os.environ["WORKBENCH_HOME"] = tempfile.mkdtemp(prefix="workbench-techniques-")
     from services.engines import engines
 
     try:
@@ -83,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         ],
     )
     os.environ.pop("WORKBENCH_HOME")
+    os.environ.pop("WORKBENCH_MODELS")
     save_report("techniques", {"results": rows})
     if args.json:
         print(json.dumps(rows))
