@@ -149,6 +149,21 @@ def _settle_vote(out: StrategyOutput, samples: list[dict[str, Any]]) -> dict[str
     return {"samples": samples, "votes": counts, "agreement": agreement}
 
 
+OWN_CONSTRAINTS = (
+    "response_format",
+    "tools",
+    "guided_json",
+    "guided_regex",
+    "guided_choice",
+    "guided_grammar",
+)
+
+
+def own_constraint(params: dict) -> bool:
+    """Whether a request already constrains its output (a schema, tools, a grammar): answer grammars stay off."""
+    return any(k in params for k in OWN_CONSTRAINTS)
+
+
 def constrained_answer(
     prompt: Prompt,
     params: dict,
@@ -161,8 +176,7 @@ def constrained_answer(
     provider constrains decoding (`constrain_answers`), the template declares an answer line and the request has
     no constraint of its own."""
     prefix = prefix or prompt.template.answer_prefix
-    own = ("response_format", "tools", "guided_json", "guided_regex", "guided_choice", "guided_grammar")
-    if not options.get("constrain_answers") or not prefix or any(k in params for k in own):
+    if not options.get("constrain_answers") or not prefix or own_constraint(params):
         return params
     budget = answers.max_tokens(params, prompt.template.max_tokens)
     grammar = answers.answer_grammar(prefix, budget, numeric, choices)

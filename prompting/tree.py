@@ -16,6 +16,7 @@ from prompting.strategies import (
     StrategyOutput,
     constrained_answer,
     option_value,
+    own_constraint,
     read_answer,
     require_stages,
 )
@@ -103,7 +104,7 @@ class Search:
         )
         params = {**self.params, "temperature": self.params.get("temperature", 0.0)}
         prefix = template.answer_prefix or "Answer:"
-        if self.options.get("constrain_answers") and "guided_grammar" not in params:
+        if self.options.get("constrain_answers") and not own_constraint(params):
             params["guided_grammar"] = answers.steps_grammar(proposals, prefix, numeric)
         node["proposal_text"] = text = self.ask(messages, params)
         found = extract_answer(text, template.answer_pattern)

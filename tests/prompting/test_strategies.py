@@ -233,3 +233,21 @@ def test_unknown_strategy():
 
     with pytest.raises(StrategyError, match="unknown strategy 'beam'"):
         run_strategy("beam", Prompt(load("zero_shot")), {}, FakeProvider(), None, {}, {})
+
+
+def test_a_request_with_its_own_constraint_gets_no_answer_grammar():
+    fake = FakeProvider(tree_reply(1))
+    schema = {"response_format": {"type": "json_object"}}
+    tree_of_thoughts(
+        Prompt(load("tree_of_thoughts")), {"problem": "24"}, direct(fake), schema, {"constrain_answers": True}
+    )
+    assert all("guided_grammar" not in call["params"] for call in fake.calls)
+    plain = FakeProvider(["Final answer: 3"] * 5)
+    self_consistency(
+        Prompt(load("self_consistency")),
+        {"question": "q"},
+        direct(plain),
+        schema,
+        {"constrain_answers": True},
+    )
+    assert "guided_grammar" not in plain.calls[0]["params"]
