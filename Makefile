@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 ENGINE_PORT ?= 8000
 UI_PORT ?= 8501
 
-.PHONY: setup model native run test bench lint browser promptfoo clean-venv
+.PHONY: setup model native run test bench peers lint browser promptfoo clean-venv
 
 setup: $(STAMP) model native
 
@@ -64,6 +64,21 @@ test: setup browser promptfoo
 
 bench: setup
 	$(BIN)/python -m bench
+
+# The client libraries people use (openai, instructor, langchain-openai, inspect-ai, lm-eval), pinned in their own
+# environment (.peers), each smoke-checked against a live server; lm-eval's log-likelihoods are compared with the
+# engine's own scoring. Not part of `make test` (it installs them, a few minutes the first time).
+PEERS := .peers
+PEERS_STAMP := $(PEERS)/.installed-stamp
+$(PEERS_STAMP): bench/peers/requirements.txt bench/peers/instructor.txt
+	@test -x $(PEERS)/bin/python || $(PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/python -m pip install --quiet --upgrade pip
+	$(PEERS)/bin/python -m pip install --quiet -r bench/peers/requirements.txt
+	$(PEERS)/bin/python -m pip install --quiet --no-deps -r bench/peers/instructor.txt
+	@touch $(PEERS_STAMP)
+
+peers: setup $(PEERS_STAMP)
+	$(BIN)/python -m bench.peers
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

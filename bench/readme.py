@@ -220,6 +220,25 @@ def speculative_table(report: dict) -> str:
     return "\n".join(rows)
 
 
+def peers_table(report: dict) -> str:
+    """The client libraries' smoke checks, and lm-eval's scores against the engine's own scoring."""
+    rows = ["| library | version | result | what it did |", "|---|---|---|---|"]
+    for check in report["checks"]:
+        detail = check["detail"].replace("|", "/").replace("\n", " ")
+        rows.append(
+            f"| {check['library']} | {check['version']} | {'ok' if check['ok'] else 'FAIL'} | {detail} |"
+        )
+    scoring = report.get("scoring")
+    if scoring:
+        rows.append(
+            f"| lm-eval vs the engine's scoring | | "
+            f"{'ok' if scoring['lm_eval_acc'] == scoring['engine_acc'] else 'FAIL'} | accuracy "
+            f"{scoring['lm_eval_acc']:.2f} vs {scoring['engine_acc']:.2f}; largest per-choice log-likelihood "
+            f"difference {scoring['max_loglik_diff']:.4f} nats |"
+        )
+    return "\n".join(rows)
+
+
 RENDERERS = {
     "idle": idle_table,
     "stats": stats_table,
@@ -230,6 +249,7 @@ RENDERERS = {
     "speculative": speculative_table,
     "structured": structured_table,
     "runner": runner_table,
+    "peers": peers_table,
 }
 
 

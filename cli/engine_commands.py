@@ -121,7 +121,8 @@ def serve(
     prefix_cache: bool,
     draft_tokens: int | None,
 ) -> None:
-    """Serve a local model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions).
+    """Serve a local model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions,
+    /v1/responses, /tokenize, /detokenize).
 
     The KV cache is paged: blocks are allocated as a sequence grows and freed when it ends, so memory holds only
     the tokens in flight; /metrics reports blocks used and free, /v1/models the KV dtype and bytes per token."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -251,7 +252,11 @@ class DecodeBatch:
         token = sequence.tokens[-1]
         if self.is_stop_token(params, token, len(sequence.tokens) - 1):
             sequence.finished = "stop"
-            entry = None  # like OpenAI, logprobs cover the content only, not the end-of-turn token
+            # every generated token has an entry, the end token too (empty text: the answer's text ends before
+            # it): lm-eval's loglikelihood drops the last entry of an echo as the generated token
+            if entry is not None:
+                entry = replace(entry, end=True)
+                sequence.logprobs.append(entry)
         else:
             sequence.text.append(token)
             if entry is not None:

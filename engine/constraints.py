@@ -35,7 +35,7 @@ JSON_OPTIONS = {"whitespace_flexible": False, "item_separator": ", ", "key_separ
 # A JSON number without `multipleOf` is decoded with at most this many fraction digits: a small model otherwise
 # tends to write "1.0000000…" until max_tokens, which is never valid JSON. The output still matches the schema.
 MAX_FRACTION_DIGITS = 6
-KINDS = ("json", "regex", "choice", "grammar")
+KINDS = ("json", "regex", "choice", "grammar", "lark")  # lark: our own grammars, never read as GBNF
 _BIT = torch.arange(32, dtype=torch.int32)  # bit i of a mask word is token 32*word + i
 
 
@@ -168,6 +168,8 @@ def grammar_text(spec: ConstraintSpec) -> str:
     if spec.kind == "choice":
         return llguidance.LLMatcher.grammar_from_regex(choice_regex(spec))
     text = spec.value
+    if spec.kind == "lark":
+        return llguidance.LLMatcher.grammar_from_lark(text)
     try:  # llama.cpp's GBNF (rules with ::=) is translated; anything else is read as Lark
         lark = gbnf_to_lark(text) if "::=" in text else text
     except Exception as exc:

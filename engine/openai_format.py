@@ -335,11 +335,20 @@ class ChatCompletion(Wire):
     prompt_logprobs: list[dict[str, dict[str, Any]] | None] | None = None  # vLLM's extra field
 
 
+class FunctionDelta(Wire):
+    omit_if_unset: ClassVar[tuple[str, ...]] = ("name",)
+    name: str | None = None
+    arguments: str
+
+
 class ToolCallDelta(Wire):
+    """A streamed call: the first delta has its id, type and name; the next ones only more of its arguments."""
+
+    omit_if_unset: ClassVar[tuple[str, ...]] = ("id", "type")
     index: int
-    id: str
-    type: Literal["function"] = "function"
-    function: FunctionCall
+    id: str | None = None
+    type: Literal["function"] | None = None
+    function: FunctionDelta
 
 
 class ChatDelta(Wire):
@@ -419,15 +428,15 @@ def usage(request: Request) -> Usage:
 
 
 def chat_logprob(tokenizer: Any, lp: TokenLogprob) -> ChatTokenLogprob:
-    def item(token_id: int, logprob: float) -> dict[str, Any]:
+    def item(token_id: int, logprob: float, end: bool = False) -> dict[str, Any]:
         return {
-            "token": token_text(tokenizer, token_id),
+            "token": "" if end else token_text(tokenizer, token_id),
             "logprob": logprob,
-            "bytes": list(token_bytes(tokenizer, token_id)),
+            "bytes": [] if end else list(token_bytes(tokenizer, token_id)),
         }
 
     return ChatTokenLogprob(
-        **item(lp.token_id, lp.logprob), top_logprobs=[TopLogprob(**item(t, v)) for t, v in lp.top]
+        **item(lp.token_id, lp.logprob, lp.end), top_logprobs=[TopLogprob(**item(t, v)) for t, v in lp.top]
     )
 
 
@@ -444,7 +453,7 @@ def legacy_logprobs(
     offset = start_offset
     for i, lp in enumerate(entries):
         token_id = lp.token_id if lp is not None else token_ids[i]
-        text = token_text(tokenizer, token_id)
+        text = "" if lp is not None and lp.end else token_text(tokenizer, token_id)
         tokens.append(text)
         token_logprobs.append(lp.logprob if lp is not None else None)
         tops.append({token_text(tokenizer, t): v for t, v in lp.top} if lp is not None and lp.top else None)

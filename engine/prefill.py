@@ -53,10 +53,12 @@ def try_start(job: Prefill, blocks: BlockManager, headroom: int) -> bool:
     if blocks.available() < need + headroom:
         blocks.release(cached)
         return False
-    if not job.done_tables:  # a request's lookup (its later resumed rows only share its first one's blocks)
-        blocks.count_lookup(len(ids), len(cached))
     job.table = BlockTable(cached, digests)
     job.offset = len(cached) * blocks.block_size
+    if not job.done_tables:  # a request's lookup (its later resumed rows only share its first one's blocks)
+        blocks.count_lookup(len(ids), len(cached))
+        if job.resume is None:
+            job.request.cached_tokens = job.offset  # reported in usage (the Responses API's cached_tokens)
     for _ in range(need):
         job.table.blocks.append(blocks.allocate())
     return True

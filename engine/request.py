@@ -23,6 +23,8 @@ class TokenLogprob:
     token_id: int
     logprob: float
     top: list[tuple[int, float]] = field(default_factory=list)
+    # the end-of-sequence (or stop) token: its entry has empty text, as the answer has none
+    end: bool = False
 
 
 @dataclass
@@ -68,6 +70,7 @@ class Request:
         self.choices: list[Choice] = []
         self.prompt_logprobs: list[TokenLogprob | None] | None = None
         self.max_tokens_clamped_to: int | None = None
+        self.cached_tokens = 0  # prompt tokens whose KV came from the prefix cache
         self.cancelled = False
         self.done = False
         self.error: BaseException | None = None

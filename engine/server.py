@@ -1,4 +1,5 @@
-"""OpenAI-compatible HTTP server over our engine: /v1/models, /v1/chat/completions, /v1/completions.
+"""OpenAI-compatible HTTP server over our engine: /v1/models, /v1/chat/completions, /v1/completions (and
+the tokenizer's routes, engine/tokenizer_api.py).
 
 Routes are short: they validate (FastAPI, with the pydantic bodies of engine/openai_format.py, which is also
 what `/openapi.json` publishes), turn the body into token ids and sampling parameters, submit to the scheduler
@@ -9,7 +10,6 @@ model endpoint answers 503. Every error, including FastAPI's own (404 route, 405
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import logging
 import secrets
@@ -26,11 +26,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from engine.constraints import ConstraintSpec, Grammar
-from engine.errors import EngineError, QueueFull
+from engine import responses, tokenizer_api
 from engine.generate import Engine
 from engine.openai_format import (
-    WIRE_PARAMS,
     ApiError,
     AssistantMessage,
     ChatBody,
@@ -45,11 +43,21 @@ from engine.openai_format import (
     prompt_logprobs_vllm,
     usage,
 )
-from engine.request import Choice, Request
+from engine.request import Choice
+from engine.responses import ResponseStore
 from engine.sampling import SamplingParams
 from engine.scheduler import DEFAULT_MAX_QUEUE, Scheduler
-from engine.streaming import ChatChunks, chat_stream, completion_stream, json_text, sse
-from engine.tools import ToolPlan, plan_tools, render_messages, template_knows_tools
+from engine.streaming import ChatChunks, chat_stream, completion_stream, sse
+from engine.submission import (
+    WireResponse,
+    clamp_header,
+    compile_constraint,
+    normalise_prompts,
+    start_chat,
+    submit,
+    wait_done,
+)
+from engine.tools import ToolPlan
 
 # What /v1/models advertises beyond OpenAI's fields, so a client can tell what this server can do.
 CAPABILITIES = {
@@ -63,7 +71,6 @@ CAPABILITIES = {
     "logprobs": True,
     "beam_search": True,
 }
-DISCONNECT_POLL_S = 0.25  # how often a waiting non-streaming request checks that its client is still there
 log = logging.getLogger(__name__)
 
 
@@ -153,7 +160,10 @@ def create_app(
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(Exception, unexpected)
     app.add_middleware(V1Guard, state=state)
+    app.state.responses = ResponseStore()
     app.include_router(router)
+    app.include_router(tokenizer_api.router)
+    app.include_router(responses.router)
     return app
 
 
@@ -194,13 +204,6 @@ def _key_ok(header: bytes, api_key: str) -> bool:
     return bool(given) and secrets.compare_digest(given.encode(), api_key.encode())
 
 
-class WireResponse(JSONResponse):
-    """JSON as FastAPI sends it, except that text which is not valid Unicode is escaped instead of failing."""
-
-    def render(self, content: Any) -> bytes:
-        return json_text(content).encode("utf-8")
-
-
 async def api_error(_: HttpRequest | None, exc: ApiError) -> JSONResponse:
     return WireResponse(exc.body(), status_code=exc.status)
 
@@ -238,23 +241,6 @@ async def http_error(_: HttpRequest, exc: StarletteHTTPException) -> JSONRespons
         exc.status_code, str(exc.detail), "invalid_request_error", None, codes.get(exc.status_code)
     )
     return WireResponse(error.body(), status_code=exc.status_code, headers=getattr(exc, "headers", None))
-
-
-def submit(
-    scheduler: Scheduler,
-    prompt_ids: list[int],
-    params: SamplingParams,
-    prompt_param: str,
-    constraint: Any = None,
-) -> tuple[Request, asyncio.Queue]:
-    """Hand a request to the scheduler; engine refusals become 400s naming the request field."""
-    try:
-        return scheduler.submit(prompt_ids, params, constraint)
-    except QueueFull as exc:
-        raise ApiError(429, str(exc), "rate_limit_error", None, "queue_full") from None
-    except EngineError as exc:
-        param = prompt_param if exc.param == "prompt" else WIRE_PARAMS.get(exc.param, exc.param)
-        raise ApiError(400, str(exc), param=param, code=exc.code) from None
 
 
 # --- routes ----------------------------------------------------------------------------------------------
@@ -302,38 +288,27 @@ async def list_models(http: HttpRequest):
 @router.post("/v1/chat/completions")
 async def chat_completions(body: ChatBody, http: HttpRequest):
     state = engine_state(http)
-    scheduler = state.ready(body.model)
-    engine = scheduler.engine
-    plan = plan_tools(body)
-    prompt_ids = chat_prompt(engine.tokenizer, body, plan)
-    params = body.chat_sampling()
-    spec = body.constraint_spec()
-    if plan is not None and plan.spec is not None:
-        if spec is not None:
-            raise ApiError(
-                400, f"tool_choice {body.tool_choice} cannot be used with {spec.param}", param=spec.param
-            )
-        spec = plan.spec
-    grammar = await compile_constraint(engine, spec)
-    request, queue = submit(scheduler, prompt_ids, params, "messages", grammar)
+    started = await start_chat(state, body)
+    request, queue, plan = started.request, started.queue, started.plan
+    tokenizer = started.tokenizer
     last = body.messages[-1]
     prefix = last.text() if body.echo and last.role == "assistant" else ""
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        chunks = ChatChunks(completion_id, state.model_id, request, include_usage, engine.tokenizer)
+        chunks = ChatChunks(completion_id, state.model_id, request, include_usage, tokenizer)
         return sse(chat_stream(chunks, queue, prefix, plan), request)
     await wait_done(http, request, queue)
     response = ChatCompletion(
         id=completion_id,
         created=int(request.created),
         model=state.model_id,
-        choices=[chat_choice(engine.tokenizer, c, prefix, plan) for c in request.choices],
+        choices=[chat_choice(tokenizer, c, prefix, plan) for c in request.choices],
         usage=usage(request),
         system_fingerprint=f"workbench-{state.method}",
     )
-    if params.prompt_logprobs is not None:
-        response.prompt_logprobs = prompt_logprobs_vllm(engine.tokenizer, request)
+    if request.params.prompt_logprobs is not None:
+        response.prompt_logprobs = prompt_logprobs_vllm(tokenizer, request)
     return WireResponse(response.wire(), headers=clamp_header(request))
 
 
@@ -382,71 +357,3 @@ async def completions(body: CompletionBody, http: HttpRequest):
         usage={**total, "total_tokens": prompt_tokens + completion_tokens},
     )
     return WireResponse(response.wire(), headers=clamp_header(submitted[0][0]))
-
-
-# --- route helpers ---------------------------------------------------------------------------------------
-
-
-async def compile_constraint(engine: Engine, spec: ConstraintSpec | None) -> Grammar | None:
-    """Compile an output constraint off the event loop (a large schema takes a while); 400 if it is bad."""
-    if spec is None:
-        return None
-    try:
-        return await asyncio.to_thread(engine.constrain, spec)
-    except EngineError as exc:
-        raise ApiError(400, str(exc), param=exc.param, code=exc.code) from None
-
-
-def chat_prompt(tokenizer: Any, body: ChatBody, plan: ToolPlan | None) -> list[int]:
-    """The chat template applied to the messages (and tools): token ids, or a 400 naming `messages`."""
-    if body.continue_final_message and body.messages[-1].role != "assistant":
-        raise ApiError(400, "continue_final_message needs a final assistant message", param="messages")
-    native = template_knows_tools(tokenizer)
-    messages, tools = render_messages(body, plan, native)
-    extra = {"tools": tools} if tools else {}
-    try:
-        return tokenizer.apply_chat_template(
-            messages,
-            **extra,
-            add_generation_prompt=body.add_generation_prompt and not body.continue_final_message,
-            continue_final_message=body.continue_final_message,
-            tokenize=True,
-            return_dict=False,
-        )
-    except Exception as exc:  # a template that rejects the roles or their order
-        raise ApiError(
-            400, f"messages cannot be formatted with the model's chat template: {exc}", param="messages"
-        ) from None
-
-
-def normalise_prompts(prompt: Any, tokenizer: Any) -> list[list[int]]:
-    if prompt and all(isinstance(p, int) for p in prompt):
-        return [list(prompt)]
-    if prompt and all(isinstance(p, list) for p in prompt):
-        return [list(p) for p in prompt]
-    texts = [prompt] if isinstance(prompt, str) else prompt
-    if not texts or not all(isinstance(p, str) for p in texts):
-        raise ApiError(400, "prompt must be a string, a list of strings or token ids", param="prompt")
-    try:
-        return [tokenizer(text)["input_ids"] for text in texts]
-    except Exception as exc:  # e.g. text that is not valid Unicode (a lone surrogate)
-        raise ApiError(400, f"prompt cannot be tokenized: {exc}", param="prompt") from None
-
-
-async def wait_done(http: HttpRequest, request: Request, queue: asyncio.Queue) -> None:
-    """Wait for a non-streaming request, cancelling it if the client goes away."""
-    while not request.done:
-        try:
-            await asyncio.wait_for(queue.get(), timeout=DISCONNECT_POLL_S)
-        except TimeoutError:
-            if await http.is_disconnected():
-                request.cancel()
-                raise ApiError(499, "client disconnected") from None
-    if request.error is not None:
-        raise ApiError(500, f"generation failed: {request.error}", "server_error")
-
-
-def clamp_header(request: Request) -> dict[str, str]:
-    if request.max_tokens_clamped_to is None:
-        return {}
-    return {"x-max-tokens-clamped": str(request.max_tokens_clamped_to)}

@@ -1,9 +1,8 @@
 """Server-sent events: a request's engine events turned into OpenAI's stream chunks, ending with `[DONE]`.
 
 Text deltas are sent as the engine releases them (whole UTF-8 characters, stop strings held back until they
-cannot match). A chat request that may call tools is the exception: its text is only known to be a call or an
-answer once it is complete, so each choice is sent whole at its end — as a `tool_calls` delta (one delta holding
-id, name and the complete arguments, which OpenAI clients accumulate like any other) or as content.
+cannot match). A chat request that may call tools is read by engine/tool_stream.py as it grows: content deltas,
+or a `tool_calls` delta with the call's id and name followed by deltas of its arguments, as OpenAI sends them.
 A client that goes away mid-stream cancels its request, which frees its rows at the next step.
 """
 
@@ -13,7 +12,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from fastapi.responses import StreamingResponse
@@ -26,12 +25,14 @@ from engine.openai_format import (
     Completion,
     CompletionBody,
     CompletionChoice,
+    FunctionDelta,
     ToolCallDelta,
     chat_logprobs,
     legacy_logprobs,
     usage,
 )
 from engine.request import Event, Request, TokenLogprob
+from engine.tool_stream import CallStream, Piece
 from engine.tools import ToolPlan
 
 log = logging.getLogger(__name__)
@@ -101,17 +102,19 @@ class ChatChunks:
     def finish(self, index: int, reason: str | None) -> dict:
         return self.chunk(ChunkChoice(index=index, delta=ChatDelta(), finish_reason=reason))
 
-    def whole(self, index: int, text: str, logprobs: list[TokenLogprob], reason: str | None, plan: ToolPlan):
-        """A tool-enabled choice, sent once complete: its calls, or its content."""
-        content, calls = plan.parse(text)
-        if calls:
-            deltas = [ToolCallDelta(index=i, id=c.id, function=c.function) for i, c in enumerate(calls)]
-            yield self.chunk(ChunkChoice(index=index, delta=ChatDelta(tool_calls=deltas)))
-            yield self.finish(index, "tool_calls")
-            return
-        if content or logprobs:
-            yield self.content(index, content or "", logprobs)
-        yield self.finish(index, reason)
+    def tool_pieces(self, index: int, pieces: list[Piece], logprobs: list[TokenLogprob]) -> Iterator[dict]:
+        """A tool-enabled choice's pieces: content (with the log-probabilities so far), a call, its arguments."""
+        for piece in pieces:
+            if piece.kind == "content":
+                yield self.content(index, piece.text, logprobs)
+                logprobs = []
+            elif piece.kind == "call":
+                function = FunctionDelta(name=piece.text, arguments="")
+                call = ToolCallDelta(index=0, id=piece.call_id, type="function", function=function)
+                yield self.chunk(ChunkChoice(index=index, delta=ChatDelta(tool_calls=[call])))
+            else:
+                call = ToolCallDelta(index=0, function=FunctionDelta(arguments=piece.text))
+                yield self.chunk(ChunkChoice(index=index, delta=ChatDelta(tool_calls=[call])))
 
 
 async def chat_stream(
@@ -119,20 +122,26 @@ async def chat_stream(
 ) -> AsyncIterator[dict]:
     request = chunks.request
     held = plan is not None and plan.mode != "none"
-    texts: dict[int, str] = {}
-    logprobs: dict[int, list[TokenLogprob]] = {}
+    calls = {index: CallStream(plan) for index in range(request.params.n)} if held else {}
+    pending: dict[int, list[TokenLogprob]] = {}  # log-probabilities of text not sent yet (a call undecided)
     for index in range(request.params.n):
         yield chunks.chunk(ChunkChoice(index=index, delta=ChatDelta(role="assistant", content=prefix)))
     async for event in events(request, queue):
         if event.kind == "delta" and held:
-            texts[event.index] = texts.get(event.index, "") + event.text
-            logprobs.setdefault(event.index, []).extend(event.logprobs)
+            lps = pending.setdefault(event.index, [])
+            lps.extend(event.logprobs)
+            pieces = calls[event.index].feed(event.text)
+            if pieces:
+                for chunk in chunks.tool_pieces(event.index, pieces, lps):
+                    yield chunk
+                pending[event.index] = []
         elif event.kind == "delta" and (event.text or event.logprobs):
             yield chunks.content(event.index, event.text, event.logprobs)
         elif event.kind == "done" and held:
-            text, lps = texts.get(event.index, ""), logprobs.get(event.index, [])
-            for chunk in chunks.whole(event.index, text, lps, event.finish_reason, plan):
+            stream = calls[event.index]
+            for chunk in chunks.tool_pieces(event.index, stream.finish(), pending.get(event.index, [])):
                 yield chunk
+            yield chunks.finish(event.index, "tool_calls" if stream.called else event.finish_reason)
         elif event.kind == "done":
             yield chunks.finish(event.index, event.finish_reason)
     if chunks.include_usage:
@@ -150,7 +159,7 @@ async def completion_stream(
         return Completion(id=cid, created=created, model=model_id, choices=[choice]).wire()
 
     async for event in events(request, queue):
-        if event.kind == "delta" and event.text:
+        if event.kind == "delta" and (event.text or (body.logprobs is not None and event.logprobs)):
             logprobs = None
             if body.logprobs is not None and event.logprobs:
                 logprobs = legacy_logprobs(tokenizer, event.logprobs, offset)

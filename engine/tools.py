@@ -2,9 +2,11 @@
 
 `plan_tools` reads `tools` and `tool_choice`. With `required` or a named function the output is constrained to
 one call, the JSON object `{"name": ..., "arguments": {...}}` whose arguments match that function's `parameters`
-schema (an output constraint, like `response_format`), so every call is valid. With `auto` the model decides:
-it answers normally or writes `<tool_call>{"name": ..., "arguments": ...}</tool_call>`, and only a call that
-names a known function and whose arguments validate against its schema becomes a tool call. With `none` tools
+schema (an output constraint, like `response_format`), so every call is valid. With `auto` the model decides,
+within a grammar too: free text that never contains `<tool_call>`, or exactly one
+`<tool_call>{"name": ..., "arguments": ...}</tool_call>` whose JSON is a valid call of a declared function (a
+request that brings its own output constraint keeps it, and then a call is only read back if one is written).
+Only a call that names a known function and whose arguments validate becomes a tool call. With `none` tools
 are only shown. Tools and earlier calls and results reach the model through its chat template when the template
 knows about tools, and otherwise through a plain-text fallback: a system note listing the functions and the
 answer format, assistant calls written as `<tool_call>` blocks, tool results as `<tool_response>` user messages.
@@ -21,7 +23,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
-from engine.constraints import ConstraintSpec
+from engine.constraints import JSON_OPTIONS, ConstraintSpec, bounded_numbers
 from engine.openai_format import ApiError, ChatBody, FunctionCall, NamedToolChoice, Tool, ToolCall
 
 CALL_OPEN, CALL_CLOSE = "<tool_call>", "</tool_call>"
@@ -83,7 +85,7 @@ def plan_tools(body: ChatBody) -> ToolPlan | None:
             param = f"tools.{i}.function.parameters"
             raise ApiError(400, f"{param} is not a valid JSON schema: {exc.message}", param=param) from None
     if choice in (None, "auto"):
-        return ToolPlan("auto", tools, tools)
+        return ToolPlan("auto", tools, tools, ConstraintSpec("lark", auto_grammar(tools), "tools"))
     if choice == "none":
         return ToolPlan("none", tools)
     allowed = tools
@@ -112,6 +114,19 @@ def call_schema(allowed: list[Tool]) -> dict[str, Any]:
         for t in allowed
     ]
     return shapes[0] if len(shapes) == 1 else {"anyOf": shapes}
+
+
+def auto_grammar(allowed: list[Tool]) -> str:
+    """Lark for `auto`: free text without the call marker, or one marked call (llguidance embeds the schema)."""
+    schema = {"x-guidance": JSON_OPTIONS, **bounded_numbers(call_schema(allowed))}
+    return "\n".join(
+        [
+            f'start: TEXT | "{CALL_OPEN}" WS? call WS? "{CALL_CLOSE}"',
+            f"call: %json {json.dumps(schema)}",
+            "WS: /[ \\t\\n]+/",
+            f"TEXT: /(?s:.*)/ & ~/(?s:.*{re.escape(CALL_OPEN)}.*)/",
+        ]
+    )
 
 
 # --- the prompt ------------------------------------------------------------------------------------------

@@ -32,9 +32,11 @@ def heatmap_html(tokens: list[dict]) -> str:
         hue = int(120 * p)  # red (unlikely) .. green (likely)
         alternatives = "&#10;".join(f"{html.escape(repr(t))}: {q:.1%}" for t, q in piece.alternatives)
         merged = f" ({len(piece.tokens)} tokens)" if len(piece.tokens) > 1 else ""
+        # the end token's entry has no text: mark where the answer stopped, with how sure the model was
+        shown = html.escape(piece.text) if piece.text else "<small>[end]</small>"
         spans.append(
             f"<span class='tok' title='p={p:.1%}{merged}&#10;{alternatives}' "
-            f"style='background:hsl({hue},80%,80%)'>{html.escape(piece.text)}</span>"
+            f"style='background:hsl({hue},80%,80%)'>{shown}</span>"
         )
     return (
         "<div class='heatmap' style='line-height:2;font-family:monospace;white-space:pre-wrap'>"

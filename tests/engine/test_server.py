@@ -375,14 +375,18 @@ def test_workbench_serve_rejects_a_bad_method():
     assert done.returncode == 2 and "unknown quantization method 'int3'" in done.stderr
 
 
-def test_logprobs_cover_the_content_only(client):
-    # a short answer that ends with the end-of-turn token: that token is not part of the content's logprobs
+def test_logprobs_cover_the_content_and_the_end_token(client):
+    # a short answer that ends with the end-of-turn token: that token has an entry of its own, with empty text,
+    # so the entries' texts still join to the content
     # (a prompt whose greedy answer has a clear margin at every token: int4's rounded activations make near-ties
     # of other prompts depend on the last bit of any arithmetic change)
     response = ask(client, "What is 2 + 2?", max_tokens=40, logprobs=True, top_logprobs=1)
     choice = response.choices[0]
     assert choice.finish_reason == "stop"
     assert "".join(i.token for i in choice.logprobs.content) == choice.message.content
+    end = choice.logprobs.content[-1]
+    assert end.token == "" and end.bytes == [] and end.logprob <= 0
+    assert len(choice.logprobs.content) == response.usage.completion_tokens
 
 
 def test_token_count_of_rendered_messages_equals_what_the_engine_is_fed(client, default_model):

@@ -23,6 +23,7 @@ def tiny_server(tiny_chat_pair):
     app = create_app(lambda: engine, "tiny", "none", api_key=KEY)
     with ThreadedServer(app) as srv:
         srv.wait_ready()
+        srv.engine = engine
         yield srv
 
 
@@ -110,3 +111,39 @@ def test_models_and_metrics_report_the_kv_cache(tiny_server, client):
         metrics["kv_blocks_used"] + metrics["kv_blocks_free"] + metrics["kv_blocks_cached"]
         == card["kv_blocks"]
     )
+
+
+def test_every_generated_token_has_a_logprob_entry_the_end_token_too(tiny_server, client):
+    """lm-eval's loglikelihood sends echo + logprobs + max_tokens 1 and drops the last entry as the generated
+    token: when that token ends the sequence, its entry must be there (empty text), or the answer's own last
+    token is dropped instead."""
+    from engine.generate import generate
+
+    engine = tiny_server.engine
+    prompts = [f"question {i}: the answer is" for i in range(20)]
+    ids = [engine.tokenizer.encode(p) for p in prompts]
+    greedy = SamplingParams(max_new_tokens=1, temperature=0, ignore_eos=True)
+    firsts = {generate(engine, prompt, greedy).choices[0].token_ids[0] for prompt in ids}
+    added = firsts - engine.eos_ids
+    engine.eos_ids |= added  # each prompt's greedy next token now ends the sequence
+    try:
+        for prompt, prompt_ids in zip(prompts, ids, strict=True):
+            echoed = client.completions.create(
+                model="tiny", prompt=prompt, max_tokens=1, logprobs=1, echo=True, temperature=0
+            )
+            choice, usage = echoed.choices[0], echoed.usage
+            assert choice.finish_reason == "stop" and usage.completion_tokens == 1
+            tokens = choice.logprobs.tokens
+            assert len(tokens) == len(prompt_ids) + 1 == usage.prompt_tokens + usage.completion_tokens
+            assert tokens[-1] == "" and choice.logprobs.token_logprobs[-1] < 0 and choice.text == prompt
+            plain = client.completions.create(
+                model="tiny", prompt=prompt, max_tokens=1, logprobs=1, temperature=0
+            )
+            assert plain.choices[0].logprobs.tokens == [""]
+        streamed = client.completions.create(
+            model="tiny", prompt=prompts[0], max_tokens=5, logprobs=1, temperature=0, stream=True
+        )
+        tokens = [t for chunk in streamed for c in chunk.choices if c.logprobs for t in c.logprobs.tokens]
+        assert tokens == [""]  # streamed too: the end token's entry arrives with the last chunk
+    finally:
+        engine.eos_ids -= added

@@ -247,6 +247,37 @@ def test_tool_choice_required_gives_a_valid_call_every_time(server):
         jsonschema.validate(json.loads(call.function.arguments), schemas[call.function.name])
 
 
+def test_auto_tool_choice_gives_text_or_a_valid_call(server):
+    """`auto` is constrained too: a call names a declared function with arguments that validate, and text never
+    imitates one. After an earlier call in the conversation this model is tempted to write tags of its own
+    (unconstrained, it opens "<tool_..." blocks); none of them may be a malformed call."""
+    earlier = {"name": "get_weather", "arguments": json.dumps({"city": "Madrid", "unit": "celsius"})}
+    history = [
+        {"role": "user", "content": "What's the weather in Madrid?"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{"id": "call_1", "type": "function", "function": earlier}],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": "21 degrees, sunny"},
+        {"role": "assistant", "content": "It is 21 degrees and sunny in Madrid."},
+    ]
+
+    def ask(c, prompt):
+        messages = [*history, {"role": "user", "content": prompt}]
+        return c.chat.completions.create(
+            model=MODEL, messages=messages, tools=TOOLS, max_tokens=60, temperature=0
+        )
+
+    responses = gather(server, lambda c: [ask(c, p) for p in TOOL_PROMPTS])
+    schemas = {t["function"]["name"]: t["function"]["parameters"] for t in TOOLS}
+    for response in responses:
+        message = response.choices[0].message
+        for call in message.tool_calls or []:
+            jsonschema.validate(json.loads(call.function.arguments), schemas[call.function.name])
+        assert "<tool_call>" not in (message.content or "")
+
+
 def test_named_tool_choice_and_the_conversation_continues(client):
     named = {"type": "function", "function": {"name": "search_web"}}
     first = chat(client, "Find the tallest building.", tools=TOOLS, tool_choice=named)
@@ -276,6 +307,8 @@ def test_streaming_equals_non_streaming_under_greedy(client):
     deltas = [tc for c in streamed if c.choices for tc in (c.choices[0].delta.tool_calls or [])]
     arguments = "".join(d.function.arguments or "" for d in deltas)
     assert deltas[0].function.name == called.choices[0].message.tool_calls[0].function.name
+    assert deltas[0].id.startswith("call_") and all(d.id is None for d in deltas[1:])
+    assert len(json.loads(arguments)) >= 2 and len(deltas) >= 3  # a multi-field call, its arguments in pieces
     assert arguments == called.choices[0].message.tool_calls[0].function.arguments
     assert [c.choices[0].finish_reason for c in streamed if c.choices and c.choices[0].finish_reason] == [
         "tool_calls"
