@@ -139,8 +139,11 @@ def lm_eval_check(base: str, model: str, out: dict) -> str:
     """A local multiple-choice task by loglikelihood, with lm-eval finding our remote tokenizer by itself."""
     import lm_eval
     from lm_eval.tasks import TaskManager
+    from lm_eval.utils import check_remote_tokenizer_support
 
     os.environ["HF_DATASETS_OFFLINE"] = "1"
+    # what tokenizer_backend=auto (local-completions' default) decides by: without it, lm-eval downloads one
+    assert check_remote_tokenizer_support(f"{base}/completions"), "lm-eval does not find the remote tokenizer"
     os.chdir(HERE / "tasks")  # the task's data file is named relative to it
     args = {"model": model, "base_url": f"{base}/completions", "num_concurrent": 1, "max_retries": 1}
     results = lm_eval.simple_evaluate(
