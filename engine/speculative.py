@@ -1,10 +1,11 @@
 """Prompt-lookup speculative decoding: draft tokens copied from the context, verified in the row's next forward.
 
-A greedy row whose last few tokens (an n-gram of NGRAM_SIZES tokens, the longest first) occurred earlier in its
-prompt or its own output proposes the tokens that followed that occurrence as a draft. The decode step feeds the
+A row (greedy or sampled; not beams) whose last few tokens (an n-gram of NGRAM_SIZES tokens, the longest first)
+occurred earlier in its prompt or its own output proposes the tokens that followed that occurrence as a draft. The decode step feeds the
 row's last token and the draft as one segment (engine/attention.py) and gets logits at every position; the row
 then chooses its tokens one position at a time exactly as plain decoding would (`DecodeBatch.sample_next`) and
-stops at the first choice that differs from the draft. So the output is the plain greedy output, token for token,
+stops at the first choice that differs from the draft. So the output is plain decoding's, token for token (for a
+sampled row too: see `speculates`),
 while a run of k correct draft tokens costs one forward instead of k + 1. That holds because every op of the
 forward computes a token's row independently of the others in the step (the int4/int8 matmuls, the paged
 attention kernel, the norms); tests assert the identity.
@@ -104,6 +105,10 @@ def rows_exact(model: Any, pool: Any) -> bool:
 
 
 def speculates(sequence: Sequence) -> bool:
-    """Greedy rows without beams: their choice at every position is the argmax of known (masked) logits."""
-    params = sequence.request.params
-    return params.greedy and not params.use_beam_search
+    """Every row but beams. A greedy row's choice at each position is the argmax of known (masked) logits; a
+    sampled row's is one draw from its own generator over the same distribution plain decoding would have, so
+    verification (keep the draft while the drawn token equals it) is speculative sampling with a deterministic
+    draft: a drafted token is kept with exactly its probability p(token), and on a miss the drawn token is a draw
+    from the rest of the distribution. It goes further: the generator is consumed once per kept position, as in
+    plain decoding, so a seeded sampled request gets the same tokens with or without drafts."""
+    return not sequence.request.params.use_beam_search
