@@ -216,7 +216,7 @@ def measure_llama_cpp(threads: int, repeats: int, new_tokens: int) -> dict:
         nll -= row[window[i + 1]] - top - math.log(np.exp(row - top).sum())
         count += 1
     return {
-        "system": "llama.cpp",
+        "system": BINDING,
         "method": "gguf-q4_1",
         "decode_tok_s": decode_s,
         "prefill_tok_s": prefill_s,
@@ -225,6 +225,36 @@ def measure_llama_cpp(threads: int, repeats: int, new_tokens: int) -> dict:
         "bits_per_param": None,
         "kv_bytes_per_token": None,
         "peak_rss_bytes": peak_rss_bytes(),
+    }
+
+
+NATIVE = "llama.cpp (native)"  # llama-bench, built from source on this machine (bench/llama_native.py)
+BINDING = "llama.cpp (python binding)"  # llama-cpp-python: its per-token Python overhead counts against it
+
+
+def measure_llama_native(threads: int, repeats: int, new_tokens: int) -> dict | None:
+    """llama-bench's tg{new_tokens} and pp512 on the same GGUF (its averages over `repeats` runs)."""
+    from bench import llama_native
+    from engine.loader import gguf_path
+    from settings import get_settings
+
+    binaries = llama_native.ensure(LLAMA_CPP_PIN, get_settings().home_dir / "native")
+    if isinstance(binaries, str):
+        print(binaries, file=sys.stderr)
+        return None
+    path = gguf_path(MODEL)
+    measured = llama_native.llama_bench(binaries, path, threads, PREFILL_TOKENS, new_tokens, repeats)
+    return {
+        "system": NATIVE,
+        "method": "gguf-q4_1",
+        "decode_tok_s": measured["decode_tok_s"],
+        "prefill_tok_s": measured["prefill_tok_s"],
+        "ppl": None,
+        "weight_bytes": path.stat().st_size,
+        "bits_per_param": None,
+        "kv_bytes_per_token": None,
+        "peak_rss_bytes": None,
+        "build_options": list(binaries.options),
     }
 
 
@@ -237,6 +267,8 @@ def run_all(threads: int, repeats: int, new_tokens: int, methods: list[str], lla
     print("transformers fp32 ...", file=sys.stderr)
     results.append(run_isolated("bench.engine", ["--one", "transformers", *common]))
     if llama_cpp:
+        print("llama.cpp native (llama-bench) ...", file=sys.stderr)
+        results.append(measure_llama_native(threads, repeats, new_tokens))
         why = ensure_llama_cpp()
         if why:
             print(why, file=sys.stderr)
@@ -247,7 +279,9 @@ def run_all(threads: int, repeats: int, new_tokens: int, methods: list[str], lla
     base = next((r["ppl"] for r in results if r["system"] == "ours" and r["method"] == "none"), None)
     for r in results:
         r["ppl_delta_pct"] = (r["ppl"] / base - 1) * 100 if base and r["ppl"] else None
-    return {"threads": threads, "default_method": _default_method(), "results": results}
+    from bench.llama_native import cpu_name
+
+    return {"threads": threads, "cpu": cpu_name(), "default_method": _default_method(), "results": results}
 
 
 def _default_method() -> str:
@@ -256,10 +290,17 @@ def _default_method() -> str:
     return get_settings().default_quant
 
 
+def llama_reference(results: list[dict]) -> dict | None:
+    """What the "vs llama.cpp" ratios divide by: the native binary where it was built, else the binding."""
+    return next((r for r in results if r["system"] == NATIVE), None) or next(
+        (r for r in results if r["system"] in (BINDING, "llama.cpp")), None
+    )
+
+
 def print_report(report: dict) -> None:
     results = report["results"]
     hf = next((r for r in results if r["system"] == "transformers"), None)
-    cpp = next((r for r in results if r["system"] == "llama.cpp"), None)
+    cpp = llama_reference(results)
     rows = []
     for r in results:
         rows.append(
@@ -275,11 +316,12 @@ def print_report(report: dict) -> None:
                 fmt(r.get("kld"), ".4f"),
                 fmt(r["weight_bytes"] / 1e6, ".1f"),
                 fmt(r["bits_per_param"], ".2f"),
-                fmt(r["peak_rss_bytes"] / 1e6, ".0f"),
+                fmt(r["peak_rss_bytes"] / 1e6 if r["peak_rss_bytes"] else None, ".0f"),
             ]
         )
     print(
-        f"\nengine benchmark: {MODEL}, {report['threads']} threads, default method {report['default_method']}",
+        f"\nengine benchmark: {MODEL}, {report['threads']} threads on {report.get('cpu', 'this CPU')}, "
+        f"default method {report['default_method']}",
         file=sys.stderr,
     )
     print_table(

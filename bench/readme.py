@@ -9,6 +9,8 @@ import re
 import sys
 from pathlib import Path
 
+from bench.engine import BINDING, NATIVE, llama_reference
+from bench.server import NATIVE as SERVER_NATIVE
 from prompting import numbers
 from prompting.stats import Interval
 
@@ -104,10 +106,16 @@ def _num(value: float | None, spec: str) -> str:
 def engine_table(report: dict) -> str:
     results = report["results"]
     hf = next((r for r in results if r["system"] == "transformers"), None)
-    cpp = next((r for r in results if r["system"] == "llama.cpp"), None)
-    names = {"transformers": "none (fp32 `generate`)", "llama.cpp": "GGUF Q4_1"}
+    cpp = llama_reference(results)
+    names = {
+        "transformers": "none (fp32 `generate`)",
+        "llama.cpp": "GGUF Q4_1",
+        NATIVE: "GGUF Q4_1 (llama-bench)",
+        BINDING: "GGUF Q4_1 (llama-cpp-python)",
+    }
+    versus = "vs llama.cpp native" if cpp and cpp["system"] == NATIVE else "vs llama.cpp"
     rows = [
-        "| system | method | decode tok/s | vs HF | vs llama.cpp | prefill tok/s | ppl | ppl Δ | KLD | linear MB | "
+        f"| system | method | decode tok/s | vs HF | {versus} | prefill tok/s | ppl | ppl Δ | KLD | linear MB | "
         "bits/param | peak RSS MB |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -122,9 +130,14 @@ def engine_table(report: dict) -> str:
             f"{_num(r['prefill_tok_s'], '.0f')} | {_num(r['ppl'], '.3f')} | "
             f"{'—' if delta is None else f'{delta:+.2f} %'} | {_num(r.get('kld'), '.4f')} | "
             f"{_num(r['weight_bytes'] / 1e6, '.1f')} | "
-            f"{_num(r.get('bits_per_param'), '.2f')} | {_num(r['peak_rss_bytes'] / 1e6, '.0f')} |"
+            f"{_num(r.get('bits_per_param'), '.2f')} | {_num(_mega(r['peak_rss_bytes']), '.0f')} |"
         )
-    return "\n".join(rows) + "\n\n" + calibrated_table(results)
+    cpu = f"\n\nMeasured on {report['cpu']}, {report['threads']} threads." if report.get("cpu") else ""
+    return "\n".join(rows) + cpu + "\n\n" + calibrated_table(results)
+
+
+def _mega(value: float | None) -> float | None:
+    return None if value is None else value / 1e6
 
 
 def calibrated_table(results: list[dict]) -> str:
@@ -177,28 +190,32 @@ def memory_table(report: dict) -> str:
 
 
 def server_table(report: dict) -> str:
-    rows = [
-        "| server | tok/s at concurrency 1 | 4 | 16 | 16 vs 1 | load: requests at concurrency 32 | load tok/s | "
-        "p50 / p95 latency | TTFT p50 | RSS before → after |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
     systems = report["systems"]
-    base = systems.get("llama.cpp")
+    native = systems.get(SERVER_NATIVE)
+    rows = [
+        "| server | tok/s at concurrency 1 | 4 | 16 | 16 vs 1 | ours vs llama-server (c=1 / c=16) "
+        "| load: requests at concurrency 32 | load tok/s | p50 / p95 latency | TTFT p50 | RSS before → after |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    labels = {
+        "llama.cpp": "llama-cpp-python server (binding)",
+        SERVER_NATIVE: "llama-server --parallel 16 (native)",
+    }
     for name, m in systems.items():
         t = {int(k): v for k, v in m["throughput"].items()}
-        versus = (
-            f" (**{m['tokens_per_s'] / base['tokens_per_s']:.2f}×** llama.cpp)"
-            if base and name != "llama.cpp"
-            else ""
-        )
+        versus = "—"
+        if native and name == "ours":
+            n = {int(k): v for k, v in native["throughput"].items()}
+            versus = f"**{t[1] / n[1]:.2f}×** / **{t[16] / n[16]:.2f}×**"
         errors = m["requests"] - m["ok"]
         rows.append(
-            f"| {'llama-cpp-python server' if name == 'llama.cpp' else name} | {t[1]:.1f} | {t[4]:.1f} | "
-            f"{t[16]:.1f} | {t[16] / t[1]:.2f}× | {m['requests']} requests: {m['ok']} OK, {errors} errors | "
-            f"{m['tokens_per_s']:.1f}{versus} | {m['p50_s']:.2f} s / {m['p95_s']:.2f} s | {m['ttft_p50_s']:.2f} s | "
+            f"| {labels.get(name, name)} | {t[1]:.1f} | {t[4]:.1f} | {t[16]:.1f} | {t[16] / t[1]:.2f}× | {versus} | "
+            f"{m['requests']} requests: {m['ok']} OK, {errors} errors | {m['tokens_per_s']:.1f} | "
+            f"{m['p50_s']:.2f} s / {m['p95_s']:.2f} s | {m['ttft_p50_s']:.2f} s | "
             f"{m['rss_before'] / 1e6:.0f} → {m['rss_after'] / 1e6:.0f} MB |"
         )
-    return "\n".join(rows)
+    cpu = f"\n\nMeasured on {report['cpu']}, {report['threads']} threads." if report.get("cpu") else ""
+    return "\n".join(rows) + cpu
 
 
 def speculative_table(report: dict) -> str:
@@ -210,7 +227,10 @@ def speculative_table(report: dict) -> str:
     for key, label, target in (
         ("grounded", "grounded: copy, extract, rewrite", "≥ 1.5×"),
         ("open", "open-ended", "—"),
+        ("sampled", "grounded, sampled at temperature 0.7 (seeded)", "≥ 1.3×"),
     ):
+        if key not in report:
+            continue
         r = report[key]
         accepted = "—" if r["acceptance"] is None else f"{r['acceptance']:.0%}"
         rows.append(

@@ -109,6 +109,34 @@ def start_llama_cpp(threads: int) -> tuple[subprocess.Popen, str, str] | None:
     return proc, url, MODEL
 
 
+NATIVE = "llama.cpp (native)"  # llama-server --parallel 16, built from source on this machine
+NATIVE_PARALLEL = 16
+
+
+def start_llama_native(threads: int) -> tuple[subprocess.Popen, str, str] | None:
+    """llama.cpp's own llama-server with continuous batching over NATIVE_PARALLEL slots (bench/llama_native.py)."""
+    from bench import llama_native
+    from bench.engine import LLAMA_CPP_PIN
+    from engine.loader import gguf_path
+    from settings import get_settings
+
+    binaries = llama_native.ensure(LLAMA_CPP_PIN, get_settings().home_dir / "native")
+    if isinstance(binaries, str):
+        print(binaries, file=sys.stderr)
+        return None
+    port = free_port()
+    command = llama_native.server_command(binaries, gguf_path(MODEL), threads, port, NATIVE_PARALLEL)
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        wait_for(f"http://127.0.0.1:{port}/health", proc=proc, timeout=300)
+    except RuntimeError as exc:
+        print(f"llama-server: {exc}", file=sys.stderr)
+        proc.terminate()
+        return None
+    return proc, url, MODEL
+
+
 async def one_stream(client, model: str, prompt: str, max_tokens: int) -> dict:
     import openai
 
@@ -230,9 +258,12 @@ def main(argv: list[str] | None = None) -> int:
     from settings import get_settings
 
     quant = args.quant or get_settings().default_quant
-    report = {"threads": args.threads, "systems": {}}
+    from bench.llama_native import cpu_name
+
+    report = {"threads": args.threads, "cpu": cpu_name(), "systems": {}}
     servers = [("ours", lambda: start_ours(quant, args.threads))]
     if not args.no_llama_cpp:
+        servers.append((NATIVE, lambda: start_llama_native(args.threads)))
         servers.append(("llama.cpp", lambda: start_llama_cpp(args.threads)))
     for name, start in servers:
         print(f"{name} server ...", file=sys.stderr)
@@ -254,10 +285,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def print_report(report: dict, quant: str, threads: int) -> None:
     rows = []
-    base = report["systems"].get("llama.cpp")
+    base = report["systems"].get(NATIVE) or report["systems"].get("llama.cpp")
     for name, m in report["systems"].items():
         t = m["throughput"]
-        usable = base and base["tokens_per_s"] and name != "llama.cpp"
+        usable = base and base["tokens_per_s"] and name == "ours"
         ratio = f"{m['tokens_per_s'] / base['tokens_per_s']:.2f}x" if usable else "-"
         rows.append(
             [
@@ -276,7 +307,7 @@ def print_report(report: dict, quant: str, threads: int) -> None:
                 f"{m['rss_before'] / 1e6:.0f}->{m['rss_after'] / 1e6:.0f}",
             ]
         )
-    print(f"\nserver benchmark: {MODEL}@{quant}, {threads} threads", file=sys.stderr)
+    print(f"\nserver benchmark: {MODEL}@{quant}, {threads} threads on {report.get('cpu')}", file=sys.stderr)
     print_table(
         [
             "server",

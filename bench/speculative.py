@@ -1,8 +1,10 @@
-"""Speculative decoding benchmark: prompt-lookup drafting against plain greedy decoding, in one run.
+"""Speculative decoding benchmark: prompt-lookup drafting against plain decoding, in one run.
 
-Grounded prompts (copy, extract from or rewrite a given paragraph: what suites mostly run) and, as a control,
-open-ended ones (nothing to copy). Two engines share one model, one with speculation (the default draft length)
-and one without; they alternate prompt by prompt (paired, so load from other processes hits both alike). Decode
+Grounded prompts (copy, extract from or rewrite a given paragraph: what suites mostly run), as a control
+open-ended ones (nothing to copy), and the grounded ones again sampled at temperature 0.7 (seeded: speculative
+sampling gives the same tokens as plain sampling with the same seed). Two engines share one model, one with
+speculation (the default draft length) and one without; they alternate prompt by prompt (paired, so load from
+other processes hits both alike). Decode
 tokens/s counts the tokens after the first over the time after the first (prefill is the same for both). Every
 output must be the same tokens on both engines; the report says whether they were.
 Prints a table (stderr) and, with --json, one JSON object on stdout; keeps it in
@@ -22,6 +24,8 @@ from bench.common import chat_ids, print_table, save_report
 
 MODEL = "smollm2-135m-instruct"
 MAX_TOKENS = 128
+SAMPLED_TEMPERATURE = 0.7  # the sampled pass: speculative sampling, seeded
+SEED = 1234
 PARAGRAPHS = [
     "The Amazon rainforest covers much of the Amazon basin of South America. The basin spans about seven million "
     "square kilometres, of which about five and a half million are covered by the forest. The region includes "
@@ -47,18 +51,22 @@ OPEN_PROMPTS = [
 ]
 
 
-def _decode(engine, ids: list[int]) -> tuple[list[int], int, float]:
-    """(tokens, tokens after the first, seconds after the first) of one greedy request."""
+def _decode(engine, ids: list[int], temperature: float = 0.0) -> tuple[list[int], int, float]:
+    """(tokens, tokens after the first, seconds after the first) of one request (sampled ones with a fixed seed,
+    so both engines must give the same tokens)."""
     from engine.generate import generate
     from engine.sampling import SamplingParams
 
-    request = generate(engine, ids, SamplingParams(max_new_tokens=MAX_TOKENS, temperature=0))
+    params = SamplingParams(
+        max_new_tokens=MAX_TOKENS, temperature=temperature, seed=SEED if temperature else None
+    )
+    request = generate(engine, ids, params)
     elapsed = time.time() - request.first_token_at
     tokens = request.choices[0].token_ids
     return tokens, len(tokens) - 1, elapsed
 
 
-def measure(plain, fast, prompts: list[list[int]], repeats: int) -> dict:
+def measure(plain, fast, prompts: list[list[int]], repeats: int, temperature: float = 0.0) -> dict:
     """Paired passes over the prompts; the ratio of total decode tokens/s per pass, its median over passes."""
     ratios, identical = [], True
     totals = {"plain": [0, 0.0], "fast": [0, 0.0]}
@@ -68,7 +76,7 @@ def measure(plain, fast, prompts: list[list[int]], repeats: int) -> dict:
         for ids in prompts:
             outputs = {}
             for name, engine in (("plain", plain), ("fast", fast)):
-                tokens, count, seconds = _decode(engine, ids)
+                tokens, count, seconds = _decode(engine, ids, temperature)
                 outputs[name] = tokens
                 passed[name][0] += count
                 passed[name][1] += seconds
@@ -115,12 +123,20 @@ def run(method: str, threads: int, repeats: int) -> dict:
         "max_tokens": MAX_TOKENS,
         "grounded": measure(plain, fast, grounded, repeats),
         "open": measure(plain, fast, open_ended, repeats),
+        "sampled": {
+            **measure(plain, fast, grounded, repeats, SAMPLED_TEMPERATURE),
+            "temperature": SAMPLED_TEMPERATURE,
+        },
     }
 
 
 def print_report(report: dict) -> None:
     rows = []
-    for key, label in (("grounded", "grounded (copy / extract / rewrite)"), ("open", "open-ended")):
+    for key, label in (
+        ("grounded", "grounded (copy / extract / rewrite)"),
+        ("open", "open-ended"),
+        ("sampled", f"grounded, temperature {SAMPLED_TEMPERATURE}"),
+    ):
         r = report[key]
         acceptance = "-" if r["acceptance"] is None else f"{r['acceptance']:.0%}"
         rows.append(
@@ -166,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     save_report("speculative", report)
     if args.json:
         print(json.dumps(report))
-    return 0 if report["grounded"]["identical"] and report["open"]["identical"] else 1
+    return 0 if all(report[key]["identical"] for key in ("grounded", "open", "sampled")) else 1
 
 
 if __name__ == "__main__":
