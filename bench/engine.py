@@ -1,9 +1,11 @@
 """Engine benchmark: our engine under every quantization method vs transformers fp32 and llama.cpp, one run.
 
-Each system/method runs in its own process (peak memory is its own), with the same thread count; speeds are
-medians of `--repeats` runs. Decode: 128 greedy tokens after a ~40-token chat prompt. Prefill: 512 tokens.
-Perplexity: the fixed text shipped in engine/data/perplexity.txt. Prints a table (stderr) and, with --json,
-one JSON object on stdout.
+llama.cpp is measured twice: its own `llama-bench` (tg128, pp512), built from source on this machine by
+bench/llama_native.py, which is the anchor the "vs llama.cpp" ratios divide by; and through the llama-cpp-python
+binding (its per-token Python overhead counts against it; `--no-binding` skips it). Each system/method runs in
+its own process (peak memory is its own), with the same thread count; speeds are medians of `--repeats` runs.
+Decode: 128 greedy tokens after a ~40-token chat prompt. Prefill: 512 tokens. Perplexity: the fixed text
+shipped in engine/data/perplexity.txt. Prints a table (stderr) and, with --json, one JSON object on stdout.
 """
 
 from __future__ import annotations
@@ -258,7 +260,9 @@ def measure_llama_native(threads: int, repeats: int, new_tokens: int) -> dict | 
     }
 
 
-def run_all(threads: int, repeats: int, new_tokens: int, methods: list[str], llama_cpp: bool) -> dict:
+def run_all(
+    threads: int, repeats: int, new_tokens: int, methods: list[str], llama_cpp: bool, binding: bool = True
+) -> dict:
     common = ["--threads", str(threads), "--repeats", str(repeats), "--new-tokens", str(new_tokens)]
     results = []
     for method in methods:
@@ -269,6 +273,7 @@ def run_all(threads: int, repeats: int, new_tokens: int, methods: list[str], lla
     if llama_cpp:
         print("llama.cpp native (llama-bench) ...", file=sys.stderr)
         results.append(measure_llama_native(threads, repeats, new_tokens))
+    if llama_cpp and binding:
         why = ensure_llama_cpp()
         if why:
             print(why, file=sys.stderr)
@@ -356,7 +361,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--methods", default=",".join(methods))
-    parser.add_argument("--no-llama-cpp", action="store_true")
+    parser.add_argument("--no-llama-cpp", action="store_true", help="Neither llama.cpp row.")
+    parser.add_argument(
+        "--no-binding", action="store_true", help="Skip the llama-cpp-python row (the native one stays)."
+    )
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -370,7 +378,12 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result))
         return 0
     report = run_all(
-        args.threads, args.repeats, args.new_tokens, args.methods.split(","), not args.no_llama_cpp
+        args.threads,
+        args.repeats,
+        args.new_tokens,
+        args.methods.split(","),
+        not args.no_llama_cpp,
+        not args.no_binding,
     )
     print_report(report)
     save_report("engine", report)

@@ -71,9 +71,17 @@ def cpu_flags() -> set[str]:
 
 
 def cpu_name() -> str:
+    """The model name and its widest vector instructions (a VM may show only "AMD EPYC", which says little)."""
     text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
     line = next((row for row in text.splitlines() if row.startswith("model name")), "model name: unknown")
-    return line.split(":", 1)[1].strip()
+    flags = cpu_flags()
+    if "avx512_vnni" in flags:
+        vector = "AVX-512 VNNI"
+    elif "avx512f" in flags:
+        vector = "AVX-512"
+    else:
+        vector = "AVX2, no AVX-512" if "avx2" in flags else "no AVX2"
+    return f"{line.split(':', 1)[1].strip()} ({vector})"
 
 
 def amx_works() -> bool:

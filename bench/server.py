@@ -99,14 +99,20 @@ def start_llama_cpp(threads: int) -> tuple[subprocess.Popen, str, str] | None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    url = f"http://127.0.0.1:{port}/v1"
+    return _ready(proc, port, "/v1/models", "llama-cpp-python server")
+
+
+def _ready(
+    proc: subprocess.Popen, port: int, probe: str, label: str
+) -> tuple[subprocess.Popen, str, str] | None:
+    """The started server once `probe` answers, or None (and the process stopped) if it never does."""
     try:
-        wait_for(f"{url}/models", proc=proc, timeout=300)
+        wait_for(f"http://127.0.0.1:{port}{probe}", proc=proc, timeout=300)
     except RuntimeError as exc:
-        print(f"llama.cpp server: {exc}", file=sys.stderr)
+        print(f"{label}: {exc}", file=sys.stderr)
         proc.terminate()
         return None
-    return proc, url, MODEL
+    return proc, f"http://127.0.0.1:{port}/v1", MODEL
 
 
 NATIVE = "llama.cpp (native)"  # llama-server --parallel 16, built from source on this machine
@@ -127,14 +133,7 @@ def start_llama_native(threads: int) -> tuple[subprocess.Popen, str, str] | None
     port = free_port()
     command = llama_native.server_command(binaries, gguf_path(MODEL), threads, port, NATIVE_PARALLEL)
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        wait_for(f"http://127.0.0.1:{port}/health", proc=proc, timeout=300)
-    except RuntimeError as exc:
-        print(f"llama-server: {exc}", file=sys.stderr)
-        proc.terminate()
-        return None
-    return proc, url, MODEL
+    return _ready(proc, port, "/health", "llama-server")
 
 
 async def one_stream(client, model: str, prompt: str, max_tokens: int) -> dict:
@@ -252,7 +251,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quant", default=None, help="Method for our server (default: the default method).")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--quick", action="store_true", help="100 instead of 500 requests in the load test.")
-    parser.add_argument("--no-llama-cpp", action="store_true")
+    parser.add_argument("--no-llama-cpp", action="store_true", help="Neither llama.cpp server.")
+    parser.add_argument(
+        "--no-binding", action="store_true", help="Skip llama-cpp-python's server (llama-server stays)."
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     from settings import get_settings
@@ -264,7 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     servers = [("ours", lambda: start_ours(quant, args.threads))]
     if not args.no_llama_cpp:
         servers.append((NATIVE, lambda: start_llama_native(args.threads)))
-        servers.append(("llama.cpp", lambda: start_llama_cpp(args.threads)))
+        if not args.no_binding:
+            servers.append(("llama.cpp", lambda: start_llama_cpp(args.threads)))
     for name, start in servers:
         print(f"{name} server ...", file=sys.stderr)
         started = start()

@@ -1,14 +1,14 @@
 """Prompt-lookup speculative decoding: draft tokens copied from the context, verified in the row's next forward.
 
 A row (greedy or sampled; not beams) whose last few tokens (an n-gram of NGRAM_SIZES tokens, the longest first)
-occurred earlier in its prompt or its own output proposes the tokens that followed that occurrence as a draft. The decode step feeds the
-row's last token and the draft as one segment (engine/attention.py) and gets logits at every position; the row
-then chooses its tokens one position at a time exactly as plain decoding would (`DecodeBatch.sample_next`) and
-stops at the first choice that differs from the draft. So the output is plain decoding's, token for token (for a
-sampled row too: see `speculates`),
-while a run of k correct draft tokens costs one forward instead of k + 1. That holds because every op of the
-forward computes a token's row independently of the others in the step (the int4/int8 matmuls, the paged
-attention kernel, the norms); tests assert the identity.
+occurred earlier in its prompt or its own output proposes the tokens that followed that occurrence as a draft.
+The decode step feeds the row's last token and the draft as one segment (engine/attention.py) and gets logits at
+every position; the row then chooses its tokens one position at a time exactly as plain decoding would
+(`DecodeBatch.sample_next`) and stops at the first choice that differs from the draft. So the output is plain
+decoding's, token for token (for a sampled row too: see `speculates`), while a run of k correct draft tokens
+costs one forward instead of k + 1. That holds because every op of the forward computes a token's row
+independently of the others in the step (the int4/int8 matmuls, the paged attention kernel, the norms); tests
+assert the identity.
 
 A row constrained by a grammar (engine/constraints.py) drafts the tokens its grammar forces next (a JSON
 schema's keys and punctuation) when there are any, else its lookup draft cut to what the grammar accepts; its
