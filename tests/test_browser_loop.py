@@ -83,6 +83,8 @@ def test_self_consistency_shows_every_sample(app, tmp_path):
         assert page.get_by_role("radio", name="Self-consistency").is_checked()
         page.get_by_role("button", name="Run").click()
         page.get_by_text("Sample 5:").wait_for(timeout=300_000)
+        idle(page)  # the view is drawn while the script still runs: read it once the run has ended (a read
+        # taken as "Sample 5:" appeared once missed the metric above it, which the screenshot then showed)
         text = page.locator("[data-testid='stMain']").inner_text()
         page.screenshot(path=str(tmp_path / "self-consistency.png"), full_page=True)
     assert all(f"Sample {i}:" in text for i in range(1, 6))
