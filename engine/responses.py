@@ -13,7 +13,6 @@ MAX_STORED_RESPONSES of them; an unknown or forgotten id is a 404 naming `previo
 from __future__ import annotations
 
 import asyncio
-import logging
 import threading
 import uuid
 from collections import OrderedDict
@@ -23,7 +22,7 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi import Request as HttpRequest
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 
 from engine.openai_format import ApiError
 from engine.request import Request
@@ -37,12 +36,11 @@ from engine.responses_format import (
     output_logprobs,
     response_object,
 )
-from engine.streaming import events, json_text
+from engine.streaming import event_stream, events, json_text
 from engine.submission import WireResponse, start_chat, wait_done
 from engine.tool_stream import CallStream
 
 MAX_STORED_RESPONSES = 1_000  # the oldest stored response is forgotten beyond this many
-log = logging.getLogger(__name__)
 router = APIRouter()
 
 
@@ -101,11 +99,14 @@ async def create_response(body: ResponsesBody, http: HttpRequest):
     response = response_object(body, f"resp_{uuid.uuid4().hex}", state.model_id, started.request.created)
     turn = Turn(body, started.plan, started.tokenizer, started.request)
     if body.stream:
-        return StreamingResponse(
-            stream_events(turn, response, started.queue, store, conversation),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache"},
-        )
+        log_ = EventLog()
+
+        def failure(exc: Exception) -> str:
+            message = f"generation failed: {exc}"
+            return log_.event("error", code="server_error", message=message, param=None)
+
+        lines = stream_events(turn, response, started.queue, store, conversation, log_)
+        return event_stream(lines, started.request, failure)
     await wait_done(http, started.request, started.queue)
     done = finished(response, started.request, turn.output())
     if body.store:
@@ -130,7 +131,6 @@ class Turn:
     def __init__(self, body: ResponsesBody, plan: Any, tokenizer: Any, request: Request):
         self.body, self.plan, self.tokenizer, self.request = body, plan, tokenizer, request
         self.message_id = f"msg_{uuid.uuid4().hex}"
-        self.call_item_id = f"fc_{uuid.uuid4().hex}"
 
     def logprobs(self) -> list[dict] | None:
         if not self.body.wants_logprobs:
@@ -145,11 +145,7 @@ class Turn:
         if content or not calls:
             items.append(message_item(self.message_id, content or "", "completed", self.logprobs()))
         for call in calls:
-            items.append(
-                call_item(
-                    self.call_item_id, call.id, call.function.name, call.function.arguments, "completed"
-                )
-            )
+            items.append(call_item(call.id, call.function.name, call.function.arguments, "completed"))
         return items
 
 
@@ -166,28 +162,22 @@ class EventLog:
 
 
 async def stream_events(
-    turn: Turn, response: dict[str, Any], queue: asyncio.Queue, store: ResponseStore, conversation: list
+    turn: Turn,
+    response: dict[str, Any],
+    queue: asyncio.Queue,
+    store: ResponseStore,
+    conversation: list,
+    log_: EventLog,
 ) -> AsyncIterator[str]:
-    log_ = EventLog()
     yield log_.event("response.created", response=response)
     yield log_.event("response.in_progress", response=response)
     writer = StreamWriter(turn, log_)
-    try:
-        async for event in events(turn.request, queue):
-            if event.kind == "delta":
-                for line in writer.feed(event.text):
-                    yield line
-        for line in writer.close():
-            yield line
-    except (
-        Exception
-    ) as exc:  # headers are sent: report it as an event, as OpenAI does, not by cutting the stream
-        log.exception("response stream failed")
-        yield log_.event("error", code="server_error", message=f"generation failed: {exc}", param=None)
-        return
-    finally:
-        if not turn.request.done:
-            turn.request.cancel()  # the client went away mid-stream: free its rows at the next step
+    async for event in events(turn.request, queue):
+        if event.kind == "delta":
+            for line in writer.feed(event.text):
+                yield line
+    for line in writer.close():
+        yield line
     done = finished(response, turn.request, writer.items)
     if turn.body.store:
         store.put(done["id"], Stored(done, conversation_after(conversation, done["output"])))
@@ -216,10 +206,10 @@ class StreamWriter:
         if piece.kind == "content":
             return self._text(piece.text)
         if piece.kind == "call":
-            self.call = call_item(self.turn.call_item_id, piece.call_id, piece.text, "", "in_progress")
+            self.call = call_item(piece.call_id, piece.text, "", "in_progress")
             return [self.log.event("response.output_item.added", output_index=0, item=dict(self.call))]
         self.call["arguments"] += piece.text
-        return [self._at("response.function_call_arguments.delta", self.turn.call_item_id, delta=piece.text)]
+        return [self._at("response.function_call_arguments.delta", self.call["id"], delta=piece.text)]
 
     def _at(self, kind: str, item_id: str, **data: Any) -> str:
         return self.log.event(kind, item_id=item_id, output_index=0, **data)
@@ -258,7 +248,7 @@ class StreamWriter:
             lines.append(
                 self._at(
                     "response.function_call_arguments.done",
-                    self.turn.call_item_id,
+                    self.call["id"],
                     name=self.call["name"],
                     arguments=self.call["arguments"],
                 )

@@ -238,10 +238,11 @@ def message_item(item_id: str, text: str, status: str, logprobs: list[dict] | No
     return {"type": "message", "id": item_id, "status": status, "role": "assistant", "content": [part]}
 
 
-def call_item(item_id: str, call_id: str, name: str, arguments: str, status: str) -> dict[str, Any]:
+def call_item(call_id: str, name: str, arguments: str, status: str) -> dict[str, Any]:
+    """A function_call output item; its item id follows from its call id (one item per call, streamed or not)."""
     return {
         "type": "function_call",
-        "id": item_id,
+        "id": f"fc_{call_id.removeprefix('call_')}",
         "call_id": call_id,
         "name": name,
         "arguments": arguments,

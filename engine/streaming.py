@@ -12,7 +12,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 from fastapi.responses import StreamingResponse
@@ -49,19 +49,37 @@ def json_text(data: Any) -> str:
 
 
 def sse(chunks: AsyncIterator[dict], request: Request) -> StreamingResponse:
+    """Chat and completion chunks as `data:` events, ending with `[DONE]`."""
+
+    async def lines() -> AsyncIterator[str]:
+        async for chunk in chunks:
+            yield f"data: {json_text(chunk)}\n\n"
+
+    def failure(exc: Exception) -> str:
+        return f"data: {json_text(ApiError(500, f'generation failed: {exc}', 'server_error').body())}\n\n"
+
+    return event_stream(lines(), request, failure, closing="data: [DONE]\n\n")
+
+
+def event_stream(
+    lines: AsyncIterator[str], request: Request, failure: Callable[[Exception], str], closing: str = ""
+) -> StreamingResponse:
+    """A server-sent event stream of `lines`. Headers are sent with the first line, so a failure after that is
+    reported in the stream (`failure` writes it), as OpenAI does, not by cutting it; a client that goes away
+    mid-stream cancels the request, which frees its rows at the next step."""
+
     async def body():
         try:
-            async for chunk in chunks:
-                yield f"data: {json_text(chunk)}\n\n"
-        except (
-            Exception
-        ) as exc:  # headers are sent: report it in the stream, as OpenAI does, not by cutting it
+            async for line in lines:
+                yield line
+        except Exception as exc:
             log.exception("stream failed")
-            yield f"data: {json_text(ApiError(500, f'generation failed: {exc}', 'server_error').body())}\n\n"
+            yield failure(exc)
         finally:
             if not request.done:
-                request.cancel()  # the client went away mid-stream: free its rows at the next step
-        yield "data: [DONE]\n\n"
+                request.cancel()
+        if closing:
+            yield closing
 
     return StreamingResponse(body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
