@@ -135,8 +135,19 @@ def cache_policy_text(store: Store, run_id: str) -> str:
     return CACHE_POLICY_TEXT[cache_policy(store.get_run(run_id))]
 
 
+def run_cases(store: Store, run) -> list:
+    """The cases a run covers: its suite's, or the subset its options name (`case_ids`: an optimisation's
+    evaluation on one split)."""
+    cases = store.suite_cases(run.suite_id)
+    subset = (run.options or {}).get("case_ids")
+    if subset is None:
+        return cases
+    wanted = set(subset)
+    return [c for c in cases if c.id in wanted]
+
+
 def planned_cells(store: Store, run) -> list[tuple[int, int, int, int]]:
-    cases = [c.id for c in store.suite_cases(run.suite_id)]
+    cases = [c.id for c in run_cases(store, run)]
     return [
         (c, v, p, r)
         for v in run.version_ids

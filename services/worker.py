@@ -23,7 +23,7 @@ import psutil
 from prompting.providers import Provider
 from prompting.runner import Cell, CellResult, Interrupted, Progress, ProviderHandle, Runner, VersionSpec
 from services.providers import judge_for, provider_for
-from services.runs import cache_policy, resume
+from services.runs import cache_policy, resume, run_cases
 from services.specs import case_of, prompt_of, result_rows, spec_of
 from store import Store
 
@@ -104,12 +104,24 @@ class Worker:
     def drain(self, progress: Callable[[Progress], None] | None = None) -> None:
         """Work until no runnable run is left (or `stop` is set)."""
         while not self.stop.is_set():
-            if not self.store.any_pending():
+            runnable = self.store.runnable(self.only_run) if self.store.any_pending() else []
+            if runnable:
+                self.work_on(runnable[0].id, progress)
+            elif self.only_run or not self.advance_optimizations():
                 return
-            runnable = self.store.runnable(self.only_run)
-            if not runnable:
-                return
-            self.work_on(runnable[0].id, progress)
+
+    def advance_optimizations(self) -> bool:
+        """Step the optimisations this worker drives (claiming a new one if any waits); True when one moved.
+        Their evaluation runs are ordinary runs, which `drain` executes between steps."""
+        from services.optimize import step
+
+        if not self.store.any_active_optimization():
+            return False
+        self.store.claim_optimization(self.id)
+        moved = False
+        for optimization_id in self.store.owned_optimizations(self.id):
+            moved |= step(self.store, optimization_id, self.providers) == "advanced"
+        return moved
 
     def serve_forever(self, poll_s: float = POLL_S, on_idle: Callable[[], None] | None = None) -> None:
         """`workbench worker`: drain, wait for new runs, repeat until stopped."""
@@ -193,7 +205,7 @@ def build_runner(
         ProviderHandle(pid, (providers or {}).get(pid) or provider_for(spec_of(store.get_provider(pid))))
         for pid in run.provider_ids
     ]
-    cases = [case_of(c) for c in store.suite_cases(run.suite_id)]
+    cases = [case_of(c) for c in run_cases(store, run)]
     if embed is None:
         from prompting.embeddings import embed  # loads its model on first use only
     if judge is None:

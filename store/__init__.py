@@ -7,13 +7,16 @@ process-wide Store for the configured URL.
 from store.cache import ResponseCache
 from store.db import Database, StoreError, open_store, redact_url
 from store.jobs import JobQueries
+from store.optimizations import OptimizationQueries
 from store.results import ResultQueries
 from store.reviews import ReviewQueries
 from store.suites import SuiteQueries
 from store.versions import VersionQueries
 
 
-class Store(Database, VersionQueries, SuiteQueries, ResultQueries, JobQueries, ReviewQueries):
+class Store(
+    Database, VersionQueries, SuiteQueries, ResultQueries, JobQueries, ReviewQueries, OptimizationQueries
+):
     """A database with every query of the workbench."""
 
     def cache(self) -> ResponseCache:

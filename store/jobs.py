@@ -199,6 +199,7 @@ class JobQueries:
         if not ids:
             return 0
         released = self.release_cells(worker_ids=ids)
+        self.release_optimizations(ids)
         with self.sql.begin() as conn:
             conn.execute(delete(Worker).where(Worker.id.in_(ids)))
         return released

@@ -72,6 +72,12 @@ def m005_cache_scopes(conn: Connection) -> None:
             conn.execute(update(runs).where(runs.c.id == run_id).values(options=kept))
 
 
+@migration
+def m006_optimizations(conn: Connection) -> None:
+    """Prompt optimisations are jobs too: their state and report, driven by a worker."""
+    SQLModel.metadata.create_all(conn, tables=[models.Optimization.__table__])
+
+
 def add_column(conn: Connection, table: str, column: str, ddl_type: str) -> None:
     """ALTER TABLE ADD COLUMN, unless the column exists (m001 creates tables from today's models, so a fresh
     database already has the columns that later steps add to older ones)."""

@@ -237,3 +237,29 @@ class LabelMove(SQLModel, table=True):
     to_version_id: int
     who: str
     at: datetime = Field(default_factory=utcnow)
+
+
+OPTIMIZATION_STATUSES = ("queued", "running", "completed", "cancelled", "failed")
+
+
+class Optimization(SQLModel, table=True):
+    """A prompt optimisation as a job: what it searches (suite, starting version, target and proposer), its
+    settings, where it stands (`state`: the split, proposals, demonstrations, trials and their runs) and, once
+    done, its report. A worker drives it step by step (`owner`); its evaluations are ordinary runs."""
+
+    __tablename__ = "optimizations"
+
+    id: str = Field(primary_key=True)
+    suite_id: int = Field(foreign_key="suites.id")
+    version_id: int = Field(foreign_key="template_versions.id")
+    provider_id: int = Field(foreign_key="provider_configs.id")
+    proposer_id: int = Field(foreign_key="provider_configs.id")
+    settings: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    status: str = "queued"  # one of OPTIMIZATION_STATUSES
+    phase: str = "split"
+    state: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    report: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    owner: str | None = None  # the worker driving it now
+    created_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None

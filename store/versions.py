@@ -35,9 +35,11 @@ class VersionQueries:
         library_ref: str | None = None,
         options: dict | None = None,
         parent_id: int | None = None,
+        kind: str | None = None,
     ) -> TemplateVersion:
         """A new immutable version; content identical to the latest version of `name` returns that one. With a
-        `parent_id` it is a variant of that version (its name should say which), hidden from version pickers."""
+        `parent_id` it is a variant of that version (its name should say which), hidden from version pickers,
+        unless `kind` is "user" (an optimisation's winner: a version of its own that remembers its parent)."""
         variables = variables or {}
         digest = content_hash(source, variables, delimiter, guardrails, options)
 
@@ -61,7 +63,7 @@ class VersionQueries:
                     library_ref=library_ref,
                     options=options or {},
                     content_hash=digest,
-                    kind="variant" if parent_id else "user",
+                    kind=kind or ("variant" if parent_id else "user"),
                     parent_id=parent_id,
                 )
                 s.add(row)

@@ -1,0 +1,334 @@
+"""Prompt optimisation as a job: submit one, and the steps a worker drives it through.
+
+split -> train (the starting version on the train split: its right answers become demonstrations, its wrong ones
+ground the proposer) -> propose (instruction rewrites from the proposer, shown train cases only) -> search (Optuna's
+TPE proposes candidates, each evaluated as a run on the validation split, until the budget says stop) -> heldout
+(one run: the baseline and the validation winner on the held-out split, the only time it is used) -> report.
+
+Every evaluation is an ordinary run (kind "optimize"), so progress shows wherever runs show, a killed worker's
+cells go back to the queue, and a resumed optimisation finds its finished evaluations stored. A step never
+blocks on a run: it submits one and returns, and the worker executes the run before it steps again.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+
+from prompting.optimize import (
+    PARTS,
+    SPLITS,
+    OptimizeError,
+    Space,
+    demo_input,
+    expected_output,
+    instruction_of,
+    search_space,
+    split_cases,
+)
+from prompting.providers import Provider, ProviderSpec
+from prompting.runner import ablation_variants
+from services.runs import RunPlan, overall, submit
+from services.specs import effective_assertions, prompt_of, save_provider, spec_of
+from store import Store, StoreError
+
+MAX_TRIALS = 200  # the search stops after this many candidates (duplicates included) whatever the budget
+DEFAULT_CANDIDATES = 15  # without a budget: the baseline and this many candidates on validation
+PROPOSALS = 6  # instruction rewrites asked of the proposer
+ACTIVE = ("queued", "running")
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@dataclass
+class Budget:
+    cells: int | None = None
+    minutes: float | None = None
+    cost: float | None = None
+
+    def check(self) -> None:
+        for name, value in (("budget-cells", self.cells), ("budget-minutes", self.minutes), ("budget-cost", self.cost)):
+            if value is not None and value <= 0:
+                raise OptimizeError(f"--{name} must be above 0 (got {value}); leave it out for the default")
+
+
+@dataclass
+class Request:
+    """What a person asks for: `workbench optimize` and the Optimize page both build one."""
+
+    suite: str | int
+    version: str | int
+    provider: ProviderSpec
+    proposer: ProviderSpec | None = None
+    budget: Budget = field(default_factory=Budget)
+    seed: int = 0
+    parts: tuple[str, ...] = PARTS
+    keep: int = 1  # child versions saved: the winner (labelled), and the next best
+    label: str = "optimized"
+
+
+def submit_optimization(store: Store, request: Request) -> str:
+    """Check the request and queue the optimisation for a worker; returns its id. Nothing is written when the
+    request is refused (suite too small to split, budget too small, a version with nothing to change)."""
+    request.budget.check()
+    suite = store.get_suite(request.suite)
+    version = store.get_version(request.version)
+    cases = store.suite_cases(suite.id)
+    split = split_cases([(c.id, list(c.tags)) for c in cases], request.seed, f"suite '{suite.name}'")
+    parts = set(request.parts)
+    if not parts:
+        raise OptimizeError("nothing to search: switch on at least one part (" + ", ".join(PARTS) + ")")
+    prompt = prompt_of(version)
+    if "instruction" in parts and not instruction_of(prompt)[0]:
+        raise OptimizeError(
+            f"version {version.label} has no instruction to rewrite (no bound `instruction` variable and no "
+            "guardrails task): bind one, or switch off instruction rewrites"
+        )
+    if request.keep < 1:
+        raise OptimizeError("--keep must be at least 1 (the winner)")
+    minimum = minimum_cells(split)
+    if request.budget.cells is not None and request.budget.cells < minimum:
+        raise OptimizeError(
+            f"--budget-cells {request.budget.cells} is below the {minimum} this suite needs (train "
+            f"{len(split.train)} + baseline and one candidate on validation {2 * len(split.validation)} + "
+            f"held-out for both {2 * len(split.heldout)}): raise it"
+        )
+    target = save_provider(store, request.provider)
+    proposer = save_provider(store, request.proposer or request.provider)
+    settings = {
+        "seed": request.seed,
+        "parts": [p for p in PARTS if p in parts],
+        "budget": request.budget.__dict__,
+        "keep": request.keep,
+        "label": request.label,
+    }
+    row = store.create_optimization(
+        suite_id=suite.id,
+        version_id=version.id,
+        provider_id=target.id,
+        proposer_id=proposer.id,
+        settings=settings,
+        state={"split": split.to_dict(), "trials": [], "started": time.time()},
+    )
+    return row.id
+
+
+def minimum_cells(split) -> int:
+    return len(split.train) + 2 * len(split.validation) + 2 * len(split.heldout)
+
+
+def cancel(store: Store, optimization_id: str) -> None:
+    """Stop an optimisation: its evaluation in flight is cancelled too; nothing is saved as a version."""
+    row = store.get_optimization(optimization_id)
+    if row.status not in ACTIVE:
+        return
+    store.update_optimization(optimization_id, status="cancelled", owner=None)
+    from services.runs import cancel as cancel_run
+
+    for run_id in runs_of(row):
+        cancel_run(store, run_id)
+
+
+def runs_of(row) -> list[str]:
+    state = row.state or {}
+    ids = [state.get("train_run"), state.get("heldout_run")]
+    ids += [t.get("run_id") for t in state.get("trials", [])]
+    if state.get("pending"):
+        ids.append(state["pending"].get("run_id"))
+    return [i for i in dict.fromkeys(ids) if i]
+
+
+# --- the steps ------------------------------------------------------------------------------------------------
+
+
+def step(store: Store, optimization_id: str, providers: dict[int, Provider] | None = None) -> str:
+    """Move an optimisation one step: "advanced" (something was done), "waiting" (its run is not finished) or
+    "done". A failure marks it failed with the message; nothing is saved as a version then."""
+    row = store.get_optimization(optimization_id)
+    if row.status not in ACTIVE:
+        return "done"
+    if row.status == "queued":
+        row = store.update_optimization(optimization_id, status="running")
+    job = Job(store, row, providers or {})
+    try:
+        return getattr(job, f"phase_{row.phase}")()
+    except (OptimizeError, StoreError) as exc:
+        store.update_optimization(optimization_id, status="failed", error=str(exc), owner=None)
+        return "done"
+
+
+class Job:
+    """One optimisation being stepped: its row, and how to reach its providers."""
+
+    def __init__(self, store: Store, row, providers: dict[int, Provider]):
+        self.store, self.row, self.providers = store, row, providers
+        self.state: dict[str, Any] = dict(row.state or {})
+        self.base = store.get_version(row.version_id)
+        self.split = {k: list(row.state["split"][k]) for k in SPLITS}
+
+    def save(self, **fields: Any) -> None:
+        self.row = self.store.update_optimization(self.row.id, state=self.state, **fields)
+
+    def provider(self, config_id: int) -> Provider:
+        if config_id in self.providers:
+            return self.providers[config_id]
+        from services.providers import provider_for
+
+        return provider_for(spec_of(self.store.get_provider(config_id)))
+
+    def evaluate(self, version_ids: list[int], split: str, what: str) -> str:
+        """Queue a run of versions on one split of the suite; its id."""
+        plan = RunPlan(
+            self.row.suite_id,
+            version_ids,
+            [self.row.provider_id],
+            description=f"{self.row.id}: {what}",
+        )
+        run = submit(
+            self.store, plan, kind="optimize", optimization=self.row.id, split=split, case_ids=self.split[split]
+        )
+        return run.id
+
+    def finished(self, run_id: str) -> bool:
+        run = self.store.get_run(run_id)
+        if run.status in ("cancelled", "failed"):
+            raise OptimizeError(f"evaluation run {run_id} was {run.status}; resume it or start again")
+        return run.status == "completed"
+
+    # --- phases -------------------------------------------------------------------------------------
+
+    def phase_split(self) -> str:
+        self.state["train_run"] = self.evaluate([self.base.id], "train", "the starting version on train")
+        self.save(phase="train")
+        return "advanced"
+
+    def phase_train(self) -> str:
+        if not self.finished(self.state["train_run"]):
+            return "waiting"
+        passed, failed = train_outcomes(self.store, self.state["train_run"])
+        self.state["demos"] = passed
+        self.state["failures"] = failed
+        self.save(phase="propose")
+        return "advanced"
+
+    def phase_propose(self) -> str:
+        from prompting.proposer import propose
+
+        prompt = prompt_of(self.base)
+        parts = set(self.row.settings["parts"])
+        proposals = []
+        if "instruction" in parts:
+            proposer = self.provider(self.row.proposer_id)
+            seed = int(self.row.settings["seed"])
+            proposals, usage = propose(
+                proposer, prompt, self.state["failures"], self.state["demos"], PROPOSALS, seed
+            )
+            self.state["proposer_cost"] = usage.cost
+            self.state["proposer_tokens"] = usage.tokens_in + usage.tokens_out
+        ablations = [label for label, _ in ablation_variants(prompt)[1:] if not label.startswith("-example")]
+        space = search_space(prompt, parts, proposals, len(self.state["demos"]), self.input_vars(), ablations)
+        self.state["space"] = space.to_dict()
+        self.save(phase="search")
+        return "advanced"
+
+    def input_vars(self) -> list[str]:
+        """The variables the suite's cases give (what a generated technique template shows)."""
+        names: dict[str, None] = {}
+        for case in self.store.suite_cases(self.row.suite_id):
+            names.update(dict.fromkeys(case.vars))
+        return list(names)
+
+    def phase_search(self) -> str:
+        from services.optimize_search import next_candidate, record_pending
+
+        pending = self.state.get("pending")
+        if pending:
+            if not self.finished(pending["run_id"]):
+                return "waiting"
+            record_pending(self)
+            self.save()
+            return "advanced"
+        if next_candidate(self) is None:
+            self.save(phase="heldout")
+            return "advanced"
+        self.save()
+        return "advanced"
+
+    def phase_heldout(self) -> str:
+        from services.optimize_report import winner
+
+        best = winner(self.state["trials"])
+        if "heldout_run" not in self.state:
+            versions = [self.base.id] + ([best["version_id"]] if best["version_id"] != self.base.id else [])
+            self.state["chosen"] = best["index"]
+            self.state["heldout_run"] = self.evaluate(versions, "heldout", "baseline and winner on held-out")
+            self.save()
+            return "advanced"
+        if not self.finished(self.state["heldout_run"]):
+            return "waiting"
+        self.save(phase="report")
+        return "advanced"
+
+    def phase_report(self) -> str:
+        from services.optimize_report import make_report, save_winners
+
+        report = make_report(self.store, self.row, self.state)
+        report["saved"] = save_winners(self.store, self.row, self.state)
+        self.save(phase="done", status="completed", report=report, owner=None)
+        return "done"
+
+    def space(self) -> Space:
+        return Space.from_dict(self.state["space"])
+
+    def candidate_version(self, built, index: int) -> int:
+        """A candidate stored as a variant of the starting version (hidden from pickers until it wins)."""
+        version = self.store.save_version(
+            f"{self.base.label} {self.row.id}",
+            built.source,
+            variables=built.variables,
+            delimiter=built.delimiter,
+            guardrails=built.guardrails,
+            options={"drop_sections": built.drop_sections, "optimization": self.row.id, "lineage": built.lineage},
+            note=f"candidate {index} of {self.row.id}",
+            parent_id=self.base.id,
+        )
+        return version.id
+
+
+def train_outcomes(store: Store, run_id: str) -> tuple[list[dict], list[dict]]:
+    """The train split's cases as the starting version did on them: the passed ones as demonstrations ({case_id,
+    vars, output}: the model's own right answer), the failed ones ({case_id, input, expected, output}) to ground
+    the proposer."""
+    passed, failed = [], []
+    cases = {c.id: c for c in store.suite_cases(store.get_run(run_id).suite_id)}
+    for result, _ in store.run_results(run_id):
+        case = cases[result.case_id]
+        if result.error is None and result.passed:
+            answer = (result.answer or result.output or "").strip()
+            passed.append({"case_id": case.id, "vars": dict(case.vars), "output": answer})
+        elif result.error is None:
+            expected = expected_output(effective_assertions(case), case.expected)
+            failed.append(
+                {
+                    "case_id": case.id,
+                    "input": demo_input(case.vars),
+                    "expected": expected or "(see the case's assertions)",
+                    "output": (result.output or "").strip()[:400],
+                }
+            )
+    return passed, failed
+
+
+def spent(store: Store, row) -> dict[str, float]:
+    """What an optimisation has used so far: cells stored in its runs, their cost, wall-clock minutes."""
+    run_ids = runs_of(row)
+    totals = [overall(store, r) for r in run_ids]
+    state = row.state or {}
+    return {
+        "cells": sum(t.cells for t in totals),
+        "cost": sum(t.cost for t in totals) + float(state.get("proposer_cost", 0.0)),
+        "minutes": (time.time() - float(state.get("started", time.time()))) / 60,
+    }

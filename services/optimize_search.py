@@ -1,0 +1,136 @@
+"""The search step of an optimisation: Optuna's TPE sampler proposes the next candidate from the validation scores
+so far, and the budget says when to stop. The study is rebuilt from the stored trials at every step (seeded by
+the trial count), so a resumed optimisation proposes what the uninterrupted one would have."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import TYPE_CHECKING, Any
+
+import optuna
+from optuna.distributions import CategoricalDistribution
+
+from prompting.optimize import Candidate, Space, build
+from services.runs import overall
+from services.specs import prompt_of
+
+if TYPE_CHECKING:
+    from services.optimize import Job
+
+STARTUP_TRIALS = 5  # random candidates before TPE models the scores
+MAX_REPEATS_IN_A_ROW = 25  # the sampler proposing only evaluated candidates this often: the space is exhausted
+
+
+def distributions(space: Space) -> dict[str, CategoricalDistribution]:
+    return {
+        "instruction": CategoricalDistribution(list(range(len(space.instructions)))),
+        "technique": CategoricalDistribution(space.techniques),
+        "demos": CategoricalDistribution(space.demo_counts),
+        "delimiter": CategoricalDistribution(space.delimiters),
+        "drop": CategoricalDistribution(space.drops),
+    }
+
+
+def study_for(trials: list[dict[str, Any]], space: Space, seed: int) -> optuna.Study:
+    """A study holding every stored trial (the score it got on validation), its sampler seeded by where the
+    search stands."""
+    sampler = optuna.samplers.TPESampler(seed=seed * 1000 + len(trials), n_startup_trials=STARTUP_TRIALS)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    dists = distributions(space)
+    for trial in trials:
+        study.add_trial(
+            optuna.trial.create_trial(params=dict(trial["candidate"]), distributions=dists, value=trial["score"])
+        )
+    return study
+
+
+def content_key(built) -> str:
+    payload = [built.source, built.variables, built.delimiter, built.guardrails, built.drop_sections]
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def next_candidate(job: Job) -> Candidate | None:
+    """Queue the next candidate's validation run (or record a repeat of one already evaluated, at no cost);
+    None when the search should stop (the reason is kept in the state)."""
+    trials, space = job.state["trials"], job.space()
+    reason = stop_reason(job, space)
+    if reason:
+        job.state["stopped"] = reason
+        return None
+    if trials:
+        asked = study_for(trials, space, int(job.row.settings["seed"])).ask(distributions(space))
+        candidate = Candidate.from_dict(asked.params)
+    else:
+        candidate = Candidate(delimiter=space.delimiters[0], drop=space.drops[0])
+    index = len(trials)
+    built = build(
+        prompt_of(job.base), job.base.name, candidate, space, job.state["demos"], job.input_vars()
+    )
+    key = content_key(built)
+    seen = next((t for t in trials if t["key"] == key), None)
+    if seen is not None:
+        repeat = {**seen, "index": index, "candidate": candidate.to_dict(), "repeat_of": seen["index"]}
+        trials.append(repeat)
+        job.state["repeats_in_a_row"] = job.state.get("repeats_in_a_row", 0) + 1
+        return candidate
+    job.state["repeats_in_a_row"] = 0
+    version_id = job.base.id if index == 0 else job.candidate_version(built, index)
+    run_id = job.evaluate([version_id], "validation", f"candidate {index}")
+    job.state["pending"] = {
+        "index": index,
+        "candidate": candidate.to_dict(),
+        "key": key,
+        "version_id": version_id,
+        "run_id": run_id,
+    }
+    return candidate
+
+
+def record_pending(job: Job) -> None:
+    """The finished validation run's numbers become a trial. Its score counts an errored cell as a failure, so
+    a candidate cannot win by erroring on its hard cases."""
+    pending = job.state.pop("pending")
+    summary = overall(job.store, pending["run_id"])
+    job.state["trials"].append(
+        {
+            **pending,
+            "score": summary.passed / summary.cells if summary.cells else 0.0,
+            "passed": summary.passed,
+            "cells": summary.cells,
+            "errors": summary.errors,
+            "cost": summary.cost,
+            "tokens": summary.tokens_in + summary.tokens_out,
+        }
+    )
+
+
+def stop_reason(job: Job, space: Space) -> str | None:
+    """Why the search stops now, or None: the budget (keeping what the held-out evaluation needs), the trial
+    limit, or a space with nothing left to try."""
+    from services.optimize import DEFAULT_CANDIDATES, MAX_TRIALS, spent
+
+    trials = job.state["trials"]
+    if not trials:
+        return None
+    distinct = len({t["key"] for t in trials})
+    if len(trials) >= MAX_TRIALS:
+        return f"reached the limit of {MAX_TRIALS} candidates"
+    if distinct >= space.size:
+        return f"evaluated every candidate of the search space ({space.size})"
+    if job.state.get("repeats_in_a_row", 0) >= MAX_REPEATS_IN_A_ROW:
+        return f"the sampler proposed only evaluated candidates {MAX_REPEATS_IN_A_ROW} times in a row"
+    budget = job.row.settings["budget"]
+    validation, heldout = len(job.split["validation"]), 2 * len(job.split["heldout"])
+    used = spent(job.store, job.row)
+    if not any(budget.get(k) is not None for k in ("cells", "minutes", "cost")):
+        return f"default budget: the baseline and {DEFAULT_CANDIDATES} candidates" if distinct > DEFAULT_CANDIDATES else None
+    per_cell_minutes = used["minutes"] / max(used["cells"], 1)
+    per_cell_cost = used["cost"] / max(used["cells"], 1)
+    if budget.get("cells") is not None and used["cells"] + validation + heldout > budget["cells"]:
+        return f"budget of {budget['cells']} cells reached ({used['cells']} used, {heldout} kept for held-out)"
+    if budget.get("minutes") is not None and used["minutes"] + per_cell_minutes * (validation + heldout) > budget["minutes"]:
+        return f"budget of {budget['minutes']:g} minutes reached ({used['minutes']:.1f} used, time kept for held-out)"
+    if budget.get("cost") is not None and used["cost"] + per_cell_cost * (validation + heldout) > budget["cost"]:
+        return f"budget of ${budget['cost']:g} reached (${used['cost']:.4f} used, cost kept for held-out)"
+    return None
