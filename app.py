@@ -25,6 +25,7 @@ PAGES = [
     st.Page("pages/runs.py", title="Runs", icon=":material/play_circle:"),
     st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
     st.Page("pages/review.py", title="Review", icon=":material/rate_review:"),
+    st.Page("pages/optimize.py", title="Optimize", icon=":material/auto_fix_high:"),
     st.Page("pages/engine.py", title="Engine", icon=":material/memory:"),
     st.Page("pages/export.py", title="Export", icon=":material/ios_share:"),
 ]

@@ -38,11 +38,20 @@ def main() -> None:
 from cli import (  # noqa: E402
     engine_commands,
     io_commands,
+    optimize_commands,
     review_commands,
     run_commands,
     runs_commands,
     template_commands,
 )
 
-for module in (template_commands, engine_commands, run_commands, runs_commands, io_commands, review_commands):
+for module in (
+    template_commands,
+    engine_commands,
+    run_commands,
+    runs_commands,
+    io_commands,
+    review_commands,
+    optimize_commands,
+):
     module.register(main)

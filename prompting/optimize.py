@@ -190,7 +190,9 @@ def generated_source(name: str, technique: str, input_vars: list[str], base: Tem
     suffix, prefix = "", None
     if technique == "zero_shot_cot":
         prefix, meta["max_tokens"] = "Answer:", 192
-        suffix = 'Let\'s think step by step. Then write the final answer on its own line as "Answer: <answer>".'
+        suffix = (
+            'Let\'s think step by step. Then write the final answer on its own line as "Answer: <answer>".'
+        )
     elif technique == "self_consistency":
         prefix, meta["max_tokens"] = "Final answer:", 192
         strategy = {"name": "self_consistency", "n": 5, "temperature": 0.7}
@@ -201,7 +203,9 @@ def generated_source(name: str, technique: str, input_vars: list[str], base: Tem
         meta["answer_pattern"] = rf"(?im)^\s*{re.escape(prefix.rstrip(':'))}\s*:\s*(.+?)\s*$"
         meta["answer_prefix"] = prefix
     meta["strategy"] = strategy
-    meta["description"] = f"Written by workbench optimize: {TECHNIQUE_NAMES[technique]} over the suite's inputs."
+    meta["description"] = (
+        f"Written by workbench optimize: {TECHNIQUE_NAMES[technique]} over the suite's inputs."
+    )
     meta["variables"] = [
         {"name": "instruction", "required": False, "default": ""},
         {"name": "examples", "type": "list", "required": False, "default": []},
@@ -294,7 +298,10 @@ def expected_output(case_assertions: list[dict[str, Any]], expected: str | None)
         return str(expected)
     for assertion in case_assertions:
         kind, value = str(assertion.get("type", "")), assertion.get("value")
-        if kind in ("equals", "answer-equals", "icontains", "contains", "starts-with") and value not in (None, ""):
+        if kind in ("equals", "answer-equals", "icontains", "contains", "starts-with") and value not in (
+            None,
+            "",
+        ):
             return str(value)
     return None
 
@@ -341,5 +348,7 @@ def verdict_text(delta: float | None, low: float | None, high: float | None, cas
     if low > 0:
         return f"{points} ({interval}): the gain holds on cases the search never saw"
     if high < 0:
-        return f"the chosen candidate is worse by {-delta * 100:.0f} points on {cases} unseen cases ({interval})"
+        return (
+            f"the chosen candidate is worse by {-delta * 100:.0f} points on {cases} unseen cases ({interval})"
+        )
     return f"no candidate beat the baseline on unseen cases: {points}, {interval}, which covers no change"

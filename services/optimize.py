@@ -50,7 +50,11 @@ class Budget:
     cost: float | None = None
 
     def check(self) -> None:
-        for name, value in (("budget-cells", self.cells), ("budget-minutes", self.minutes), ("budget-cost", self.cost)):
+        for name, value in (
+            ("budget-cells", self.cells),
+            ("budget-minutes", self.minutes),
+            ("budget-cost", self.cost),
+        ):
             if value is not None and value <= 0:
                 raise OptimizeError(f"--{name} must be above 0 (got {value}); leave it out for the default")
 
@@ -188,7 +192,12 @@ class Job:
             description=f"{self.row.id}: {what}",
         )
         run = submit(
-            self.store, plan, kind="optimize", optimization=self.row.id, split=split, case_ids=self.split[split]
+            self.store,
+            plan,
+            kind="optimize",
+            optimization=self.row.id,
+            split=split,
+            case_ids=self.split[split],
         )
         return run.id
 
@@ -291,7 +300,11 @@ class Job:
             variables=built.variables,
             delimiter=built.delimiter,
             guardrails=built.guardrails,
-            options={"drop_sections": built.drop_sections, "optimization": self.row.id, "lineage": built.lineage},
+            options={
+                "drop_sections": built.drop_sections,
+                "optimization": self.row.id,
+                "lineage": built.lineage,
+            },
             note=f"candidate {index} of {self.row.id}",
             parent_id=self.base.id,
         )
@@ -332,3 +345,105 @@ def spent(store: Store, row) -> dict[str, float]:
         "cost": sum(t.cost for t in totals) + float(state.get("proposer_cost", 0.0)),
         "minutes": (time.time() - float(state.get("started", time.time()))) / 60,
     }
+
+
+# --- reading optimisations --------------------------------------------------------------------------------
+
+
+def listing(store: Store) -> list:
+    """Every optimisation, newest first."""
+    return store.list_optimizations()
+
+
+def get(store: Store, optimization_id: str):
+    return store.get_optimization(optimization_id)
+
+
+def active(store: Store) -> list:
+    return [o for o in store.list_optimizations() if o.status in ACTIVE]
+
+
+PHASE_TEXT = {
+    "split": "splitting the suite",
+    "train": "the starting version on the train split",
+    "propose": "asking the proposer for instructions",
+    "search": "searching on the validation split",
+    "heldout": "the baseline and the winner on the held-out split",
+    "report": "writing the report",
+    "done": "done",
+}
+
+
+def progress(store: Store, optimization_id: str) -> dict[str, Any]:
+    """Where an optimisation stands, for any view: phase, candidates evaluated, the best validation score so far,
+    the run in flight (done/total cells) and what was spent."""
+    from services.runs import progress as run_progress
+
+    row = store.get_optimization(optimization_id)
+    state = row.state or {}
+    trials = [t for t in state.get("trials", []) if "repeat_of" not in t]
+    current = state.get("pending", {}).get("run_id") or (
+        state.get("heldout_run")
+        if row.phase == "heldout"
+        else state.get("train_run")
+        if row.phase == "train"
+        else None
+    )
+    cells = run_progress(store, current) if current else None
+    baseline = next((t["score"] for t in trials if t["index"] == 0), None)
+    return {
+        "id": row.id,
+        "status": row.status,
+        "phase": row.phase,
+        "phase_text": PHASE_TEXT.get(row.phase, row.phase),
+        "candidates": len(trials),
+        "best": max((t["score"] for t in trials), default=None),
+        "baseline": baseline,
+        "run": {"id": current, "done": cells.done, "total": cells.total} if cells else None,
+        "spent": spent(store, row),
+        "error": row.error,
+    }
+
+
+def describe(store: Store, row) -> str:
+    """An optimisation as people name it: id · suite · version · provider · status."""
+    suite = store.get_suite(row.suite_id).name
+    version = store.get_version(row.version_id).label
+    provider = store.get_provider(row.provider_id).label.removeprefix("local:")
+    return f"{row.id} · {suite} · {version} · {provider} · {row.created_at:%b %d %H:%M} · {row.status}"
+
+
+def request_for(
+    store: Store,
+    suite: str,
+    version: str | None,
+    provider: str | None,
+    proposer: str | None,
+    **settings: Any,
+) -> Request:
+    """A request from what a person typed: SUITE a stored suite's name or a suite file (imported first; its
+    first prompt and provider are the defaults), providers as `local:MODEL@METHOD` or a remote id."""
+    from pathlib import Path
+
+    from services.suites import import_file
+
+    default_version = default_provider = None
+    if Path(suite).suffix in (".yaml", ".yml", ".json", ".jsonl", ".csv") and Path(suite).exists():
+        imported = import_file(store, suite)
+        suite = imported.name
+        default_version = imported.version_ids[0] if imported.version_ids else None
+        default_provider = (
+            spec_of(store.get_provider(imported.provider_ids[0])) if imported.provider_ids else None
+        )
+    chosen = version or default_version
+    if chosen is None:
+        raise OptimizeError("name the version to start from: --version NAME@vN (or NAME@LABEL)")
+    target = ProviderSpec.parse(provider) if provider else default_provider or local_default()
+    return Request(suite, chosen, target, ProviderSpec.parse(proposer) if proposer else None, **settings)
+
+
+def local_default() -> ProviderSpec:
+    from settings import get_settings
+
+    config = get_settings()
+    return ProviderSpec.parse(f"local:{config.default_model}@{config.default_quant}")

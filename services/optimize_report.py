@@ -12,7 +12,9 @@ from store import Store
 
 
 def changes_count(trial: dict[str, Any]) -> int:
-    return sum(1 for v in Candidate.from_dict(trial["candidate"]).to_dict().values() if v not in (0, "", "as_is"))
+    return sum(
+        1 for v in Candidate.from_dict(trial["candidate"]).to_dict().values() if v not in (0, "", "as_is")
+    )
 
 
 def ranked(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -19,7 +19,9 @@ if TYPE_CHECKING:
     from services.optimize import Job
 
 STARTUP_TRIALS = 5  # random candidates before TPE models the scores
-MAX_REPEATS_IN_A_ROW = 25  # the sampler proposing only evaluated candidates this often: the space is exhausted
+MAX_REPEATS_IN_A_ROW = (
+    25  # the sampler proposing only evaluated candidates this often: the space is exhausted
+)
 
 
 def distributions(space: Space) -> dict[str, CategoricalDistribution]:
@@ -40,7 +42,9 @@ def study_for(trials: list[dict[str, Any]], space: Space, seed: int) -> optuna.S
     dists = distributions(space)
     for trial in trials:
         study.add_trial(
-            optuna.trial.create_trial(params=dict(trial["candidate"]), distributions=dists, value=trial["score"])
+            optuna.trial.create_trial(
+                params=dict(trial["candidate"]), distributions=dists, value=trial["score"]
+            )
         )
     return study
 
@@ -64,9 +68,7 @@ def next_candidate(job: Job) -> Candidate | None:
     else:
         candidate = Candidate(delimiter=space.delimiters[0], drop=space.drops[0])
     index = len(trials)
-    built = build(
-        prompt_of(job.base), job.base.name, candidate, space, job.state["demos"], job.input_vars()
-    )
+    built = build(prompt_of(job.base), job.base.name, candidate, space, job.state["demos"], job.input_vars())
     key = content_key(built)
     seen = next((t for t in trials if t["key"] == key), None)
     if seen is not None:
@@ -108,7 +110,7 @@ def record_pending(job: Job) -> None:
 def stop_reason(job: Job, space: Space) -> str | None:
     """Why the search stops now, or None: the budget (keeping what the held-out evaluation needs), the trial
     limit, or a space with nothing left to try."""
-    from services.optimize import DEFAULT_CANDIDATES, MAX_TRIALS, spent
+    from services.optimize import DEFAULT_CANDIDATES, MAX_TRIALS
 
     trials = job.state["trials"]
     if not trials:
@@ -121,16 +123,25 @@ def stop_reason(job: Job, space: Space) -> str | None:
     if job.state.get("repeats_in_a_row", 0) >= MAX_REPEATS_IN_A_ROW:
         return f"the sampler proposed only evaluated candidates {MAX_REPEATS_IN_A_ROW} times in a row"
     budget = job.row.settings["budget"]
-    validation, heldout = len(job.split["validation"]), 2 * len(job.split["heldout"])
-    used = spent(job.store, job.row)
     if not any(budget.get(k) is not None for k in ("cells", "minutes", "cost")):
-        return f"default budget: the baseline and {DEFAULT_CANDIDATES} candidates" if distinct > DEFAULT_CANDIDATES else None
-    per_cell_minutes = used["minutes"] / max(used["cells"], 1)
-    per_cell_cost = used["cost"] / max(used["cells"], 1)
-    if budget.get("cells") is not None and used["cells"] + validation + heldout > budget["cells"]:
-        return f"budget of {budget['cells']} cells reached ({used['cells']} used, {heldout} kept for held-out)"
-    if budget.get("minutes") is not None and used["minutes"] + per_cell_minutes * (validation + heldout) > budget["minutes"]:
-        return f"budget of {budget['minutes']:g} minutes reached ({used['minutes']:.1f} used, time kept for held-out)"
-    if budget.get("cost") is not None and used["cost"] + per_cell_cost * (validation + heldout) > budget["cost"]:
-        return f"budget of ${budget['cost']:g} reached (${used['cost']:.4f} used, cost kept for held-out)"
+        if distinct > DEFAULT_CANDIDATES:
+            return f"default budget: the baseline and {DEFAULT_CANDIDATES} candidates"
+        return None
+    return budget_reason(job, budget)
+
+
+def budget_reason(job: Job, budget: dict[str, Any]) -> str | None:
+    """Whether one more candidate on validation, and then the held-out evaluation, would exceed a budget; the
+    minutes and cost of what is left are estimated per cell from what was spent so far."""
+    from services.optimize import spent
+
+    used = spent(job.store, job.row)
+    ahead = len(job.split["validation"]) + 2 * len(job.split["heldout"])
+    cells = used["cells"] or 1
+    if budget.get("cells") is not None and used["cells"] + ahead > budget["cells"]:
+        return f"budget of {budget['cells']} cells reached ({used['cells']} used; held-out needs its own)"
+    if budget.get("minutes") is not None and used["minutes"] * (1 + ahead / cells) > budget["minutes"]:
+        return f"budget of {budget['minutes']:g} minutes reached ({used['minutes']:.1f} used; time kept for held-out)"
+    if budget.get("cost") is not None and used["cost"] * (1 + ahead / cells) > budget["cost"]:
+        return f"budget of ${budget['cost']:g} reached (${used['cost']:.4f} used; cost kept for held-out)"
     return None

@@ -113,19 +113,24 @@ def refreshing(draw, active: bool, every_s: float, *args) -> None:
 
 def active_runs_panel() -> None:
     """The sidebar's list of queued and running runs, with progress and a cancel button, on every page."""
-    from services import runs
+    from services import optimize, runs
 
-    if runs.active(store()):
+    if runs.active(store()) or optimize.active(store()):
         refreshing(_active_runs, True, 3.0)
 
 
 def _active_runs() -> None:
-    from services import runs
+    from services import optimize, runs
 
     db = store()
-    active = runs.active(db)
-    if not active:
+    active, optimizing = runs.active(db), optimize.active(db)
+    if not active and not optimizing:
         st.rerun()  # the last one ended: redraw the page without a refreshing panel
+    for row in optimizing:
+        state = optimize.progress(db, row.id)
+        st.caption(f"Optimizing {row.id}: {state['phase_text']}, {state['candidates']} candidates")
+    if not active:
+        return
     st.caption("Active runs")
     for run in active:
         state = runs.progress(db, run.id)
