@@ -259,7 +259,46 @@ def peers_table(report: dict) -> str:
     return "\n".join(rows)
 
 
+def optimize_table(report: dict) -> str:
+    """Per shipped suite: held-out baseline -> winner, the paired change with its interval and p, the validation
+    gain and the gap between the two (the winner's curse), what won, and the budget used; then the null control."""
+    from bench.optimize import covers_zero
+
+    rows = [
+        "| suite (cases; held-out) | held-out: start → winner | change, 95 % interval, p | validation gain "
+        "| gap (validation − held-out) | the winner changed | candidates · cells · minutes |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in report["suites"]:
+        n = r["heldout_cases"]
+        if r["chosen"] and r["delta"] is not None:
+            interval = numbers.points_interval(Interval(*r["delta_ci"]), n) if r["delta_ci"] else numbers.DASH
+            change = f"**{numbers.points(r['delta'], n)}** ({interval}), p = {r['p_value']:.2g}"
+            winner = numbers.percent(r["winner"], n)
+        else:
+            change, winner = "no candidate beat the start on validation", numbers.DASH
+        gap = numbers.DASH if r["gap"] is None else numbers.points(r["gap"], n)
+        rows.append(
+            f"| {r['suite']} ({r['cases']}; {n}) | {numbers.percent(r['baseline'], n)} → {winner} | {change} "
+            f"| {numbers.points(r['validation_gain'], n)} | {gap} | {r['changes'].replace('|', '/')} "
+            f"| {r['candidates']} · {r['cells']} · {r['minutes']:.0f} |"
+        )
+    text = "\n".join(rows)
+    if report.get("null"):
+        covered = sum(covers_zero(r) for r in report["null"])
+        text += (
+            f"\n\nNull control (sentiment with its labels shuffled among the cases, "
+            f"{report['null'][0]['minutes']:.0f}-minute budgets): the held-out interval covers no change in "
+            f"**{covered} of {len(report['null'])}** seeds."
+        )
+    return (
+        text + f"\n\nMeasured on {report['cpu']}, budget {report['minutes_budget']:g} minutes per suite, "
+        f"seed {report['seed']}."
+    )
+
+
 RENDERERS = {
+    "optimize": optimize_table,
     "idle": idle_table,
     "stats": stats_table,
     "techniques": techniques_table,

@@ -136,7 +136,7 @@ def report_view(row) -> None:
         low, high = held["delta_ci"]
         st.caption(
             f"95 % interval of the change {low * 100:+.0f} to {high * 100:+.0f} points, p = {held['p_value']:.3g} "
-            f"({held['test']}). {held['comparison']}."
+            f"({held['test']}, the Compare page's paired comparison)."
         )
     gap = DASH if report["gap"] is None else f"{report['gap'] * 100:+.0f} points"
     st.caption(
@@ -144,6 +144,8 @@ def report_view(row) -> None:
         f"{rate(val['winner']['rate'], val['winner']['ci'])}. Validation gain minus held-out gain (the winner's "
         f"curse: how much of the gain came from choosing on the same cases): {gap}."
     )
+    winner = report["winner"]
+    st.markdown(f"**Winner:** candidate #{winner['index']} — {winner['changes']}")
     leaderboard(report)
     spent = report["spent"]
     st.caption(
@@ -173,7 +175,7 @@ def leaderboard(report) -> None:
         for e in report["leaderboard"]
     ]
     frame = pd.DataFrame(rows)
-    frame["candidate"] = frame["#"].map(lambda i: f"#{i}")
+    frame["candidate"] = frame["#"].map(lambda i: "#0 (start)" if i == 0 else f"#{i}")
     st.subheader("Candidates on validation")
     bars = alt.Chart(frame).encode(y=alt.Y("candidate:N", sort=None, title=None))
     st.altair_chart(
@@ -209,7 +211,7 @@ st.divider()
 everything = service.listing(db)
 if not everything:
     st.stop()
-names = {row.id: service.describe(db, row) for row in everything}
+names = {row.id: service.describe(db, row, status=False) for row in everything}  # the status shows below
 if st.session_state.get("opt_view") not in names:
     st.session_state["opt_view"] = everything[0].id
 chosen_id = st.selectbox("Optimisation", list(names), key="opt_view", format_func=names.get)

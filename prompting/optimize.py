@@ -189,12 +189,12 @@ def generated_source(name: str, technique: str, input_vars: list[str], base: Tem
     meta: dict[str, Any] = {"name": name, "technique": TECHNIQUE_NAMES[technique]}
     suffix, prefix = "", None
     if technique == "zero_shot_cot":
-        prefix, meta["max_tokens"] = "Answer:", 192
+        prefix, meta["max_tokens"] = "Answer:", 128
         suffix = (
             'Let\'s think step by step. Then write the final answer on its own line as "Answer: <answer>".'
         )
     elif technique == "self_consistency":
-        prefix, meta["max_tokens"] = "Final answer:", 192
+        prefix, meta["max_tokens"] = "Final answer:", 128
         strategy = {"name": "self_consistency", "n": 5, "temperature": 0.7}
         suffix = 'Reason step by step, then end with the line "Final answer: <answer>".'
     elif base.answer_pattern and technique == "zero_shot":
@@ -292,8 +292,9 @@ def demo_input(case_vars: dict[str, Any]) -> str:
 
 
 def expected_output(case_assertions: list[dict[str, Any]], expected: str | None) -> str | None:
-    """What a correct answer to a case looks like, when the case says: its expected value, else the value of its
-    first equality-like assertion."""
+    """What a right answer to a case looks like, when the case says: its expected value, else the value of its
+    first equality-like assertion, else the object a JSON assertion's schema pins down (every property a const
+    or an enum)."""
     if expected not in (None, ""):
         return str(expected)
     for assertion in case_assertions:
@@ -303,7 +304,27 @@ def expected_output(case_assertions: list[dict[str, Any]], expected: str | None)
             "",
         ):
             return str(value)
+        if kind in ("is-json", "contains-json") and isinstance(value, dict):
+            pinned = pinned_object(value)
+            if pinned is not None:
+                return json.dumps(pinned, ensure_ascii=False)
     return None
+
+
+def pinned_object(schema: dict[str, Any]) -> dict[str, Any] | None:
+    """The one object a schema allows, when each of its properties is a const or an enum (its first value)."""
+    properties = schema.get("properties")
+    if schema.get("type") != "object" or not isinstance(properties, dict) or not properties:
+        return None
+    out = {}
+    for name, rule in properties.items():
+        if isinstance(rule, dict) and "const" in rule:
+            out[name] = rule["const"]
+        elif isinstance(rule, dict) and isinstance(rule.get("enum"), list) and rule["enum"]:
+            out[name] = rule["enum"][0]
+        else:
+            return None
+    return out
 
 
 # --- proposals ------------------------------------------------------------------------------------------------

@@ -139,9 +139,8 @@ def cancel(store: Store, optimization_id: str) -> None:
 def runs_of(row) -> list[str]:
     state = row.state or {}
     ids = [state.get("train_run"), state.get("heldout_run")]
-    ids += [t.get("run_id") for t in state.get("trials", [])]
-    if state.get("pending"):
-        ids.append(state["pending"].get("run_id"))
+    for trial in [*state.get("trials", []), state.get("pending") or {}]:
+        ids += trial.get("run_ids", [])
     return [i for i in dict.fromkeys(ids) if i]
 
 
@@ -183,8 +182,8 @@ class Job:
 
         return provider_for(spec_of(self.store.get_provider(config_id)))
 
-    def evaluate(self, version_ids: list[int], split: str, what: str) -> str:
-        """Queue a run of versions on one split of the suite; its id."""
+    def evaluate(self, version_ids: list[int], split: str, what: str, cases: list[int] | None = None) -> str:
+        """Queue a run of versions on one split of the suite (or the given cases of it); its id."""
         plan = RunPlan(
             self.row.suite_id,
             version_ids,
@@ -197,7 +196,7 @@ class Job:
             kind="optimize",
             optimization=self.row.id,
             split=split,
-            case_ids=self.split[split],
+            case_ids=cases if cases is not None else self.split[split],
         )
         return run.id
 
@@ -255,7 +254,7 @@ class Job:
 
         pending = self.state.get("pending")
         if pending:
-            if not self.finished(pending["run_id"]):
+            if not self.finished(pending["run_ids"][-1]):
                 return "waiting"
             record_pending(self)
             self.save()
@@ -312,27 +311,36 @@ class Job:
 
 
 def train_outcomes(store: Store, run_id: str) -> tuple[list[dict], list[dict]]:
-    """The train split's cases as the starting version did on them: the passed ones as demonstrations ({case_id,
-    vars, output}: the model's own right answer), the failed ones ({case_id, input, expected, output}) to ground
-    the proposer."""
-    passed, failed = [], []
+    """The train split's cases as the starting version did on them: demonstrations ({case_id, vars, output,
+    source}) and failures ({case_id, input, expected, output}) to ground the proposer. Demonstrations are the
+    model's own right answers first ("bootstrapped"), then failed cases whose assertions say what the right
+    answer is ("labelled"), so a model that gets nothing right still has examples of the expected form."""
+    bootstrapped, labelled, failed = [], [], []
     cases = {c.id: c for c in store.suite_cases(store.get_run(run_id).suite_id)}
     for result, _ in store.run_results(run_id):
         case = cases[result.case_id]
-        if result.error is None and result.passed:
+        if result.error is not None:
+            continue
+        if result.passed:
             answer = (result.answer or result.output or "").strip()
-            passed.append({"case_id": case.id, "vars": dict(case.vars), "output": answer})
-        elif result.error is None:
-            expected = expected_output(effective_assertions(case), case.expected)
-            failed.append(
-                {
-                    "case_id": case.id,
-                    "input": demo_input(case.vars),
-                    "expected": expected or "(see the case's assertions)",
-                    "output": (result.output or "").strip()[:400],
-                }
+            bootstrapped.append(
+                {"case_id": case.id, "vars": dict(case.vars), "output": answer, "source": "bootstrapped"}
             )
-    return passed, failed
+            continue
+        expected = expected_output(effective_assertions(case), case.expected)
+        if expected is not None:
+            labelled.append(
+                {"case_id": case.id, "vars": dict(case.vars), "output": expected, "source": "labelled"}
+            )
+        failed.append(
+            {
+                "case_id": case.id,
+                "input": demo_input(case.vars),
+                "expected": expected or "(see the case's assertions)",
+                "output": (result.output or "").strip()[:400],
+            }
+        )
+    return bootstrapped + labelled, failed
 
 
 def spent(store: Store, row) -> dict[str, float]:
@@ -382,7 +390,7 @@ def progress(store: Store, optimization_id: str) -> dict[str, Any]:
     row = store.get_optimization(optimization_id)
     state = row.state or {}
     trials = [t for t in state.get("trials", []) if "repeat_of" not in t]
-    current = state.get("pending", {}).get("run_id") or (
+    current = (state.get("pending") or {}).get("run_ids", [None])[-1] or (
         state.get("heldout_run")
         if row.phase == "heldout"
         else state.get("train_run")
@@ -405,12 +413,13 @@ def progress(store: Store, optimization_id: str) -> dict[str, Any]:
     }
 
 
-def describe(store: Store, row) -> str:
-    """An optimisation as people name it: id · suite · version · provider · status."""
+def describe(store: Store, row, status: bool = True) -> str:
+    """An optimisation as people name it: id · suite · version · provider · date (· status)."""
     suite = store.get_suite(row.suite_id).name
     version = store.get_version(row.version_id).label
     provider = store.get_provider(row.provider_id).label.removeprefix("local:")
-    return f"{row.id} · {suite} · {version} · {provider} · {row.created_at:%b %d %H:%M} · {row.status}"
+    name = f"{row.id} · {suite} · {version} · {provider} · {row.created_at:%b %d %H:%M}"
+    return f"{name} · {row.status}" if status else name
 
 
 def request_for(

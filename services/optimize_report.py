@@ -18,13 +18,15 @@ def changes_count(trial: dict[str, Any]) -> int:
 
 
 def ranked(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Distinct evaluated candidates, best validation score first; ties go to fewer changes, then the earlier."""
+    """Distinct candidates, those scored on all of validation first, best score first; ties go to fewer
+    changes, then the earlier. Pruned ones (scored on the rung's cases only) come last."""
     evaluated = [t for t in trials if "repeat_of" not in t]
-    return sorted(evaluated, key=lambda t: (-t["score"], changes_count(t), t["index"]))
+    return sorted(evaluated, key=lambda t: (bool(t.get("pruned")), -t["score"], changes_count(t), t["index"]))
 
 
 def winner(trials: list[dict[str, Any]]) -> dict[str, Any]:
-    return ranked(trials)[0]
+    """The best candidate scored on all of validation (the start always is)."""
+    return next(t for t in ranked(trials) if not t.get("pruned"))
 
 
 def make_report(store: Store, row, state: dict[str, Any]) -> dict[str, Any]:
@@ -102,13 +104,15 @@ def describe(trial: dict[str, Any], space: Space, base_delimiter: str) -> dict[s
     changes = candidate.changes(space.instructions, base_delimiter)
     return {
         "index": trial["index"],
-        "changes": "; ".join(changes) or "baseline (the starting version)",
+        "changes": ("; ".join(changes) or "baseline (the starting version)")
+        + (f" — pruned after {trial['cells']} cases" if trial.get("pruned") else ""),
+        "pruned": bool(trial.get("pruned")),
         **rate_dict(trial),
         "errors": trial["errors"],
         "cost": trial["cost"],
         "tokens": trial["tokens"],
         "version_id": trial["version_id"],
-        "run_id": trial["run_id"],
+        "run_ids": trial["run_ids"],
         "candidate": trial["candidate"],
     }
 
@@ -119,7 +123,7 @@ def save_winners(store: Store, row, state: dict[str, Any]) -> list[str]:
     from services.labels import move
 
     base = store.get_version(row.version_id)
-    better = [t for t in ranked(state["trials"]) if t["version_id"] != base.id]
+    better = [t for t in ranked(state["trials"]) if t["version_id"] != base.id and not t.get("pruned")]
     best_index = state["chosen"]
     if not better or better[0]["index"] != best_index:
         return []

@@ -19,6 +19,10 @@ if TYPE_CHECKING:
     from services.optimize import Job
 
 STARTUP_TRIALS = 5  # random candidates before TPE models the scores
+PRUNE_AFTER = 4  # fully scored candidates (the start included) before new ones meet the rung first
+MIN_RUNG = 5  # cases in the rung, at least
+# successive halving's decision: a candidate whose rung score falls below the median of the fully scored ones
+PRUNER = optuna.pruners.PercentilePruner(50.0, n_startup_trials=PRUNE_AFTER, n_warmup_steps=0)
 MAX_REPEATS_IN_A_ROW = (
     25  # the sampler proposing only evaluated candidates this often: the space is exhausted
 )
@@ -35,15 +39,24 @@ def distributions(space: Space) -> dict[str, CategoricalDistribution]:
 
 
 def study_for(trials: list[dict[str, Any]], space: Space, seed: int) -> optuna.Study:
-    """A study holding every stored trial (the score it got on validation), its sampler seeded by where the
-    search stands."""
+    """A study holding every stored trial (a fully scored one with its validation score, a pruned one with its
+    rung score), its sampler seeded by where the search stands."""
     sampler = optuna.samplers.TPESampler(seed=seed * 1000 + len(trials), n_startup_trials=STARTUP_TRIALS)
     study = optuna.create_study(direction="maximize", sampler=sampler)
     dists = distributions(space)
     for trial in trials:
+        rung = {0: trial.get("rung_score", trial["score"])}
+        if trial.get("pruned"):
+            state, value = optuna.trial.TrialState.PRUNED, None
+        else:
+            state, value = optuna.trial.TrialState.COMPLETE, trial["score"]
         study.add_trial(
             optuna.trial.create_trial(
-                params=dict(trial["candidate"]), distributions=dists, value=trial["score"]
+                params=dict(trial["candidate"]),
+                distributions=dists,
+                value=value,
+                state=state,
+                intermediate_values=rung,
             )
         )
     return study
@@ -55,7 +68,7 @@ def content_key(built) -> str:
 
 
 def next_candidate(job: Job) -> Candidate | None:
-    """Queue the next candidate's validation run (or record a repeat of one already evaluated, at no cost);
+    """Queue the next candidate's first validation run (or record a repeat of one already evaluated, at no cost);
     None when the search should stop (the reason is kept in the state)."""
     trials, space = job.state["trials"], job.space()
     reason = stop_reason(job, space)
@@ -78,33 +91,77 @@ def next_candidate(job: Job) -> Candidate | None:
         return candidate
     job.state["repeats_in_a_row"] = 0
     version_id = job.base.id if index == 0 else job.candidate_version(built, index)
-    run_id = job.evaluate([version_id], "validation", f"candidate {index}")
+    # successive halving: once enough candidates are fully scored, a new one first meets the rung's cases
+    staged = sum(1 for t in trials if not t.get("pruned") and "repeat_of" not in t) >= PRUNE_AFTER
+    cases = rung_cases(job) if staged else job.split["validation"]
+    run_id = job.evaluate([version_id], "validation", f"candidate {index}", cases)
     job.state["pending"] = {
         "index": index,
         "candidate": candidate.to_dict(),
         "key": key,
         "version_id": version_id,
-        "run_id": run_id,
+        "run_ids": [run_id],
+        "stage": "rung" if staged else "full",
     }
     return candidate
 
 
+def rung_cases(job: Job) -> list[int]:
+    """The validation cases every candidate meets first: a third of them (the split is stratified and dealt in
+    turn, so its first third mixes the strata)."""
+    validation = job.split["validation"]
+    return validation[: max(MIN_RUNG, len(validation) // 3)]
+
+
 def record_pending(job: Job) -> None:
-    """The finished validation run's numbers become a trial. Its score counts an errored cell as a failure, so
-    a candidate cannot win by erroring on its hard cases."""
-    pending = job.state.pop("pending")
-    summary = overall(job.store, pending["run_id"])
-    job.state["trials"].append(
-        {
-            **pending,
-            "score": summary.passed / summary.cells if summary.cells else 0.0,
-            "passed": summary.passed,
-            "cells": summary.cells,
-            "errors": summary.errors,
-            "cost": summary.cost,
-            "tokens": summary.tokens_in + summary.tokens_out,
-        }
+    """A finished validation run: after the rung, prune the candidate (Optuna's percentile pruner against the
+    fully scored candidates on the same cases) or queue the rest of validation; after the rest, it becomes a
+    trial scored on the whole validation split. An errored cell counts as a failure, so a candidate cannot win by
+    erroring on its hard cases."""
+    pending = job.state["pending"]
+    rung = rung_cases(job)
+    numbers = outcome(job.store, pending["run_ids"], set(rung))
+    if pending["stage"] == "rung":
+        if pruned(job, numbers["rung_score"]):
+            job.state.pop("pending")
+            job.state["trials"].append({**pending, **numbers, "pruned": True, "score": numbers["rung_score"]})
+            return
+        rest = [c for c in job.split["validation"] if c not in set(rung)]
+        pending["run_ids"].append(
+            job.evaluate([pending["version_id"]], "validation", f"candidate {pending['index']} (rest)", rest)
+        )
+        pending["stage"] = "full"
+        return
+    job.state.pop("pending")
+    job.state["trials"].append({**pending, **numbers, "score": numbers["passed"] / max(numbers["cells"], 1)})
+
+
+def outcome(store, run_ids: list[str], rung: set[int]) -> dict[str, Any]:
+    """A candidate's validation numbers over its runs, and its pass share on the rung's cases."""
+    results = [r for run_id in run_ids for r, _ in store.run_results(run_id)]
+    on_rung = [r for r in results if r.case_id in rung]
+    totals = [overall(store, run_id) for run_id in run_ids]
+    return {
+        "passed": sum(t.passed for t in totals),
+        "cells": sum(t.cells for t in totals),
+        "errors": sum(t.errors for t in totals),
+        "cost": sum(t.cost for t in totals),
+        "tokens": sum(t.tokens_in + t.tokens_out for t in totals),
+        "rung_score": sum(1 for r in on_rung if r.error is None and r.passed) / max(len(on_rung), 1),
+    }
+
+
+def pruned(job: Job, rung_score: float) -> bool:
+    """Whether a candidate's rung score is below the median of the fully scored candidates' on the same cases."""
+    space = job.space()
+    study = study_for(job.state["trials"], space, int(job.row.settings["seed"]))
+    frozen = optuna.trial.create_trial(
+        state=optuna.trial.TrialState.RUNNING,
+        params={},
+        distributions={},
+        intermediate_values={0: rung_score},
     )
+    return PRUNER.prune(study, frozen)
 
 
 def stop_reason(job: Job, space: Space) -> str | None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -14,7 +16,6 @@ from cli import main
 from services import open_store
 from tests.conftest import wait_until
 from tests.services.test_optimize import sentiment_cases
-
 
 TEMPLATE = """{#---
 name: draft
@@ -56,9 +57,6 @@ def test_optimize_a_suite_file_in_a_worker_and_show_the_report(tmp_path, fake_ap
     optimization_id = result.stdout.strip().splitlines()[-1]
     listed = runner.invoke(main, ["optimizations"])
     assert optimization_id in listed.output and "queued" in listed.output
-    import subprocess
-    import sys
-
     exe = str(Path(sys.executable).parent / "workbench")
     env = {**os.environ, "WORKBENCH_HOME": str(isolated_home)}
     proc = subprocess.Popen(
