@@ -160,7 +160,11 @@ def step(store: Store, optimization_id: str, providers: dict[int, Provider] | No
         return getattr(job, f"phase_{row.phase}")()
     except (OptimizeError, StoreError) as exc:
         store.update_optimization(optimization_id, status="failed", error=str(exc), owner=None)
-        return "done"
+    except Exception as exc:  # a bug or a provider failure costs this optimisation, never the worker
+        store.update_optimization(
+            optimization_id, status="failed", error=f"{type(exc).__name__}: {exc}", owner=None
+        )
+    return "done"
 
 
 class Job:

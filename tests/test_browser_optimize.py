@@ -87,7 +87,9 @@ def test_the_optimize_page_runs_an_optimisation_and_shows_its_held_out_verdict(a
         page.screenshot(path=str(tmp_path / "optimize-report.png"), full_page=True)
         text = page.locator("[data-testid='stMain']").inner_text()
     assert "+100 points on 15 unseen cases" in text
-    assert "Candidates on validation" in text and f"Winner: candidate #1 — instruction #1: {GOOD[:40]}" in text
+    assert (
+        "Candidates on validation" in text and f"Winner: candidate #1 — instruction #1: {GOOD[:40]}" in text
+    )
     assert "draft@v2" in text and "nan" not in text.lower().split()
     saved = app.store.get_version("draft@v2")
     assert saved.parent_id == app.store.get_version("draft@v1").id

@@ -127,6 +127,35 @@ def test_an_interrupted_optimization_resumes_without_repeating_an_evaluation():
     assert len(target.calls) == stored and calls_before < stored
 
 
+def test_a_cancelled_optimization_stops_its_evaluation_and_saves_nothing():
+    store = open_store()
+    base = setup(store, sentiment_cases())
+    target = FakeProvider(target_reply, label="fake:target")
+    proposer = FakeProvider(f"Instruction: {GOOD}", label="fake:proposer")
+    opt_id = submit_optimization(store, Request("sentiment", base.id, TARGET, PROPOSER, Budget(cells=300)))
+    ids = {save_provider(store, TARGET).id: target, save_provider(store, PROPOSER).id: proposer}
+    from services.optimize import cancel, runs_of
+
+    with Worker(store, providers=ids) as worker:
+        original = worker.work_on
+
+        def cancel_during_the_search(run_id, progress=None):
+            if (
+                store.get_optimization(opt_id).phase == "search"
+                and len(store.get_optimization(opt_id).state["trials"]) == 2
+            ):
+                cancel(store, opt_id)
+            return original(run_id, progress)
+
+        worker.work_on = cancel_during_the_search
+        worker.drain()
+    row = store.get_optimization(opt_id)
+    assert row.status == "cancelled" and row.report is None
+    assert all(store.get_run(r).status in ("completed", "cancelled") for r in runs_of(row))
+    assert any(store.get_run(r).status == "cancelled" for r in runs_of(row))
+    assert [v.id for v in store.list_versions() if v.name == base.name] == [base.id]
+
+
 def noise_reply(messages: list[dict], params: dict) -> str:
     """A target whose right answers are a coin flip per (prompt, case): no candidate is really better."""
     digest = hashlib.sha256(repr(messages).encode()).digest()
