@@ -12,6 +12,7 @@ blocks on a run: it submits one and returns, and the worker executes the run bef
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,6 +84,9 @@ def submit_optimization(store: Store, request: Request) -> str:
     cases = store.suite_cases(suite.id)
     split = split_cases([(c.id, list(c.tags)) for c in cases], request.seed, f"suite '{suite.name}'")
     parts = set(request.parts)
+    if parts - set(PARTS):
+        unknown = ", ".join(sorted(parts - set(PARTS)))
+        raise OptimizeError(f"unknown search part(s) {unknown}; the parts are: {', '.join(PARTS)}")
     if not parts:
         raise OptimizeError("nothing to search: switch on at least one part (" + ", ".join(PARTS) + ")")
     prompt = prompt_of(version)
@@ -115,7 +119,7 @@ def submit_optimization(store: Store, request: Request) -> str:
         provider_id=target.id,
         proposer_id=proposer.id,
         settings=settings,
-        state={"split": split.to_dict(), "trials": [], "started": time.time()},
+        state={"split": split.to_dict(), "trials": []},
     )
     return row.id
 
@@ -187,14 +191,20 @@ class Job:
         return provider_for(spec_of(self.store.get_provider(config_id)))
 
     def evaluate(self, version_ids: list[int], split: str, what: str, cases: list[int] | None = None) -> str:
-        """Queue a run of versions on one split of the suite (or the given cases of it); its id."""
+        """Queue a run of versions on one split of the suite (or the given cases of it); its id. The id follows
+        from the optimisation and what is evaluated, so a step repeated after a crash finds the run it queued
+        instead of queueing a second one (the held-out split is evaluated once, whatever happens)."""
+        run_id = f"{self.row.id}-{re.sub(r'[^a-z0-9]+', '-', what.lower()).strip('-')}"
+        if self.store.has_run(run_id):
+            return run_id
         plan = RunPlan(
             self.row.suite_id,
             version_ids,
             [self.row.provider_id],
             description=f"{self.row.id}: {what}",
+            run_id=run_id,
         )
-        run = submit(
+        submit(
             self.store,
             plan,
             kind="optimize",
@@ -202,7 +212,7 @@ class Job:
             split=split,
             case_ids=cases if cases is not None else self.split[split],
         )
-        return run.id
+        return run_id
 
     def finished(self, run_id: str) -> bool:
         run = self.store.get_run(run_id)
@@ -213,7 +223,8 @@ class Job:
     # --- phases -------------------------------------------------------------------------------------
 
     def phase_split(self) -> str:
-        self.state["train_run"] = self.evaluate([self.base.id], "train", "the starting version on train")
+        self.state["started"] = time.time()  # the minutes budget counts from here, not from the queue
+        self.state["train_run"] = self.evaluate([self.base.id], "train", "train: the starting version")
         self.save(phase="train")
         return "advanced"
 
@@ -276,7 +287,9 @@ class Job:
         if "heldout_run" not in self.state:
             versions = [self.base.id] + ([best["version_id"]] if best["version_id"] != self.base.id else [])
             self.state["chosen"] = best["index"]
-            self.state["heldout_run"] = self.evaluate(versions, "heldout", "baseline and winner on held-out")
+            self.state["heldout_run"] = self.evaluate(
+                versions, "heldout", "held-out: the start and the winner"
+            )
             self.save()
             return "advanced"
         if not self.finished(self.state["heldout_run"]):

@@ -94,7 +94,9 @@ def next_candidate(job: Job) -> Candidate | None:
     # successive halving: once enough candidates are fully scored, a new one first meets the rung's cases
     staged = sum(1 for t in trials if not t.get("pruned") and "repeat_of" not in t) >= PRUNE_AFTER
     cases = rung_cases(job) if staged else job.split["validation"]
-    run_id = job.evaluate([version_id], "validation", f"candidate {index}", cases)
+    run_id = job.evaluate(
+        [version_id], "validation", f"candidate {index}" + (" rung" if staged else ""), cases
+    )
     job.state["pending"] = {
         "index": index,
         "candidate": candidate.to_dict(),
@@ -128,7 +130,7 @@ def record_pending(job: Job) -> None:
             return
         rest = [c for c in job.split["validation"] if c not in set(rung)]
         pending["run_ids"].append(
-            job.evaluate([pending["version_id"]], "validation", f"candidate {pending['index']} (rest)", rest)
+            job.evaluate([pending["version_id"]], "validation", f"candidate {pending['index']} rest", rest)
         )
         pending["stage"] = "full"
         return

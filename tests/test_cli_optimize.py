@@ -91,4 +91,6 @@ def test_optimize_refuses_bad_input_with_the_fix(tmp_path, fake_api):
         main, ["optimize", str(path), "--provider", "nonsense", "--parts", "demos", "--detach"]
     )
     assert result.exit_code == 2 and "nonsense" in result.output
+    result = runner.invoke(main, ["optimize", str(path), "--parts", "instruction,colour", "--detach"])
+    assert result.exit_code == 2 and "unknown search part(s) colour" in result.output
     assert open_store().list_optimizations() == []
