@@ -37,6 +37,7 @@ DEMO_COUNTS = (0, 2, 4)
 PARTS = ("instruction", "demos", "technique", "delimiter", "sections")
 MAX_INSTRUCTION_CHARS = 600  # a proposal longer than this is not an instruction but a ramble
 FAILURES_SHOWN = 5  # failing training cases a proposer sees per request
+REASONING_TOKENS = 128  # what a chain-of-thought or self-consistency candidate may write per answer
 
 
 class OptimizeError(PromptingError):
@@ -189,12 +190,12 @@ def generated_source(name: str, technique: str, input_vars: list[str], base: Tem
     meta: dict[str, Any] = {"name": name, "technique": TECHNIQUE_NAMES[technique]}
     suffix, prefix = "", None
     if technique == "zero_shot_cot":
-        prefix, meta["max_tokens"] = "Answer:", 128
+        prefix, meta["max_tokens"] = "Answer:", REASONING_TOKENS
         suffix = (
             'Let\'s think step by step. Then write the final answer on its own line as "Answer: <answer>".'
         )
     elif technique == "self_consistency":
-        prefix, meta["max_tokens"] = "Final answer:", 128
+        prefix, meta["max_tokens"] = "Final answer:", REASONING_TOKENS
         strategy = {"name": "self_consistency", "n": 5, "temperature": 0.7}
         suffix = 'Reason step by step, then end with the line "Final answer: <answer>".'
     elif base.answer_pattern and technique == "zero_shot":
@@ -245,6 +246,9 @@ class Built:
     guardrails: dict[str, Any] | None
     drop_sections: list[str]
     lineage: dict[str, Any]
+    # request fields the version carries (stored in its options, they win over the run's): a reasoning
+    # technique's room to reason, which a suite's short max_tokens for direct answers would cut off
+    params: dict[str, Any] = field(default_factory=dict)
 
     def prompt(self, name: str) -> Prompt:
         template = Template.from_source(self.source, name=name)
@@ -281,7 +285,12 @@ def build(
         "instruction_text": instruction,
         "demo_cases": [d["case_id"] for d in chosen],
     }
-    return Built(source, variables, candidate.delimiter or base.delimiter, guardrails, drop, lineage)
+    params = (
+        {"max_tokens": REASONING_TOKENS}
+        if candidate.technique in ("zero_shot_cot", "self_consistency")
+        else {}
+    )
+    return Built(source, variables, candidate.delimiter or base.delimiter, guardrails, drop, lineage, params)
 
 
 def demo_input(case_vars: dict[str, Any]) -> str:

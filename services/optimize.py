@@ -201,6 +201,7 @@ class Job:
             self.row.suite_id,
             version_ids,
             [self.row.provider_id],
+            params=self.params(),
             description=f"{self.row.id}: {what}",
             run_id=run_id,
         )
@@ -213,6 +214,13 @@ class Job:
             case_ids=cases if cases is not None else self.split[split],
         )
         return run_id
+
+    def params(self) -> dict[str, Any]:
+        """The decoding parameters of every evaluation: the suite's own (its `workbench: params`), greedy unless
+        it says otherwise, so candidates differ by their prompt and not by the draw (self-consistency still
+        samples: its template sets its own temperature)."""
+        suite_params = dict(self.store.get_suite(self.row.suite_id).config.get("params") or {})
+        return {"temperature": 0, **suite_params}
 
     def finished(self, run_id: str) -> bool:
         run = self.store.get_run(run_id)
@@ -320,6 +328,7 @@ class Job:
                 "drop_sections": built.drop_sections,
                 "optimization": self.row.id,
                 "lineage": built.lineage,
+                **({"params": built.params} if built.params else {}),
             },
             note=f"candidate {index} of {self.row.id}",
             parent_id=self.base.id,
