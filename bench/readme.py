@@ -288,7 +288,7 @@ def optimize_table(report: dict) -> str:
         covered = sum(covers_zero(r) for r in report["null"])
         text += (
             f"\n\nNull control (sentiment with its labels shuffled among the cases, "
-            f"{report['null'][0]['minutes']:.0f}-minute budgets): the held-out interval covers no change in "
+            f"budget {report['null_cells']} cells each): the held-out interval covers no change in "
             f"**{covered} of {len(report['null'])}** seeds."
         )
     return (
