@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -146,6 +146,26 @@ class Space:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Space:
         return cls(**data)
+
+
+def opening_candidates(space: Space) -> list[Candidate]:
+    """The candidates tried right after the start, before the sampler models anything: the start with one part
+    changed each (the most demonstrations, the first rewrite, plain zero-shot over the suite's inputs, the next
+    delimiter style), cheapest first, then the demonstrations and the rewrite together. They are Optuna's
+    enqueued trials in spirit: known single moves that anchor the search (one part at a time, as an ablation)."""
+    base = Candidate(delimiter=space.delimiters[0], drop=space.drops[0])
+    moves = []
+    if len(space.demo_counts) > 1:
+        moves.append(replace(base, demos=max(space.demo_counts)))
+    if len(space.instructions) > 1:
+        moves.append(replace(base, instruction=1))
+    if "zero_shot" in space.techniques:
+        moves.append(replace(base, technique="zero_shot"))
+    if len(space.delimiters) > 1:
+        moves.append(replace(base, delimiter=space.delimiters[1]))
+    if len(space.demo_counts) > 1 and len(space.instructions) > 1:
+        moves.append(replace(base, demos=max(space.demo_counts), instruction=1))
+    return moves
 
 
 def instruction_of(prompt: Prompt) -> tuple[str, str]:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.distributions import CategoricalDistribution
 
-from prompting.optimize import Candidate, Space, build
+from prompting.optimize import Candidate, Space, build, opening_candidates
 from services.runs import overall
 from services.specs import prompt_of
 
@@ -75,11 +75,14 @@ def next_candidate(job: Job) -> Candidate | None:
     if reason:
         job.state["stopped"] = reason
         return None
-    if trials:
+    opening = opening_candidates(space)
+    if not trials:
+        candidate = Candidate(delimiter=space.delimiters[0], drop=space.drops[0])
+    elif len(trials) <= len(opening):
+        candidate = opening[len(trials) - 1]
+    else:
         asked = study_for(trials, space, int(job.row.settings["seed"])).ask(distributions(space))
         candidate = Candidate.from_dict(asked.params)
-    else:
-        candidate = Candidate(delimiter=space.delimiters[0], drop=space.drops[0])
     index = len(trials)
     built = build(prompt_of(job.base), job.base.name, candidate, space, job.state["demos"], job.input_vars())
     key = content_key(built)
