@@ -394,7 +394,8 @@ def get(store: Store, optimization_id: str):
 
 
 def active(store: Store) -> list:
-    return [o for o in store.list_optimizations() if o.status in ACTIVE]
+    """Optimisations a worker will (still) step, oldest first."""
+    return store.active_optimizations()
 
 
 PHASE_TEXT = {

@@ -43,6 +43,12 @@ class OptimizationQueries:
         with self.session() as s:
             return list(s.exec(select(Optimization).order_by(Optimization.created_at.desc())))
 
+    def active_optimizations(self) -> list[Optimization]:
+        """Queued and running optimisations, oldest first (what the sidebar follows on every page)."""
+        with self.session() as s:
+            query = select(Optimization).where(Optimization.status.in_(ACTIVE_OPTIMIZATION))
+            return list(s.exec(query.order_by(Optimization.created_at)))
+
     def update_optimization(self, optimization_id: str, **fields: Any) -> Optimization:
         """Set fields (state, phase, status, report, error); a final status stamps finished_at."""
         with self.session() as s:
