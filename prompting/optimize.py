@@ -148,23 +148,28 @@ class Space:
         return cls(**data)
 
 
-def opening_candidates(space: Space) -> list[Candidate]:
+def opening_candidates(space: Space, shows_demos: bool) -> list[Candidate]:
     """The candidates tried right after the start, before the sampler models anything: the start with one part
     changed each (the most demonstrations, the first rewrite, plain zero-shot over the suite's inputs, the next
-    delimiter style), cheapest first, then the demonstrations and the rewrite together. They are Optuna's
-    enqueued trials in spirit: known single moves that anchor the search (one part at a time, as an ablation)."""
+    delimiter style), then the demonstrations and the rewrite together. Like Optuna's enqueued trials, known
+    single moves anchor a search that can afford few candidates. Demonstrations go in through plain zero-shot
+    (few-shot) when the version's own template has no `examples` variable to show them (`shows_demos`)."""
     base = Candidate(delimiter=space.delimiters[0], drop=space.drops[0])
+    few_shot = (
+        base if shows_demos or "zero_shot" not in space.techniques else replace(base, technique="zero_shot")
+    )
+    most = max(space.demo_counts)
     moves = []
-    if len(space.demo_counts) > 1:
-        moves.append(replace(base, demos=max(space.demo_counts)))
+    if most and (shows_demos or few_shot != base):
+        moves.append(replace(few_shot, demos=most))
     if len(space.instructions) > 1:
         moves.append(replace(base, instruction=1))
     if "zero_shot" in space.techniques:
         moves.append(replace(base, technique="zero_shot"))
     if len(space.delimiters) > 1:
         moves.append(replace(base, delimiter=space.delimiters[1]))
-    if len(space.demo_counts) > 1 and len(space.instructions) > 1:
-        moves.append(replace(base, demos=max(space.demo_counts), instruction=1))
+    if moves and moves[0].demos and len(space.instructions) > 1:
+        moves.append(replace(moves[0], instruction=1))
     return moves
 
 

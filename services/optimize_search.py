@@ -75,7 +75,8 @@ def next_candidate(job: Job) -> Candidate | None:
     if reason:
         job.state["stopped"] = reason
         return None
-    opening = opening_candidates(space)
+    shows_demos = "examples" in {v.name for v in prompt_of(job.base).template.variables}
+    opening = opening_candidates(space, shows_demos)
     if not trials:
         candidate = Candidate(delimiter=space.delimiters[0], drop=space.drops[0])
     elif len(trials) <= len(opening):

@@ -15,6 +15,7 @@ from prompting.optimize import (
     OptimizeError,
     build,
     expected_output,
+    opening_candidates,
     parse_proposals,
     search_space,
     split_cases,
@@ -101,3 +102,21 @@ def test_proposals_are_instruction_lines_without_duplicates_or_noise():
     ]
     found = parse_proposals(replies, r"(?im)^\s*instruction\s*:\s*(.+?)\s*$", "Classify the review.")
     assert found == ["Answer with one word.", "Label the review as positive, negative or neutral."]
+
+
+def test_the_opening_moves_change_one_part_each_and_show_demonstrations_where_they_can_be_seen():
+    base = Prompt(load("zero_shot"), {"instruction": "Classify the review."})
+    parts = {"instruction", "demos", "technique", "delimiter"}
+    space = search_space(base, parts, ["Answer in one word."], 4, ["input"], [])
+    moves = opening_candidates(space, shows_demos=False)
+    assert moves[0] == Candidate(technique="zero_shot", demos=4)  # zero_shot shows no examples: go few-shot
+    assert Candidate(instruction=1) in moves and Candidate(delimiter=space.delimiters[1]) in moves
+    assert moves[-1] == Candidate(instruction=1, technique="zero_shot", demos=4)
+    assert (
+        opening_candidates(search_space(load_few_shot(), parts, ["x" * 10], 4, ["input"], []), True)[0].demos
+        == 4
+    )
+
+
+def load_few_shot() -> Prompt:
+    return Prompt(load("few_shot"), {"instruction": "Label it.", "examples": []})
