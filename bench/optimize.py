@@ -120,11 +120,10 @@ def run(args) -> dict:
             from services.optimize import Budget, Request, local_default, submit_optimization
             from services.worker import Worker
 
-            found = reusable(store, name, seed, Budget(minutes=args.null_minutes).__dict__)
+            budget = Budget(cells=args.null_cells)
+            found = reusable(store, name, seed, budget.__dict__)
             if not found:
-                request = Request(
-                    name, version, local_default(), None, Budget(minutes=args.null_minutes), seed
-                )
+                request = Request(name, version, local_default(), None, budget, seed)
                 found = submit_optimization(store, request)
                 with Worker(store) as worker:
                     worker.drain()
@@ -138,6 +137,7 @@ def run(args) -> dict:
         "seed": args.seed,
         "suites": rows,
         "null": null,
+        "null_cells": args.null_cells,
     }
 
 

@@ -81,7 +81,7 @@ def split_cases(cases: list[tuple[int, list[str]]], seed: int, suite: str = "the
         for case_id in members:
             dealt[turn % len(SPLITS)].append(case_id)
             turn += 1
-    return Split(*(sorted(part) for part in dealt))
+    return Split(*dealt)  # in dealt order: any leading share of a split mixes the strata
 
 
 # --- candidates -----------------------------------------------------------------------------------------------
@@ -296,7 +296,7 @@ def build(
         source, variables = base.template.source, dict(base.variables)
         if where == "variable":
             variables["instruction"] = instruction
-        if chosen and "examples" in {v.name for v in base.template.variables}:
+        if chosen and shows_demos(base.template):
             variables["examples"] = [{"input": demo_input(d["vars"]), "output": d["output"]} for d in chosen]
         if candidate.drop.startswith("-") and candidate.drop != "-guardrails":
             drop.append(candidate.drop[1:])
@@ -316,6 +316,17 @@ def build(
         else {}
     )
     return Built(source, variables, candidate.delimiter or base.delimiter, guardrails, drop, lineage, params)
+
+
+def shows_demos(template: Template) -> bool:
+    """Whether a template shows demonstrations the way candidates give them: an `examples` variable of
+    {input, output} pairs (as few_shot's); other shapes (chain_of_thought's question/reasoning/answer) are left
+    as the version binds them."""
+    variable = next((v for v in template.variables if v.name == "examples"), None)
+    if variable is None:
+        return False
+    sample = variable.example if isinstance(variable.example, list) else []
+    return not sample or all(isinstance(e, dict) and set(e) == {"input", "output"} for e in sample)
 
 
 def demo_input(case_vars: dict[str, Any]) -> str:

@@ -32,7 +32,7 @@ from prompting.optimize import (
 )
 from prompting.providers import Provider, ProviderSpec
 from prompting.runner import ablation_variants
-from services.runs import RunPlan, overall, submit
+from services.runs import RunPlan, overall, resume, submit
 from services.specs import effective_assertions, prompt_of, save_provider, spec_of
 from store import Store, StoreError
 
@@ -78,25 +78,18 @@ class Request:
 def submit_optimization(store: Store, request: Request) -> str:
     """Check the request and queue the optimisation for a worker; returns its id. Nothing is written when the
     request is refused (suite too small to split, budget too small, a version with nothing to change)."""
-    request.budget.check()
+    check_settings(request.budget, tuple(request.parts), request.keep)
+    parts = set(request.parts)
     suite = store.get_suite(request.suite)
     version = store.get_version(request.version)
     cases = store.suite_cases(suite.id)
     split = split_cases([(c.id, list(c.tags)) for c in cases], request.seed, f"suite '{suite.name}'")
-    parts = set(request.parts)
-    if parts - set(PARTS):
-        unknown = ", ".join(sorted(parts - set(PARTS)))
-        raise OptimizeError(f"unknown search part(s) {unknown}; the parts are: {', '.join(PARTS)}")
-    if not parts:
-        raise OptimizeError("nothing to search: switch on at least one part (" + ", ".join(PARTS) + ")")
     prompt = prompt_of(version)
     if "instruction" in parts and not instruction_of(prompt)[0]:
         raise OptimizeError(
             f"version {version.label} has no instruction to rewrite (no bound `instruction` variable and no "
             "guardrails task): bind one, or switch off instruction rewrites"
         )
-    if request.keep < 1:
-        raise OptimizeError("--keep must be at least 1 (the winner)")
     minimum = minimum_cells(split)
     if request.budget.cells is not None and request.budget.cells < minimum:
         raise OptimizeError(
@@ -162,13 +155,18 @@ def step(store: Store, optimization_id: str, providers: dict[int, Provider] | No
     job = Job(store, row, providers or {})
     try:
         return getattr(job, f"phase_{row.phase}")()
+    except Stopped:
+        return "done"
     except (OptimizeError, StoreError) as exc:
-        store.update_optimization(optimization_id, status="failed", error=str(exc), owner=None)
+        error = str(exc)
     except Exception as exc:  # a bug or a provider failure costs this optimisation, never the worker
-        store.update_optimization(
-            optimization_id, status="failed", error=f"{type(exc).__name__}: {exc}", owner=None
-        )
+        error = f"{type(exc).__name__}: {exc}"
+    store.update_optimization(optimization_id, only_if_active=True, status="failed", error=error, owner=None)
     return "done"
+
+
+class Stopped(Exception):
+    """The optimisation was cancelled while a worker stepped it: the step ends without side effects."""
 
 
 class Job:
@@ -181,7 +179,9 @@ class Job:
         self.split = {k: list(row.state["split"][k]) for k in SPLITS}
 
     def save(self, **fields: Any) -> None:
-        self.row = self.store.update_optimization(self.row.id, state=self.state, **fields)
+        self.row = self.store.update_optimization(
+            self.row.id, only_if_active=True, state=self.state, **fields
+        )
 
     def provider(self, config_id: int) -> Provider:
         if config_id in self.providers:
@@ -195,7 +195,11 @@ class Job:
         from the optimisation and what is evaluated, so a step repeated after a crash finds the run it queued
         instead of queueing a second one (the held-out split is evaluated once, whatever happens)."""
         run_id = f"{self.row.id}-{re.sub(r'[^a-z0-9]+', '-', what.lower()).strip('-')}"
+        if self.store.get_optimization(self.row.id).status not in ACTIVE:
+            raise Stopped
         if self.store.has_run(run_id):
+            if not sum(self.store.cell_counts(run_id).values()):  # stored, but its cells never queued
+                resume(self.store, run_id)
             return run_id
         plan = RunPlan(
             self.row.suite_id,
@@ -225,7 +229,7 @@ class Job:
     def finished(self, run_id: str) -> bool:
         run = self.store.get_run(run_id)
         if run.status in ("cancelled", "failed"):
-            raise OptimizeError(f"evaluation run {run_id} was {run.status}; resume it or start again")
+            raise OptimizeError(f"evaluation run {run_id} was {run.status}: start the optimisation again")
         return run.status == "completed"
 
     # --- phases -------------------------------------------------------------------------------------
@@ -255,7 +259,12 @@ class Job:
             proposer = self.provider(self.row.proposer_id)
             seed = int(self.row.settings["seed"])
             proposals, usage = propose(
-                proposer, prompt, self.state["failures"], self.state["demos"], PROPOSALS, seed
+                proposer,
+                prompt,
+                self.state["failures"],
+                [d for d in self.state["demos"] if d["source"] == "bootstrapped"],
+                PROPOSALS,
+                seed,
             )
             self.state["proposer_cost"] = usage.cost
             self.state["proposer_tokens"] = usage.tokens_in + usage.tokens_out
@@ -308,8 +317,13 @@ class Job:
     def phase_report(self) -> str:
         from services.optimize_report import make_report, save_winners
 
+        if self.store.get_optimization(self.row.id).status not in ACTIVE:
+            raise Stopped
         report = make_report(self.store, self.row, self.state)
-        report["saved"] = save_winners(self.store, self.row, self.state)
+        if "saved" not in self.state:  # a report step repeated after a crash saves no second copy
+            self.state["saved"] = save_winners(self.store, self.row, self.state, report)
+            self.save()
+        report["saved"] = self.state["saved"]
         self.save(phase="done", status="completed", report=report, owner=None)
         return "done"
 
@@ -416,7 +430,7 @@ def progress(store: Store, optimization_id: str) -> dict[str, Any]:
 
     row = store.get_optimization(optimization_id)
     state = row.state or {}
-    trials = [t for t in state.get("trials", []) if "repeat_of" not in t]
+    trials = [t for t in state.get("trials", []) if "repeat_of" not in t and not t.get("pruned")]
     current = (state.get("pending") or {}).get("run_ids", [None])[-1] or (
         state.get("heldout_run")
         if row.phase == "heldout"
@@ -461,11 +475,22 @@ def request_for(
     first prompt and provider are the defaults), providers as `local:MODEL@METHOD` or a remote id."""
     from pathlib import Path
 
-    from services.suites import import_file
+    from services.suites import import_suite, load_file
 
     default_version = default_provider = None
     if Path(suite).suffix in (".yaml", ".yml", ".json", ".jsonl", ".csv") and Path(suite).exists():
-        imported = import_file(store, suite)
+        loaded = load_file(suite, store)
+        # what can be refused without the database is refused before the file is imported: nothing is written
+        check_settings(
+            settings.get("budget", Budget()), tuple(settings.get("parts", PARTS)), settings.get("keep", 1)
+        )
+        split_cases(
+            [(i, list(c.tags)) for i, c in enumerate(loaded.cases)], 0, f"suite file {Path(suite).name}"
+        )
+        for spec in (provider, proposer):  # a provider that cannot be parsed is named before the import too
+            if spec:
+                ProviderSpec.parse(spec)
+        imported = import_suite(store, loaded)
         suite = imported.name
         default_version = imported.version_ids[0] if imported.version_ids else None
         default_provider = (
@@ -476,6 +501,20 @@ def request_for(
         raise OptimizeError("name the version to start from: --version NAME@vN (or NAME@LABEL)")
     target = ProviderSpec.parse(provider) if provider else default_provider or local_default()
     return Request(suite, chosen, target, ProviderSpec.parse(proposer) if proposer else None, **settings)
+
+
+def check_settings(budget: Budget, parts: tuple[str, ...], keep: int) -> None:
+    """The checks a request's settings pass before anything is looked up or written."""
+    budget.check()
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        raise OptimizeError(
+            f"unknown search part(s) {', '.join(sorted(unknown))}; the parts are: {', '.join(PARTS)}"
+        )
+    if not parts:
+        raise OptimizeError("nothing to search: switch on at least one part (" + ", ".join(PARTS) + ")")
+    if keep < 1:
+        raise OptimizeError("--keep must be at least 1 (the winner)")
 
 
 def local_default() -> ProviderSpec:

@@ -21,12 +21,17 @@ def ranked(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Distinct candidates, those scored on all of validation first, best score first; ties go to fewer
     changes, then the earlier. Pruned ones (scored on the rung's cases only) come last."""
     evaluated = [t for t in trials if "repeat_of" not in t]
-    return sorted(evaluated, key=lambda t: (bool(t.get("pruned")), -t["score"], changes_count(t), t["index"]))
+    return sorted(evaluated, key=lambda t: (partial(t), -t["score"], changes_count(t), t["index"]))
+
+
+def partial(trial: dict[str, Any]) -> bool:
+    """Scored on part of validation only (pruned), or not at all (the candidate could not render)."""
+    return bool(trial.get("pruned") or trial.get("invalid"))
 
 
 def winner(trials: list[dict[str, Any]]) -> dict[str, Any]:
     """The best candidate scored on all of validation (the start always is)."""
-    return next(t for t in ranked(trials) if not t.get("pruned"))
+    return next(t for t in ranked(trials) if not partial(t))
 
 
 def make_report(store: Store, row, state: dict[str, Any]) -> dict[str, Any]:
@@ -38,12 +43,12 @@ def make_report(store: Store, row, state: dict[str, Any]) -> dict[str, Any]:
     chosen = best["version_id"] != row.version_id
     heldout = heldout_numbers(store, row, state["heldout_run"], best["version_id"] if chosen else None)
     delta, ci = heldout.get("delta"), heldout.get("delta_ci")
+    errors = heldout.get("baseline_errors", 0) + heldout.get("winner_errors", 0)
     validation_gain = best["score"] - base_trial["score"]
     base_version = store.get_version(row.version_id)
     return {
-        "verdict": verdict_text(
-            delta, ci[0] if ci else None, ci[1] if ci else None, heldout["cases"], chosen
-        ),
+        "verdict": verdict_text(delta, ci[0] if ci else None, ci[1] if ci else None, heldout["cases"], chosen)
+        + (f" ({errors} held-out cells errored and are left out of the comparison)" if errors else ""),
         "chosen": chosen,
         "heldout": heldout,
         "validation": {
@@ -71,6 +76,7 @@ def heldout_numbers(store: Store, row, run_id: str, winner_id: int | None) -> di
     out: dict[str, Any] = {
         "run_id": run_id,
         "cases": base.cells,
+        "baseline_errors": base.errors,
         "baseline": base.pass_rate,
         "baseline_ci": interval_dict(wilson(base.passed, base.scored)),
     }
@@ -83,6 +89,7 @@ def heldout_numbers(store: Store, row, run_id: str, winner_id: int | None) -> di
     out.update(
         cases=result.cases,
         winner=win.pass_rate,
+        winner_errors=win.errors,
         winner_ci=interval_dict(wilson(win.passed, win.scored)),
         delta=result.delta,
         delta_ci=interval_dict(result.delta_ci),
@@ -105,7 +112,8 @@ def describe(trial: dict[str, Any], space: Space, base_delimiter: str) -> dict[s
     return {
         "index": trial["index"],
         "changes": ("; ".join(changes) or "baseline (the starting version)")
-        + (f" — pruned after {trial['cells']} cases" if trial.get("pruned") else ""),
+        + (f" — pruned after {trial['cells']} cases" if trial.get("pruned") else "")
+        + (f" — could not run: {trial['invalid']}" if trial.get("invalid") else ""),
         "pruned": bool(trial.get("pruned")),
         **rate_dict(trial),
         "errors": trial["errors"],
@@ -117,13 +125,14 @@ def describe(trial: dict[str, Any], space: Space, base_delimiter: str) -> dict[s
     }
 
 
-def save_winners(store: Store, row, state: dict[str, Any]) -> list[str]:
-    """The winner (labelled) and the next best (up to `keep`) as versions of the starting version's template,
-    children of it with their lineage; nothing when the baseline stayed best."""
+def save_winners(store: Store, row, state: dict[str, Any], report: dict[str, Any]) -> list[str]:
+    """The winner and the next best (up to `keep`) as versions of the starting version's template, children of
+    it with their lineage; nothing when the baseline stayed best. The label moves to the winner unless the
+    held-out evaluation found it worse (its interval wholly below 0): a label is a promise."""
     from services.labels import move
 
     base = store.get_version(row.version_id)
-    better = [t for t in ranked(state["trials"]) if t["version_id"] != base.id and not t.get("pruned")]
+    better = [t for t in ranked(state["trials"]) if t["version_id"] != base.id and not partial(t)]
     best_index = state["chosen"]
     if not better or better[0]["index"] != best_index:
         return []
@@ -144,7 +153,8 @@ def save_winners(store: Store, row, state: dict[str, Any]) -> list[str]:
             parent_id=base.id,
             kind="user",
         )
-        if rank == 0 and row.settings.get("label"):
+        ci = report["heldout"].get("delta_ci")
+        if rank == 0 and row.settings.get("label") and not (ci and ci[1] < 0):
             move(store, version.label, row.settings["label"], who=f"workbench optimize {row.id}")
         saved.append(version.label)
     return saved

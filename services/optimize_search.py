@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.distributions import CategoricalDistribution
 
-from prompting.optimize import Candidate, Space, build, opening_candidates
+from prompting.errors import PromptingError
+from prompting.optimize import Candidate, Space, build, opening_candidates, shows_demos
 from services.runs import overall
 from services.specs import prompt_of
 
@@ -45,6 +46,10 @@ def study_for(trials: list[dict[str, Any]], space: Space, seed: int) -> optuna.S
     study = optuna.create_study(direction="maximize", sampler=sampler)
     dists = distributions(space)
     for trial in trials:
+        if "repeat_of" in trial or trial.get(
+            "invalid"
+        ):  # counted once; a candidate that never ran says nothing
+            continue
         rung = {0: trial.get("rung_score", trial["score"])}
         if trial.get("pruned"):
             state, value = optuna.trial.TrialState.PRUNED, None
@@ -75,8 +80,7 @@ def next_candidate(job: Job) -> Candidate | None:
     if reason:
         job.state["stopped"] = reason
         return None
-    shows_demos = "examples" in {v.name for v in prompt_of(job.base).template.variables}
-    opening = opening_candidates(space, shows_demos)
+    opening = opening_candidates(space, shows_demos(prompt_of(job.base).template))
     if not trials:
         candidate = Candidate(delimiter=space.delimiters[0], drop=space.drops[0])
     elif len(trials) <= len(opening):
@@ -96,11 +100,18 @@ def next_candidate(job: Job) -> Candidate | None:
     job.state["repeats_in_a_row"] = 0
     version_id = job.base.id if index == 0 else job.candidate_version(built, index)
     # successive halving: once enough candidates are fully scored, a new one first meets the rung's cases
-    staged = sum(1 for t in trials if not t.get("pruned") and "repeat_of" not in t) >= PRUNE_AFTER
+    scored = sum(1 for t in trials if not t.get("pruned") and not t.get("invalid") and "repeat_of" not in t)
+    staged = scored >= PRUNE_AFTER and len(rung_cases(job)) < len(job.split["validation"])
     cases = rung_cases(job) if staged else job.split["validation"]
-    run_id = job.evaluate(
-        [version_id], "validation", f"candidate {index}" + (" rung" if staged else ""), cases
-    )
+    try:
+        run_id = job.evaluate(
+            [version_id], "validation", f"candidate {index}" + (" rung" if staged else ""), cases
+        )
+    except (
+        PromptingError
+    ) as exc:  # the candidate cannot render with the cases: it scores nothing, the search goes on
+        trials.append(invalid_trial(index, candidate, key, version_id, str(exc)))
+        return candidate
     job.state["pending"] = {
         "index": index,
         "candidate": candidate.to_dict(),
@@ -110,6 +121,19 @@ def next_candidate(job: Job) -> Candidate | None:
         "stage": "rung" if staged else "full",
     }
     return candidate
+
+
+def invalid_trial(index: int, candidate: Candidate, key: str, version_id: int, reason: str) -> dict[str, Any]:
+    return {
+        "index": index,
+        "candidate": candidate.to_dict(),
+        "key": key,
+        "version_id": version_id,
+        "run_ids": [],
+        "invalid": reason[:300],
+        "score": 0.0,
+        **dict.fromkeys(("passed", "cells", "errors", "cost", "tokens", "rung_score"), 0),
+    }
 
 
 def rung_cases(job: Job) -> list[int]:
@@ -201,6 +225,11 @@ def budget_reason(job: Job, budget: dict[str, Any]) -> str | None:
     used = spent(job.store, job.row)
     ahead = len(job.split["validation"]) + 2 * len(job.split["heldout"])
     cells = used["cells"] or 1
+    if budget.get("cells") is None and budget.get("minutes") is None and not used["cost"] and used["cells"]:
+        from services.optimize import DEFAULT_CANDIDATES
+
+        if len({t["key"] for t in job.state["trials"]}) > DEFAULT_CANDIDATES:  # a cost budget on a free model
+            return f"the model costs nothing: the default of {DEFAULT_CANDIDATES} candidates applies"
     if budget.get("cells") is not None and used["cells"] + ahead > budget["cells"]:
         return f"budget of {budget['cells']} cells reached ({used['cells']} used; held-out needs its own)"
     if budget.get("minutes") is not None and used["minutes"] * (1 + ahead / cells) > budget["minutes"]:

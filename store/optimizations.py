@@ -49,12 +49,18 @@ class OptimizationQueries:
             query = select(Optimization).where(Optimization.status.in_(ACTIVE_OPTIMIZATION))
             return list(s.exec(query.order_by(Optimization.created_at)))
 
-    def update_optimization(self, optimization_id: str, **fields: Any) -> Optimization:
-        """Set fields (state, phase, status, report, error); a final status stamps finished_at."""
+    def update_optimization(
+        self, optimization_id: str, *, only_if_active: bool = False, **fields: Any
+    ) -> Optimization:
+        """Set fields (state, phase, status, report, error); a final status stamps finished_at. With
+        `only_if_active`, an optimisation cancelled meanwhile is left as it is (a worker's last step never
+        overwrites a person's cancel)."""
         with self.session() as s:
-            row = s.get(Optimization, optimization_id)
+            row = s.get(Optimization, optimization_id, with_for_update=True)
             if row is None:
                 raise StoreError(f"no optimization '{optimization_id}'")
+            if only_if_active and row.status not in ACTIVE_OPTIMIZATION:
+                return row
             for key, value in fields.items():
                 setattr(row, key, value)
             if "status" in fields:

@@ -81,6 +81,7 @@ def test_optimize_refuses_bad_input_with_the_fix(tmp_path, fake_api):
     small = suite_file(tmp_path, fake_api.url, 9)
     result = runner.invoke(main, ["optimize", str(small), "--parts", "demos", "--detach"])
     assert result.exit_code == 2 and "has 9 cases; optimizing needs at least 15" in result.output
+    assert open_store().list_suites() == []  # refused before the file was imported
     path = suite_file(tmp_path, fake_api.url, 45)
     result = runner.invoke(main, ["optimize", str(path), "--budget-cells", "0", "--detach"])
     assert result.exit_code == 2 and "--budget-cells must be above 0" in result.output
