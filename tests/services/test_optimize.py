@@ -56,6 +56,17 @@ def setup(store, cases: list[dict], name: str = "sentiment"):
     return version
 
 
+def submit_sentiment():
+    """A queued optimisation of the sentiment suite (300 cells) and the fakes that answer it."""
+    store = open_store()
+    base = setup(store, sentiment_cases())
+    target = FakeProvider(target_reply, label="fake:target")
+    proposer = FakeProvider(f"Instruction: {GOOD}", label="fake:proposer")
+    opt_id = submit_optimization(store, Request("sentiment", base.id, TARGET, PROPOSER, Budget(cells=300)))
+    ids = {save_provider(store, TARGET).id: target, save_provider(store, PROPOSER).id: proposer}
+    return store, base, opt_id, target, ids
+
+
 def drive(store, providers) -> None:
     with Worker(store, providers=providers) as worker:
         worker.drain()
@@ -97,12 +108,7 @@ def test_the_optimizer_finds_the_gain_proves_it_on_held_out_cases_and_saves_the_
 
 
 def test_an_interrupted_optimization_resumes_without_repeating_an_evaluation():
-    store = open_store()
-    base = setup(store, sentiment_cases())
-    target = FakeProvider(target_reply, label="fake:target")
-    proposer = FakeProvider(f"Instruction: {GOOD}", label="fake:proposer")
-    opt_id = submit_optimization(store, Request("sentiment", base.id, TARGET, PROPOSER, Budget(cells=300)))
-    ids = {save_provider(store, TARGET).id: target, save_provider(store, PROPOSER).id: proposer}
+    store, base, opt_id, target, ids = submit_sentiment()
     with Worker(store, providers=ids) as first:
         original = first.work_on
 
@@ -128,12 +134,7 @@ def test_an_interrupted_optimization_resumes_without_repeating_an_evaluation():
 
 
 def test_a_cancelled_optimization_stops_its_evaluation_and_saves_nothing():
-    store = open_store()
-    base = setup(store, sentiment_cases())
-    target = FakeProvider(target_reply, label="fake:target")
-    proposer = FakeProvider(f"Instruction: {GOOD}", label="fake:proposer")
-    opt_id = submit_optimization(store, Request("sentiment", base.id, TARGET, PROPOSER, Budget(cells=300)))
-    ids = {save_provider(store, TARGET).id: target, save_provider(store, PROPOSER).id: proposer}
+    store, base, opt_id, target, ids = submit_sentiment()
     from services.optimize import cancel, runs_of
 
     with Worker(store, providers=ids) as worker:
