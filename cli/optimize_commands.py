@@ -209,8 +209,13 @@ def show(db, optimization_id: str) -> None:
 @click.option(
     "--cancel", is_flag=True, help="Stop it (the evaluation in flight is cancelled; nothing is saved)."
 )
-def optimizations(optimization_id, cancel):
+@click.option(
+    "--json", "as_json", is_flag=True, help="The report as JSON (for CI): verdict, held-out, leaderboard."
+)
+def optimizations(optimization_id, cancel, as_json):
     """List optimisations, or show one's report (OPTIMIZATION_ID), or cancel it."""
+    import json
+
     from services import optimize as service
 
     db = store()
@@ -221,6 +226,10 @@ def optimizations(optimization_id, cancel):
     if cancel:
         service.cancel(db, optimization_id)
         click.echo(f"{optimization_id} cancelled")
+        return
+    if as_json:
+        row = service.get(db, optimization_id)
+        click.echo(json.dumps({"id": row.id, "status": row.status, "error": row.error, "report": row.report}))
         return
     show(db, optimization_id)
 

@@ -63,12 +63,16 @@ def start_form() -> None:
             format_func=PART_TEXT.get,
             key="opt_parts",
         )
-        b1, b2, b3 = st.columns(3)
+        b1, b2, b3, b4, b5 = st.columns(5)
         budget_kind = b1.selectbox(
             "Budget", ["default (15 candidates)", "cells", "minutes", "cost (USD)"], key="opt_budget_kind"
         )
         amount = b2.number_input("Amount", min_value=0.0, value=400.0, key="opt_budget")
         seed = b3.number_input("Seed", min_value=0, value=0, step=1, key="opt_seed")
+        keep = b4.number_input(
+            "Versions to save", min_value=1, value=1, key="opt_keep", help="The winner and the next best."
+        )
+        label = b5.text_input("Label for the winner", "optimized", key="opt_label")
         start = st.form_submit_button("Start optimisation", type="primary")
     if not start:
         return
@@ -81,7 +85,15 @@ def start_form() -> None:
         budget.cost = float(amount)
     chosen = {s.label: s for s in specs}
     request = service.Request(
-        suite, versions[version], chosen[target], chosen[proposer], budget, int(seed), tuple(parts)
+        suite,
+        versions[version],
+        chosen[target],
+        chosen[proposer],
+        budget,
+        int(seed),
+        tuple(parts),
+        int(keep),
+        label,
     )
     optimization_id = service.submit_optimization(db, request)
     st.session_state["opt_view"] = optimization_id

@@ -3,6 +3,7 @@ loopback, the job done by a `workbench worker` process, the report printed; bad 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -74,6 +75,8 @@ def test_optimize_a_suite_file_in_a_worker_and_show_the_report(tmp_path, fake_ap
     assert "no candidate beat the baseline" in shown.output
     assert "held-out (evaluated once, at the end)" in shown.output and "15 cases" in shown.output
     assert "spent:" in shown.output
+    as_json = json.loads(runner.invoke(main, ["optimizations", optimization_id, "--json"]).stdout)
+    assert as_json["status"] == "completed" and as_json["report"]["heldout"]["cases"] == 15
 
 
 def test_optimize_refuses_bad_input_with_the_fix(tmp_path, fake_api):
