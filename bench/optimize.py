@@ -110,7 +110,7 @@ def run(args) -> dict:
     for suite in args.suites:
         path = EXAMPLES / f"{suite}.yaml"
         print(f"optimizing {suite} (budget {args.minutes:g} minutes)…", file=sys.stderr)
-        rows.append(row_of(store, optimize(store, path, args.minutes, args.seed)))
+        rows.append({**row_of(store, optimize(store, path, args.minutes, args.seed)), "suite": suite})
         print(f"  {rows[-1]['verdict']}", file=sys.stderr)
     null = []
     if args.null_seeds:
@@ -138,6 +138,27 @@ def run(args) -> dict:
         "suites": rows,
         "null": null,
         "null_cells": args.null_cells,
+    }
+
+
+def merged(report: dict) -> dict:
+    """This run's rows over the last report's: suites run now replace theirs, the others stay."""
+    from settings import get_settings
+
+    path = get_settings().home_dir / "bench" / "optimize.json"
+    if not path.is_file():
+        return report
+    last = json.loads(path.read_text())
+    ran = {r["suite"] for r in report["suites"]}
+    rows = [r for r in last.get("suites", []) if r["suite"] not in ran] + report["suites"]
+    order = {name: i for i, name in enumerate(SUITES)}
+    rows.sort(key=lambda r: order.get(r["suite"].split("-")[0], len(order)))
+    null = report["null"] or last.get("null", [])
+    return {
+        **report,
+        "suites": rows,
+        "null": null,
+        "null_cells": report["null_cells"] if report["null"] else last.get("null_cells"),
     }
 
 
@@ -171,9 +192,16 @@ def main(argv: list[str] | None = None) -> int:
         help="budget per null-control seed, in cells (a fixed amount of work)",
     )
     parser.add_argument("--db", help="database URL to keep (and reuse) the optimisations in")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the last report's rows for suites (and a null control) not run now",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     report = run(args)
+    if args.merge:
+        report = merged(report)
     print_report(report)
     save_report("optimize", report)
     if args.json:

@@ -61,9 +61,10 @@ class Split:
         return cls(list(data["train"]), list(data["validation"]), list(data["heldout"]))
 
 
-def split_cases(cases: list[tuple[int, list[str]]], seed: int, suite: str = "the suite") -> Split:
-    """Cases (id, tags) dealt into train / validation / held-out, a third each, stratified by tags (cases with
-    the same tags are shuffled together, then dealt in turn so every split gets its share of each stratum)."""
+def split_cases(cases: list[tuple[int, list[str], str]], seed: int, suite: str = "the suite") -> Split:
+    """Cases (id, tags, content key) dealt into train / validation / held-out, a third each, stratified by tags
+    (cases with the same tags are shuffled together, then dealt in turn so every split gets its share of each
+    stratum). Cases with the same content are dealt as one, so no input seen in train reappears in held-out."""
     needed = MIN_PER_SPLIT * len(SPLITS)
     if len(cases) < needed:
         raise OptimizeError(
@@ -71,15 +72,18 @@ def split_cases(cases: list[tuple[int, list[str]]], seed: int, suite: str = "the
             "train, validation and held-out): add cases to the suite"
         )
     rng = np.random.default_rng(seed)
-    strata: dict[tuple[str, ...], list[int]] = {}
-    for case_id, tags in cases:
-        strata.setdefault(tuple(sorted(tags)), []).append(case_id)
+    groups: dict[str, list[int]] = {}
+    strata: dict[tuple[str, ...], list[str]] = {}
+    for case_id, tags, key in cases:
+        if key not in groups:
+            strata.setdefault(tuple(sorted(tags)), []).append(key)
+        groups.setdefault(key, []).append(case_id)
     dealt: list[list[int]] = [[], [], []]
     turn = int(rng.integers(len(SPLITS)))  # where dealing starts, so leftovers do not always land in train
-    for key in sorted(strata):
-        members = [strata[key][i] for i in rng.permutation(len(strata[key]))]
-        for case_id in members:
-            dealt[turn % len(SPLITS)].append(case_id)
+    for stratum in sorted(strata):
+        keys = strata[stratum]
+        for i in rng.permutation(len(keys)):
+            dealt[turn % len(SPLITS)].extend(groups[keys[i]])
             turn += 1
     return Split(*dealt)  # in dealt order: any leading share of a split mixes the strata
 

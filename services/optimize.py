@@ -83,7 +83,8 @@ def submit_optimization(store: Store, request: Request) -> str:
     suite = store.get_suite(request.suite)
     version = store.get_version(request.version)
     cases = store.suite_cases(suite.id)
-    split = split_cases([(c.id, list(c.tags)) for c in cases], request.seed, f"suite '{suite.name}'")
+    keyed = [(c.id, list(c.tags), content_key(c.vars)) for c in cases]
+    split = split_cases(keyed, request.seed, f"suite '{suite.name}'")
     prompt = prompt_of(version)
     if "instruction" in parts and not instruction_of(prompt)[0]:
         raise OptimizeError(
@@ -115,6 +116,13 @@ def submit_optimization(store: Store, request: Request) -> str:
         state={"split": split.to_dict(), "trials": []},
     )
     return row.id
+
+
+def content_key(case_vars: dict[str, Any]) -> str:
+    """What makes two cases the same input (dealt into one split together)."""
+    import json
+
+    return json.dumps(case_vars, sort_keys=True, ensure_ascii=False, default=str)
 
 
 def minimum_cells(split) -> int:
@@ -484,9 +492,8 @@ def request_for(
         check_settings(
             settings.get("budget", Budget()), tuple(settings.get("parts", PARTS)), settings.get("keep", 1)
         )
-        split_cases(
-            [(i, list(c.tags)) for i, c in enumerate(loaded.cases)], 0, f"suite file {Path(suite).name}"
-        )
+        keyed = [(i, list(c.tags), str(i)) for i, c in enumerate(loaded.cases)]
+        split_cases(keyed, 0, f"suite file {Path(suite).name}")  # only its size is checked here
         for spec in (provider, proposer):  # a provider that cannot be parsed is named before the import too
             if spec:
                 ProviderSpec.parse(spec)

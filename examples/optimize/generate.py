@@ -103,10 +103,13 @@ SENTENCES = [
 
 
 def sentiment(rng: random.Random) -> list[dict]:
-    cases = []
+    cases, seen = [], set()
     for i in range(CASES):
         label, phrases = [("positive", POSITIVE), ("negative", NEGATIVE), ("neutral", NEUTRAL)][i % 3]
         text = rng.choice(phrases).format(p=rng.choice(PRODUCTS))
+        while text in seen:  # every review once: a repeated input could sit in train and in held-out
+            text = rng.choice(phrases).format(p=rng.choice(PRODUCTS))
+        seen.add(text)
         cases.append(
             {"vars": {"input": text}, "assert": [{"type": "answer-equals", "value": label}], "tags": [label]}
         )

@@ -25,11 +25,11 @@ from prompting.templates import Template, load
 
 
 def test_splits_are_seeded_disjoint_and_stratified_by_tags():
-    cases = [(i, ["neg" if i % 4 == 0 else "pos"]) for i in range(60)]
+    cases = [(i, ["neg" if i % 4 == 0 else "pos"], str(i)) for i in range(60)]
     split = split_cases(cases, seed=1)
     parts = [split.train, split.validation, split.heldout]
     assert sorted(sum(parts, [])) == list(range(60)) and [len(p) for p in parts] == [20, 20, 20]
-    tags = dict(cases)
+    tags = {i: t for i, t, _ in cases}
     for part in parts:  # 15 "neg" cases dealt in turn: 5 to each split
         assert Counter(tags[i][0] for i in part)["neg"] == 5
     assert split_cases(cases, seed=1) == split and split_cases(cases, seed=2) != split
@@ -37,7 +37,15 @@ def test_splits_are_seeded_disjoint_and_stratified_by_tags():
 
 def test_a_suite_too_small_to_split_is_refused_with_what_it_needs():
     with pytest.raises(OptimizeError, match="has 14 cases; optimizing needs at least 15"):
-        split_cases([(i, []) for i in range(14)], seed=0, suite="suite 'tiny'")
+        split_cases([(i, [], str(i)) for i in range(14)], seed=0, suite="suite 'tiny'")
+
+
+def test_cases_with_the_same_input_land_in_one_split():
+    cases = [(i, [], f"input {i % 20}") for i in range(60)]  # every input three times
+    split = split_cases(cases, seed=4)
+    for part in (split.train, split.validation, split.heldout):
+        others = {i % 20 for p in (split.train, split.validation, split.heldout) if p is not part for i in p}
+        assert not {i % 20 for i in part} & others
 
 
 DEMOS = [
