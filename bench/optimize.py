@@ -75,12 +75,24 @@ def row_of(store, optimization_id: str) -> dict:
         "validation_gain": report["validation"]["gain"],
         "gap": report["gap"],
         "chosen": report["chosen"],
-        "changes": report["winner"]["changes"],
+        "changes": winner_changes(store, row),
         "candidates": report["trials"],
         "cells": report["spent"]["cells"],
         "minutes": report["spent"]["minutes"],
         "verdict": report["verdict"],
     }
+
+
+def winner_changes(store, row) -> str:
+    """What the winner changed, in today's words (from its stored candidate, not the report's stored text)."""
+    from prompting.optimize import Candidate, Space
+
+    space = Space.from_dict(row.state["space"])
+    candidate = Candidate.from_dict(row.report["winner"]["candidate"])
+    return (
+        "; ".join(candidate.changes(space.instructions, store.get_version(row.version_id).delimiter))
+        or "nothing"
+    )
 
 
 def shuffled_suite(store, seed: int) -> str:

@@ -119,7 +119,7 @@ class Candidate:
             out.append(f"{self.demos} demonstrations")
         if self.delimiter and self.delimiter != base_delimiter:
             out.append(f"{self.delimiter} delimiters")
-        if self.drop:
+        if self.drop and (self.technique == "as_is" or self.drop == "-guardrails"):  # see `build`
             out.append(f"without {self.drop.removeprefix('-')}")
         return out
 

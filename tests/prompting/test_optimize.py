@@ -87,6 +87,21 @@ def test_an_instruction_in_the_guardrails_is_rewritten_there_and_dropping_guardr
     assert build(base, "zero_shot", Candidate(drop="-guardrails"), space, [], ["input"]).guardrails is None
 
 
+def test_what_a_candidate_changed_names_only_what_its_version_changes():
+    instructions = ["Classify.", "Answer in one word."]
+    assert Candidate(1, "zero_shot", 4, "xml", "-Input").changes(instructions, "hash") == [
+        "instruction #1: Answer in one word.",
+        "zero-shot",
+        "4 demonstrations",
+        "xml delimiters",
+    ]  # a generated template has no Input section of the version's to drop
+    assert Candidate(drop="-Input").changes(instructions, "hash") == ["without Input"]
+    assert (
+        Candidate(technique="zero_shot", drop="-guardrails").changes(instructions, "hash")[-1]
+        == "without guardrails"
+    )
+
+
 def test_the_right_answer_comes_from_the_case_when_it_says():
     assert expected_output([], "Paris") == "Paris"
     assert expected_output([{"type": "answer-equals", "value": "13"}], None) == "13"
