@@ -266,7 +266,7 @@ def optimize_table(report: dict) -> str:
 
     rows = [
         "| suite (cases; held-out) | held-out: start → winner | change, 95 % interval, p | validation gain "
-        "| gap (validation − held-out) | the winner changed | candidates · cells · minutes |",
+        "| gap (validation − held-out) | the winner changed | candidates (pruned) · cells · minutes |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in report["suites"]:
@@ -281,7 +281,7 @@ def optimize_table(report: dict) -> str:
         rows.append(
             f"| {r['suite']} ({r['cases']}; {n}) | {numbers.percent(r['baseline'], n)} → {winner} | {change} "
             f"| {numbers.points(r['validation_gain'], n)} | {gap} | {r['changes'].replace('|', '/')} "
-            f"| {r['candidates']} · {r['cells']} · {r['minutes']:.0f} |"
+            f"| {r['candidates']} ({r.get('pruned', 0)}) · {r['cells']} · {r['minutes']:.0f} |"
         )
     text = "\n".join(rows)
     if report.get("null"):
