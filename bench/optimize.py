@@ -30,10 +30,12 @@ def open_db(url: str | None):
     return Store(url or f"sqlite:///{tempfile.mkdtemp(prefix='bench-optimize-')}/bench.db")
 
 
-def reusable(store, suite: str, seed: int, budget: dict) -> str | None:
-    """A completed optimisation of this suite with the same seed and budget, if the database holds one."""
+def reusable(store, suite: str, seed: int, budget: dict, version_id: int | None = None) -> str | None:
+    """A completed optimisation of this suite with the same seed and budget (and starting version, when given),
+    if the database holds one."""
     for row in store.list_optimizations():
         same = row.settings.get("seed") == seed and row.settings.get("budget") == budget
+        same = same and version_id in (None, row.version_id)
         if row.status == "completed" and same and store.get_suite(row.suite_id).name == suite:
             return row.id
     return None
@@ -97,27 +99,49 @@ def winner_changes(store, row) -> str:
 
 
 def shuffled_suite(store, seed: int) -> str:
-    """The sentiment suite with its cases' assertions shuffled among them (seeded): labels carry no signal."""
+    """The sentiment suite with its cases' assertions shuffled among them (seeded): labels carry no signal. It
+    decodes as the sentiment suite does (its params)."""
     from services.suites import import_file
 
     imported = import_file(store, EXAMPLES / "sentiment.yaml")
     cases = store.suite_cases(imported.suite_id)
     assertions = [c.assertions for c in cases]
     random.Random(seed).shuffle(assertions)
-    name = f"sentiment-shuffled-{seed}"
+    name = f"sentiment-null-{seed}"
     try:
         store.get_suite(name)
     except Exception:
         rows = [{"vars": c.vars, "assertions": a, "tags": []} for c, a in zip(cases, assertions, strict=True)]
+        config = {"params": store.get_suite(imported.suite_id).config.get("params") or {}}
         store.save_suite(
-            name, rows, description="the sentiment suite with its labels shuffled (null control)"
+            name, rows, description="sentiment with its labels shuffled (null control)", config=config
         )
     return name
 
 
-def run(args) -> dict:
-    from services.suites import import_file
+NULL_EXAMPLES = [  # written here, not taken from the suite
+    {"input": "The zipper jammed on the first day.", "output": "negative"},
+    {"input": "Lovely colour and it fits perfectly.", "output": "positive"},
+    {"input": "The box contains two cables.", "output": "neutral"},
+]
 
+
+def null_start(store) -> int:
+    """The null control's starting version: few-shot, already answering in one label word. With shuffled labels
+    a prompt can only be right by chance, and one that answers in the labels' form already is: no candidate can
+    truly beat it. (The sentiment draft would not do: it fails every case on form, so answering in form at all
+    would be a real gain of a third of the cases even against random labels.)"""
+    from services.versions import save
+
+    values = {
+        "instruction": "Classify the sentiment of the review. Answer with one word: positive, negative or neutral.",
+        "examples": NULL_EXAMPLES,
+        "examples_as": "turns",
+    }
+    return save(store, "few_shot", values, "hash", None, note="bench optimize: the null control's start").id
+
+
+def run(args) -> dict:
     store = open_db(args.db)
     rows = []
     for suite in args.suites:
@@ -127,14 +151,14 @@ def run(args) -> dict:
         print(f"  {rows[-1]['verdict']}", file=sys.stderr)
     null = []
     if args.null_seeds:
-        version = import_file(store, EXAMPLES / "sentiment.yaml").version_ids[0]
+        version = null_start(store)
         for seed in range(args.null_seeds):
             name = shuffled_suite(store, seed)
             from services.optimize import Budget, Request, local_default, submit_optimization
             from services.worker import Worker
 
             budget = Budget(cells=args.null_cells)
-            found = reusable(store, name, seed, budget.__dict__)
+            found = reusable(store, name, seed, budget.__dict__, version)
             if not found:
                 request = Request(name, version, local_default(), None, budget, seed)
                 found = submit_optimization(store, request)
