@@ -43,7 +43,8 @@ def reusable(store, suite: str, seed: int, budget: dict, version_id: int | None 
 
 def optimize(store, suite_file: Path, minutes: float, seed: int, suite_name: str | None = None) -> str:
     """Submit (or find) and drive one optimisation in this process; its id."""
-    from services.optimize import Budget, request_for, submit_optimization
+    from services.optimize import Budget, submit_optimization
+    from services.optimize_requests import request_for
     from services.worker import Worker
 
     request = request_for(

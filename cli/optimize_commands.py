@@ -86,9 +86,10 @@ def optimize(
     """
     from services import optimize as service
     from services.optimize import Budget
+    from services.optimize_requests import request_for
 
     db = store()
-    request = service.request_for(
+    request = request_for(
         db,
         suite,
         version,

@@ -63,26 +63,10 @@ def start_form() -> None:
             format_func=PART_TEXT.get,
             key="opt_parts",
         )
-        b1, b2, b3, b4, b5 = st.columns(5)
-        budget_kind = b1.selectbox(
-            "Budget", ["default (15 candidates)", "cells", "minutes", "cost (USD)"], key="opt_budget_kind"
-        )
-        amount = b2.number_input("Amount", min_value=0.0, value=400.0, key="opt_budget")
-        seed = b3.number_input("Seed", min_value=0, value=0, step=1, key="opt_seed")
-        keep = b4.number_input(
-            "Versions to save", min_value=1, value=1, key="opt_keep", help="The winner and the next best."
-        )
-        label = b5.text_input("Label for the winner", "optimized", key="opt_label")
+        budget, seed, keep, label = budget_fields()
         start = st.form_submit_button("Start optimisation", type="primary")
     if not start:
         return
-    budget = service.Budget()
-    if budget_kind == "cells":
-        budget.cells = int(amount)
-    elif budget_kind == "minutes":
-        budget.minutes = float(amount)
-    elif budget_kind.startswith("cost"):
-        budget.cost = float(amount)
     chosen = {s.label: s for s in specs}
     request = service.Request(
         suite,
@@ -98,6 +82,26 @@ def start_form() -> None:
     optimization_id = service.submit_optimization(db, request)
     st.session_state["opt_view"] = optimization_id
     st.toast(f"Queued {optimization_id}", icon=":material/schedule:")
+
+
+def budget_fields() -> tuple:
+    """The form's last row: the budget (kind and amount), the seed, how many versions to save and the label."""
+    b1, b2, b3, b4, b5 = st.columns(5)
+    kind = b1.selectbox(
+        "Budget", ["default (15 candidates)", "cells", "minutes", "cost (USD)"], key="opt_budget_kind"
+    )
+    amount = b2.number_input("Amount", min_value=0.0, value=400.0, key="opt_budget")
+    seed = b3.number_input("Seed", min_value=0, value=0, step=1, key="opt_seed")
+    keep = b4.number_input(
+        "Versions to save", min_value=1, value=1, key="opt_keep", help="The winner and the next best."
+    )
+    label = b5.text_input("Label for the winner", "optimized", key="opt_label")
+    budget = service.Budget(
+        cells=int(amount) if kind == "cells" else None,
+        minutes=float(amount) if kind == "minutes" else None,
+        cost=float(amount) if kind.startswith("cost") else None,
+    )
+    return budget, seed, keep, label
 
 
 def live(optimization_id: str) -> None:

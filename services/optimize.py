@@ -471,45 +471,6 @@ def describe(store: Store, row, status: bool = True) -> str:
     return f"{name} · {row.status}" if status else name
 
 
-def request_for(
-    store: Store,
-    suite: str,
-    version: str | None,
-    provider: str | None,
-    proposer: str | None,
-    **settings: Any,
-) -> Request:
-    """A request from what a person typed: SUITE a stored suite's name or a suite file (imported first; its
-    first prompt and provider are the defaults), providers as `local:MODEL@METHOD` or a remote id."""
-    from pathlib import Path
-
-    from services.suites import import_suite, load_file
-
-    default_version = default_provider = None
-    if Path(suite).suffix in (".yaml", ".yml", ".json", ".jsonl", ".csv") and Path(suite).exists():
-        loaded = load_file(suite, store)
-        # what can be refused without the database is refused before the file is imported: nothing is written
-        check_settings(
-            settings.get("budget", Budget()), tuple(settings.get("parts", PARTS)), settings.get("keep", 1)
-        )
-        keyed = [(i, list(c.tags), str(i)) for i, c in enumerate(loaded.cases)]
-        split_cases(keyed, 0, f"suite file {Path(suite).name}")  # only its size is checked here
-        for spec in (provider, proposer):  # a provider that cannot be parsed is named before the import too
-            if spec:
-                ProviderSpec.parse(spec)
-        imported = import_suite(store, loaded)
-        suite = imported.name
-        default_version = imported.version_ids[0] if imported.version_ids else None
-        default_provider = (
-            spec_of(store.get_provider(imported.provider_ids[0])) if imported.provider_ids else None
-        )
-    chosen = version or default_version
-    if chosen is None:
-        raise OptimizeError("name the version to start from: --version NAME@vN (or NAME@LABEL)")
-    target = ProviderSpec.parse(provider) if provider else default_provider or local_default()
-    return Request(suite, chosen, target, ProviderSpec.parse(proposer) if proposer else None, **settings)
-
-
 def check_settings(budget: Budget, parts: tuple[str, ...], keep: int) -> None:
     """The checks a request's settings pass before anything is looked up or written."""
     budget.check()
