@@ -150,7 +150,7 @@ def show(db, optimization_id: str) -> None:
     """The report: the verdict first, then held-out, validation, the gap, the leaderboard, the budget."""
     from rich.table import Table
 
-    from prompting.numbers import DASH, percent
+    from prompting.numbers import DASH, percent, points
     from services import optimize as service
 
     row = service.get(db, optimization_id)
@@ -170,9 +170,11 @@ def show(db, optimization_id: str) -> None:
     table = Table(title="held-out (evaluated once, at the end)")
     for column in ("", "baseline", "winner", "change"):
         table.add_column(column)
-    change = DASH if held.get("delta") is None else f"{held['delta'] * 100:+.0f} points"
+    n = held["cases"]
+    change = DASH if held.get("delta") is None else f"{points(held['delta'], n)} points"
     if held.get("delta_ci"):
-        change += f" ({held['delta_ci'][0] * 100:+.0f} to {held['delta_ci'][1] * 100:+.0f}), p = {held['p_value']:.3g}"
+        low, high = held["delta_ci"]
+        change += f" ({points(low, n)} to {points(high, n)}), p = {held['p_value']:.3g}"
     table.add_row(
         f"{held['cases']} cases",
         rate(held["baseline"], held["baseline_ci"]),
@@ -180,7 +182,7 @@ def show(db, optimization_id: str) -> None:
         change,
     )
     console().print(table)
-    gap = DASH if report["gap"] is None else f"{report['gap'] * 100:+.0f} points"
+    gap = DASH if report["gap"] is None else f"{points(report['gap'], n)} points"
     click.echo(
         f"validation: baseline {rate(val['baseline']['rate'], val['baseline']['ci'])}, "
         f"winner {rate(val['winner']['rate'], val['winner']['ci'])}; validation gain minus held-out gain "

@@ -7,7 +7,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from prompting.numbers import DASH, percent
+from prompting.numbers import DASH, percent, points
 from prompting.optimize import PARTS
 from services import optimize as service
 from services import suites as suites_service
@@ -146,15 +146,16 @@ def report_view(row) -> None:
     c2.metric("Winner, same cases", percent(held.get("winner")) if report["chosen"] else DASH)
     change = DASH
     if held.get("delta") is not None:
-        change = f"{held['delta'] * 100:+.0f} points"
+        change = f"{points(held['delta'], held['cases'])} points"
     c3.metric("Change", change)
     if held.get("delta_ci"):
         low, high = held["delta_ci"]
         st.caption(
-            f"95 % interval of the change {low * 100:+.0f} to {high * 100:+.0f} points, p = {held['p_value']:.3g} "
+            f"95 % interval of the change {points(low, held['cases'])} to {points(high, held['cases'])} points, "
+            f"p = {held['p_value']:.3g} "
             f"({held['test']}, the Compare page's paired comparison)."
         )
-    gap = DASH if report["gap"] is None else f"{report['gap'] * 100:+.0f} points"
+    gap = DASH if report["gap"] is None else f"{points(report['gap'], held['cases'])} points"
     st.caption(
         f"Validation: starting version {rate(val['baseline']['rate'], val['baseline']['ci'])}, winner "
         f"{rate(val['winner']['rate'], val['winner']['ci'])}. Validation gain minus held-out gain (the winner's "

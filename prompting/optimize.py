@@ -411,14 +411,17 @@ def verdict_text(delta: float | None, low: float | None, high: float | None, cas
         return f"no candidate beat the baseline on the validation cases; the baseline stays ({cases} held-out cases)"
     if delta is None:
         return "the held-out evaluation has no scored case"
-    points = f"{delta * 100:+.0f} points on {cases} unseen cases"
+    from prompting.numbers import points as signed
+
+    points = f"{signed(delta, cases)} points on {cases} unseen cases"
     if low is None or high is None:
         return f"{points}: too few cases for an interval"
-    interval = f"95 % interval {low * 100:+.0f} to {high * 100:+.0f}"
+    interval = f"95 % interval {signed(low, cases)} to {signed(high, cases)}"
     if low > 0:
         return f"{points} ({interval}): the gain holds on cases the search never saw"
     if high < 0:
         return (
-            f"the chosen candidate is worse by {-delta * 100:.0f} points on {cases} unseen cases ({interval})"
+            f"the chosen candidate is worse by {signed(-delta, cases).lstrip('+')} points on {cases} unseen cases "
+            f"({interval})"
         )
     return f"no candidate beat the baseline on unseen cases: {points}, {interval}, which covers no change"

@@ -13,7 +13,7 @@ from optuna.distributions import CategoricalDistribution
 
 from prompting.errors import PromptingError
 from prompting.optimize import Candidate, Space, build, opening_candidates, shows_demos
-from services.runs import overall
+from prompting.summary import Summary
 from services.specs import prompt_of
 
 if TYPE_CHECKING:
@@ -170,13 +170,13 @@ def outcome(store, run_ids: list[str], rung: set[int]) -> dict[str, Any]:
     """A candidate's validation numbers over its runs, and its pass share on the rung's cases."""
     results = [r for run_id in run_ids for r, _ in store.run_results(run_id)]
     on_rung = [r for r in results if r.case_id in rung]
-    totals = [overall(store, run_id) for run_id in run_ids]
+    total = Summary.of(results)  # the runs' results read once: the summary and the rung share them
     return {
-        "passed": sum(t.passed for t in totals),
-        "cells": sum(t.cells for t in totals),
-        "errors": sum(t.errors for t in totals),
-        "cost": sum(t.cost for t in totals),
-        "tokens": sum(t.tokens_in + t.tokens_out for t in totals),
+        "passed": total.passed,
+        "cells": total.cells,
+        "errors": total.errors,
+        "cost": total.cost,
+        "tokens": total.tokens_in + total.tokens_out,
         "rung_score": sum(1 for r in on_rung if r.error is None and r.passed) / max(len(on_rung), 1),
     }
 
