@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -199,7 +203,7 @@ def print_strategies(db, run_id: str) -> None:
 def execute_or_attach(db, run_id: str, options: dict, suite_file: Path) -> None:
     """With a `workbench worker` alive, queue the run for it and watch; otherwise run it in this process."""
     from services import runs, worker
-    from services.worker import live_workers
+    from services.worker import Interrupted, live_workers
 
     with progress_bar() as bar:
         task = bar.add_task(run_id, total=None, passed=0, failed=0, errors=0)
@@ -216,12 +220,13 @@ def execute_or_attach(db, run_id: str, options: dict, suite_file: Path) -> None:
 
         workers = live_workers(db)
         try:
-            if workers:
-                runs.resume(db, run_id, **options)
-                watch(db, run_id, on_progress)
-            else:
-                worker.execute(db, run_id, progress=on_progress, **options)
-        except KeyboardInterrupt:
+            with interrupt_sets(threading.Event()) as stop:
+                if workers:
+                    runs.resume(db, run_id, **options)
+                    watch(db, run_id, on_progress, stop=stop)
+                else:
+                    worker.execute(db, run_id, progress=on_progress, stop=stop, **options)
+        except (KeyboardInterrupt, Interrupted):
             bar.stop()
             # plain echo, not rich: the command must stay on one line to be copied
             if workers:
@@ -239,17 +244,34 @@ def execute_or_attach(db, run_id: str, options: dict, suite_file: Path) -> None:
             sys.exit(130)
 
 
-def watch(db, run_id: str, on_progress, poll_s: float = 0.5) -> None:
-    """Follow a run that a worker executes until it is no longer queued or running."""
-    import time
+@contextmanager
+def interrupt_sets(stop: threading.Event) -> Iterator[threading.Event]:
+    """Ctrl-C sets `stop` as well as raising KeyboardInterrupt. Python drops an exception raised while a
+    finaliser runs (a garbage-collected connection, say), so a Ctrl-C landing there would be lost and the run
+    would go on to the end; with the event set, the runner stops claiming cells and raises Interrupted."""
 
+    def interrupt(signum, frame):
+        stop.set()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, interrupt)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def watch(db, run_id: str, on_progress, poll_s: float = 0.5, stop: threading.Event | None = None) -> None:
+    """Follow a run that a worker executes until it is no longer queued or running (or `stop` is set)."""
     from services import runs
 
+    stop = stop or threading.Event()
     while True:
         on_progress(runs.progress(db, run_id))
         if not runs.is_active(runs.get(db, run_id)):
             return
-        time.sleep(poll_s)
+        if stop.wait(poll_s):
+            raise KeyboardInterrupt
 
 
 def finish(
@@ -343,8 +365,6 @@ def worker(poll: float) -> None:
     Several workers may share one PostgreSQL database: they claim cells with row locks, so no cell runs twice.
     A run left by a killed worker is resumed at the next worker start with only its missing cells.
     """
-    import signal
-
     from services import database_label
     from services.engines import engines
     from services.worker import Worker

@@ -74,11 +74,12 @@ class Worker:
         providers: dict[int, Provider] | None = None,
         embed=None,
         on_result: Callable[[CellResult], None] | None = None,
+        stop: threading.Event | None = None,
     ):
         self.store, self.only_run = store, only_run
         self.providers, self.embed, self.on_result = providers, embed, on_result
         self.id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        self.stop = threading.Event()
+        self.stop = stop or threading.Event()
         self._beat = threading.Thread(target=self._heartbeat, name="worker-heartbeat", daemon=True)
 
     def __enter__(self) -> Worker:
@@ -235,13 +236,15 @@ def execute(
     on_result: Callable[[CellResult], None] | None = None,
     providers: dict[int, Provider] | None = None,
     embed=None,
+    stop: threading.Event | None = None,
     **options: Any,
 ) -> Progress | None:
     """Queue a run's missing cells and work them off in this process (tests, and `workbench run` when no worker
-    is alive). Raises Interrupted (run marked interrupted) when stopped or on Ctrl-C."""
+    is alive). Raises Interrupted (run marked interrupted) when stopped (`stop` set) or on Ctrl-C."""
     resume(store, run_id, **options)
     state = None
-    with Worker(store, only_run=run_id, providers=providers, embed=embed, on_result=on_result) as worker:
+    worker = Worker(store, only_run=run_id, providers=providers, embed=embed, on_result=on_result, stop=stop)
+    with worker:
         try:
             while store.runnable(run_id):
                 state = worker.work_on(run_id, progress)

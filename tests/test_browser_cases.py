@@ -37,6 +37,13 @@ def type_into(page, row: int, text: str, n: int = 0) -> None:
     """Click the Description cell of grid row `row` (1-based) and type as a person does."""
     box = page.locator("[data-testid='stDataFrame']").nth(n).bounding_box()
     page.mouse.click(box["x"] + DESCRIPTION_X, box["y"] + HEADER + ROW * (row - 1) + ROW // 2)
+    # as a person waits to see the cell selected before typing: under load the click is handled late, and a key
+    # pressed before the grid has selected (and focused) the cell goes nowhere
+    cell = page.locator("[data-testid='stDataFrame']").nth(n).locator(f"#glide-cell-1-{row - 1}")
+    cell.and_(page.locator("[aria-selected='true']")).wait_for(state="attached")
+    page.wait_for_function(
+        "id => document.activeElement && document.activeElement.id === id", arg=f"glide-cell-1-{row - 1}"
+    )
     page.keyboard.type(text, delay=60)
     page.keyboard.press("Enter")
     page.wait_for_timeout(300)

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import uuid
 from pathlib import Path
 
@@ -64,6 +65,24 @@ def test_in_process_cancel_and_resume(tmp_path, fake_api):
     worker.execute(store, run_id)
     assert store.get_run(run_id).status == "completed" and store.count_results(run_id) == 6
     assert len(fake_api.script.requests) == 6
+
+
+def test_a_stop_event_interrupts_an_in_process_run_and_keeps_its_finished_cells(tmp_path, fake_api):
+    """What `workbench run`'s Ctrl-C sets besides raising KeyboardInterrupt (which Python can drop)."""
+    fake_api.script.delay_s = 0.05
+    store = open_store()
+    run_id = submit_echo_run(tmp_path, fake_api.url, 6, concurrency=1)
+    stop, done = threading.Event(), []
+
+    def stop_after_two(result) -> None:
+        done.append(result)
+        if len(done) == 2:
+            stop.set()
+
+    with pytest.raises(worker.Interrupted, match="stopped after 2 of 6 cells"):
+        worker.execute(store, run_id, on_result=stop_after_two, stop=stop)
+    assert store.get_run(run_id).status == "interrupted" and store.count_results(run_id) == 2
+    assert store.cell_counts(run_id)["done"] == 2 and len(fake_api.script.requests) == 2
 
 
 @pytest.mark.slow
