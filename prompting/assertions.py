@@ -43,6 +43,8 @@ class Context:
     judge: Callable[[str], str] | None = None  # sends a prompt to the judge model, returns its reply
     tools: list[dict[str, Any]] | None = None  # the tools the request offered (OpenAI's shape)
     tool_calls: list[dict[str, Any]] | None = None  # the calls the answer made
+    messages: list[dict[str, Any]] | None = None  # the rendered request (system prompt, inserted data)
+    delimiter: str | None = None  # the prompt's delimiter style
 
 
 @dataclass
@@ -414,6 +416,8 @@ def tool_call_f1(output: str, value: Any, threshold: float | None, ctx: Context)
     )
 
 
+from prompting import safety_checks  # noqa: E402, F401 - registers leaks, forged-section, pii-echo, refusal
+
 ASSERTION_TYPES = sorted(HANDLERS)
 # Types whose `value` is the thing compared against (suite validation requires one).
 NEEDS_VALUE = {
@@ -431,6 +435,8 @@ NEEDS_VALUE = {
     "llm-rubric",
     "answer-equals",
     "tool-call-f1",
+    "forged-section",
+    "pii-echo",
 }
 # Types measured against a threshold (or a value standing for it).
 NEEDS_THRESHOLD = {"latency", "cost", "perplexity"}

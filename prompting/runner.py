@@ -365,6 +365,8 @@ class Runner:
             judge=self.judge,
             tools=params.get("tools"),
             tool_calls=out.detail.get("tool_calls"),
+            messages=out.messages,
+            delimiter=version.prompt.delimiter,
         )
         try:
             result.assertions = [evaluate(a, out.output, ctx) for a in case.assertions]

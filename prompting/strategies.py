@@ -190,12 +190,41 @@ def read_answer(out: StrategyOutput, text: str, pattern: str | None, numeric: bo
     return found.answer
 
 
+FOLLOWUPS = (
+    "_followups"  # a case variable: user turns sent one by one after the first answer (a conversation)
+)
+MAX_FOLLOWUPS = 8
+
+
+def converse(out: StrategyOutput, call: Call, params: dict, followups: list[str]) -> Completion:
+    """Send each follow-up turn with the conversation so far; the last answer is the output, and the whole
+    conversation (every turn and answer) is kept in the detail."""
+    if len(followups) > MAX_FOLLOWUPS:
+        raise StrategyError(f"{len(followups)} follow-up turns; at most {MAX_FOLLOWUPS} (MAX_FOLLOWUPS)")
+    messages = list(out.messages)
+    completion = None
+    for turn in followups:
+        messages = [
+            *messages,
+            {"role": "assistant", "content": out.output},
+            {"role": "user", "content": turn},
+        ]
+        completion = out.add(call(messages, params))
+        out.output = completion.text
+    out.messages = messages
+    out.detail["conversation"] = [*messages, {"role": "assistant", "content": out.output}]
+    return completion
+
+
 def single(prompt: Prompt, case_vars: dict, call: Call, params: dict, options: dict) -> StrategyOutput:
     messages = prompt.render(case_vars)
     out = StrategyOutput(output="", messages=messages)
     numeric = answers.numeric_answer({**prompt.template.defaults, **prompt.variables, **case_vars})
     completion = out.add(call(messages, constrained_answer(prompt, params, options, numeric)))
     out.output = completion.text
+    followups = case_vars.get(FOLLOWUPS) or []
+    if followups:
+        completion = converse(out, call, params, [str(turn) for turn in followups])
     if prompt.template.answer_pattern:
         out.answer = read_answer(out, out.output, prompt.template.answer_pattern, numeric)
     if completion.logprobs:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from prompting.suites import chat_messages, messages_source
-from services.suites import _store_cases
+from services.suites import store_cases
 from store import Store, StoreError
 
 
@@ -105,7 +105,7 @@ def import_results(store: Store, path: Path, name: str | None = None) -> str:
         raise StoreError(f"{path.name}: a promptfoo output with no results")
     cases = _cases(results, ((data.get("config") or {}).get("defaultTest") or {}).get("vars") or {})
     digest = hashlib.sha256(json.dumps(cases, sort_keys=True, default=str).encode()).hexdigest()
-    suite = _store_cases(store, name or f"promptfoo-{eval_id}", digest, cases, "imported from promptfoo", {})
+    suite = store_cases(store, name or f"promptfoo-{eval_id}", digest, cases, "imported from promptfoo", {})
     case_ids = [c.id for c in store.suite_cases(suite.id)]
     versions, providers = _versions(store, results, eval_id), _providers(store, results)
     run = store.create_run(

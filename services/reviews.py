@@ -146,7 +146,7 @@ def promote(store: Store, result_id: int, how: str = "equals", threshold: float 
     """A new suite in which the rated cell's case asserts what the person decided: a well-rated output becomes the
     expected answer (`equals`, `similar` with a threshold, or an `llm-rubric` reference); a badly rated one a
     `not-equals` (`not`) or a rubric note from the comment. Returns the new suite's name."""
-    from services.suites import _store_cases
+    from services.suites import store_cases
 
     if how not in PROMOTIONS:
         raise StoreError(f"unknown promotion '{how}'; choose one of: {', '.join(PROMOTIONS)}")
@@ -177,7 +177,7 @@ def promote(store: Store, result_id: int, how: str = "equals", threshold: float 
         for c in cases
     ]
     digest = hashlib.sha256(json.dumps(rows, sort_keys=True, default=str).encode()).hexdigest()
-    stored = _store_cases(
+    stored = store_cases(
         store,
         f"{suite.name}-reviewed",
         digest,

@@ -64,7 +64,7 @@ def import_suite(store: Store, suite: SuiteFile, name: str | None = None) -> Imp
     digest = hashlib.sha256(
         json.dumps([cases, config, suite.description], sort_keys=True, default=str).encode()
     ).hexdigest()
-    stored = _store_cases(store, name or suite.name, digest, cases, suite.description, config)
+    stored = store_cases(store, name or suite.name, digest, cases, suite.description, config)
     versions = [p.version_id or _save_prompt(store, suite, p).id for p in suite.prompts]
     providers = [save_provider(store, spec).id for spec in suite.providers]
     return ImportedSuite(stored.id, stored.name, versions, providers, len(cases))
@@ -95,7 +95,7 @@ def import_file(store: Store, path: str | Path, name: str | None = None) -> Impo
     return import_suite(store, load_file(path, store), name)
 
 
-def _store_cases(store: Store, base: str, digest: str, cases: list[dict], description: str, config: dict):
+def store_cases(store: Store, base: str, digest: str, cases: list[dict], description: str, config: dict):
     """The stored suite with this content: reused when identical, else saved as `base` or `base-<hash>`."""
     for candidate in (base, f"{base}-{digest[:8]}"):
         try:
