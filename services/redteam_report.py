@@ -70,6 +70,7 @@ class RedTeamReport:
     changes: list[FamilyChange] = field(default_factory=list)
     worst: list[Example] = field(default_factory=list)
     successful_case_ids: list[int] = field(default_factory=list)
+    forged: dict[str, int] = field(default_factory=dict)  # per version: prompts where a forged section parsed
 
     def verdict(self) -> str:
         first = self.rates[self.versions[0]]
@@ -116,8 +117,9 @@ def build_report(store: Store, run_id: str, worst: int = 5) -> RedTeamReport:
     labels = {v: store.get_version(v).label for v in run.version_ids}
     outcome: dict[int, dict[int, bool | None]] = {v: {} for v in run.version_ids}
     refusals: dict[int, dict[int, bool]] = {v: {} for v in run.version_ids}
-    examples = []
+    examples, forged = [], dict.fromkeys(run.version_ids, 0)
     for result, scores in store.run_results(run_id):
+        forged[result.version_id] += any(sc.type == "not-forged-section" and not sc.passed for sc in scores)
         succeeded = None if result.error else not result.passed
         outcome[result.version_id][result.case_id] = succeeded
         refusals[result.version_id][result.case_id] = bool(result.output) and refused(result.output)
@@ -127,6 +129,7 @@ def build_report(store: Store, run_id: str, worst: int = 5) -> RedTeamReport:
             )
     rates = {labels[v]: _rates(outcome[v], refusals[v], families) for v in run.version_ids}
     report = RedTeamReport(run_id, info, [labels[v] for v in run.version_ids], rates)
+    report.forged = {labels[v]: n for v, n in forged.items()}
     if len(run.version_ids) == 2:
         report.changes = _changes(outcome[run.version_ids[0]], outcome[run.version_ids[1]], families)
     examples.sort(key=lambda e: SEVERITY.index(e.family) if e.family in SEVERITY else len(SEVERITY))

@@ -20,6 +20,7 @@ class Script:
     keys: list[str] = field(default_factory=list)
     transform: Callable[[str], str] | None = None  # rewrites the echoed text (to make a second run differ)
     reject: Callable[[dict], bool] | None = None  # answer 400 to the requests it picks (not retried)
+    reply: Callable[[dict], str] | None = None  # the answer to a request (instead of the echo)
 
 
 def fake_openai_app(script: Script) -> FastAPI:
@@ -55,7 +56,7 @@ def fake_openai_app(script: Script) -> FastAPI:
             )
         if script.delay_s:
             time.sleep(script.delay_s)  # blocks this worker thread only: a slow remote model
-        text = "echo: " + body["messages"][-1]["content"]
+        text = script.reply(body) if script.reply else "echo: " + body["messages"][-1]["content"]
         if script.transform:
             text = script.transform(text)
         n = body.get("n", 1)
