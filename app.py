@@ -26,6 +26,7 @@ PAGES = [
     st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
     st.Page("pages/review.py", title="Review", icon=":material/rate_review:"),
     st.Page("pages/optimize.py", title="Optimize", icon=":material/auto_fix_high:"),
+    st.Page("pages/redteam.py", title="Red team", icon=":material/shield:"),
     st.Page("pages/engine.py", title="Engine", icon=":material/memory:"),
     st.Page("pages/export.py", title="Export", icon=":material/ios_share:"),
 ]

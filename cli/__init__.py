@@ -39,6 +39,7 @@ from cli import (  # noqa: E402
     engine_commands,
     io_commands,
     optimize_commands,
+    redteam_commands,
     review_commands,
     run_commands,
     runs_commands,
@@ -53,5 +54,6 @@ for module in (
     io_commands,
     review_commands,
     optimize_commands,
+    redteam_commands,
 ):
     module.register(main)

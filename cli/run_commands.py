@@ -188,7 +188,7 @@ def run(
     options = {"concurrency": concurrency or suite.max_concurrency or 4}
     if cache or no_cache:
         options["cache"] = "fresh" if no_cache else cache
-    execute_or_attach(db, run_id, options, suite_file)
+    execute_or_attach(db, run_id, options, f"workbench run {suite_file} --run-id {run_id}")
     finish(db, run_id, threshold, output, baseline, max_drop)
 
 
@@ -200,8 +200,9 @@ def print_strategies(db, run_id: str) -> None:
         click.echo(f"strategy for {label}: {runs.strategy_text(strategy)}", err=True)
 
 
-def execute_or_attach(db, run_id: str, options: dict, suite_file: Path) -> None:
-    """With a `workbench worker` alive, queue the run for it and watch; otherwise run it in this process."""
+def execute_or_attach(db, run_id: str, options: dict, resume_command: str) -> None:
+    """With a `workbench worker` alive, queue the run for it and watch; otherwise run it in this process (on
+    Ctrl-C, `resume_command` is how to go on)."""
     from services import runs, worker
     from services.worker import Interrupted, live_workers
 
@@ -237,9 +238,7 @@ def execute_or_attach(db, run_id: str, options: dict, suite_file: Path) -> None:
                 )
             else:
                 click.echo(
-                    f"\ninterrupted; finished cells are stored. Resume with:\n  workbench run {suite_file} "
-                    f"--run-id {run_id}",
-                    err=True,
+                    f"\ninterrupted; finished cells are stored. Resume with:\n  {resume_command}", err=True
                 )
             sys.exit(130)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
 
@@ -141,7 +140,7 @@ def runs_resume(run_id: str, wait: bool) -> None:
     pending = run_service.resume(db, run_id)
     click.echo(f"{run_id}: {pending} cells queued", err=True)
     if wait and pending:
-        execute_or_attach(db, run_id, {}, Path(run_service.get(db, run_id).description or "SUITE"))
+        execute_or_attach(db, run_id, {}, f"workbench runs resume {run_id} --wait")
 
 
 @runs.command("cancel")

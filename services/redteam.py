@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from prompting.guardrails import Guardrails
+from prompting.providers import ProviderSpec
 from prompting.redteam import (
     FAMILIES,
+    MAX_ATTACKS,
     RedTeamError,
     Target,
     canary_for,
@@ -26,7 +28,7 @@ from prompting.redteam import (
     unguarded,
 )
 from services import runs
-from services.specs import prompt_of
+from services.specs import prompt_of, save_provider
 from store import Store, StoreError
 
 UNGUARDED = "unguarded"  # the baseline that is the same version with its rules and refusal removed
@@ -40,7 +42,7 @@ __all__ = ["FAMILIES", "UNGUARDED", "RedTeamError", "Request", "submit_redteam",
 @dataclass
 class Request:
     version: str  # NAME@vN or NAME@LABEL
-    provider: str  # a provider configuration's label
+    provider: str | ProviderSpec  # a configuration's label, local:MODEL@METHOD, a remote id, or a spec
     families: tuple[str, ...] = ()  # empty: every family that applies to the version
     attacks: int = DEFAULT_ATTACKS
     seed: int = 0
@@ -75,12 +77,18 @@ def case_values(version) -> dict[str, Any]:
     return values
 
 
-def provider_id(store: Store, label: str) -> int:
+def provider_id(store: Store, label: str | ProviderSpec) -> int | ProviderSpec:
+    """A configured provider's id by label, or the spec of one named as `local:MODEL@METHOD` / a remote id
+    (saved when the red team is submitted)."""
+    if isinstance(label, ProviderSpec):
+        return label
     configs = {c.label: c.id for c in store.list_providers()}
-    if label not in configs:
-        known = ", ".join(sorted(configs)) or "none yet (run a suite or add one on the Engine page)"
-        raise RedTeamError(f"unknown provider '{label}'; configured: {known}")
-    return configs[label]
+    if label in configs:
+        return configs[label]
+    if label.startswith(("local:", "openai:")):
+        return ProviderSpec.parse(label)
+    known = ", ".join(sorted(configs)) or "none yet (run a suite or add one on the Engine page)"
+    raise RedTeamError(f"unknown provider '{label}'; configured: {known}")
 
 
 def variant_of(store: Store, version, guardrails: Guardrails, suffix: str):
@@ -160,6 +168,8 @@ def submit_redteam(store: Store, request: Request):
         baseline = variant_of(store, checked["baseline"], checked["baseline_guardrails"], suffix)
         version_ids.append(baseline.id)
     suite = attack_suite(store, version, request, checked)
+    if isinstance(checked["provider_id"], ProviderSpec):
+        checked["provider_id"] = save_provider(store, checked["provider_id"]).id
     info = {
         "version": version.label,
         "baseline": request.baseline or None,
@@ -168,7 +178,7 @@ def submit_redteam(store: Store, request: Request):
         "seed": request.seed,
         "canary": checked["canary"],
         "target_variable": checked["target_variable"],
-        "provider": request.provider,
+        "provider": getattr(request.provider, "label", request.provider),
         **request.extra,
     }
     plan_ = runs.RunPlan(
@@ -192,6 +202,29 @@ def attack_suite(store: Store, version, request: Request, checked: dict[str, Any
         f"{len(cases)} attacks on {version.label} ({', '.join(checked['families'])}), seed {request.seed}"
     )
     return store_cases(store, base, digest, cases, description, {"redteam": True})
+
+
+def from_file(store: Store, path: str, request: Request) -> Request:
+    """A request whose target is a suite file: the simple checks first (nothing is written when they fail),
+    then the file is imported and its first prompt and provider are the defaults."""
+    from services.suites import import_suite, load_file
+
+    if not 1 <= request.attacks <= MAX_ATTACKS:
+        raise RedTeamError(
+            f"attacks must be between 1 and {MAX_ATTACKS} (MAX_ATTACKS), got {request.attacks}"
+        )
+    check_families(list(request.families), Guardrails(rules=["any"], json_schema={"type": "object"}))
+    loaded = load_file(path, store)
+    if loaded.guardrails is None or loaded.guardrails.is_empty():
+        raise RedTeamError(
+            f"suite file {path} gives no guardrails (workbench: guardrails): nothing to red-team"
+        )
+    imported = import_suite(store, loaded)
+    version = store.get_version(imported.version_ids[0])
+    provider = request.provider or (
+        store.get_provider(imported.provider_ids[0]).label if imported.provider_ids else ""
+    )
+    return replace(request, version=f"{version.name}@v{version.version}", provider=provider)
 
 
 def listing(store: Store) -> list:

@@ -4,7 +4,7 @@ successful attacks promoted into a regression suite (stored, and as a suite file
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -240,3 +240,8 @@ def _provider_entry(config) -> Any:
     if config.api_key_env:
         entry["config"]["apiKeyEnvar"] = config.api_key_env
     return entry
+
+
+def as_dict(report: RedTeamReport) -> dict[str, Any]:
+    """The report as plain data (`workbench redteams RUN --json`), with its verdict."""
+    return {**asdict(report), "verdict": report.verdict()}
