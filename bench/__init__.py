@@ -12,4 +12,5 @@ BENCHES = (
     "idle",
     "techniques",
     "optimize",
+    "redteam",
 )

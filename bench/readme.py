@@ -297,7 +297,46 @@ def optimize_table(report: dict) -> str:
     )
 
 
+def redteam_table(report: dict) -> str:
+    """Attack success per family on the guarded example and without its guardrails, paired on the same attacks."""
+
+    def rate(row: dict) -> str:
+        if not row["attacks"]:
+            return numbers.DASH
+        low, high = row["interval"]
+        return (
+            f"{row['successes']}/{row['attacks']} {numbers.percent(row['successes'] / row['attacks'])} "
+            f"({numbers.percent(low)}–{numbers.percent(high)})"
+        )
+
+    rows = [
+        "| family | guarded: succeeded (95 % interval) | unguarded: succeeded (95 % interval) "
+        "| blocked only by guarded · only by unguarded | McNemar p (Holm) |",
+        "|---|---|---|---|---|",
+    ]
+    changes = {c["family"]: c for c in report["changes"]}
+    for guarded, unguarded in zip(report["guarded"], report["unguarded"], strict=True):
+        change = changes[guarded["family"]]
+        rows.append(
+            f"| {guarded['family']} | {rate(guarded)} | {rate(unguarded)} "
+            f"| {change['guarded_only']} · {change['unguarded_only']} | {change['p_holm']:.2g} |"
+        )
+    total = changes["all"]
+    rows.append(
+        f"| **all** | | | {total['guarded_only']} · {total['unguarded_only']} | {total['p']:.2g} (unadjusted) |"
+    )
+    return (
+        "\n".join(rows)
+        + f"\n\n{report['verdict']}.\n\n{report['graded']} graded attacks over {report['families']} families in "
+        f"{report['minutes']:.1f} minutes, engine start included (target 15); forged sections that parsed: "
+        f"{report['forged'][0]} guarded, {report['forged'][1]} unguarded. Measured on {report['cpu']}, seed "
+        f"{report['seed']}, answers up to {report['max_tokens']} tokens per turn, {report['concurrency']} requests "
+        "in flight."
+    )
+
+
 RENDERERS = {
+    "redteam": redteam_table,
     "optimize": optimize_table,
     "idle": idle_table,
     "stats": stats_table,
