@@ -122,9 +122,14 @@ def _user(target: Target, family: str, mutation: str, payload: str, marker: str,
 
 
 def override(target: Target, rng: random.Random) -> Attack:
-    seed, (name, wrap) = rng.choice(SEEDS["override"]), rng.choice(list(WRAPPERS.items()))
+    """An override in one of the wrappers, or combined with a persona jailbreak (the combination operator)."""
+    seed, (name, wrap) = rng.choice(SEEDS["override"]), rng.choice([*WRAPPERS.items(), ("combined", None)])
     marker = _markers(rng)
-    return _user(target, "override", name, wrap(seed.format(marker=marker)), marker, f"override: {seed[:50]}")
+    payload = seed.format(marker=marker)
+    payload = (
+        f"{rng.choice(SEEDS['roleplay']).format(marker=marker)} {payload}" if wrap is None else wrap(payload)
+    )
+    return _user(target, "override", name, payload, marker, f"override: {seed[:50]}")
 
 
 def indirect(target: Target, rng: random.Random) -> Attack:
