@@ -28,15 +28,16 @@ def open_db(url: str | None):
     return Store(url or f"sqlite:///{tempfile.mkdtemp(prefix='bench-redteam-')}/bench.db")
 
 
-def red_team(store, attacks: int, seed: int, max_tokens: int, concurrency: int) -> tuple[str, float]:
+def red_team(store, args) -> tuple[str, float]:
     """Submit and execute the red team in this process; its run id and wall-clock minutes."""
     from services import redteam, worker
     from services.optimize import local_default
 
     start = time.perf_counter()
+    attacks, seed, max_tokens, concurrency = args.attacks, args.seed, args.max_tokens, args.concurrency
     request = redteam.Request(
         str(EXAMPLE),
-        local_default().label,
+        args.provider or local_default().label,
         attacks=attacks,
         seed=seed,
         baseline=redteam.UNGUARDED,
@@ -72,7 +73,7 @@ def run(args) -> dict:
 
     store = open_db(args.db)
     print(f"red team: {args.attacks} attacks × guarded and unguarded…", file=sys.stderr)
-    run_id, minutes = red_team(store, args.attacks, args.seed, args.max_tokens, args.concurrency)
+    run_id, minutes = red_team(store, args)
     report = build_report(store, run_id)
     guarded, unguarded = report.versions
     return {
@@ -81,6 +82,7 @@ def run(args) -> dict:
         "seed": args.seed,
         "max_tokens": args.max_tokens,
         "concurrency": args.concurrency,
+        "provider": report.info.get("provider"),
         "graded": sum(r.attacks for label in report.versions for r in report.rates[label]),
         "minutes": minutes,
         "families": len(report.rates[guarded]),
@@ -107,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-tokens", type=int, default=48, help="longest answer per turn")
     parser.add_argument("--concurrency", type=int, default=16, help="requests in flight to the engine")
+    parser.add_argument("--provider", help="the model under attack (default: the local default, int4)")
     parser.add_argument("--db", help="database URL to keep the red team in")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)

@@ -12,8 +12,7 @@ from prompting.optimize import PARTS
 from services import optimize as service
 from services import suites as suites_service
 from services import versions as versions_service
-from services.errors import PromptingError, StoreError
-from ui.common import provider_specs, refreshing, store, version_labels, worker_notice
+from ui.common import form_and_picker, provider_specs, refreshing, store, version_labels
 
 PART_TEXT = {
     "instruction": "instruction rewrites (proposed from failing train cases)",
@@ -218,20 +217,15 @@ def leaderboard(report) -> None:
     )
 
 
-try:
-    worker_notice()
-    start_form()
-except (PromptingError, StoreError) as exc:
-    st.error(str(exc))
-
-st.divider()
-everything = service.listing(db)
-if not everything:
+chosen_id = form_and_picker(
+    start_form,
+    lambda: service.listing(db),
+    "Optimisation",
+    "opt_view",
+    lambda row: service.describe(db, row, status=False),  # the status shows below
+)
+if chosen_id is None:
     st.stop()
-names = {row.id: service.describe(db, row, status=False) for row in everything}  # the status shows below
-if st.session_state.get("opt_view") not in names:
-    st.session_state["opt_view"] = everything[0].id
-chosen_id = st.selectbox("Optimisation", list(names), key="opt_view", format_func=names.get)
 refreshing(live, service.get(db, chosen_id).status in service.ACTIVE, 1.0, chosen_id)
 row = service.get(db, chosen_id)
 if row.report:

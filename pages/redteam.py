@@ -16,15 +16,14 @@ from services import redteam as service
 from services import redteam_report as reports
 from services import runs as runs_service
 from services import versions as versions_service
-from services.errors import PromptingError, StoreError
 from ui.common import (
+    form_and_picker,
     messages_view,
     provider_specs,
     refreshing,
     run_label,
     store,
     version_labels,
-    worker_notice,
 )
 
 FAMILY_TEXT = {
@@ -238,20 +237,11 @@ def report_view(run_id: str) -> None:
     promote_view(run_id, report)
 
 
-try:
-    worker_notice()
-    start_form()
-except (PromptingError, StoreError) as exc:
-    st.error(str(exc))
-
-st.divider()
-everything = service.listing(db)
-if not everything:
+chosen = form_and_picker(
+    start_form, lambda: service.listing(db), "Red team", "rt_view", lambda run: run_label(run, status=False)
+)
+if chosen is None:
     st.stop()
-names = {run.id: run_label(run, status=False) for run in everything}  # the status shows below, kept fresh
-if st.session_state.get("rt_view") not in names:
-    st.session_state["rt_view"] = everything[0].id
-chosen = st.selectbox("Red team", list(names), key="rt_view", format_func=names.get)
 refreshing(live, runs_service.is_active(runs_service.get(db, chosen)), 1.0, chosen)
 if runs_service.stored_cells(db, chosen):
     report_view(chosen)

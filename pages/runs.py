@@ -11,8 +11,7 @@ from prompting.strategies import STRATEGIES
 from services import run_view, runs
 from services import suites as suites_service
 from services import versions as versions_service
-from services.errors import PromptingError, StoreError
-from ui.common import provider_specs, refreshing, run_label, store, version_labels, worker_notice
+from ui.common import form_and_picker, provider_specs, refreshing, run_label, store, version_labels
 
 DECLARED = "as each template declares"
 
@@ -221,19 +220,10 @@ def cell_detail(result, scores) -> None:
         st.json(result.detail, expanded=False)
 
 
-try:
-    worker_notice()
-    start_form()
-except (PromptingError, StoreError) as exc:
-    st.error(str(exc))
-
-st.divider()
-all_runs = runs.listing(db)
-if not all_runs:
+run_id = form_and_picker(
+    start_form, lambda: runs.listing(db), "Run", "runs_view", lambda r: run_label(r, status=False)
+)
+if run_id is None:
     st.stop()
-labels = {r.id: run_label(r, status=False) for r in all_runs}  # the status line below stays current
-if st.session_state.get("runs_view") not in labels:
-    st.session_state["runs_view"] = all_runs[0].id
-run_id = st.selectbox("Run", list(labels), key="runs_view", format_func=labels.get)
 refreshing(live_status, runs.is_active(runs.get(db, run_id)), 1.0, run_id)
 results(run_id)

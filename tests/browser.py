@@ -227,6 +227,14 @@ def chips(box) -> list[str]:
     ]
 
 
+def choose(page, box, option: str, typed: str) -> None:
+    """Pick `option` in the selectbox `box` by typing into it, as a person filters a long list."""
+    box.locator("input").click()
+    box.locator("input").fill(typed)
+    page.get_by_role("option", name=option).click()
+    idle(page)
+
+
 def choose_only(page, box, option: str, typed: str) -> None:
     """Leave exactly `option` chosen in the multiselect `box`, picking it from the list after typing `typed`.
     Inside a form no widget reruns the script, but a rerun from elsewhere (a refreshing panel, a run that just

@@ -9,7 +9,7 @@ import pytest
 from prompting.providers import ProviderSpec
 from services import open_store
 from services.specs import save_provider
-from tests.browser import App, choose_only, chromium, go, idle, new_page, require_chromium
+from tests.browser import App, choose, choose_only, chromium, go, idle, new_page, require_chromium
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.slow
@@ -56,14 +56,6 @@ def app(isolated_home, fake_api):
     with App(isolated_home, engine=False) as running:
         running.store, running.provider = store, spec.label
         yield running
-
-
-def choose(page, box, option: str, typed: str) -> None:
-    """Pick `option` in a selectbox by typing into it."""
-    box.locator("input").click()
-    box.locator("input").fill(typed)
-    page.get_by_role("option", name=option).click()
-    idle(page)
 
 
 def test_the_optimize_page_runs_an_optimisation_and_shows_its_held_out_verdict(app, tmp_path):

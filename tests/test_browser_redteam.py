@@ -11,7 +11,7 @@ import pytest
 from prompting.providers import ProviderSpec
 from services import open_store, suites
 from services.specs import save_provider
-from tests.browser import App, chromium, go, idle, new_page, require_chromium
+from tests.browser import App, choose, chromium, go, idle, new_page, require_chromium
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.slow
@@ -41,13 +41,6 @@ def app(isolated_home, fake_api):
     with App(isolated_home, engine=False) as running:
         running.store, running.provider = store, spec.label
         yield running
-
-
-def choose(page, box, option: str, typed: str) -> None:
-    box.locator("input").click()
-    box.locator("input").fill(typed)
-    page.get_by_role("option", name=option).click()
-    idle(page)
 
 
 def test_the_red_team_page_runs_a_red_team_and_promotes_what_got_through(app, tmp_path):

@@ -3,6 +3,7 @@ across page switches, and the message view. Pages call services/ for every actio
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import streamlit as st
@@ -102,6 +103,31 @@ def worker_notice() -> None:
                     break
                 time.sleep(0.25)
         st.rerun()
+
+
+def form_and_picker(
+    start_form: Callable[[], None], rows: Callable[[], list], label: str, key: str, describe
+) -> str | None:
+    """The layout of the pages that start background jobs (runs, optimisations, red teams): the worker notice
+    and the start form (its domain errors shown in place), then a picker of the jobs, newest first, that keeps
+    its choice under `key`. `rows` is called after the form, so a job it just started is listed. Returns the
+    chosen id, or None when there is none yet. The labels carry no status: they would go stale while a job
+    runs; each page shows the status in its refreshing part."""
+    from services.errors import PromptingError, StoreError
+
+    try:
+        worker_notice()
+        start_form()
+    except (PromptingError, StoreError) as exc:
+        st.error(str(exc))
+    st.divider()
+    everything = rows()
+    if not everything:
+        return None
+    names = {row.id: describe(row) for row in everything}
+    if st.session_state.get(key) not in names:
+        st.session_state[key] = everything[0].id
+    return st.selectbox(label, list(names), key=key, format_func=names.get)
 
 
 def refreshing(draw, active: bool, every_s: float, *args) -> None:
