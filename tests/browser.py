@@ -103,6 +103,22 @@ class App:
             stop(proc)
 
 
+@contextmanager
+def app_with_fake_model(home: Path, store, fake_api):
+    """The UI and a worker (no engine) with the fake remote API configured as a provider: the app, with its
+    `store` and the provider's label as `provider`."""
+    from prompting.providers import ProviderSpec
+    from services.specs import save_provider
+
+    spec = ProviderSpec.parse(
+        "openai:chat:fake-model", {"apiBaseUrl": f"{fake_api.url}/v1", "apiKeyEnvar": "FAKE_KEY"}
+    )
+    save_provider(store, spec)
+    with App(home, engine=False) as running:
+        running.store, running.provider = store, spec.label
+        yield running
+
+
 LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
 
 

@@ -6,10 +6,17 @@ from __future__ import annotations
 
 import pytest
 
-from prompting.providers import ProviderSpec
 from services import open_store
-from services.specs import save_provider
-from tests.browser import App, choose, choose_only, chromium, go, idle, new_page, require_chromium
+from tests.browser import (
+    app_with_fake_model,
+    choose,
+    choose_only,
+    chromium,
+    go,
+    idle,
+    new_page,
+    require_chromium,
+)
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.slow
@@ -49,12 +56,7 @@ def app(isolated_home, fake_api):
             for i in range(45)
         ],
     )
-    spec = ProviderSpec.parse(
-        "openai:chat:fake-model", {"apiBaseUrl": f"{fake_api.url}/v1", "apiKeyEnvar": "FAKE_KEY"}
-    )
-    save_provider(store, spec)
-    with App(isolated_home, engine=False) as running:
-        running.store, running.provider = store, spec.label
+    with app_with_fake_model(isolated_home, store, fake_api) as running:
         yield running
 
 

@@ -8,10 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from prompting.providers import ProviderSpec
 from services import open_store, suites
-from services.specs import save_provider
-from tests.browser import App, choose, chromium, go, idle, new_page, require_chromium
+from tests.browser import app_with_fake_model, choose, chromium, go, idle, new_page, require_chromium
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.slow
@@ -34,12 +32,7 @@ def app(isolated_home, fake_api):
     fake_api.script.reply = partly_defended
     store = open_store()
     suites.import_file(store, EXAMPLE)
-    spec = ProviderSpec.parse(
-        "openai:chat:fake-model", {"apiBaseUrl": f"{fake_api.url}/v1", "apiKeyEnvar": "FAKE_KEY"}
-    )
-    save_provider(store, spec)
-    with App(isolated_home, engine=False) as running:
-        running.store, running.provider = store, spec.label
+    with app_with_fake_model(isolated_home, store, fake_api) as running:
         yield running
 
 
