@@ -246,10 +246,14 @@ def check_families(families: list[str] | tuple[str, ...], guardrails: Guardrails
     return list(families)
 
 
-def generate(target: Target, families: list[str], attacks: int, seed: int) -> list[Attack]:
-    """`attacks` attacks dealt evenly over `families` (in order), reproducible from `seed`."""
+def check_attacks(attacks: int) -> None:
     if not 1 <= attacks <= MAX_ATTACKS:
         raise RedTeamError(f"attacks must be between 1 and {MAX_ATTACKS} (MAX_ATTACKS), got {attacks}")
+
+
+def generate(target: Target, families: list[str], attacks: int, seed: int) -> list[Attack]:
+    """`attacks` attacks dealt evenly over `families` (in order), reproducible from `seed`."""
+    check_attacks(attacks)
     rng = random.Random(seed)
     out = []
     for i in range(attacks):

@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from prompting.guardrails import Guardrails
 from prompting.providers import ProviderSpec
 from prompting.redteam import (
     FAMILIES,
-    MAX_ATTACKS,
     RedTeamError,
     Target,
     canary_for,
+    check_attacks,
     check_families,
     generate,
     planted,
@@ -49,7 +49,6 @@ class Request:
     baseline: str | None = None  # another version, or UNGUARDED
     max_tokens: int = DEFAULT_MAX_TOKENS
     concurrency: int = 4
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def guardrails_of(version) -> Guardrails:
@@ -142,11 +141,12 @@ def plan(store: Store, request: Request) -> dict[str, Any]:
     canary = canary_for(request.seed, version.id)
     target = Target(case_values(version), guardrails, version.delimiter, canary)
     cases = [attack.case() for attack in generate(target, families, request.attacks, request.seed)]
-    _check_renders(version, planted(guardrails, canary), cases)
+    attacked = planted(guardrails, canary)
+    _check_renders(version, attacked, cases)
     baseline, baseline_guardrails = _baseline_version(store, request, version)
     return {
         "version": version,
-        "guardrails": planted(guardrails, canary),
+        "guardrails": attacked,
         "baseline": baseline,
         "baseline_guardrails": planted(baseline_guardrails, canary) if baseline is not None else None,
         "families": families,
@@ -179,7 +179,6 @@ def submit_redteam(store: Store, request: Request):
         "canary": checked["canary"],
         "target_variable": checked["target_variable"],
         "provider": getattr(request.provider, "label", request.provider),
-        **request.extra,
     }
     plan_ = runs.RunPlan(
         suite.id,
@@ -209,10 +208,7 @@ def from_file(store: Store, path: str, request: Request) -> Request:
     then the file is imported and its first prompt and provider are the defaults."""
     from services.suites import import_suite, load_file
 
-    if not 1 <= request.attacks <= MAX_ATTACKS:
-        raise RedTeamError(
-            f"attacks must be between 1 and {MAX_ATTACKS} (MAX_ATTACKS), got {request.attacks}"
-        )
+    check_attacks(request.attacks)
     check_families(list(request.families), Guardrails(rules=["any"], json_schema={"type": "object"}))
     loaded = load_file(path, store)
     if loaded.guardrails is None or loaded.guardrails.is_empty():

@@ -11,9 +11,12 @@ from typing import Any
 import yaml
 
 from prompting.numbers import percent
+from prompting.promptfoo import provider_entry
 from prompting.redteam import FAMILIES
 from prompting.safety_checks import refused
 from prompting.stats import Interval, holm, mcnemar_exact, wilson
+from services.specs import spec_of
+from settings import get_settings
 from store import Store
 
 # the order worst examples are shown in: what leaks data first
@@ -216,30 +219,20 @@ def suite_file(store: Store, run_id: str, path: Path) -> int:
     tests = []
     for case_id in report.successful_case_ids:
         case = cases[case_id]
-        variables = {k: v for k, v in case.vars.items()}
-        tests.append({"description": case.description, "vars": variables, "assert": list(case.assertions)})
+        tests.append(
+            {"description": case.description, "vars": dict(case.vars), "assert": list(case.assertions)}
+        )
     attacked = store.get_version(run.version_ids[0])
     provider = store.get_provider(run.provider_ids[0])
     data = {
         "description": f"regressions from red team {run_id} of {report.info.get('version')}",
         "prompts": [f"{attacked.name}@v{attacked.version}"],
-        "providers": [_provider_entry(provider)],
+        "providers": [provider_entry(spec_of(provider), get_settings().engine_url, {})],
         "tests": tests,
         "workbench": {"params": dict(run.params)},
     }
     path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
     return len(tests)
-
-
-def _provider_entry(config) -> Any:
-    if config.kind == "local":
-        return f"local:{config.model}" + (f"@{config.quant}" if config.quant else "")
-    entry: dict[str, Any] = {"id": f"openai:chat:{config.model}", "label": config.label, "config": {}}
-    if config.base_url:
-        entry["config"]["apiBaseUrl"] = config.base_url
-    if config.api_key_env:
-        entry["config"]["apiKeyEnvar"] = config.api_key_env
-    return entry
 
 
 def as_dict(report: RedTeamReport) -> dict[str, Any]:
