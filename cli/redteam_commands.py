@@ -128,7 +128,7 @@ def report_and_exit(db, run_id: str, promote: Path | None) -> None:
         out.print(f"[bold]{example.family}[/bold] {example.description}: {'; '.join(example.reasons)}")
         out.print(f"  answer: {example.conversation[-1]['content'][:200]!r}")
     if promote:
-        n = suite_file(db, run_id, promote)
+        n = suite_file(db, run_id, promote, report)
         click.echo(
             f"{n} successful attacks written to {promote} (run it with `workbench run {promote}`)", err=True
         )

@@ -213,7 +213,7 @@ def promote_view(run_id: str, report) -> None:
         st.success(f"Saved suite {suite.name} ({count} regression cases): run it from the Runs page.")
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / f"regressions-{run_id}.yaml"
-        reports.suite_file(db, run_id, path)
+        reports.suite_file(db, run_id, path, report)  # the report drawn above: results read once
         right.download_button(
             "Download as a suite file for `workbench run`",
             path.read_bytes(),

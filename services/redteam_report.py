@@ -210,11 +210,11 @@ def _regression_case(case) -> dict[str, Any]:
     }
 
 
-def suite_file(store: Store, run_id: str, path: Path) -> int:
+def suite_file(store: Store, run_id: str, path: Path, report: RedTeamReport | None = None) -> int:
     """Write the successful attacks as a suite file for `workbench run` (the attacked variant and the provider
-    named as stored); returns how many cases it holds."""
+    named as stored); returns how many cases it holds. A caller that has the run's report passes it."""
     run = store.get_run(run_id)
-    report = build_report(store, run_id, worst=0)
+    report = report or build_report(store, run_id, worst=0)
     cases = {c.id: c for c in store.suite_cases(run.suite_id)}
     tests = []
     for case_id in report.successful_case_ids:
