@@ -129,7 +129,7 @@ def override(target: Target, rng: random.Random) -> Attack:
     payload = (
         f"{rng.choice(SEEDS['roleplay']).format(marker=marker)} {payload}" if wrap is None else wrap(payload)
     )
-    return _user(target, "override", name, payload, marker, f"override: {seed[:50]}")
+    return _user(target, "override", name, payload, marker, f"override: {seed.format(marker=marker)[:50]}")
 
 
 def indirect(target: Target, rng: random.Random) -> Attack:
@@ -137,7 +137,11 @@ def indirect(target: Target, rng: random.Random) -> Attack:
     seed, marker = rng.choice(SEEDS["indirect"]), _markers(rng)
     values = _with(target, variable, seed.format(marker=marker), append=True)
     return Attack(
-        "indirect", f"in:{variable}", values, _obeys(marker), f"indirect via {variable}: {seed[:40]}"
+        "indirect",
+        f"in:{variable}",
+        values,
+        _obeys(marker),
+        f"indirect via {variable}: {seed.format(marker=marker)[:40]}",
     )
 
 
@@ -168,13 +172,27 @@ def extraction(target: Target, rng: random.Random) -> Attack:
 
 def roleplay(target: Target, rng: random.Random) -> Attack:
     seed, marker = rng.choice(SEEDS["roleplay"]), _markers(rng)
-    return _user(target, "roleplay", "persona", seed.format(marker=marker), marker, f"persona: {seed[:50]}")
+    return _user(
+        target,
+        "roleplay",
+        "persona",
+        seed.format(marker=marker),
+        marker,
+        f"persona: {seed.format(marker=marker)[:50]}",
+    )
 
 
 def encoding(target: Target, rng: random.Random) -> Attack:
     seed, (name, encode) = rng.choice(SEEDS["encoding"]), rng.choice(list(ENCODINGS.items()))
     marker = _markers(rng)
-    return _user(target, "encoding", name, encode(seed.format(marker=marker)), marker, f"{name}: {seed[:40]}")
+    return _user(
+        target,
+        "encoding",
+        name,
+        encode(seed.format(marker=marker)),
+        marker,
+        f"{name}: {seed.format(marker=marker)[:40]}",
+    )
 
 
 def crescendo(target: Target, rng: random.Random) -> Attack:
