@@ -53,6 +53,29 @@ def summary_table(groups, title: str):
     return table
 
 
+def turn_table(turns, title: str):
+    """Conversation cases: each turn's pass rate with its 95 % Wilson interval, per version × provider."""
+    from rich.table import Table
+
+    from prompting.numbers import percent, percent_interval
+    from prompting.stats import wilson
+
+    table = Table(title=title)
+    for column in ("version", "provider", "turn", "passed", "pass rate", "95 % interval"):
+        table.add_column(column, justify="left" if column in ("version", "provider", "turn") else "right")
+    for group, rates in turns:
+        for rate in rates:
+            table.add_row(
+                group.version,
+                group.provider,
+                rate.label,
+                f"{rate.passed}/{rate.scored}",
+                percent(rate.pass_rate, rate.scored),
+                percent_interval(wilson(rate.passed, rate.scored), rate.scored),
+            )
+    return table
+
+
 def progress_bar():
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -282,6 +305,9 @@ def finish(
 
     out = console()
     out.print(summary_table(runs.summary(db, run_id), f"run {run_id}"))
+    turns = runs.turn_summary(db, run_id)
+    if turns:
+        out.print(turn_table(turns, "conversation cases, per turn"))
     if output:
         reports.write(db, run_id, output)
         out.print(f"results written to {output}")

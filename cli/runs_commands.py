@@ -127,6 +127,12 @@ def runs_compare(run_a: str, run_b: str, as_json: bool) -> None:
     )
     click.echo(f"verdict: {p.verdict}")
     click.echo(f"test: {p.test}, p = {p.p_value:.3g}")
+    for turn in result.turns:
+        t = turn.paired
+        click.echo(
+            f"{turn.label}: {percent(t.rate_a, t.cases)} -> {percent(t.rate_b, t.cases)} "
+            f"({points(t.delta, t.cases)} points over {t.cases} cases), p = {t.p_value:.3g}: {t.verdict}"
+        )
 
 
 @runs.command("resume")

@@ -55,6 +55,7 @@ class AssertionResult:
     passed: bool
     score: float
     reason: str
+    turn: int | str | None = None  # in a conversation: the turn judged (prompting/conversation.py)
 
 
 Handler = Callable[[str, Any, float | None, Context], Outcome]

@@ -15,11 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from prompting.conversation import FOLLOWUPS_VAR
 from prompting.delimiters import STYLES, format_section, tag_name
 from prompting.errors import PromptingError
 from prompting.guardrails import Guardrails
 from prompting.redteam_seeds import PLANTED_CARDS, PLANTED_PII, SEEDS
-from prompting.strategies import FOLLOWUPS
 
 FAMILIES = tuple(SEEDS)
 MAX_ATTACKS = 5000
@@ -62,7 +62,7 @@ class Attack:
     def case(self) -> dict[str, Any]:
         variables = dict(self.vars)
         if self.followups:
-            variables[FOLLOWUPS] = list(self.followups)
+            variables[FOLLOWUPS_VAR] = list(self.followups)
         return {
             "description": self.description,
             "vars": variables,

@@ -19,7 +19,12 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any, Protocol
 
+from prompting import dialogue
 from prompting.assertions import AssertionResult, Context, base_type, case_score, evaluate
+from prompting.conversation import (
+    Transcript,
+    is_conversation,
+)
 from prompting.errors import PromptingError
 from prompting.providers import Completion, Provider, Usage
 from prompting.strategies import Prompt, StrategyOutput, run_strategy
@@ -231,6 +236,8 @@ class Runner:
     run_id: str = ""
     embed: Callable[[list[str]], list[list[float]]] | None = None
     judge: Callable[[str], str] | None = None
+    # the simulated user's provider, by the label a case names (None: the local default model)
+    simulator: Callable[[str | None], Provider] | None = None
     stop: threading.Event = field(default_factory=threading.Event)
 
     def run(
@@ -338,6 +345,9 @@ class Runner:
         options = {k: v for k, v in strategy.items() if k not in ("name", "params")}
         options.setdefault("constrain_answers", constrains(provider))
         try:
+            options["ask_user"] = dialogue.user_simulator(
+                case.vars, self.simulator, case.id, cell.repeat_index
+            )
             out: StrategyOutput = run_strategy(
                 strategy.get("name", "single"),
                 version.prompt,
@@ -369,7 +379,11 @@ class Runner:
             delimiter=version.prompt.delimiter,
         )
         try:
-            result.assertions = [evaluate(a, out.output, ctx) for a in case.assertions]
+            if is_conversation(case.vars):
+                result.assertions = dialogue.judge(case.assertions, Transcript.from_detail(out.detail), ctx)
+                result.detail = {**result.detail, "turns": dialogue.turn_verdicts(result.assertions)}
+            else:
+                result.assertions = [evaluate(a, out.output, ctx) for a in case.assertions]
         except PromptingError as exc:
             result.error = f"assertion could not run: {exc}"
             return result

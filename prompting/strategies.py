@@ -14,8 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from prompting import answers
+from prompting import answers, dialogue
 from prompting.assertions import extract_answer
+from prompting.conversation import is_conversation
 from prompting.errors import PromptingError
 from prompting.guardrails import Guardrails
 from prompting.providers import Completion, Provider, Scored, Usage
@@ -190,43 +191,37 @@ def read_answer(out: StrategyOutput, text: str, pattern: str | None, numeric: bo
     return found.answer
 
 
-FOLLOWUPS = (
-    "_followups"  # a case variable: user turns sent one by one after the first answer (a conversation)
-)
-MAX_FOLLOWUPS = 8
+def converse(
+    out: StrategyOutput, case_vars: dict, call: Call, params: dict, options: dict
+) -> Completion | None:
+    """A conversation case (prompting/conversation.py): every answered turn is a call with the conversation so
+    far; the last answer is the output, the request for it the messages, and the whole conversation, with where
+    the answers are, goes in the detail."""
 
+    def ask(messages: list[dict]) -> Completion:
+        return out.add(call(messages, params))
 
-def converse(out: StrategyOutput, call: Call, params: dict, followups: list[str]) -> Completion:
-    """Send each follow-up turn with the conversation so far; the last answer is the output, and the whole
-    conversation (every turn and answer) is kept in the detail."""
-    if len(followups) > MAX_FOLLOWUPS:
-        raise StrategyError(f"{len(followups)} follow-up turns; at most {MAX_FOLLOWUPS} (MAX_FOLLOWUPS)")
-    messages = list(out.messages)
-    completion = None
-    for turn in followups:
-        messages = [
-            *messages,
-            {"role": "assistant", "content": out.output},
-            {"role": "user", "content": turn},
-        ]
-        completion = out.add(call(messages, params))
-        out.output = completion.text
-    out.messages = messages
-    out.detail["conversation"] = [*messages, {"role": "assistant", "content": out.output}]
-    return completion
+    transcript, last = dialogue.transcript_for(case_vars, out.messages, ask, options.get("ask_user"))
+    positions = transcript.answer_positions
+    out.messages = transcript.messages[: positions[-1]] if positions else transcript.messages
+    out.output = transcript.answers[-1] if positions else ""
+    out.detail.update(transcript.to_detail())
+    return last
 
 
 def single(prompt: Prompt, case_vars: dict, call: Call, params: dict, options: dict) -> StrategyOutput:
     messages = prompt.render(case_vars)
     out = StrategyOutput(output="", messages=messages)
     numeric = answers.numeric_answer({**prompt.template.defaults, **prompt.variables, **case_vars})
-    completion = out.add(call(messages, constrained_answer(prompt, params, options, numeric)))
-    out.output = completion.text
-    followups = case_vars.get(FOLLOWUPS) or []
-    if followups:
-        completion = converse(out, call, params, [str(turn) for turn in followups])
+    if is_conversation(case_vars):
+        completion = converse(out, case_vars, call, params, options)
+    else:
+        completion = out.add(call(messages, constrained_answer(prompt, params, options, numeric)))
+        out.output = completion.text
     if prompt.template.answer_pattern:
         out.answer = read_answer(out, out.output, prompt.template.answer_pattern, numeric)
+    if completion is None:
+        return out
     if completion.logprobs:
         out.logprobs = [t["logprob"] for t in completion.logprobs[0]]
         out.detail["tokens"] = completion.logprobs[0]
@@ -354,6 +349,8 @@ def run_strategy(
         params = {**params, "max_tokens": prompt.template.max_tokens}
     if name == "single":
         return single(prompt, case_vars, call, params, options)
+    if is_conversation(case_vars):
+        raise StrategyError(f"a conversation case runs with the single strategy, not '{name}'")
     if name == "self_consistency":
         return self_consistency(prompt, case_vars, call, params, options)
     if name == "tree_of_thoughts":

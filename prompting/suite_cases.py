@@ -17,10 +17,28 @@ from typing import Any
 import yaml
 
 from prompting.assertions import HANDLERS, NEEDS_VALUE, base_type
+from prompting.conversation import (
+    SIMULATED_VAR,
+    TURNS_VAR,
+    ConversationError,
+    SimulatedUser,
+    check_turn,
+    parse_turns,
+)
 from prompting.errors import PromptingError
 
-TEST_KEYS = {"description", "vars", "assert", "threshold", "options", "metadata", "tags"}
-ASSERT_KEYS = {"type", "value", "threshold", "weight", "metric", "provider"}
+TEST_KEYS = {
+    "description",
+    "vars",
+    "assert",
+    "threshold",
+    "options",
+    "metadata",
+    "tags",
+    "conversation",
+    "simulated_user",
+}
+ASSERT_KEYS = {"type", "value", "threshold", "weight", "metric", "provider", "turn"}
 
 
 class SuiteError(PromptingError):
@@ -151,7 +169,25 @@ def _assertion(raw: Any, where: Where, *path: Any) -> dict[str, Any]:
             re.compile(str(raw["value"]))
         except re.error as exc:
             raise where.error(f"invalid regex: {exc}", *path, "value") from None
-    return {k: raw[k] for k in ("type", "value", "threshold", "weight") if k in raw}
+    problem = check_turn(raw.get("turn"))
+    if problem:
+        raise where.error(problem, *path, "turn")
+    return {k: raw[k] for k in ("type", "value", "threshold", "weight", "turn") if k in raw}
+
+
+def conversation_vars(raw: dict, where: Where, path: tuple) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A test's `conversation` and `simulated_user` as the reserved case variables, and the assertions written
+    on its turns (prompting/conversation.py)."""
+    variables, assertions = {}, []
+    try:
+        if raw.get("conversation") is not None:
+            variables[TURNS_VAR], assertions = parse_turns(raw["conversation"])
+        if raw.get("simulated_user") is not None:
+            variables[SIMULATED_VAR] = SimulatedUser.from_dict(raw["simulated_user"]).to_dict()
+    except ConversationError as exc:
+        key = "simulated_user" if "simulated_user" in str(exc) else "conversation"
+        raise where.error(str(exc), *path, key) from None
+    return variables, assertions
 
 
 def parse_case(raw: Any, where: Where, path: tuple) -> SuiteCase:
@@ -175,10 +211,12 @@ def parse_case(raw: Any, where: Where, path: tuple) -> SuiteCase:
     description = raw.get("description") or ""
     if not isinstance(description, str):
         raise where.error("description must be text", *path, "description")
+    talk, turn_asserts = conversation_vars(raw, where, path)
     return SuiteCase(
         description=description,
-        vars=dict(variables),
-        assertions=[_assertion(a, where, *path, "assert", i) for i, a in enumerate(asserts)],
+        vars={**variables, **talk},
+        assertions=[_assertion(a, where, *path, "assert", i) for i, a in enumerate(asserts)]
+        + [_assertion(a, where, *path, "conversation") for a in turn_asserts],
         threshold=threshold,
         tags=[str(t) for t in tags],
     )

@@ -45,7 +45,7 @@ TOP_LEVEL_KEYS = {
     "env",
     "repeat",
 }
-WORKBENCH_KEYS = {"strategy", "delimiter", "guardrails", "params", "judge", "prompts"}
+WORKBENCH_KEYS = {"strategy", "delimiter", "guardrails", "params", "judge", "simulator", "prompts"}
 
 
 @dataclass
@@ -80,6 +80,7 @@ class Suite:
     guardrails: Guardrails | None = None
     params: dict[str, Any] = field(default_factory=dict)
     judge: str | dict | None = None  # a provider id, or {id, config} like a suite's providers
+    simulator: str | dict | None = None  # the simulated users' provider, the same shape
 
     @property
     def name(self) -> str:
@@ -242,12 +243,17 @@ def _workbench_options(raw: Any, suite: Suite, where: Where) -> None:
     if not isinstance(params, dict):
         raise where.error("params must be a mapping", "workbench", "params")
     suite.params = params
-    judge = raw.get("judge")
-    if judge is not None and not isinstance(judge, str) and not (isinstance(judge, dict) and "id" in judge):
-        raise where.error(
-            "judge must be a provider id or a mapping with id (and config)", "workbench", "judge"
-        )
-    suite.judge = judge
+    for key in ("judge", "simulator"):
+        ident = raw.get(key)
+        if (
+            ident is not None
+            and not isinstance(ident, str)
+            and not (isinstance(ident, dict) and "id" in ident)
+        ):
+            raise where.error(
+                f"{key} must be a provider id or a mapping with id (and config)", "workbench", key
+            )
+    suite.judge, suite.simulator = raw.get("judge"), raw.get("simulator")
 
 
 StoredResolver = Callable[[str], SuitePrompt]

@@ -13,6 +13,8 @@ from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from prompting.conversation import turn_order
+
 
 class Scorable(Protocol):
     """What a summary reads from a cell: a runner CellResult and a stored result row both qualify."""
@@ -119,3 +121,39 @@ def summarize(cells: Iterable[Scorable], key: Callable[[Any], Hashable]) -> dict
     for cell in cells:
         groups.setdefault(key(cell), []).append(cell)
     return {name: Summary.of(items) for name, items in groups.items()}
+
+
+@dataclass(frozen=True)
+class TurnRate:
+    """Conversation cases, one turn: how many scored cells passed that turn's assertions. `turn` is "1", "2", …
+    or "conversation" (the assertions over every answer or the whole transcript)."""
+
+    turn: str
+    passed: int
+    scored: int
+
+    @property
+    def pass_rate(self) -> float | None:
+        return self.passed / self.scored if self.scored else None
+
+    @property
+    def label(self) -> str:
+        return "whole conversation" if self.turn == "conversation" else f"turn {self.turn}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"turn": self.turn, "passed": self.passed, "scored": self.scored, "pass_rate": self.pass_rate}
+
+
+def turn_rates(cells: Iterable[Any]) -> list[TurnRate]:
+    """Per turn, over the scored cells whose case judges that turn (the runner's `detail["turns"]`); turns in
+    order, the whole-conversation verdict last. Empty when no cell is a judged conversation."""
+    counts: dict[str, list[int]] = {}
+    for cell in cells:
+        if cell.error is not None:
+            continue
+        for turn, ok in ((cell.detail or {}).get("turns") or {}).items():
+            tally = counts.setdefault(turn, [0, 0])
+            tally[0] += int(bool(ok))
+            tally[1] += 1
+    order = sorted(counts, key=turn_order)
+    return [TurnRate(t, *counts[t]) for t in order]

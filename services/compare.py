@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prompting.checks import case_label
+from prompting.conversation import turn_order
 from prompting.stats import CaseOutcomes, GroupStats, Paired, group_stats, holm, paired
 from services.runs import ACTIVE, describe, labels
 from services.sweeps import sweep_result, sweep_runs
@@ -99,6 +100,18 @@ class CaseRow:
 
 
 @dataclass
+class TurnChange:
+    """Conversation cases: one turn's paired comparison ("1", "2", … or "conversation")."""
+
+    turn: str
+    paired: Paired
+
+    @property
+    def label(self) -> str:
+        return "whole conversation" if self.turn == "conversation" else f"turn {self.turn}"
+
+
+@dataclass
 class Comparison:
     a: Group
     b: Group
@@ -106,6 +119,7 @@ class Comparison:
     rows: list[CaseRow]
     warnings: list[str] = field(default_factory=list)
     matched_on: str = "case"  # what pairs the cells: case, case and version, case and provider...
+    turns: list[TurnChange] = field(default_factory=list)  # per turn, where the cases are conversations
 
 
 @dataclass(frozen=True)
@@ -135,10 +149,10 @@ class Keying:
 
 
 def outcomes(
-    store: Store, ref: GroupRef, keying: Keying = Keying()
+    store: Store, ref: GroupRef, keying: Keying = Keying(), rows: list | None = None
 ) -> tuple[CaseOutcomes, dict[Hashable, str]]:
     """A side's per-case outcomes keyed by case content (plus version / provider labels as `keying` says), and
-    the rows' names."""
+    the rows' names; `rows` (result_outcomes' shape) replaces the run's own verdicts, e.g. one turn's."""
     run = store.get_run(ref.run_id)
     cases = store.case_contents(run.suite_id) if run.suite_id else []
     fingerprints = {cid: fingerprint(description, variables) for cid, _, description, variables in cases}
@@ -147,7 +161,8 @@ def outcomes(
     }
     versions, providers = labels(store) if keying.version or keying.provider else ({}, {})
     cells, names = [], {}
-    for case_id, vid, pid, _, passed, score, errored in store.result_outcomes(ref.run_id):
+    rows = store.result_outcomes(ref.run_id) if rows is None else rows
+    for case_id, vid, pid, _, passed, score, errored in rows:
         if ref.version_id not in (None, vid) or ref.provider_id not in (None, pid):
             continue
         parts = [fingerprints.get(case_id, f"case-{case_id}")]
@@ -188,7 +203,35 @@ def compare(store: Store, a: GroupRef, b: GroupRef, seed: int = 0) -> Comparison
     rows += [CaseRow(k, names[k], float(fraction_a[k]), None, None, None, "only in A") for k in result.only_a]
     rows += [CaseRow(k, names[k], None, float(fraction_b[k]), None, None, "only in B") for k in result.only_b]
     group_a, group_b = describe_group(store, a), describe_group(store, b)
-    return Comparison(group_a, group_b, result, rows, _warnings(group_a, group_b, result), keying.text)
+    warnings = _warnings(group_a, group_b, result)
+    return Comparison(
+        group_a, group_b, result, rows, warnings, keying.text, turn_changes(store, a, b, keying, seed)
+    )
+
+
+def turn_changes(store: Store, a: GroupRef, b: GroupRef, keying: Keying, seed: int = 0) -> list[TurnChange]:
+    """The same paired comparison for each turn both sides judged (the turns of prompting.summary.turn_rates)."""
+    turns_a, turns_b = store.result_turns(a.run_id), store.result_turns(b.run_id)
+    keys_b = {t for *_, verdicts, _ in turns_b for t in verdicts}
+    keys = sorted(
+        {t for *_, verdicts, _ in turns_a for t in verdicts} & keys_b,
+        key=turn_order,
+    )
+
+    def one_turn(rows: list, turn: str) -> list:
+        return [(c, v, p, r, bool(d[turn]), float(d[turn]), e) for c, v, p, r, d, e in rows if turn in d]
+
+    return [
+        TurnChange(
+            t,
+            paired(
+                outcomes(store, a, keying, one_turn(turns_a, t))[0],
+                outcomes(store, b, keying, one_turn(turns_b, t))[0],
+                seed=seed,
+            ),
+        )
+        for t in keys
+    ]
 
 
 def compare_runs(store: Store, run_a: str, run_b: str, seed: int = 0) -> Comparison:
@@ -299,6 +342,7 @@ def comparison_dict(result: Comparison) -> dict[str, Any]:
         **paired_dict(result.paired),
         "rows": rows,
         "warnings": result.warnings,
+        "turns": [{"turn": t.turn, **paired_dict(t.paired)} for t in result.turns],
     }
 
 

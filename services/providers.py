@@ -46,6 +46,22 @@ def judge_for(ident: str | dict | None):
     return ask
 
 
+def simulator_for(suite_default: str | dict | None = None):
+    """The simulated users' providers: a case's label wins, then the suite's `simulator`, then the local default
+    model at the default quantization."""
+
+    def factory(label: str | None) -> Provider:
+        ident = label or suite_default
+        if isinstance(ident, dict):
+            return provider_for(ProviderSpec.parse(ident["id"], ident.get("config")))
+        settings = get_settings()
+        return provider_for(
+            ProviderSpec.parse(ident or f"local:{settings.default_model}@{settings.default_quant}")
+        )
+
+    return factory
+
+
 def local_specs() -> list[ProviderSpec]:
     settings = get_settings()
     status = configured_status(timeout=0.5)

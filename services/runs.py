@@ -12,7 +12,7 @@ from typing import Any
 
 from prompting.providers import ProviderSpec
 from prompting.runner import CACHE_POLICIES, Progress
-from prompting.summary import Summary, summarize
+from prompting.summary import Summary, TurnRate, summarize, turn_rates
 from services.specs import prompt_of, save_provider
 from store import Store, StoreError
 from store.models import ACTIVE_STATUSES, Run
@@ -206,13 +206,29 @@ def labels(store: Store) -> tuple[dict[int, str], dict[int, str]]:
 
 def summary(store: Store, run_id: str) -> list[GroupSummary]:
     """Per version × provider: the one Summary (pass rate over scored cells, errors apart)."""
-    results = [r for r, _ in store.run_results(run_id)]
+    return group_summaries(store, [r for r, _ in store.run_results(run_id)])
+
+
+def group_summaries(store: Store, results: list) -> list[GroupSummary]:
     versions, providers = labels(store)
     groups = summarize(results, lambda r: (r.version_id, r.provider_id))
     return [
         GroupSummary(vid, pid, versions.get(vid, str(vid)), providers.get(pid, str(pid)), s)
         for (vid, pid), s in groups.items()
     ]
+
+
+def turn_summary(store: Store, run_id: str) -> list[tuple[GroupSummary, list[TurnRate]]]:
+    """Per version × provider with conversation cases: the pass rate of each turn (prompting.summary.turn_rates);
+    groups without judged turns are left out."""
+    results = [r for r, _ in store.run_results(run_id)]
+    out = []
+    for group in group_summaries(store, results):
+        mine = [r for r in results if (r.version_id, r.provider_id) == (group.version_id, group.provider_id)]
+        rates = turn_rates(mine)
+        if rates:
+            out.append((group, rates))
+    return out
 
 
 def overall(store: Store, run_id: str) -> Summary:

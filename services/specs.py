@@ -96,6 +96,7 @@ def result_rows(run_id: str, result: CellResult) -> tuple[dict[str, Any], list[d
             "passed": a.passed,
             "score": a.score,
             "reason": a.reason,
+            "turn": None if a.turn is None else str(a.turn),
         }
         for i, a in enumerate(result.assertions)
     ]

@@ -61,6 +61,8 @@ def import_suite(store: Store, suite: SuiteFile, name: str | None = None) -> Imp
         "max_concurrency": suite.max_concurrency,
         "judge": suite.judge,
     }
+    if suite.simulator:  # only when set: a suite without one keeps the digest it had before simulators
+        config["simulator"] = suite.simulator
     digest = hashlib.sha256(
         json.dumps([cases, config, suite.description], sort_keys=True, default=str).encode()
     ).hexdigest()

@@ -22,7 +22,7 @@ import psutil
 
 from prompting.providers import Provider
 from prompting.runner import Cell, CellResult, Interrupted, Progress, ProviderHandle, Runner, VersionSpec
-from services.providers import judge_for, provider_for
+from services.providers import judge_for, provider_for, simulator_for
 from services.runs import cache_policy, resume, run_cases
 from services.specs import case_of, prompt_of, result_rows, spec_of
 from store import Store
@@ -209,8 +209,9 @@ def build_runner(
     cases = [case_of(c) for c in run_cases(store, run)]
     if embed is None:
         from prompting.embeddings import embed  # loads its model on first use only
+    suite_config = store.get_suite(run.suite_id).config
     if judge is None:
-        judge = judge_for(store.get_suite(run.suite_id).config.get("judge"))
+        judge = judge_for(suite_config.get("judge"))
     return Runner(
         specs,
         handles,
@@ -224,6 +225,7 @@ def build_runner(
         run_id=run.id,
         embed=embed,
         judge=judge,
+        simulator=simulator_for(suite_config.get("simulator")),
         stop=stop or threading.Event(),
     )
 

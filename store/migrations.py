@@ -78,6 +78,12 @@ def m006_optimizations(conn: Connection) -> None:
     SQLModel.metadata.create_all(conn, tables=[models.Optimization.__table__])
 
 
+@migration
+def m007_score_turns(conn: Connection) -> None:
+    """Conversation cases judge assertions by turn; each score says which."""
+    add_column(conn, "scores", "turn", "VARCHAR(16)")
+
+
 def add_column(conn: Connection, table: str, column: str, ddl_type: str) -> None:
     """ALTER TABLE ADD COLUMN, unless the column exists (m001 creates tables from today's models, so a fresh
     database already has the columns that later steps add to older ones)."""

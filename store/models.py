@@ -143,6 +143,7 @@ class Score(SQLModel, table=True):
     passed: bool
     score: float
     reason: str = Field(default="", sa_column=Column(Text, nullable=False))
+    turn: str | None = None  # in a conversation: the turn judged ("2", "all", "any", "transcript")
 
 
 class CachedResponse(SQLModel, table=True):

@@ -178,6 +178,20 @@ class ResultQueries:
         with self.session() as s:
             return [tuple(row) for row in s.exec(query)]
 
+    def result_turns(self, run_id: str) -> list[tuple[int, int, int, int, dict[str, bool], bool]]:
+        """(case, version, provider, repeat, per-turn verdicts, errored) of every result of a run: the verdicts
+        are the runner's `detail["turns"]` (empty for a case that is not a judged conversation)."""
+        query = select(
+            Result.case_id,
+            Result.version_id,
+            Result.provider_id,
+            Result.repeat_index,
+            Result.detail,
+            Result.error.is_not(None),
+        ).where(Result.run_id == run_id)
+        with self.session() as s:
+            return [(c, v, p, r, (d or {}).get("turns") or {}, bool(e)) for c, v, p, r, d, e in s.exec(query)]
+
     def result_group_counts(self) -> dict[tuple[str, int, int], int]:
         """Stored results per (run, version, provider)."""
         query = select(Result.run_id, Result.version_id, Result.provider_id, func.count()).group_by(

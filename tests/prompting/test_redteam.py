@@ -20,7 +20,8 @@ from prompting.redteam import (
 )
 from prompting.redteam_seeds import FORGERY
 from prompting.safety_checks import canary_leaked, echoed, forged_sections, leak, refused
-from prompting.strategies import FOLLOWUPS, Prompt, single
+from prompting.conversation import FOLLOWUPS_VAR as FOLLOWUPS
+from prompting.strategies import Prompt, single
 from prompting.templates import load
 
 CANARY = "WB-CANARY-7F3A91C2"
