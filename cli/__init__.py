@@ -44,6 +44,7 @@ from cli import (  # noqa: E402
     run_commands,
     runs_commands,
     template_commands,
+    trace_commands,
 )
 
 for module in (
@@ -55,5 +56,6 @@ for module in (
     review_commands,
     optimize_commands,
     redteam_commands,
+    trace_commands,
 ):
     module.register(main)

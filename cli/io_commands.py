@@ -10,6 +10,7 @@ import click
 
 from bench import BENCHES
 from cli.common import gather_vars, store, var_option, vars_file_option
+from cli.trace_commands import import_traces, with_trace_options
 
 FORMATS = ["j2", "openai", "openai-request", "promptfoo"]
 
@@ -84,12 +85,18 @@ def export(
 @click.command("import")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--name", default=None, help="Suite name (default: the file name).")
-def import_(file: Path, name: str | None) -> None:
+@with_trace_options
+def import_(file: Path, name: str | None, trace_format: str | None, **trace_options) -> None:
     """Import a promptfooconfig YAML, CSV or JSONL suite (validated completely first; on any error nothing is
-    written), or promptfoo's own results (`promptfoo eval -o results.json`) as a run to compare with ours."""
+    written), promptfoo's own results (`promptfoo eval -o results.json`) as a run to compare with ours, or, with
+    --traces, production logs as a suite of conversation cases (each logged answer kept as the reference output,
+    each logged system prompt a version, each production model a provider)."""
     from services import suites
     from services.promptfoo_results import import_results, is_promptfoo_output
 
+    if trace_format:
+        import_traces(file, name, trace_format, **trace_options)
+        return
     if is_promptfoo_output(file):
         run_id = import_results(store(), file, name)
         click.echo(f"imported promptfoo results as run {run_id}")
