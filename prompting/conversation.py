@@ -34,6 +34,9 @@ ROLES = ("system", "user", "assistant", "tool")
 MAX_TURNS = 16  # answered turns in one conversation, fixed or simulated
 MAX_MESSAGES = 64  # messages in a conversation as written
 DONE = "[DONE]"  # what the simulated user says when its goal is met or cannot be met
+SIMULATOR_TEMPERATURE = (
+    0.7  # sampled (greedy small models copy the assistant), seeded per case, repeat and turn
+)
 
 
 class ConversationError(PromptingError):
@@ -47,7 +50,7 @@ class SimulatedUser:
     max_turns: int = 4
     opening: str | None = None  # the user's first message; without it the simulator writes one
     stop: str | None = None  # a regex on the assistant's answer that ends the conversation
-    temperature: float = 0.0
+    temperature: float = SIMULATOR_TEMPERATURE
     provider: str | None = None  # a provider label; the local default model when unset
 
     @classmethod
@@ -76,7 +79,7 @@ class SimulatedUser:
             max_turns=turns,
             opening=raw.get("opening") or None,
             stop=raw.get("stop") or None,
-            temperature=float(raw.get("temperature", 0.0)),
+            temperature=float(raw.get("temperature", SIMULATOR_TEMPERATURE)),
             provider=raw.get("provider") or None,
         )
 
@@ -85,7 +88,7 @@ class SimulatedUser:
         for key in ("opening", "stop", "provider"):
             if getattr(self, key):
                 out[key] = getattr(self, key)
-        if self.temperature:
+        if self.temperature != SIMULATOR_TEMPERATURE:
             out["temperature"] = self.temperature
         return out
 

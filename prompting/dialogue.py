@@ -106,29 +106,33 @@ def simulate(
 
 
 def simulator_view(user: SimulatedUser, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """What the simulated user sees: its instructions, then the conversation with the roles swapped (its own turns
-    are the assistant's); the prompt under test's system messages stay hidden from it."""
-    system = (
-        f"You are role-playing a person talking to a customer assistant.\nWho you are: {user.persona}\n"
-        f"What you want: {user.goal}\nWrite only your next message to the assistant, one or two sentences, in "
-        f"your own voice. When you have what you wanted, or it cannot be had, reply with exactly {DONE}."
+    """What the simulated user is sent: who it is, what it wants, and the chat so far as a transcript (the prompt
+    under test's system messages stay hidden from it); it answers with the customer's next message."""
+    chat = "\n".join(
+        f"{'customer' if m['role'] == 'user' else 'assistant'}: {m.get('content') or ''}"
+        for m in messages
+        if m["role"] in ("user", "assistant") and m.get("content")
     )
-    view = [
-        {"role": "system", "content": system},
-        {"role": "user", "content": "(The assistant waits for you.)"},
+    task = (
+        f"The customer: {user.persona}\nThe customer wants: {user.goal}\n\n"
+        + (f"The chat so far:\n{chat}\n\n" if chat else "The chat has not started yet.\n\n")
+        + "Write the customer's next message only, one or two sentences. If the customer has what they wanted, "
+        f"or it cannot be had, write {DONE}."
+    )
+    return [
+        {
+            "role": "system",
+            "content": "You write the next message of a customer chatting with a shop's assistant.",
+        },
+        {"role": "user", "content": task},
     ]
-    swap = {"user": "assistant", "assistant": "user"}
-    for message in messages:
-        if message["role"] in swap and message.get("content"):
-            view.append({"role": swap[message["role"]], "content": str(message["content"])})
-    return view
 
 
 def clean_user_text(text: str) -> str:
-    """The simulated user's message without a role prefix or wrapping quotes a small model tends to add."""
-    text = re.sub(r"^\s*(user|customer|me)\s*:\s*", "", text.strip(), flags=re.I)
-    text = re.split(r"\n\s*(assistant|agent)\s*:", text, maxsplit=1, flags=re.I)[0]
-    return text.strip().strip('"').strip()
+    """The simulated user's message: its first line, without a role prefix or wrapping quotes a small model adds."""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    first = re.sub(r"^\s*(user|customer|me)\s*:\s*", "", lines[0] if lines else "", flags=re.I)
+    return first.strip().strip('"').strip()
 
 
 def user_simulator(

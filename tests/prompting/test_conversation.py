@@ -103,7 +103,7 @@ def test_a_turn_that_was_never_reached_fails_and_says_so():
     )
 
 
-def test_the_simulated_user_sees_the_roles_swapped_without_the_system_prompt_and_is_seeded():
+def test_the_simulated_user_sees_the_chat_as_a_transcript_without_the_system_prompt_and_is_seeded():
     written = case(
         {
             "simulated_user": {
@@ -127,10 +127,10 @@ def test_the_simulated_user_sees_the_roles_swapped_without_the_system_prompt_and
         "It is order KC-11223.",
         "Thank you!",
     ]  # role prefix and quotes cleaned
-    view = simulator.calls[0]["messages"]
-    assert view[0]["role"] == "system" and "Get a refund." in view[0]["content"]
-    assert "You help" not in str(view)  # the prompt under test's system message stays hidden
-    assert [m["role"] for m in view[2:]] == ["assistant", "user"]  # its own turn is the assistant's
+    view = simulator.calls[0]["messages"][-1]["content"]
+    assert "The customer: A parent whose kettle leaks.\nThe customer wants: Get a refund." in view
+    assert "customer: My kettle leaks.\nassistant: answer 2" in view  # the chat so far, as a transcript
+    assert "You help" not in str(simulator.calls)  # the prompt under test's system message stays hidden
     seeds = [call["params"]["seed"] for call in simulator.calls]
     assert len(set(seeds)) == len(seeds)  # per turn and per repeat
     assert not first.passed and again.error is not None  # the iterator ran dry: a second repeat errs, alone

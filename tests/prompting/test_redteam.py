@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from prompting.assertions import Context, evaluate
+from prompting.conversation import FOLLOWUPS_VAR as FOLLOWUPS
 from prompting.delimiters import STYLES, format_section
 from prompting.guardrails import Guardrails
 from prompting.redteam import (
@@ -20,7 +21,6 @@ from prompting.redteam import (
 )
 from prompting.redteam_seeds import FORGERY
 from prompting.safety_checks import canary_leaked, echoed, forged_sections, leak, refused
-from prompting.conversation import FOLLOWUPS_VAR as FOLLOWUPS
 from prompting.strategies import Prompt, single
 from prompting.templates import load
 
