@@ -192,10 +192,16 @@ class Transcript:
     messages: list[dict[str, Any]] = field(default_factory=list)
     answer_positions: list[int] = field(default_factory=list)
     stopped: str = ""  # why a simulated conversation ended
+    prefix: int = 0  # how many of the messages the version rendered (its system prompt, an opening message)
 
     @property
     def answers(self) -> list[str]:
         return [str(self.messages[i].get("content") or "") for i in self.answer_positions]
+
+    def turn_request(self, turn: int) -> list[dict[str, Any]]:
+        """The written conversation up to the user message of answered turn `turn` (1-based), without the
+        version's rendered messages: the fixed history of a case that replays that turn."""
+        return self.messages[self.prefix : self.answer_positions[turn - 1]]
 
     def text(self) -> str:
         """The conversation as `role: content` lines, system messages left out."""
@@ -205,10 +211,15 @@ class Transcript:
 
     @classmethod
     def from_detail(cls, detail: dict[str, Any]) -> Transcript:
-        return cls(list(detail.get("conversation") or []), list(detail.get("answer_positions") or []))
+        return cls(
+            list(detail.get("conversation") or []),
+            list(detail.get("answer_positions") or []),
+            detail.get("stopped", ""),
+            int(detail.get("prefix", 0)),
+        )
 
     def to_detail(self) -> dict[str, Any]:
-        detail = {"conversation": self.messages, "answer_positions": self.answer_positions}
+        detail = {"conversation": self.messages, "answer_positions": self.answer_positions, "prefix": self.prefix}
         if self.stopped:
             detail["stopped"] = self.stopped
         return detail

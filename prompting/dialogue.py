@@ -70,7 +70,7 @@ def play(
     prefix: list[dict[str, Any]], turns: list[dict[str, Any]], ask: Ask
 ) -> tuple[Transcript, Completion | None]:
     """The version's rendered messages, then each written turn; the model answers the turns that need one."""
-    transcript, last = Transcript(messages=list(prefix)), None
+    transcript, last = Transcript(messages=list(prefix), prefix=len(prefix)), None
     answered = set(answered_positions(turns))
     for i, message in enumerate(turns):
         transcript.messages.append(message)
@@ -85,7 +85,7 @@ def simulate(
     prefix: list[dict[str, Any]], user: SimulatedUser, ask: Ask, ask_user: AskUser
 ) -> tuple[Transcript, Completion | None]:
     """A conversation written by the simulated user, one answered turn at a time."""
-    transcript, last = Transcript(messages=list(prefix)), None
+    transcript, last = Transcript(messages=list(prefix), prefix=len(prefix)), None
     text = user.opening or ask_user(simulator_view(user, transcript.messages), 1)
     for turn in range(1, user.max_turns + 1):
         if DONE in text or not text.strip():
@@ -182,7 +182,9 @@ def transcript_for(
     history = written_turns(case_vars)
     if history and answered_positions(history):
         raise ConversationError("a simulated user's written history must end with an assistant turn")
-    return simulate([*prefix, *history], user, ask, ask_user)
+    transcript, last = simulate([*prefix, *history], user, ask, ask_user)
+    transcript.prefix = len(prefix)  # the written history is the case's own, not the version's
+    return transcript, last
 
 
 # --- judging by turn -----------------------------------------------------------------------------------------

@@ -46,18 +46,20 @@ def judge_for(ident: str | dict | None):
     return ask
 
 
-def simulator_for(suite_default: str | dict | None = None):
-    """The simulated users' providers: a case's label wins, then the suite's `simulator`, then the local default
-    model at the default quantization."""
+def simulator_for(store, suite_default: str | dict | None = None):
+    """The simulated users' providers: a case's label (a stored provider configuration of that label, else a
+    provider id) wins, then the suite's `simulator`, then the local default model at the default quantization."""
+    from services.specs import spec_of
 
     def factory(label: str | None) -> Provider:
-        ident = label or suite_default
-        if isinstance(ident, dict):
-            return provider_for(ProviderSpec.parse(ident["id"], ident.get("config")))
+        if label:
+            stored = next((c for c in store.list_providers() if c.label == label), None)
+            return provider_for(spec_of(stored) if stored else ProviderSpec.parse(label))
+        if isinstance(suite_default, dict):
+            return provider_for(ProviderSpec.parse(suite_default["id"], suite_default.get("config")))
         settings = get_settings()
-        return provider_for(
-            ProviderSpec.parse(ident or f"local:{settings.default_model}@{settings.default_quant}")
-        )
+        default = f"local:{settings.default_model}@{settings.default_quant}"
+        return provider_for(ProviderSpec.parse(suite_default or default))
 
     return factory
 

@@ -225,7 +225,7 @@ def build_runner(
         run_id=run.id,
         embed=embed,
         judge=judge,
-        simulator=simulator_for(suite_config.get("simulator")),
+        simulator=simulator_for(store, suite_config.get("simulator")),
         stop=stop or threading.Event(),
     )
 
