@@ -53,26 +53,15 @@ def summary_table(groups, title: str):
     return table
 
 
-def turn_table(turns, title: str):
-    """Conversation cases: each turn's pass rate with its 95 % Wilson interval, per version × provider."""
+def turn_table(rows: list[dict], title: str):
+    """Conversation cases: each turn's pass rate with its 95 % Wilson interval (services.run_view.turn_rows)."""
     from rich.table import Table
 
-    from prompting.numbers import percent, percent_interval
-    from prompting.stats import wilson
-
     table = Table(title=title)
-    for column in ("version", "provider", "turn", "passed", "pass rate", "95 % interval"):
+    for column in rows[0]:
         table.add_column(column, justify="left" if column in ("version", "provider", "turn") else "right")
-    for group, rates in turns:
-        for rate in rates:
-            table.add_row(
-                group.version,
-                group.provider,
-                rate.label,
-                f"{rate.passed}/{rate.scored}",
-                percent(rate.pass_rate, rate.scored),
-                percent_interval(wilson(rate.passed, rate.scored), rate.scored),
-            )
+    for row in rows:
+        table.add_row(*row.values())
     return table
 
 
@@ -301,11 +290,11 @@ def finish(
 ) -> None:
     """Print the summary table and the verdict line, write the report, exit 0 or 1."""
     from prompting.numbers import percent
-    from services import reports, runs
+    from services import reports, run_view, runs
 
     out = console()
     out.print(summary_table(runs.summary(db, run_id), f"run {run_id}"))
-    turns = runs.turn_summary(db, run_id)
+    turns = run_view.turn_rows(db, run_id)
     if turns:
         out.print(turn_table(turns, "conversation cases, per turn"))
     if output:

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from cli.common import store
-from prompting.traces import FORMATS
+from services.traces import FORMATS
 
 TRACE_OPTIONS = [
     click.option(

@@ -148,6 +148,29 @@ def per_case(result: compare.Comparison) -> None:
     st.dataframe(frame, hide_index=True, width="stretch")
 
 
+def per_turn(result: compare.Comparison) -> None:
+    """Conversation cases: the same paired comparison for each turn and for the whole-conversation assertions."""
+    if not result.turns:
+        return
+    frame = pd.DataFrame(
+        [
+            {
+                "turn": t.label,
+                "cases": t.paired.cases,
+                "A": numbers.percent(t.paired.rate_a, t.paired.cases),
+                "B": numbers.percent(t.paired.rate_b, t.paired.cases),
+                "change (points)": numbers.points(t.paired.delta, t.paired.cases),
+                "95 % interval": numbers.points_interval(t.paired.delta_ci, t.paired.cases),
+                "p": f"{t.paired.p_value:.3g}",
+                "verdict": t.paired.verdict,
+            }
+            for t in result.turns
+        ]
+    )
+    st.markdown("**Per turn** — conversation cases, paired on the case for each turn")
+    st.dataframe(frame, hide_index=True, width="stretch")
+
+
 def judge_agreement(result: compare.Comparison) -> None:
     """Model-graded and similarity assertions checked against the reviewers' ratings on the same cells."""
     run_ids = list(dict.fromkeys([result.a.ref.run_id, result.b.ref.run_id]))
@@ -181,6 +204,7 @@ with tab_groups:
             banner(result)
             if result.paired.cases:
                 figures(result)
+            per_turn(result)
             per_case(result)
             judge_agreement(result)
         except (PromptingError, StoreError) as exc:

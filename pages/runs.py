@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from prompting.strategies import STRATEGIES
-from services import run_view, runs
+from services import conversations, run_view, runs
 from services import suites as suites_service
 from services import versions as versions_service
 from ui.common import form_and_picker, provider_specs, refreshing, run_label, store, version_labels
@@ -137,6 +137,10 @@ def live_status(run_id: str) -> None:
     rows = run_view.group_rows(db, run_id)
     if rows:
         st.dataframe(pd.DataFrame([row.to_row() for row in rows]), hide_index=True)
+    turns = run_view.turn_rows(db, run_id)
+    if turns:
+        st.markdown("**Conversation cases, per turn**")
+        st.dataframe(pd.DataFrame(turns), hide_index=True)
     actions(run_id, run.status, state.errors, state.total - state.done)
     if runs.is_active(run) and st.session_state.get("runs_seen_active") != run_id:
         st.session_state["runs_seen_active"] = run_id
@@ -188,15 +192,54 @@ def results(run_id: str) -> None:
                 )
 
 
+def conversation(result, scores) -> None:
+    """The conversation turn by turn: each answer with the verdicts on its turn, and a button that saves a turn
+    as a regression case (the conversation up to it, its assertions)."""
+    detail = result.detail or {}
+    positions = detail.get("answer_positions") or []
+    by_turn: dict[str, list] = {}
+    for score in scores:
+        by_turn.setdefault(score.turn or str(len(positions)), []).append(score)
+    st.markdown("**Conversation**" + (f" — {detail['stopped']}" if detail.get("stopped") else ""))
+    for index, message in enumerate(detail.get("conversation") or []):
+        if index not in positions:
+            st.text(f"[{message['role']}]\n{message.get('content') or ''}")
+            continue
+        turn = positions.index(index) + 1
+        verdicts = by_turn.get(str(turn), [])
+        failed = any(not v.passed for v in verdicts)
+        badge = "" if not verdicts else (" :red[failed]" if failed else " :green[passed]")
+        st.markdown(f"**Turn {turn} — the model's answer**{badge}")
+        st.text(message.get("content") or "")
+        for score in verdicts:
+            st.markdown(f"{verdict_mark(score)} `{score.type}`: {score.reason}")
+        key = f"promote_{result.id}_{turn}"
+        if st.button(f"Save turn {turn} as a regression case", key=key, icon=":material/bug_report:"):
+            name = conversations.promote_turn(db, result.id, turn)
+            st.success(f"Turn {turn} saved as a regression case in suite {name}.")
+    whole = [s for s in scores if s.turn in ("all", "any", "transcript")]
+    if whole:
+        st.markdown("**Whole conversation**")
+        for score in whole:
+            st.markdown(f"{verdict_mark(score)} `{score.type}` ({score.turn}): {score.reason}")
+
+
+def verdict_mark(score) -> str:
+    return ":green[:material/check_circle:]" if score.passed else ":red[:material/cancel:]"
+
+
 def cell_detail(result, scores) -> None:
+    if (result.detail or {}).get("answer_positions"):
+        conversation(result, scores)
+        st.caption(f"{result.tokens_in} tokens in · {result.tokens_out} out · {result.latency_ms:.0f} ms")
+        return
     st.markdown("**Messages sent**")
     for message in result.messages:
         st.text(f"[{message['role']}]\n{message['content']}")
     st.markdown("**Output**")
     st.text(result.error or result.output or "")
     for score in scores:
-        mark = ":green[:material/check_circle:]" if score.passed else ":red[:material/cancel:]"
-        st.markdown(f"{mark} `{score.type}` ({score.score:.2f}): {score.reason}")
+        st.markdown(f"{verdict_mark(score)} `{score.type}` ({score.score:.2f}): {score.reason}")
     st.caption(
         f"{result.tokens_in} tokens in · {result.tokens_out} out · {result.latency_ms:.0f} ms"
         + (" · cached" if result.cached else "")

@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from prompting.templates import library_names
-from services import case_editor, suites
+from services import case_editor, suites, traces
 from services.errors import PromptingError, StoreError
 from ui.common import store, version_labels
 
@@ -43,6 +43,92 @@ def import_section() -> None:
         f"Imported {imported.cases} tests, {len(imported.version_ids)} prompts and "
         f"{len(imported.provider_ids)} providers as suite {imported.name}."
     )
+
+
+def traces_section() -> None:
+    """Production logs to a suite of conversation cases (services/traces.py)."""
+    with st.expander("Import production traces", icon=":material/history:"):
+        upload = st.file_uploader(
+            "A log file",
+            type=["jsonl", "json"],
+            key="upload_traces",
+            help="chat: chat-completions JSONL (request + response per line); otel: OpenTelemetry GenAI spans "
+            "(OTLP JSON); langfuse: a Langfuse trace or observation export.",
+        )
+        left, middle, right = st.columns(3)
+        fmt = left.selectbox("Format", list(traces.FORMATS), key="traces_format")
+        sample = middle.number_input("Keep (0: all)", min_value=0, value=200, step=50, key="traces_sample")
+        name = right.text_input("Suite name (default: the file name)", key="traces_name")
+        dedupe = st.checkbox("Remove near-duplicate inputs", value=True, key="traces_dedupe")
+        scrub = st.checkbox("Scrub e-mail addresses, phone and card numbers", value=True, key="traces_scrub")
+        skip_bad = st.checkbox("Skip malformed records (otherwise nothing is imported)", key="traces_skip")
+        if upload is None or not st.button("Import traces", key="do_traces_import", icon=":material/upload:"):
+            return
+        options = traces.ImportOptions(
+            fmt, name=name or None, sample=int(sample) or None, dedupe=dedupe, scrub=scrub, skip_bad=skip_bad
+        )
+        with tempfile.TemporaryDirectory() as tmp, st.spinner("Reading, de-duplicating and scrubbing…"):
+            path = Path(tmp) / upload.name
+            path.write_bytes(upload.getvalue())
+            try:
+                report = traces.import_traces(db, path, options)
+            except (PromptingError, StoreError) as exc:
+                st.error(f"Nothing was imported. {exc}")
+                return
+        st.session_state["cases_suite"] = report.suite
+        scrubbed = ", ".join(f"{n} {kind}" for kind, n in sorted(report.scrubbed.items())) or "nothing"
+        st.success(
+            f"Imported {report.kept} conversations from {report.read} calls as suite {report.suite} "
+            f"({report.duplicates} near-duplicates removed, {len(report.bad)} malformed records skipped; "
+            f"scrubbed {scrubbed}). Versions: {', '.join(report.versions) or 'none'}; providers: "
+            f"{', '.join(report.providers) or 'none'}."
+        )
+        for bad in (report.bad + report.skipped)[:20]:
+            st.caption(f"skipped: {bad}")
+
+
+def conversation_section(selected: str) -> None:
+    """A conversation case typed turn by turn, added to the selected suite as a new suite."""
+    with st.expander("Add a conversation case", icon=":material/forum:"):
+        st.caption(
+            "A user turn not followed by an assistant turn is answered by the model; an assistant turn is fixed "
+            "history. An assertion on a row judges the model's answer to that turn."
+        )
+        with st.form("conversation_form", enter_to_submit=False, border=False):
+            description = st.text_input("Description", key="conv_description")
+            turns = st.data_editor(
+                pd.DataFrame(case_editor.blank_turns(BLANK_ROWS + 1), columns=list(case_editor.TURN_COLUMNS)),
+                num_rows="fixed",
+                width="stretch",
+                key=f"grid_turns_{st.session_state.get('conv_generation', 0)}",
+                column_config={
+                    "Role": st.column_config.SelectboxColumn(options=["user", "assistant"], default="user"),
+                    **text_columns(["Content", "Assert type", "Assert value"]),
+                },
+            )
+            target = st.text_input(
+                "Save as", value=f"{selected}-edited" if selected != NEW else "", key="conv_save_name"
+            )
+            added = st.form_submit_button("Add to suite", icon=":material/add_comment:", key="do_conv_add")
+        if added:
+            add_conversation(selected, description, turns, target)
+
+
+def add_conversation(selected: str, description: str, turns: pd.DataFrame, target: str) -> None:
+    case, problems = case_editor.conversation_case(description, turns.to_dict("records"))
+    if problems:
+        st.error("Nothing was saved. " + "; ".join(problems))
+        return
+    try:
+        existing = case_editor.stored_cases(db, None if selected == NEW else selected)
+        suites.save_cases(db, target, [*existing, case])
+    except StoreError as exc:
+        st.error(f"Nothing was saved. {exc}")
+        return
+    st.session_state["conv_generation"] = st.session_state.get("conv_generation", 0) + 1
+    st.session_state["cases_saved"] = target.strip()
+    st.session_state["cases_message"] = f"Saved suite {target.strip()} with {len(existing) + 1} cases."
+    st.rerun()
 
 
 BLANK_ROWS = 5  # empty rows under the cases and the assertions, to type into (and "More rows" adds as many)
@@ -147,7 +233,7 @@ def editors(selected: str, ref: str, required: list[str]) -> tuple[pd.DataFrame,
         width="stretch",
         key=f"grid_asserts_{selected}_{generation}",
         column_config={
-            **text_columns(["Case", "Type", "Value", "Threshold"]),
+            **text_columns(["Case", "Turn", "Type", "Value", "Threshold"]),
             "Weight": st.column_config.NumberColumn(min_value=0.0, default=1.0),
         },
     )
@@ -194,8 +280,10 @@ def save(selected: str, cases_frame: pd.DataFrame, assertions_frame: pd.DataFram
 
 
 import_section()
+traces_section()
 st.subheader("Suites")
 selected = pick_suite()
+conversation_section(selected)
 ref, required, found = prompt_variables()
 with st.form("cases_form", enter_to_submit=False, border=False):
     cases_frame, assertions_frame, variables = editors(selected, ref, required)

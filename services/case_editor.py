@@ -1,19 +1,22 @@
 """Test cases edited as data: a suite as two tables — cases (description, one column per variable, expected value,
-threshold, tags) and assertions (case number, type, value, threshold, weight) — and back, with every problem
-named by table, row and column. Values that look like JSON ([...] or {...}) are read as JSON (lists of examples,
-schemas); a leading apostrophe keeps such a value as text."""
+threshold, tags) and assertions (case number, conversation turn, type, value, threshold, weight) — and back, with
+every problem named by table, row and column. Values that look like JSON ([...] or {...}) are read as JSON (lists
+of examples, schemas); a leading apostrophe keeps such a value as text. A conversation case is built from a turns
+table (role, content, an assertion on the model's answer to that turn)."""
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from prompting.assertions import ASSERTION_TYPES, NEEDS_THRESHOLD, NEEDS_VALUE, base_type, check_type
+from prompting.conversation import TURNS_VAR, ConversationError, check_turn, parse_turns
 from store import Store
 
 CASE_FIELDS = ("Description", "Expected", "Threshold", "Tags")
-ASSERTION_COLUMNS = ("Case", "Type", "Value", "Threshold", "Weight")
+ASSERTION_COLUMNS = ("Case", "Turn", "Type", "Value", "Threshold", "Weight")
 ASSERTION_TYPE_NAMES = tuple(ASSERTION_TYPES)
 
 
@@ -52,6 +55,7 @@ def tables(
             out.assertions.append(
                 {
                     "Case": str(number),
+                    "Turn": _text(a.get("turn")),
                     "Type": a.get("type"),
                     "Value": _text(a.get("value")),
                     "Threshold": _text(a.get("threshold")),
@@ -59,7 +63,9 @@ def tables(
                 }
             )
     out.cases += [{c: "" for c in ("Description", *names, "Expected", "Threshold", "Tags")}] * blank_rows
-    out.assertions += [{"Case": "", "Type": "", "Value": "", "Threshold": "", "Weight": 1.0}] * blank_rows
+    out.assertions += [
+        {"Case": "", "Turn": "", "Type": "", "Value": "", "Threshold": "", "Weight": 1.0}
+    ] * blank_rows
     return out
 
 
@@ -149,6 +155,19 @@ def _case(row: dict[str, Any], number: int, variables: list[str], problems: list
     }
 
 
+def _turn(value: Any, where: str, problems: list[str]) -> int | str | None:
+    """A conversation turn: blank (the last answer), a number, or all / any / transcript."""
+    if _blank(value):
+        return None
+    text = str(value).strip().lower()
+    turn: int | str = int(float(text)) if re.fullmatch(r"\d+(\.0)?", text) else text
+    problem = check_turn(turn)
+    if problem:
+        problems.append(f"{where}: {problem}")
+        return None
+    return turn
+
+
 def _assertion(
     row: dict[str, Any], number: int, rows: list[int], problems: list[str]
 ) -> tuple[int, dict] | None:
@@ -173,6 +192,9 @@ def _assertion(
         problems.append(f"{where}, column Type: unknown assertion type {kind!r}")
         return None
     out: dict[str, Any] = {"type": kind}
+    turn = _turn(row.get("Turn"), f"{where}, column Turn", problems)
+    if turn is not None:
+        out["turn"] = turn
     if not _blank(row.get("Value")):
         out["value"] = _value(row["Value"], f"{where}, column Value", problems)
     elif base_type(kind)[0] in NEEDS_VALUE:
@@ -209,3 +231,80 @@ def cases_from_tables(
         if found:
             cases[position[found[0]]]["assertions"].append(found[1])
     return cases, problems
+
+
+# --- a conversation case, turn by turn ----------------------------------------------------------------------------
+
+TURN_COLUMNS = ("Role", "Content", "Assert type", "Assert value")
+
+
+def blank_turns(rows: int) -> list[dict[str, str]]:
+    return [{"Role": "user", "Content": "", "Assert type": "", "Assert value": ""} for _ in range(rows)]
+
+
+def _turn_entry(row: dict[str, Any], where: str, problems: list[str]) -> dict[str, Any] | None:
+    role = "user" if _blank(row.get("Role")) else str(row["Role"]).strip().lower()
+    if role not in ("user", "assistant"):
+        problems.append(f"{where}, column Role: user or assistant, got {role!r}")
+        return None
+    if _blank(row.get("Content")):
+        problems.append(f"{where}, column Content: a turn needs text")
+        return None
+    entry: dict[str, Any] = {role: str(row["Content"])}
+    kind = "" if _blank(row.get("Assert type")) else str(row["Assert type"]).strip()
+    if kind:
+        if check_type(kind):
+            problems.append(f"{where}, column Assert type: unknown assertion type {kind!r}")
+            return None
+        assertion: dict[str, Any] = {"type": kind}
+        if not _blank(row.get("Assert value")):
+            assertion["value"] = _value(row["Assert value"], f"{where}, column Assert value", problems)
+        entry["assert"] = [assertion]
+    return entry
+
+
+def conversation_case(
+    description: str, rows: list[dict[str, Any]]
+) -> tuple[dict[str, Any] | None, list[str]]:
+    """A conversation case from the turns table (prompting/conversation.py's rules: a user turn not followed by an
+    assistant turn is answered by the model; an assertion on a row judges the model's answer to that turn), and
+    every problem, row and column named."""
+    problems: list[str] = []
+    entries = []
+    for number, row in enumerate(rows, start=1):
+        if all(_blank(row.get(c)) for c in TURN_COLUMNS if c != "Role"):
+            continue
+        entry = _turn_entry(row, f"turns row {number}", problems)
+        if entry:
+            entries.append(entry)
+    if problems:
+        return None, problems
+    try:
+        messages, assertions = parse_turns(entries)
+    except ConversationError as exc:
+        return None, [f"turns: {exc}"]
+    case = {
+        "description": description.strip() or "conversation",
+        "vars": {TURNS_VAR: messages},
+        "assertions": assertions,
+        "threshold": None,
+        "tags": ["conversation"],
+    }
+    return case, []
+
+
+def stored_cases(store: Store, suite_name: str | None) -> list[dict[str, Any]]:
+    """A stored suite's cases in the shape suites are saved from (empty for a new suite)."""
+    if not suite_name:
+        return []
+    return [
+        {
+            "description": c.description,
+            "vars": c.vars,
+            "expected": c.expected,
+            "assertions": c.assertions,
+            "threshold": c.threshold,
+            "tags": c.tags,
+        }
+        for c in store.suite_cases(store.get_suite(suite_name).id)
+    ]

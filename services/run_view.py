@@ -15,6 +15,26 @@ from services.runs import GroupSummary, cache_policy_text, labels, strategies_of
 from store import Store
 
 
+def turn_rows(store: Store, run_id: str) -> list[dict[str, Any]]:
+    """Conversation cases: one row per version × provider × turn, its pass rate with a 95 % Wilson interval (the
+    Runs page's table and the CLI's, from runs.turn_summary)."""
+    from prompting.stats import wilson
+    from services.runs import turn_summary
+
+    return [
+        {
+            "version": group.version,
+            "provider": group.provider,
+            "turn": rate.label,
+            "passed": f"{rate.passed}/{rate.scored}",
+            "pass rate": numbers.percent(rate.pass_rate, rate.scored),
+            "95 % interval": numbers.percent_interval(wilson(rate.passed, rate.scored), rate.scored),
+        }
+        for group, rates in turn_summary(store, run_id)
+        for rate in rates
+    ]
+
+
 def status_line(store: Store, run_id: str) -> str:
     """ "status completed · strategy zero_shot@v1: single · repeats 1 · cache: … · engine start-up 3.1 s …"."""
     run = store.get_run(run_id)

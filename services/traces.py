@@ -20,10 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prompting import pii
 from prompting.conversation import MAX_TURNS, TURNS_VAR, answered_positions
 from prompting.providers import ProviderSpec
-from prompting.traces import Bad, Trace, TraceError, read
+from prompting.traces import FORMATS, Bad, Trace, TraceError, read
 from services.specs import save_provider
 from services.suites import store_cases
 from store import Store
@@ -36,6 +35,7 @@ MODEL_TAG = "model:"  # a case tag: the production model
 DUPLICATE_JACCARD = 0.9  # word-trigram Jaccard similarity at which two inputs count as the same
 MINHASH_PERMUTATIONS = 64
 MAX_BAD_SHOWN = 10
+__all__ = ["FORMATS", "ImportOptions", "ImportReport", "export_records", "import_traces"]
 
 
 @dataclass
@@ -116,6 +116,8 @@ def stratified_sample(traces: list[Trace], n: int, seed: int) -> list[Trace]:
 
 
 def scrub_trace(trace: Trace, tally: Counter) -> None:
+    from prompting import pii  # phonenumbers' metadata loads on first use, not with the CLI
+
     for message in trace.messages:
         if isinstance(message.get("content"), str):
             message["content"], found = pii.scrub(message["content"])
