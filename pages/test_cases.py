@@ -97,7 +97,7 @@ def conversation_section(selected: str) -> None:
         with st.form("conversation_form", enter_to_submit=False, border=False):
             description = st.text_input("Description", key="conv_description")
             turns = st.data_editor(
-                pd.DataFrame(case_editor.blank_turns(BLANK_ROWS + 1), columns=list(case_editor.TURN_COLUMNS)),
+                numbered(case_editor.blank_turns(BLANK_ROWS + 1), list(case_editor.TURN_COLUMNS)),
                 num_rows="fixed",
                 width="stretch",
                 key=f"grid_turns_{st.session_state.get('conv_generation', 0)}",
