@@ -13,4 +13,5 @@ BENCHES = (
     "techniques",
     "optimize",
     "redteam",
+    "traces",
 )

@@ -297,6 +297,28 @@ def optimize_table(report: dict) -> str:
     )
 
 
+def traces_table(report: dict) -> str:
+    """Importing the generated production log: time (median), what was kept and removed, what survived the scrub."""
+    made = report["generated"]
+    rows = [
+        "| kept | seconds (median of {}) | calls read · malformed named | near-duplicates removed | personal values "
+        "scrubbed | planted values left |".format(report["repeats"]),
+        "|---|---|---|---|---|---|",
+    ]
+    for r in report["rows"]:
+        scrubbed = ", ".join(f"{n:,} {kind}" for kind, n in sorted(r["scrubbed"].items()))
+        rows.append(
+            f"| {r['kept']:,} ({'a sample' if r['sample'] else 'all'}) | {r['seconds']:.1f} (target "
+            f"{report['target_s']:.0f}) | {r['read']:,} · {r['malformed']} | {r['duplicates']:,} | {scrubbed} "
+            f"| {r['survivors']} |"
+        )
+    rows.append(
+        f"\n{report['lines']:,} generated lines ({made['malformed']} malformed, {made['near_duplicates']:,} "
+        f"near-copies, {made['planted']:,} planted e-mail addresses and phone numbers); measured on {report['cpu']}."
+    )
+    return "\n".join(rows)
+
+
 def redteam_table(report: dict) -> str:
     """Attack success per family on the guarded example and without its guardrails, paired on the same attacks."""
 
@@ -337,6 +359,7 @@ def redteam_table(report: dict) -> str:
 
 RENDERERS = {
     "redteam": redteam_table,
+    "traces": traces_table,
     "optimize": optimize_table,
     "idle": idle_table,
     "stats": stats_table,
