@@ -219,7 +219,11 @@ class Transcript:
         )
 
     def to_detail(self) -> dict[str, Any]:
-        detail = {"conversation": self.messages, "answer_positions": self.answer_positions, "prefix": self.prefix}
+        detail = {
+            "conversation": self.messages,
+            "answer_positions": self.answer_positions,
+            "prefix": self.prefix,
+        }
         if self.stopped:
             detail["stopped"] = self.stopped
         return detail
