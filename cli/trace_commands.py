@@ -87,10 +87,11 @@ def import_traces(
 @click.argument("suite")
 @click.option(
     "-o",
-    "--output",
+    "--out",
+    "output",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Write here (default: stdout).",
+    help="Write here instead of stdout.",
 )
 def export_traces(suite: str, output: Path | None) -> None:
     """Write SUITE's conversation cases as chat-completions JSONL (one request + reference response per line), the
