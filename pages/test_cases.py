@@ -283,7 +283,6 @@ import_section()
 traces_section()
 st.subheader("Suites")
 selected = pick_suite()
-conversation_section(selected)
 ref, required, found = prompt_variables()
 with st.form("cases_form", enter_to_submit=False, border=False):
     cases_frame, assertions_frame, variables = editors(selected, ref, required)
@@ -304,3 +303,4 @@ if grow:
     more_rows(selected, ref, cases_frame, assertions_frame, variables)
 if submitted:
     save(selected, cases_frame, assertions_frame, save_name)
+conversation_section(selected)

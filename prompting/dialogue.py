@@ -24,6 +24,7 @@ from prompting.conversation import (
     SimulatedUser,
     Transcript,
     answered_positions,
+    message_of,
     substitute,
 )
 from prompting.providers import Completion, Provider
@@ -41,8 +42,12 @@ def reply_of(completion: Completion) -> dict[str, Any]:
 
 
 def written_turns(case_vars: dict[str, Any]) -> list[dict[str, Any]]:
-    """The case's written turns with its variables filled in."""
-    turns = case_vars.get(TURNS_VAR) or []
+    """The case's written turns with its variables filled in (checked again: a case edited as JSON in the grid
+    may hold anything)."""
+    raw = case_vars.get(TURNS_VAR) or []
+    if not isinstance(raw, list):
+        raise ConversationError(f"{TURNS_VAR} must be a list of turns, got {type(raw).__name__}")
+    turns = [message_of(m) for m in raw]
     if len(answered_positions(turns)) > MAX_TURNS:
         raise ConversationError(
             f"{len(answered_positions(turns))} answered turns; at most {MAX_TURNS} (MAX_TURNS)"

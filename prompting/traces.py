@@ -51,9 +51,10 @@ class Bad:
     file: str
     line: int
     reason: str
+    unit: str = "line"  # "record" for the entries of a JSON array
 
     def __str__(self) -> str:
-        return f"{self.file}, line {self.line}: {self.reason}"
+        return f"{self.file}, {self.unit} {self.line}: {self.reason}"
 
 
 class TraceError(PromptingError):
@@ -294,15 +295,16 @@ def read_langfuse(path: Path) -> tuple[list[Trace], list[Bad]]:
             bad.append(document)
             continue
         records = document if isinstance(document, list) else [document]
+        unit = "record" if isinstance(document, list) else "line"
         for index, record in enumerate(records):
-            where = number if not isinstance(document, list) else index + 1
+            where = index + 1 if isinstance(document, list) else number
             try:
                 for observation, tags in langfuse_records(record):
                     trace = generation_trace(observation, tags)
-                    trace.where = f"{path.name}, record {where}"
+                    trace.where = f"{path.name}, {unit} {where}"
                     traces.append(trace)
             except (TraceError, AttributeError, TypeError, IndexError) as exc:
-                bad.append(Bad(path.name, where, str(exc)))
+                bad.append(Bad(path.name, where, str(exc), unit))
     return traces, bad
 
 

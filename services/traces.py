@@ -64,7 +64,7 @@ class ImportReport:
     versions: list[str]
     providers: list[str]
     elapsed_s: float = 0.0
-    skipped: list[Bad] = field(default_factory=list)  # records with nothing for the model to answer
+    skipped: list[str] = field(default_factory=list)  # calls with nothing for the model to answer, and why
 
 
 def normalised(trace: Trace) -> str:
@@ -127,19 +127,18 @@ def scrub_trace(trace: Trace, tally: Counter) -> None:
         tally.update(found)
 
 
-def answerable(traces: list[Trace]) -> tuple[list[Trace], list[Bad]]:
-    """The traces whose request ends with a turn the model answers (a user or tool message), the others named."""
+def answerable(traces: list[Trace]) -> tuple[list[Trace], list[str]]:
+    """The traces whose request ends with a turn the model answers (a user or tool message) within MAX_TURNS
+    answered turns; the others named by where they came from and why."""
     kept, skipped = [], []
     for trace in traces:
-        turns = trace.conversation
-        if turns and answered_positions(turns) and answered_positions(turns)[-1] == len(turns) - 1:
-            if len(answered_positions(turns)) <= MAX_TURNS:
-                kept.append(trace)
-                continue
-        file, _, line = trace.where.partition(", ")
-        skipped.append(
-            Bad(file, 0, f"{line or 'record'}: the request does not end with a user turn to answer")
-        )
+        answered = answered_positions(trace.conversation)
+        if not answered or answered[-1] != len(trace.conversation) - 1:
+            skipped.append(f"{trace.where}: the request does not end with a user turn to answer")
+        elif len(answered) > MAX_TURNS:
+            skipped.append(f"{trace.where}: {len(answered)} answered turns; at most {MAX_TURNS} (MAX_TURNS)")
+        else:
+            kept.append(trace)
     return kept, skipped
 
 

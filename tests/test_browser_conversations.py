@@ -51,6 +51,7 @@ def app(isolated_home, fake_api):
 def turn_cell(page, grid, row: int, column: int, text: str) -> None:
     """Type `text` into the turns grid's cell (row from 1; column 1 Content, 2 Assert type, 3 Assert value) as a
     person does: select the row's Role cell, move right, open the editor, type, commit."""
+    grid.scroll_into_view_if_needed()
     box = grid.bounding_box()
     page.mouse.click(box["x"] + ROLE_X, box["y"] + HEADER + ROW * (row - 1) + ROW // 2)
     page.wait_for_timeout(300)
