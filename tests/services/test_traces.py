@@ -187,6 +187,8 @@ def test_the_cli_imports_and_exports_and_names_what_it_skipped(tmp_path):
 def test_a_bad_entry_of_a_json_array_is_named_by_its_record_number(tmp_path):
     export = tmp_path / "langfuse.json"
     good = {"type": "GENERATION", "input": [{"role": "user", "content": "Hi"}], "output": "Hello"}
-    export.write_text(json.dumps([good, {"type": "GENERATION", "input": [{"role": "robot", "content": "x"}]}]))
+    export.write_text(
+        json.dumps([good, {"type": "GENERATION", "input": [{"role": "robot", "content": "x"}]}])
+    )
     with pytest.raises(TraceError, match=r"langfuse.json, record 2: a message needs a role"):
         traces.import_traces(open_store(), export, traces.ImportOptions("langfuse"))
