@@ -178,7 +178,9 @@ def transcript_for(
     user may start from written history: the written turns are played first)."""
     raw = case_vars.get(SIMULATED_VAR)
     if not raw and not case_vars.get(TURNS_VAR):
-        return play(*followup_turns(case_vars, prefix), ask)
+        transcript, last = play(*followup_turns(case_vars, prefix), ask)
+        transcript.prefix = len(prefix)  # the opening user message is the version's, rendered from the case
+        return transcript, last
     if not raw:
         return play(prefix, written_turns(case_vars), ask)
     if ask_user is None:

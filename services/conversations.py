@@ -14,6 +14,7 @@ import json
 from typing import Any
 
 from prompting.conversation import RESERVED_VARS, SCOPES, TURNS_VAR, Transcript, answered_positions
+from services.case_editor import stored_cases
 from services.suites import store_cases
 from store import Store, StoreError
 
@@ -50,11 +51,16 @@ def regression_case(store: Store, result_id: int, turn: int) -> dict[str, Any]:
     answer = str(transcript.messages[transcript.answer_positions[turn - 1]].get("content") or "")
     new_turn = len(answered_positions(history))
     last = turn == len(transcript.answer_positions)
-    variables = {k: v for k, v in case.vars.items() if k not in RESERVED_VARS} | {TURNS_VAR: history}
+    variables = {k: v for k, v in case.vars.items() if k not in RESERVED_VARS}
+    assertions = regression_assertions(list(case.assertions), turn, last, answer, new_turn)
+    if history:
+        variables[TURNS_VAR] = history
+    else:  # the version's own opening message was that turn (a follow-ups case's first turn): a plain case
+        assertions = [{k: v for k, v in a.items() if k != "turn"} for a in assertions]
     return {
         "description": f"{case.description or 'conversation'} · turn {turn} (regression from result {result_id})",
         "vars": variables,
-        "assertions": regression_assertions(list(case.assertions), turn, last, answer, new_turn),
+        "assertions": assertions,
         "threshold": case.threshold,
         "tags": [*case.tags, "regression"],
     }
@@ -64,16 +70,7 @@ def promote_turn(store: Store, result_id: int, turn: int) -> str:
     """Adds the regression case for that turn to the run's suite, as a new suite version; returns its name."""
     suite = store.get_suite(store.get_run(store.get_result(result_id).run_id).suite_id)
     base = suite.name if suite.name.endswith(REGRESSIONS) else f"{suite.name}{REGRESSIONS}"
-    cases = [
-        {
-            "description": c.description,
-            "vars": c.vars,
-            "assertions": c.assertions,
-            "threshold": c.threshold,
-            "tags": c.tags,
-        }
-        for c in store.suite_cases(suite.id)
-    ]
+    cases = stored_cases(store, suite.name)
     added = regression_case(store, result_id, turn)
     if added not in cases:
         cases.append(added)

@@ -127,3 +127,34 @@ def test_two_runs_of_a_conversation_suite_compare_turn_by_turn(tmp_path, fake_ap
     assert turns["whole conversation"][2] == 2
     as_json = compare.comparison_dict(result)
     assert [t["turn"] for t in as_json["turns"]] == ["1", "2", "conversation"]
+
+
+def test_a_follow_ups_case_promotes_its_opening_turn_as_a_plain_case_and_later_turns_after_it(
+    tmp_path, fake_api
+):
+    """The red team's older shape: the version renders the opening user message, `_followups` come after it."""
+    fake_api.script.reply = lambda body: f"answer {len(body['messages'])}"
+    path = tmp_path / "suite.yaml"
+    path.write_text(
+        SUITE.format(url=fake_api.url)
+        .split("tests:")[0]
+        .replace("'file://support.j2'", "'Question: {{ question }}'")
+        + "tests:\n  - description: escalation\n    vars: {question: hi, _followups: [more, most]}\n"
+        + "    assert: [{type: contains, value: nothing}]\n"
+    )
+    store = open_store()
+    imported = suites.import_file(store, path, "escalations")
+    run = runs.create(store, runs.RunPlan(imported.suite_id, imported.version_ids, imported.provider_ids))
+    worker.execute(store, run.id, concurrency=1)
+    [(result, _)] = store.run_results(run.id)
+    assert result.detail["answer_positions"] == [1, 3, 5] and result.detail["prefix"] == 1
+    first = conversations.regression_case(store, result.id, 1)
+    assert TURNS_VAR not in first["vars"] and first["vars"]["question"] == "hi"
+    assert first["assertions"] == [{"type": "not-equals", "value": "answer 1"}]
+    second = conversations.regression_case(store, result.id, 2)
+    assert second["vars"][TURNS_VAR] == [
+        {"role": "assistant", "content": "answer 1"},
+        {"role": "user", "content": "more"},
+    ]
+    assert second["assertions"] == [{"type": "not-equals", "value": "answer 3", "turn": 1}]
+    assert "_followups" not in second["vars"]
