@@ -176,6 +176,11 @@ def turn_order(turn: str) -> tuple[bool, int]:
     return turn == "conversation", int(turn) if turn.isdigit() else 0
 
 
+def turn_label(turn: str) -> str:
+    """How a turn key reads: "turn 2", or "whole conversation" for the all / any / transcript assertions."""
+    return "whole conversation" if turn == "conversation" else f"turn {turn}"
+
+
 def is_conversation(case_vars: dict[str, Any]) -> bool:
     return any(case_vars.get(name) for name in RESERVED_VARS)
 

@@ -21,10 +21,7 @@ from typing import Any, Protocol
 
 from prompting import dialogue
 from prompting.assertions import AssertionResult, Context, base_type, case_score, evaluate
-from prompting.conversation import (
-    Transcript,
-    is_conversation,
-)
+from prompting.conversation import Transcript, is_conversation
 from prompting.errors import PromptingError
 from prompting.providers import Completion, Provider, Usage
 from prompting.strategies import Prompt, StrategyOutput, run_strategy

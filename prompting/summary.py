@@ -13,7 +13,7 @@ from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from prompting.conversation import turn_order
+from prompting.conversation import turn_label, turn_order
 
 
 class Scorable(Protocol):
@@ -138,20 +138,21 @@ class TurnRate:
 
     @property
     def label(self) -> str:
-        return "whole conversation" if self.turn == "conversation" else f"turn {self.turn}"
+        return turn_label(self.turn)
 
     def to_dict(self) -> dict[str, Any]:
         return {"turn": self.turn, "passed": self.passed, "scored": self.scored, "pass_rate": self.pass_rate}
 
 
-def turn_rates(cells: Iterable[Any]) -> list[TurnRate]:
-    """Per turn, over the scored cells whose case judges that turn (the runner's `detail["turns"]`); turns in
-    order, the whole-conversation verdict last. Empty when no cell is a judged conversation."""
+def turn_rates(cells: Iterable[tuple[dict[str, bool], bool]]) -> list[TurnRate]:
+    """Per turn, over the scored cells whose case judges that turn; `cells` gives each cell's verdicts by turn
+    (the runner's `detail["turns"]`) and whether it errored. Turns in order, the whole-conversation verdict last;
+    empty when no cell is a judged conversation."""
     counts: dict[str, list[int]] = {}
-    for cell in cells:
-        if cell.error is not None:
+    for verdicts, errored in cells:
+        if errored:
             continue
-        for turn, ok in ((cell.detail or {}).get("turns") or {}).items():
+        for turn, ok in verdicts.items():
             tally = counts.setdefault(turn, [0, 0])
             tally[0] += int(bool(ok))
             tally[1] += 1

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prompting.checks import case_label
-from prompting.conversation import turn_order
+from prompting.conversation import is_conversation, turn_label, turn_order
 from prompting.stats import CaseOutcomes, GroupStats, Paired, group_stats, holm, paired
 from services.runs import ACTIVE, describe, labels
 from services.sweeps import sweep_result, sweep_runs
@@ -108,7 +108,7 @@ class TurnChange:
 
     @property
     def label(self) -> str:
-        return "whole conversation" if self.turn == "conversation" else f"turn {self.turn}"
+        return turn_label(self.turn)
 
 
 @dataclass
@@ -209,8 +209,16 @@ def compare(store: Store, a: GroupRef, b: GroupRef, seed: int = 0) -> Comparison
     )
 
 
+def has_conversations(store: Store, run_id: str) -> bool:
+    run = store.get_run(run_id)
+    return bool(run.suite_id) and any(is_conversation(v) for *_, v in store.case_contents(run.suite_id))
+
+
 def turn_changes(store: Store, a: GroupRef, b: GroupRef, keying: Keying, seed: int = 0) -> list[TurnChange]:
-    """The same paired comparison for each turn both sides judged (the turns of prompting.summary.turn_rates)."""
+    """The same paired comparison for each turn both sides judged (the turns of prompting.summary.turn_rates);
+    runs without conversation cases are not read again."""
+    if not (has_conversations(store, a.run_id) and has_conversations(store, b.run_id)):
+        return []
     turns_a, turns_b = store.result_turns(a.run_id), store.result_turns(b.run_id)
     keys_b = {t for *_, verdicts, _ in turns_b for t in verdicts}
     keys = sorted(

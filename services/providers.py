@@ -30,15 +30,19 @@ def provider_for(spec: ProviderSpec) -> Provider:
         return _providers[key]
 
 
+def spec_from(ident: str | dict) -> ProviderSpec:
+    """A provider as a suite names it: an id, or a mapping with id (and config)."""
+    if isinstance(ident, dict):
+        return ProviderSpec.parse(ident["id"], ident.get("config"))
+    return ProviderSpec.parse(ident)
+
+
 def judge_for(ident: str | dict | None):
     """The `llm-rubric` judge: a function prompt -> reply on the named provider (an id, or {id, config} as in a
     suite's providers), or None."""
     if not ident:
         return None
-    if isinstance(ident, dict):
-        judge = provider_for(ProviderSpec.parse(ident["id"], ident.get("config")))
-    else:
-        judge = provider_for(ProviderSpec.parse(ident))
+    judge = provider_for(spec_from(ident))
 
     def ask(prompt: str) -> str:
         return judge.chat([{"role": "user", "content": prompt}], temperature=0, max_tokens=256).text
@@ -55,11 +59,10 @@ def simulator_for(store, suite_default: str | dict | None = None):
         if label:
             stored = next((c for c in store.list_providers() if c.label == label), None)
             return provider_for(spec_of(stored) if stored else ProviderSpec.parse(label))
-        if isinstance(suite_default, dict):
-            return provider_for(ProviderSpec.parse(suite_default["id"], suite_default.get("config")))
         settings = get_settings()
-        default = f"local:{settings.default_model}@{settings.default_quant}"
-        return provider_for(ProviderSpec.parse(suite_default or default))
+        return provider_for(
+            spec_from(suite_default or f"local:{settings.default_model}@{settings.default_quant}")
+        )
 
     return factory
 

@@ -23,14 +23,14 @@ def turn_rows(store: Store, run_id: str) -> list[dict[str, Any]]:
 
     return [
         {
-            "version": group.version,
-            "provider": group.provider,
+            "version": version,
+            "provider": provider,
             "turn": rate.label,
             "passed": f"{rate.passed}/{rate.scored}",
             "pass rate": numbers.percent(rate.pass_rate, rate.scored),
             "95 % interval": numbers.percent_interval(wilson(rate.passed, rate.scored), rate.scored),
         }
-        for group, rates in turn_summary(store, run_id)
+        for version, provider, rates in turn_summary(store, run_id)
         for rate in rates
     ]
 

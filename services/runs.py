@@ -206,10 +206,7 @@ def labels(store: Store) -> tuple[dict[int, str], dict[int, str]]:
 
 def summary(store: Store, run_id: str) -> list[GroupSummary]:
     """Per version × provider: the one Summary (pass rate over scored cells, errors apart)."""
-    return group_summaries(store, [r for r, _ in store.run_results(run_id)])
-
-
-def group_summaries(store: Store, results: list) -> list[GroupSummary]:
+    results = [r for r, _ in store.run_results(run_id)]
     versions, providers = labels(store)
     groups = summarize(results, lambda r: (r.version_id, r.provider_id))
     return [
@@ -218,17 +215,21 @@ def group_summaries(store: Store, results: list) -> list[GroupSummary]:
     ]
 
 
-def turn_summary(store: Store, run_id: str) -> list[tuple[GroupSummary, list[TurnRate]]]:
-    """Per version × provider with conversation cases: the pass rate of each turn (prompting.summary.turn_rates);
-    groups without judged turns are left out."""
-    results = [r for r, _ in store.run_results(run_id)]
-    out = []
-    for group in group_summaries(store, results):
-        mine = [r for r in results if (r.version_id, r.provider_id) == (group.version_id, group.provider_id)]
-        rates = turn_rates(mine)
-        if rates:
-            out.append((group, rates))
-    return out
+def turn_summary(store: Store, run_id: str) -> list[tuple[str, str, list[TurnRate]]]:
+    """Per version × provider with conversation cases, named: the pass rate of each turn
+    (prompting.summary.turn_rates), read from the per-turn verdicts alone; groups without judged turns are left
+    out."""
+    groups: dict[tuple[int, int], list[tuple[dict[str, bool], bool]]] = {}
+    for _, vid, pid, _, verdicts, errored in store.result_turns(run_id):
+        groups.setdefault((vid, pid), []).append((verdicts, errored))
+    if not any(verdicts for cells in groups.values() for verdicts, _ in cells):
+        return []
+    versions, providers = labels(store)
+    named = [
+        (versions.get(vid, str(vid)), providers.get(pid, str(pid)), turn_rates(cells))
+        for (vid, pid), cells in groups.items()
+    ]
+    return [group for group in named if group[2]]
 
 
 def overall(store: Store, run_id: str) -> Summary:

@@ -166,7 +166,7 @@ def test_per_turn_rates_count_scored_cells_and_put_the_whole_conversation_last()
     )
     answers = {"a": "ok", "b": "bad"}
     results, _ = run([written] * 3, lambda m, p: answers[m[-1]["content"]])
-    rates = turn_rates(results)
+    rates = turn_rates((r.detail.get("turns", {}), r.error is not None) for r in results)
     assert [(r.label, r.passed, r.scored) for r in rates] == [
         ("turn 1", 3, 3),
         ("turn 2", 0, 3),

@@ -95,7 +95,7 @@ def test_a_conversation_suite_runs_judges_by_turn_and_promotes_a_failing_turn(tm
         and simulator_calls[0]["temperature"] == 0.7
         and "seed" in simulator_calls[0]
     )
-    rates = {t.label: (t.passed, t.scored) for _, group in runs.turn_summary(store, run_id) for t in group}
+    rates = {t.label: (t.passed, t.scored) for *_, group in runs.turn_summary(store, run_id) for t in group}
     assert rates == {"turn 1": (1, 1), "turn 2": (0, 1), "whole conversation": (1, 2)}
 
     name = conversations.promote_turn(store, fixed.id, 2)
